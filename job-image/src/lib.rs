@@ -1,0 +1,11 @@
+//! The job-image contract shared by the operator and the entrypoint, and the entrypoint itself.
+//!
+//! `image-config.json` is a JSON array with one element per unique image digest. Its shape is
+//! fixed by the external job-image specification of ckotzbauer/sbom-operator: keys may be added,
+//! never renamed or removed, and credentials are empty strings (never null) when there are none.
+
+pub mod config;
+pub mod image_ref;
+pub mod template;
+
+pub use config::{ImageConfig, PodRef};
