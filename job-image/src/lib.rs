@@ -4,8 +4,14 @@
 //! fixed by the external job-image specification of ckotzbauer/sbom-operator: keys may be added,
 //! never renamed or removed, and credentials are empty strings (never null) when there are none.
 
+pub mod app;
+pub mod auth;
+pub mod batch;
 pub mod config;
 pub mod image_ref;
+pub mod runner;
+pub mod settings;
+pub mod summary;
 pub mod template;
 
 pub use config::{ImageConfig, PodRef};

@@ -1,0 +1,237 @@
+//! The entrypoint from start to exit code: signals, settings, template, config, the batch,
+//! the summary.
+
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI32, Ordering};
+
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::watch;
+use tracing::{error, info, warn};
+use tracing_subscriber::EnvFilter;
+
+use crate::settings::{LogFormat, PREFIX, Settings};
+use crate::summary::{self, EXIT_USAGE};
+use crate::template::{Placeholder, Template};
+use crate::{batch, config};
+
+/// Runs the entrypoint and returns its exit code. Everything it created (work directories,
+/// scratch output, child processes) is gone by the time this returns.
+pub fn main() -> u8 {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return summary::EXIT_FAILED;
+        }
+    };
+    runtime.block_on(run())
+}
+
+async fn run() -> u8 {
+    // Signal handlers first: from here on SIGTERM no longer kills us before we clean up.
+    let (cancel_tx, cancel) = watch::channel(false);
+    let got_signal = Arc::new(AtomicI32::new(0));
+    if let Err(e) = watch_signals(cancel_tx, got_signal.clone()) {
+        eprintln!("error: cannot install signal handlers: {e}");
+        return summary::EXIT_FAILED;
+    }
+    init_logging();
+
+    let (settings, unknown) = match Settings::from_env() {
+        Ok(s) => s,
+        Err(e) => return usage(format_args!("{e}")),
+    };
+    for name in unknown {
+        warn!(
+            "{name} is not a setting of this entrypoint; ignored (known: {})",
+            known_names()
+        );
+    }
+    let template = match Template::parse(&settings.command) {
+        Ok(t) => t,
+        Err(e) => return usage(format_args!("{PREFIX}COMMAND: {e}")),
+    };
+    if let Some(program) = template.literal_program()
+        && let Err(e) = find_program(program)
+    {
+        return usage(format_args!("{PREFIX}COMMAND: {e}"));
+    }
+    let images = match config::load(&settings.config) {
+        Ok(images) => images,
+        Err(e) => return usage(format_args!("{e}")),
+    };
+    info!(images = images.len(), config = %settings.config.display(), "loaded the image config");
+
+    // The scratch directory (when no output dir is set) lives until the end of this function.
+    let (output_dir, _scratch) = match output_dir(&settings, &template) {
+        Ok(dirs) => dirs,
+        Err(e) => return usage(format_args!("{e}")),
+    };
+    let jobs = match batch::plan(images, &output_dir) {
+        Ok(jobs) => jobs,
+        Err((index, e)) => return usage(format_args!("config element {index}: key `image`: {e}")),
+    };
+    let results = if jobs.is_empty() {
+        info!("nothing to do: the config lists no images");
+        Vec::new()
+    } else {
+        batch::run_all(Arc::new(settings), Arc::new(template), jobs, cancel).await
+    };
+
+    let signal = Some(got_signal.load(Ordering::SeqCst)).filter(|s| *s != 0);
+    let text = summary::render(&results);
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush());
+    let code = summary::exit_code(&results, signal);
+    match signal {
+        Some(s) => warn!(exit_code = code, "stopped by signal {s}"),
+        None => info!(exit_code = code, "finished"),
+    }
+    code
+}
+
+fn usage(message: std::fmt::Arguments<'_>) -> u8 {
+    error!("{message}");
+    EXIT_USAGE
+}
+
+fn known_names() -> String {
+    crate::settings::NAMES
+        .iter()
+        .map(|n| format!("{PREFIX}{n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The first SIGTERM/SIGINT records itself and cancels everything; the run then winds down
+/// (children stopped, directories removed) and exits with 128 + the signal.
+fn watch_signals(cancel: watch::Sender<bool>, got: Arc<AtomicI32>) -> std::io::Result<()> {
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    tokio::spawn(async move {
+        let number = tokio::select! {
+            _ = term.recv() => nix::libc::SIGTERM,
+            _ = int.recv() => nix::libc::SIGINT,
+        };
+        got.store(number, Ordering::SeqCst);
+        warn!("got signal {number}; stopping all tools and cleaning up");
+        let _ = cancel.send(true);
+        // Keep the handlers installed so further signals do not kill us mid-cleanup.
+        loop {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+    });
+    Ok(())
+}
+
+fn init_logging() {
+    let level = std::env::var(format!("{PREFIX}LOG_LEVEL")).unwrap_or_default();
+    let filter = EnvFilter::try_new(if level.trim().is_empty() {
+        "info"
+    } else {
+        level.trim()
+    })
+    .unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .with_target(false)
+        .with_env_filter(filter);
+    match crate::settings::log_format_from_env() {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Plain => builder.init(),
+    }
+}
+
+/// The directory `{output}` paths point into: the configured one (created if missing), or a
+/// private scratch directory removed at exit when the template uses `{output}` without one.
+fn output_dir(
+    settings: &Settings,
+    template: &Template,
+) -> Result<(PathBuf, Option<tempfile::TempDir>), String> {
+    if let Some(dir) = &settings.output_dir {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            format!(
+                "{PREFIX}OUTPUT_DIR={:?}: expected a writable directory: {e}",
+                dir.display().to_string()
+            )
+        })?;
+        return Ok((dir.clone(), None));
+    }
+    if !template.uses(Placeholder::Output) {
+        return Ok((std::env::temp_dir(), None));
+    }
+    let scratch = tempfile::Builder::new()
+        .prefix("sbomjob-output-")
+        .tempdir()
+        .map_err(|e| {
+            format!(
+                "cannot create a scratch output directory in {}: {e}",
+                std::env::temp_dir().display()
+            )
+        })?;
+    warn!(
+        "{PREFIX}OUTPUT_DIR is not set: {{output}} files go to a scratch directory that is removed at exit"
+    );
+    Ok((scratch.path().to_owned(), Some(scratch)))
+}
+
+/// Checks that the template's program exists and is executable, so a typo is a usage error
+/// before anything runs instead of one failure per image.
+pub fn find_program(program: &str) -> Result<PathBuf, String> {
+    let executable = |p: &Path| {
+        p.metadata()
+            .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    if program.contains('/') {
+        let path = PathBuf::from(program);
+        return if executable(&path) {
+            Ok(path)
+        } else {
+            Err(format!("program {program:?} is not an executable file"))
+        };
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(program))
+        .find(|p| executable(p))
+        .ok_or_else(|| {
+            format!(
+                "program {program:?} not found in PATH ({})",
+                path.to_string_lossy()
+            )
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_programs() {
+        assert!(find_program("sh").is_ok());
+        assert!(find_program("/bin/sh").is_ok());
+        assert!(
+            find_program("no-such-tool-here")
+                .unwrap_err()
+                .contains("not found in PATH")
+        );
+        assert!(
+            find_program("/etc/passwd")
+                .unwrap_err()
+                .contains("not an executable")
+        );
+    }
+}

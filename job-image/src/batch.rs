@@ -1,0 +1,331 @@
+//! Runs the template over all images: bounded concurrency, retries with backoff, fail-fast,
+//! a private work directory per image, and a result per image in config order.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use base64::Engine;
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinSet;
+use tracing::{Instrument, error, info, info_span, warn};
+
+use crate::auth::WorkDir;
+use crate::config::ImageConfig;
+use crate::image_ref::ImageRef;
+use crate::runner::{self, Attempt, AttemptOutcome, cancelled};
+use crate::settings::Settings;
+use crate::summary::{ImageResult, Outcome};
+use crate::template::{Placeholder, Template};
+
+/// One image with everything derived from it before anything runs.
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub config: ImageConfig,
+    pub reference: ImageRef,
+    /// `{output}`: the per-image path (no extension) under the output directory.
+    pub output: PathBuf,
+}
+
+impl Job {
+    /// The text for each placeholder.
+    pub fn value(&self, p: Placeholder) -> String {
+        let r = &self.reference;
+        match p {
+            Placeholder::Image => self.config.image.clone(),
+            Placeholder::Digest => r.digest.clone().unwrap_or_default(),
+            Placeholder::Registry => r.registry.clone(),
+            Placeholder::Repository => r.repository.clone(),
+            Placeholder::Tag => r.tag.clone().unwrap_or_default(),
+            Placeholder::Pods => self.config.pod_names().join(","),
+            Placeholder::Namespaces => self.config.namespaces().join(","),
+            Placeholder::Cluster => self.config.clusters().join(","),
+            Placeholder::Output => self.output.to_string_lossy().into_owned(),
+        }
+    }
+
+    /// What must never show up in the log: the password and the base64 `auth` built from it.
+    fn secrets(&self) -> Vec<String> {
+        let c = &self.config;
+        if c.registry_password.is_empty() {
+            return Vec::new();
+        }
+        let auth = base64::engine::general_purpose::STANDARD
+            .encode(format!("{}:{}", c.registry_user, c.registry_password));
+        vec![c.registry_password.clone(), auth]
+    }
+}
+
+/// Pairs each image with its parsed reference and a unique `{output}` path: the stem from
+/// [`ImageRef::output_stem`], and `_2`, `_3`, ... for later images whose stem is already taken.
+/// Fails on the first unparsable reference (already checked by [`crate::config::parse`]).
+pub fn plan(
+    images: Vec<ImageConfig>,
+    output_dir: &Path,
+) -> Result<Vec<Job>, (usize, crate::image_ref::RefError)> {
+    let mut used = HashSet::new();
+    images
+        .into_iter()
+        .enumerate()
+        .map(|(i, config)| {
+            let reference = ImageRef::parse(&config.image).map_err(|e| (i, e))?;
+            let stem = reference.output_stem();
+            let name = (1..)
+                .map(|n| {
+                    if n == 1 {
+                        stem.clone()
+                    } else {
+                        format!("{stem}_{n}")
+                    }
+                })
+                .find(|name| !used.contains(name))
+                .expect("an unused name exists");
+            used.insert(name.clone());
+            Ok(Job {
+                config,
+                reference,
+                output: output_dir.join(name),
+            })
+        })
+        .collect()
+}
+
+/// Runs every job and returns their results in the order given.
+///
+/// The loop below is the launcher: it takes a concurrency permit, then starts the next image in
+/// config order; after a failure with fail-fast, or once cancelled, it starts nothing more and
+/// records the rest as skipped or cancelled. Running images always finish (or are stopped by the
+/// cancel) before this returns.
+pub async fn run_all(
+    settings: Arc<Settings>,
+    template: Arc<Template>,
+    jobs: Vec<Job>,
+    mut cancel: watch::Receiver<bool>,
+) -> Vec<ImageResult> {
+    let semaphore = Arc::new(Semaphore::new(settings.concurrency));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut running = JoinSet::new();
+    let mut results: Vec<Option<ImageResult>> = vec![None; jobs.len()];
+    for (index, job) in jobs.into_iter().enumerate() {
+        let span = info_span!("image", image = %job.config.image);
+        let permit = tokio::select! {
+            permit = semaphore.clone().acquire_owned() => Some(permit.expect("semaphore is never closed")),
+            () = cancelled(&mut cancel) => None,
+        };
+        let not_started = match permit {
+            _ if *cancel.borrow() => Some(Outcome::Cancelled),
+            None => Some(Outcome::Cancelled),
+            Some(_) if stop.load(Ordering::SeqCst) => Some(Outcome::Skipped),
+            Some(_) => None,
+        };
+        if let Some(outcome) = not_started {
+            span.in_scope(|| info!("not started: {}", outcome.label()));
+            results[index] = Some(result(&job, outcome, 0, Instant::now()));
+            continue;
+        }
+        let (settings, template, stop, mut cancel) = (
+            settings.clone(),
+            template.clone(),
+            stop.clone(),
+            cancel.clone(),
+        );
+        running.spawn(
+            async move {
+                let _permit = permit;
+                let r = run_one(&settings, &template, &job, &mut cancel).await;
+                if settings.fail_fast
+                    && matches!(r.outcome, Outcome::Failed(_) | Outcome::TimedOut(_))
+                {
+                    stop.store(true, Ordering::SeqCst);
+                }
+                (index, r)
+            }
+            .instrument(span),
+        );
+    }
+    while let Some(joined) = running.join_next().await {
+        match joined {
+            Ok((index, r)) => results[index] = Some(r),
+            // A panic in one image's task: its guard has killed its processes; report it failed.
+            Err(e) => error!("an image task ended abnormally: {e}"),
+        }
+    }
+    results
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| {
+            r.unwrap_or_else(|| ImageResult {
+                image: format!("#{i}"),
+                outcome: Outcome::Failed("internal error".into()),
+                attempts: 0,
+                duration: Default::default(),
+            })
+        })
+        .collect()
+}
+
+fn result(job: &Job, outcome: Outcome, attempts: u32, started: Instant) -> ImageResult {
+    ImageResult {
+        image: job.config.image.clone(),
+        outcome,
+        attempts,
+        duration: started.elapsed(),
+    }
+}
+
+async fn run_one(
+    settings: &Settings,
+    template: &Template,
+    job: &Job,
+    cancel: &mut watch::Receiver<bool>,
+) -> ImageResult {
+    let started = Instant::now();
+    let argv = template.expand(|p| job.value(p));
+    let work = match WorkDir::create(&job.config, &job.reference.registry) {
+        Ok(work) => work,
+        Err(e) => {
+            let outcome = Outcome::Failed(format!("cannot create its private work directory: {e}"));
+            error!("{}", outcome.label());
+            return result(job, outcome, 0, started);
+        }
+    };
+    let mut attempts = 0;
+    let outcome = loop {
+        attempts += 1;
+        info!(attempt = attempts, program = %argv[0], "running");
+        let attempt = Attempt {
+            argv: &argv,
+            env: work.env(),
+            timeout: settings.timeout,
+            kill_grace: settings.kill_grace,
+            capture: settings.output_dir.as_ref().map(|_| job.output.clone()),
+            redact: job.secrets(),
+        };
+        let outcome = runner::run(attempt, cancel).await;
+        match &outcome {
+            AttemptOutcome::Succeeded => info!(attempt = attempts, "succeeded"),
+            other => warn!(attempt = attempts, "{other}"),
+        }
+        let retryable = matches!(
+            outcome,
+            AttemptOutcome::Failed(_) | AttemptOutcome::TimedOut(_)
+        );
+        if !retryable || attempts > settings.retries {
+            break outcome;
+        }
+        let wait = settings.backoff(attempts);
+        info!("retrying in {}", humantime::format_duration(wait));
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            () = cancelled(cancel) => break AttemptOutcome::Cancelled,
+        }
+    };
+    if let Err(e) = work.remove() {
+        warn!("cannot remove its private work directory: {e}");
+    }
+    let outcome = match outcome {
+        AttemptOutcome::Succeeded => Outcome::Succeeded,
+        AttemptOutcome::Failed(why) => Outcome::Failed(why),
+        AttemptOutcome::SpawnFailed(why) => Outcome::Failed(format!("could not start: {why}")),
+        AttemptOutcome::TimedOut(after) => Outcome::TimedOut(after),
+        AttemptOutcome::Cancelled => Outcome::Cancelled,
+    };
+    let r = result(job, outcome, attempts, started);
+    info!(
+        result = r.outcome.label(),
+        attempts,
+        duration_ms = r.duration.as_millis() as u64,
+        "done"
+    );
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::PodRef;
+
+    fn image(image: &str, pods: &[(&str, &str, &str)]) -> ImageConfig {
+        ImageConfig {
+            image: image.into(),
+            pods: pods
+                .iter()
+                .map(|(p, n, c)| PodRef {
+                    pod: (*p).into(),
+                    namespace: (*n).into(),
+                    cluster: (*c).into(),
+                })
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    const D: &str = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+    #[test]
+    fn values_for_placeholders() {
+        let jobs = plan(
+            vec![image(
+                &format!("nginx:1.27@{D}"),
+                &[
+                    ("a", "x", "c1"),
+                    ("b", "y", "c1"),
+                    ("a", "x", "c1"),
+                    ("c", "x", "c2"),
+                ],
+            )],
+            Path::new("/out"),
+        )
+        .unwrap();
+        let job = &jobs[0];
+        let v = |p| job.value(p);
+        assert_eq!(v(Placeholder::Image), format!("nginx:1.27@{D}"));
+        assert_eq!(v(Placeholder::Digest), D);
+        assert_eq!(v(Placeholder::Registry), "docker.io");
+        assert_eq!(v(Placeholder::Repository), "library/nginx");
+        assert_eq!(v(Placeholder::Tag), "1.27");
+        assert_eq!(v(Placeholder::Pods), "a,b,c");
+        assert_eq!(v(Placeholder::Namespaces), "x,y");
+        assert_eq!(v(Placeholder::Cluster), "c1,c2");
+        assert_eq!(
+            v(Placeholder::Output),
+            "/out/docker.io_library_nginx_1.27_sha256-0123456789ab"
+        );
+    }
+
+    #[test]
+    fn output_paths_are_unique() {
+        // `/` and `_` both become `_`, so these two collide; so do two equal references.
+        let images = vec![
+            image("a/b_c:1", &[]),
+            image("a_b/c:1", &[]),
+            image("a/b_c:1", &[]),
+            image("x:1", &[]),
+        ];
+        let jobs = plan(images, Path::new("/o")).unwrap();
+        let outputs: Vec<_> = jobs
+            .iter()
+            .map(|j| j.output.to_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(
+            outputs,
+            [
+                "/o/docker.io_a_b_c_1",
+                "/o/docker.io_a_b_c_1_2",
+                "/o/docker.io_a_b_c_1_3",
+                "/o/docker.io_library_x_1"
+            ]
+        );
+    }
+
+    #[test]
+    fn secrets_include_the_auth_string() {
+        let mut c = image("a:1", &[]);
+        c.registry_user = "u".into();
+        c.registry_password = "pw".into();
+        let job = &plan(vec![c], Path::new("/o")).unwrap()[0];
+        assert_eq!(job.secrets(), vec!["pw".to_owned(), "dTpwdw==".to_owned()]);
+    }
+}

@@ -1,0 +1,396 @@
+//! Settings, from the environment only (the spec forbids command-line arguments).
+//!
+//! Every variable is `ENTRYPOINT_<NAME>`; on the operator a user sets `SBOM_JOB_ENTRYPOINT_<NAME>`,
+//! which the operator forwards to the job as `ENTRYPOINT_<NAME>`. envy reads them as strings and
+//! each is then parsed here, so that a bad value is reported with its variable name and what was
+//! expected instead of a generic deserialisation error.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+use thiserror::Error;
+
+pub const PREFIX: &str = "ENTRYPOINT_";
+
+/// The variable names (without prefix) this entrypoint reads; anything else with the prefix is
+/// most likely a typo and gets a warning.
+pub const NAMES: [&str; 11] = [
+    "COMMAND",
+    "CONCURRENCY",
+    "TIMEOUT",
+    "RETRIES",
+    "RETRY_BACKOFF",
+    "FAIL_FAST",
+    "OUTPUT_DIR",
+    "CONFIG",
+    "KILL_GRACE",
+    "LOG_FORMAT",
+    "LOG_LEVEL",
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Plain,
+    Json,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    /// The command template (validated separately by [`crate::template::Template::parse`]).
+    pub command: String,
+    /// How many images run at once.
+    pub concurrency: usize,
+    /// Per-attempt time limit; `None` = no limit (the Job's deadline still applies).
+    pub timeout: Option<Duration>,
+    /// Extra attempts after a failed one.
+    pub retries: u32,
+    /// Wait before the first retry; doubles each time, capped at [`MAX_BACKOFF`].
+    pub retry_backoff: Duration,
+    /// Launch no new image after the first failure.
+    pub fail_fast: bool,
+    /// Where `{output}` paths and captured output go; `None` = a private scratch directory.
+    pub output_dir: Option<PathBuf>,
+    pub config: PathBuf,
+    /// How long a child gets between SIGTERM and SIGKILL when it is stopped.
+    pub kill_grace: Duration,
+    pub log_format: LogFormat,
+    /// A tracing-subscriber filter such as `info` or `debug`.
+    pub log_level: String,
+}
+
+pub const MAX_BACKOFF: Duration = Duration::from_secs(60);
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum SettingsError {
+    #[error("{PREFIX}{name} is not set: expected {expected}")]
+    Missing {
+        name: &'static str,
+        expected: &'static str,
+    },
+    #[error("{PREFIX}{name}={value:?}: expected {expected}")]
+    Invalid {
+        name: &'static str,
+        value: String,
+        expected: &'static str,
+    },
+    #[error("{0} is not valid UTF-8")]
+    NotUnicode(String),
+    #[error("cannot read the {PREFIX}* settings: {0}")]
+    Env(String),
+}
+
+/// Raw strings as envy finds them; empty counts as unset (Kubernetes makes empty values easy).
+#[derive(Debug, Default, Deserialize)]
+struct Raw {
+    command: Option<String>,
+    concurrency: Option<String>,
+    timeout: Option<String>,
+    retries: Option<String>,
+    retry_backoff: Option<String>,
+    fail_fast: Option<String>,
+    output_dir: Option<String>,
+    config: Option<String>,
+    kill_grace: Option<String>,
+    log_format: Option<String>,
+    log_level: Option<String>,
+}
+
+const DURATION: &str = "a duration such as `10m`, `90s`, `1h 30m` or plain seconds";
+
+impl Settings {
+    /// Reads the process environment. Returns the settings and the names of unknown
+    /// `ENTRYPOINT_*` variables (for a warning).
+    pub fn from_env() -> Result<(Settings, Vec<String>), SettingsError> {
+        let mut vars = Vec::new();
+        for (key, value) in std::env::vars_os() {
+            let Some(key) = key.to_str() else { continue };
+            if !key.starts_with(PREFIX) {
+                continue;
+            }
+            // envy's own reader panics on non-UTF-8; only our variables matter, so check them.
+            let value = value
+                .into_string()
+                .map_err(|_| SettingsError::NotUnicode(key.to_owned()))?;
+            vars.push((key.to_owned(), value));
+        }
+        Self::from_vars(vars)
+    }
+
+    /// Parses settings from `(name, value)` pairs (full names, with the prefix).
+    pub fn from_vars(
+        vars: Vec<(String, String)>,
+    ) -> Result<(Settings, Vec<String>), SettingsError> {
+        let unknown = vars
+            .iter()
+            .filter_map(|(k, _)| {
+                k.strip_prefix(PREFIX)
+                    .filter(|n| !NAMES.contains(n))
+                    .map(|_| k.clone())
+            })
+            .collect();
+        let raw: Raw = envy::prefixed(PREFIX)
+            .from_iter(vars)
+            .map_err(|e| SettingsError::Env(e.to_string()))?;
+        let set = |v: Option<String>| v.filter(|s| !s.trim().is_empty());
+
+        let command = set(raw.command).ok_or(SettingsError::Missing {
+            name: "COMMAND",
+            expected: "the command template, e.g. `syft {image} -o spdx-json={output}.spdx.json`",
+        })?;
+        let concurrency = match set(raw.concurrency) {
+            None => 1,
+            Some(v) => v.trim().parse::<usize>().ok().filter(|n| *n >= 1).ok_or(
+                SettingsError::Invalid {
+                    name: "CONCURRENCY",
+                    value: v,
+                    expected: "an integer of at least 1",
+                },
+            )?,
+        };
+        let timeout = match set(raw.timeout) {
+            None => None,
+            Some(v) => Some(parse_duration(&v).ok_or(SettingsError::Invalid {
+                name: "TIMEOUT",
+                value: v,
+                expected: "a duration such as `10m`, `90s`, `1h 30m` or plain seconds; 0 for none",
+            })?)
+            .filter(|d| !d.is_zero()),
+        };
+        let retries = match set(raw.retries) {
+            None => 0,
+            Some(v) => v.trim().parse::<u32>().ok().filter(|n| *n <= 100).ok_or(
+                SettingsError::Invalid {
+                    name: "RETRIES",
+                    value: v,
+                    expected: "an integer from 0 to 100",
+                },
+            )?,
+        };
+        let retry_backoff = duration_or(
+            set(raw.retry_backoff),
+            "RETRY_BACKOFF",
+            Duration::from_secs(2),
+        )?;
+        let kill_grace = duration_or(set(raw.kill_grace), "KILL_GRACE", Duration::from_secs(5))?;
+        let fail_fast = match set(raw.fail_fast) {
+            None => false,
+            Some(v) => parse_bool(&v).ok_or(SettingsError::Invalid {
+                name: "FAIL_FAST",
+                value: v,
+                expected: "true or false (also 1/0, yes/no, on/off)",
+            })?,
+        };
+        let log_format = match set(raw.log_format) {
+            None => LogFormat::Plain,
+            Some(v) => match v.trim().to_ascii_lowercase().as_str() {
+                "plain" | "text" => LogFormat::Plain,
+                "json" => LogFormat::Json,
+                _ => {
+                    return Err(SettingsError::Invalid {
+                        name: "LOG_FORMAT",
+                        value: v,
+                        expected: "plain or json",
+                    });
+                }
+            },
+        };
+        let settings = Settings {
+            command,
+            concurrency,
+            timeout,
+            retries,
+            retry_backoff,
+            fail_fast,
+            output_dir: set(raw.output_dir).map(PathBuf::from),
+            config: set(raw.config)
+                .map(PathBuf::from)
+                .unwrap_or_else(crate::config::default_path),
+            kill_grace,
+            log_format,
+            log_level: set(raw.log_level).unwrap_or_else(|| "info".to_owned()),
+        };
+        Ok((settings, unknown))
+    }
+
+    /// Wait before retry number `retry` (1-based): backoff, 2x backoff, 4x ... capped.
+    pub fn backoff(&self, retry: u32) -> Duration {
+        let factor = 2u32.saturating_pow(retry.saturating_sub(1));
+        self.retry_backoff.saturating_mul(factor).min(MAX_BACKOFF)
+    }
+}
+
+/// Only the log format, read on its own so that errors in the other settings can already be
+/// logged in the requested format. Falls back to plain on a bad value (reported later).
+pub fn log_format_from_env() -> LogFormat {
+    match std::env::var(format!("{PREFIX}LOG_FORMAT")) {
+        Ok(v) if v.trim().eq_ignore_ascii_case("json") => LogFormat::Json,
+        _ => LogFormat::Plain,
+    }
+}
+
+fn duration_or(
+    value: Option<String>,
+    name: &'static str,
+    default: Duration,
+) -> Result<Duration, SettingsError> {
+    match value {
+        None => Ok(default),
+        Some(v) => parse_duration(&v).ok_or(SettingsError::Invalid {
+            name,
+            value: v,
+            expected: DURATION,
+        }),
+    }
+}
+
+/// humantime (`10m`, `1h 30m`, `250ms`) or a plain number of seconds (`600`, `1.5`).
+pub fn parse_duration(value: &str) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(secs) = value.parse::<f64>() {
+        return Duration::try_from_secs_f64(secs).ok();
+    }
+    humantime::parse_duration(value).ok()
+}
+
+fn parse_bool(value: &str) -> Option<bool> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Some(true),
+        "false" | "0" | "no" | "off" => Some(false),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(vars: &[(&str, &str)]) -> Result<(Settings, Vec<String>), SettingsError> {
+        Settings::from_vars(
+            vars.iter()
+                .map(|(k, v)| (format!("{PREFIX}{k}"), v.to_string()))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn defaults() {
+        let (s, unknown) = settings(&[("COMMAND", "syft {image}")]).unwrap();
+        assert!(unknown.is_empty());
+        assert_eq!(s.command, "syft {image}");
+        assert_eq!(s.concurrency, 1);
+        assert_eq!(s.timeout, None);
+        assert_eq!(s.retries, 0);
+        assert!(!s.fail_fast);
+        assert_eq!(s.output_dir, None);
+        assert_eq!(s.config, PathBuf::from("/sbom/image-config.json"));
+        assert_eq!(s.log_format, LogFormat::Plain);
+        assert_eq!(s.retry_backoff, Duration::from_secs(2));
+    }
+
+    #[test]
+    fn all_set() {
+        let (s, unknown) = settings(&[
+            ("COMMAND", "x"),
+            ("CONCURRENCY", "4"),
+            ("TIMEOUT", "10m"),
+            ("RETRIES", "2"),
+            ("RETRY_BACKOFF", "250ms"),
+            ("FAIL_FAST", "True"),
+            ("OUTPUT_DIR", "/out"),
+            ("CONFIG", "/tmp/c.json"),
+            ("LOG_FORMAT", "json"),
+            ("CONCURENCY", "9"),
+        ])
+        .unwrap();
+        assert_eq!(unknown, vec!["ENTRYPOINT_CONCURENCY".to_owned()]);
+        assert_eq!(s.concurrency, 4);
+        assert_eq!(s.timeout, Some(Duration::from_secs(600)));
+        assert_eq!(s.retries, 2);
+        assert_eq!(s.retry_backoff, Duration::from_millis(250));
+        assert!(s.fail_fast);
+        assert_eq!(s.output_dir, Some(PathBuf::from("/out")));
+        assert_eq!(s.config, PathBuf::from("/tmp/c.json"));
+        assert_eq!(s.log_format, LogFormat::Json);
+    }
+
+    #[test]
+    fn durations_in_humantime_or_seconds() {
+        assert_eq!(parse_duration("90"), Some(Duration::from_secs(90)));
+        assert_eq!(parse_duration("1.5"), Some(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("1h 30m"), Some(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("-1"), None);
+        assert_eq!(parse_duration("soon"), None);
+        let (s, _) = settings(&[("COMMAND", "x"), ("TIMEOUT", "0")]).unwrap();
+        assert_eq!(s.timeout, None);
+    }
+
+    #[test]
+    fn errors_name_the_variable_and_the_expectation() {
+        let e = settings(&[]).unwrap_err().to_string();
+        assert!(
+            e.starts_with("ENTRYPOINT_COMMAND is not set: expected the command template"),
+            "{e}"
+        );
+        let cases = [
+            (
+                "CONCURRENCY",
+                "0",
+                "ENTRYPOINT_CONCURRENCY=\"0\": expected an integer of at least 1",
+            ),
+            (
+                "CONCURRENCY",
+                "two",
+                "ENTRYPOINT_CONCURRENCY=\"two\": expected an integer of at least 1",
+            ),
+            (
+                "TIMEOUT",
+                "soon",
+                "ENTRYPOINT_TIMEOUT=\"soon\": expected a duration",
+            ),
+            (
+                "RETRIES",
+                "-1",
+                "ENTRYPOINT_RETRIES=\"-1\": expected an integer from 0 to 100",
+            ),
+            (
+                "FAIL_FAST",
+                "maybe",
+                "ENTRYPOINT_FAIL_FAST=\"maybe\": expected true or false",
+            ),
+            (
+                "LOG_FORMAT",
+                "xml",
+                "ENTRYPOINT_LOG_FORMAT=\"xml\": expected plain or json",
+            ),
+            (
+                "RETRY_BACKOFF",
+                "x",
+                "ENTRYPOINT_RETRY_BACKOFF=\"x\": expected a duration",
+            ),
+        ];
+        for (name, value, want) in cases {
+            let e = settings(&[("COMMAND", "x"), (name, value)])
+                .unwrap_err()
+                .to_string();
+            assert!(e.starts_with(want), "{name}={value}: {e}");
+        }
+    }
+
+    #[test]
+    fn empty_values_mean_default() {
+        let (s, _) =
+            settings(&[("COMMAND", "x"), ("CONCURRENCY", ""), ("OUTPUT_DIR", "")]).unwrap();
+        assert_eq!((s.concurrency, s.output_dir), (1, None));
+        assert!(settings(&[("COMMAND", "  ")]).is_err());
+    }
+
+    #[test]
+    fn backoff_doubles_and_caps() {
+        let (s, _) = settings(&[("COMMAND", "x"), ("RETRY_BACKOFF", "1s")]).unwrap();
+        assert_eq!(s.backoff(1), Duration::from_secs(1));
+        assert_eq!(s.backoff(2), Duration::from_secs(2));
+        assert_eq!(s.backoff(3), Duration::from_secs(4));
+        assert_eq!(s.backoff(40), MAX_BACKOFF);
+    }
+}
