@@ -35,6 +35,7 @@ impl Job {
         let r = &self.reference;
         match p {
             Placeholder::Image => self.config.image.clone(),
+            Placeholder::Reference => r.pullable(),
             Placeholder::Digest => r.digest.clone().unwrap_or_default(),
             Placeholder::Registry => r.registry.clone(),
             Placeholder::Repository => r.repository.clone(),
@@ -282,6 +283,10 @@ mod tests {
         let job = &jobs[0];
         let v = |p| job.value(p);
         assert_eq!(v(Placeholder::Image), format!("nginx:1.27@{D}"));
+        assert_eq!(
+            v(Placeholder::Reference),
+            format!("docker.io/library/nginx@{D}")
+        );
         assert_eq!(v(Placeholder::Digest), D);
         assert_eq!(v(Placeholder::Registry), "docker.io");
         assert_eq!(v(Placeholder::Repository), "library/nginx");

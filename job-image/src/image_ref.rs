@@ -117,6 +117,21 @@ impl ImageRef {
             .map(|(_, hex)| hex)
     }
 
+    /// The fully qualified reference a tool can pull, pinned by digest when there is one:
+    /// `registry/repository@digest`, else `registry/repository[:tag]`; a bare digest stays as it
+    /// is. Several tools (skopeo, containers/image) reject `repo:tag@digest`, which imageIDs and
+    /// hand-written configs can contain.
+    pub fn pullable(&self) -> String {
+        match (&self.digest, self.repository.is_empty()) {
+            (Some(d), true) => d.clone(),
+            (Some(d), false) => format!("{}/{}@{d}", self.registry, self.repository),
+            (None, _) => match &self.tag {
+                Some(t) => format!("{}/{}:{t}", self.registry, self.repository),
+                None => format!("{}/{}", self.registry, self.repository),
+            },
+        }
+    }
+
     /// File-name stem for this image's `{output}`: `<registry>_<repository>_<tag>_<algo>-<hex12>`,
     /// `/` and `:` and anything outside `[A-Za-z0-9._-]` replaced by `_`, absent parts left out.
     /// Deterministic, one path component, never hidden, never `..`.
@@ -368,6 +383,29 @@ mod tests {
             "docker.io/library/alpine:3"
         );
         assert_eq!(ImageRef::parse(D).unwrap().to_string(), D);
+    }
+
+    #[test]
+    fn pullable_prefers_the_digest() {
+        let cases = [
+            (
+                format!("nginx:1.27@{D}"),
+                format!("docker.io/library/nginx@{D}"),
+            ),
+            (
+                format!("localhost:5000/app@{D}"),
+                format!("localhost:5000/app@{D}"),
+            ),
+            (
+                "alpine:3".to_owned(),
+                "docker.io/library/alpine:3".to_owned(),
+            ),
+            ("ghcr.io/a/b".to_owned(), "ghcr.io/a/b".to_owned()),
+            (D.to_owned(), D.to_owned()),
+        ];
+        for (input, want) in cases {
+            assert_eq!(ImageRef::parse(&input).unwrap().pullable(), want, "{input}");
+        }
     }
 
     #[test]

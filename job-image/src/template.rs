@@ -13,6 +13,8 @@ use thiserror::Error;
 pub enum Placeholder {
     /// `image` from the config, verbatim.
     Image,
+    /// Fully qualified and pinned by digest when there is one (see `ImageRef::pullable`).
+    Reference,
     /// `sha256:<hex>`, or empty for a tag reference.
     Digest,
     /// Registry host (`docker.io` for short names), empty for a bare digest.
@@ -32,8 +34,9 @@ pub enum Placeholder {
 }
 
 impl Placeholder {
-    pub const ALL: [Placeholder; 9] = [
+    pub const ALL: [Placeholder; 10] = [
         Placeholder::Image,
+        Placeholder::Reference,
         Placeholder::Digest,
         Placeholder::Registry,
         Placeholder::Repository,
@@ -47,6 +50,7 @@ impl Placeholder {
     pub fn name(self) -> &'static str {
         match self {
             Placeholder::Image => "image",
+            Placeholder::Reference => "reference",
             Placeholder::Digest => "digest",
             Placeholder::Registry => "registry",
             Placeholder::Repository => "repository",
