@@ -1,0 +1,237 @@
+//! Runs the built `sbomjob-entrypoint` binary in a scratch directory with a clean environment.
+#![allow(dead_code)] // each test file uses a different part of this
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_sbomjob-entrypoint");
+pub const D1: &str = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
+pub const D2: &str = "sha256:2222222222222222222222222222222222222222222222222222222222222222";
+
+/// One element of image-config.json.
+pub struct Image<'a> {
+    pub image: &'a str,
+    pub host: &'a str,
+    pub user: &'a str,
+    pub password: &'a str,
+    pub pods: &'a [(&'a str, &'a str, &'a str)],
+}
+
+pub fn image(image: &str) -> Image<'_> {
+    Image {
+        image,
+        host: "",
+        user: "",
+        password: "",
+        pods: &[("pod-a", "ns-a", "cluster-1")],
+    }
+}
+
+pub fn config_json(images: &[Image<'_>]) -> String {
+    let doc: Vec<_> = images
+        .iter()
+        .map(|i| {
+            serde_json::json!({
+                "registry-host": i.host,
+                "registry-user": i.user,
+                "registry-password": i.password,
+                "image": i.image,
+                "pods": i.pods.iter().map(|(p, n, c)| serde_json::json!({"pod": p, "namespace": n, "cluster": c})).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    serde_json::to_string(&doc).unwrap()
+}
+
+/// A scratch directory with `tmp/` (the entrypoint's TMPDIR), `out/` and the config file.
+pub struct Sandbox {
+    pub dir: tempfile::TempDir,
+}
+
+impl Sandbox {
+    pub fn new(config: &str) -> Sandbox {
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir(dir.path().join("tmp")).unwrap();
+        fs::create_dir(dir.path().join("out")).unwrap();
+        fs::write(dir.path().join("image-config.json"), config).unwrap();
+        Sandbox { dir }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub fn tmp(&self) -> PathBuf {
+        self.path("tmp")
+    }
+
+    pub fn out(&self) -> PathBuf {
+        self.path("out")
+    }
+
+    /// Writes an executable `#!/bin/sh` script (the tests' stand-in for a CLI; the template
+    /// itself never goes through a shell).
+    pub fn script(&self, name: &str, body: &str) -> PathBuf {
+        let path = self.path(name);
+        fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
+        path
+    }
+
+    /// The entrypoint with only PATH, HOME, TMPDIR, the config path and `vars` set.
+    pub fn command(&self, vars: &[(&str, &str)]) -> Command {
+        let mut cmd = Command::new(BIN);
+        cmd.env_clear()
+            .env(
+                "PATH",
+                std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin".into()),
+            )
+            .env("HOME", self.dir.path())
+            .env("TMPDIR", self.tmp())
+            .env("ENTRYPOINT_CONFIG", self.path("image-config.json"))
+            .stdin(Stdio::null());
+        for (k, v) in vars {
+            cmd.env(k, v);
+        }
+        cmd
+    }
+
+    pub fn run(&self, vars: &[(&str, &str)]) -> Run {
+        Run::from(self.command(vars).output().unwrap())
+    }
+
+    pub fn spawn(&self, vars: &[(&str, &str)]) -> Child {
+        self.command(vars)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
+    /// Entries left in the entrypoint's TMPDIR.
+    pub fn tmp_entries(&self) -> Vec<String> {
+        fs::read_dir(self.tmp())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect()
+    }
+}
+
+#[derive(Debug)]
+pub struct Run {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl From<Output> for Run {
+    fn from(o: Output) -> Run {
+        Run {
+            code: o.status.code(),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+}
+
+impl Run {
+    /// The summary line for `image`, e.g. `FAILED    attempts=1 ... image=x (exit code 1)`.
+    pub fn summary_line(&self, image: &str) -> &str {
+        let suffix = format!("image={image}");
+        self.stdout
+            .lines()
+            .find(|l| {
+                l.contains(&suffix) && (l.ends_with(&suffix) || l.contains(&format!("{suffix} (")))
+            })
+            .unwrap_or_else(|| panic!("no summary line for {image} in:\n{self}"))
+    }
+
+    pub fn result_of(&self, image: &str) -> &str {
+        self.summary_line(image).split_whitespace().next().unwrap()
+    }
+}
+
+impl std::fmt::Display for Run {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "exit {:?}\n--- stdout\n{}--- stderr\n{}",
+            self.code, self.stdout, self.stderr
+        )
+    }
+}
+
+/// Polls until `check` returns Some, or panics after `limit`.
+pub fn wait_for<T>(limit: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        assert!(start.elapsed() < limit, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Whether a process is still running (a zombie counts as dead: it runs nothing).
+pub fn alive(pid: i32) -> bool {
+    match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| !rest.trim_start().starts_with(['Z', 'X'])),
+        Err(_) => false,
+    }
+}
+
+/// Pids of the direct children of `parent`, read from /proc.
+pub fn children_of(parent: u32) -> Vec<i32> {
+    let mut pids = Vec::new();
+    for entry in fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(stat) = fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        let Some((_, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let ppid = rest
+            .split_whitespace()
+            .nth(1)
+            .and_then(|p| p.parse::<u32>().ok());
+        if ppid == Some(parent) {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+/// The command line of a process, space-joined.
+pub fn cmdline(pid: i32) -> String {
+    fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|b| {
+            String::from_utf8_lossy(&b)
+                .replace('\0', " ")
+                .trim()
+                .to_owned()
+        })
+        .unwrap_or_default()
+}
+
+/// Whether `program` is on PATH; prints the skip line the test harness shows otherwise.
+pub fn have(program: &str, test: &str) -> bool {
+    let found = std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+        .any(|d| d.join(program).is_file());
+    if !found {
+        println!("skipped: {test}: `{program}` is not installed");
+    }
+    found
+}
+
+pub fn read(path: &Path) -> String {
+    fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}

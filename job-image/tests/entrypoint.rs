@@ -1,0 +1,491 @@
+//! The built entrypoint against real programs: results, summary, exit codes, settings and
+//! config errors, credentials.
+
+mod common;
+
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use common::*;
+
+#[test]
+fn every_image_succeeds_and_values_stay_single_words() {
+    let nasty_pod = r#"pod with spaces "quoted" a=b $(x)"#;
+    let pods: &[(&str, &str, &str)] = &[
+        ("web-1", "shop", "prod"),
+        (nasty_pod, "shop", "prod"),
+        ("web-1", "ops", "prod"),
+    ];
+    let (api, nginx) = (format!("ghcr.io/acme/api:1.2@{D1}"), format!("nginx@{D2}"));
+    let images = [
+        Image {
+            pods,
+            ..image(&api)
+        },
+        image(&nginx),
+        image("localhost:5000/team/app:v3"),
+        image(D1),
+    ];
+    let sb = Sandbox::new(&config_json(&images));
+    // printf is a real binary: one `|`-terminated field per argv word.
+    let run = sb.run(&[
+        ("ENTRYPOINT_COMMAND", "printf %s| {image} {registry} {repository} {tag} {digest} {pods} {namespaces} {cluster} {output}"),
+        ("ENTRYPOINT_OUTPUT_DIR", sb.out().to_str().unwrap()),
+        ("ENTRYPOINT_CONCURRENCY", "2"),
+    ]);
+    assert_eq!(run.code, Some(0), "{run}");
+    assert!(
+        run.stdout.starts_with("summary: 4 images: 4 ok, 0 failed"),
+        "{run}"
+    );
+    for i in &images {
+        assert_eq!(run.result_of(i.image), "ok", "{run}");
+        assert!(run.summary_line(i.image).contains("attempts=1"), "{run}");
+    }
+    let out = sb.out();
+    let stem = "ghcr.io_acme_api_1.2_sha256-111111111111";
+    assert_eq!(
+        read(&out.join(format!("{stem}.stdout"))),
+        format!(
+            "ghcr.io/acme/api:1.2@{D1}|ghcr.io|acme/api|1.2|{D1}|web-1,{nasty_pod}|shop,ops|prod|{}|",
+            out.join(stem).display()
+        )
+    );
+    let stem = "docker.io_library_nginx_sha256-222222222222";
+    assert_eq!(
+        read(&out.join(format!("{stem}.stdout"))),
+        format!(
+            "nginx@{D2}|docker.io|library/nginx||{D2}|pod-a|ns-a|cluster-1|{}|",
+            out.join(stem).display()
+        )
+    );
+    let stem = "localhost_5000_team_app_v3";
+    assert!(
+        read(&out.join(format!("{stem}.stdout")))
+            .starts_with("localhost:5000/team/app:v3|localhost:5000|team/app|v3||")
+    );
+    let stem = "sha256-111111111111";
+    assert!(read(&out.join(format!("{stem}.stdout"))).starts_with(&format!("{D1}||||{D1}|")));
+    // The tool's output is also in the log, prefixed with its image.
+    assert!(
+        run.stderr
+            .lines()
+            .any(|l| l.contains(&format!("image{{image=nginx@{D2}}}: stdout: nginx@{D2}|"))),
+        "{run}"
+    );
+    assert!(sb.tmp_entries().is_empty(), "{:?}", sb.tmp_entries());
+}
+
+#[test]
+fn one_failing_image_fails_the_run_but_not_the_others() {
+    let images = [
+        image("ghcr.io/a/one:good"),
+        image("ghcr.io/a/two:bad"),
+        image("ghcr.io/a/three:good"),
+    ];
+    let sb = Sandbox::new(&config_json(&images));
+    // /usr/bin/test exits 1 for the `bad` tag.
+    let run = sb.run(&[("ENTRYPOINT_COMMAND", "test {tag} != bad")]);
+    assert_eq!(run.code, Some(1), "{run}");
+    assert_eq!(run.result_of("ghcr.io/a/one:good"), "ok");
+    assert_eq!(run.result_of("ghcr.io/a/two:bad"), "FAILED");
+    assert!(
+        run.summary_line("ghcr.io/a/two:bad")
+            .ends_with("(exit code 1)"),
+        "{run}"
+    );
+    assert_eq!(run.result_of("ghcr.io/a/three:good"), "ok");
+    assert!(
+        run.stdout.starts_with("summary: 3 images: 2 ok, 1 failed"),
+        "{run}"
+    );
+}
+
+#[test]
+fn fail_fast_launches_nothing_after_a_failure() {
+    let images = [
+        image("a/one:good"),
+        image("a/two:bad"),
+        image("a/three:good"),
+        image("a/four:good"),
+    ];
+    let sb = Sandbox::new(&config_json(&images));
+    let run = sb.run(&[
+        ("ENTRYPOINT_COMMAND", "test {tag} != bad"),
+        ("ENTRYPOINT_FAIL_FAST", "true"),
+    ]);
+    assert_eq!(run.code, Some(1), "{run}");
+    assert_eq!(run.result_of("a/one:good"), "ok");
+    assert_eq!(run.result_of("a/two:bad"), "FAILED");
+    assert_eq!(run.result_of("a/three:good"), "SKIPPED");
+    assert_eq!(run.result_of("a/four:good"), "SKIPPED");
+    // Without fail-fast the later images run.
+    let run = sb.run(&[("ENTRYPOINT_COMMAND", "test {tag} != bad")]);
+    assert_eq!(run.result_of("a/four:good"), "ok", "{run}");
+}
+
+#[test]
+fn timeout_fails_the_image_within_about_the_timeout() {
+    let images = [image("a/slow:1"), image("a/fast:1")];
+    let sb = Sandbox::new(&config_json(&images));
+    let started = Instant::now();
+    let script = sb.script("maybe-slow", r#"case "$1" in *slow*) exec sleep 30;; esac"#);
+    let run = sb.run(&[
+        (
+            "ENTRYPOINT_COMMAND",
+            &format!("{} {{image}}", script.display()),
+        ),
+        ("ENTRYPOINT_TIMEOUT", "1s"),
+        ("ENTRYPOINT_KILL_GRACE", "1s"),
+    ]);
+    let took = started.elapsed();
+    assert_eq!(run.code, Some(1), "{run}");
+    assert_eq!(run.result_of("a/slow:1"), "TIMEOUT", "{run}");
+    assert!(
+        run.summary_line("a/slow:1").contains("timed out after 1s"),
+        "{run}"
+    );
+    assert_eq!(run.result_of("a/fast:1"), "ok", "{run}");
+    assert!(took < Duration::from_secs(8), "took {took:?}");
+    assert!(sb.tmp_entries().is_empty());
+}
+
+#[test]
+fn retries_until_success_with_backoff() {
+    let sb = Sandbox::new(&config_json(&[image("a/flaky:1")]));
+    // Fails twice, then succeeds: counts its attempts in a file.
+    let count = sb.path("count");
+    let script = sb.script(
+        "flaky",
+        &format!(
+            r#"n=$(cat {c} 2>/dev/null || echo 0); n=$((n+1)); echo $n > {c}; [ $n -ge 3 ]"#,
+            c = count.display()
+        ),
+    );
+    let cmd = script.display().to_string();
+    let run = sb.run(&[
+        ("ENTRYPOINT_COMMAND", &cmd),
+        ("ENTRYPOINT_RETRIES", "1"),
+        ("ENTRYPOINT_RETRY_BACKOFF", "50ms"),
+    ]);
+    assert_eq!(run.code, Some(1), "{run}");
+    assert!(
+        run.summary_line("a/flaky:1")
+            .starts_with("FAILED    attempts=2"),
+        "{run}"
+    );
+    fs::remove_file(&count).unwrap();
+    let run = sb.run(&[
+        ("ENTRYPOINT_COMMAND", &cmd),
+        ("ENTRYPOINT_RETRIES", "5"),
+        ("ENTRYPOINT_RETRY_BACKOFF", "50ms"),
+    ]);
+    assert_eq!(run.code, Some(0), "{run}");
+    assert!(
+        run.summary_line("a/flaky:1")
+            .starts_with("ok        attempts=3"),
+        "{run}"
+    );
+    assert!(
+        run.stderr.contains("retrying in 50ms") && run.stderr.contains("retrying in 100ms"),
+        "{run}"
+    );
+}
+
+#[test]
+fn concurrency_is_bounded() {
+    let images: Vec<String> = (0..5).map(|i| format!("a/img{i}:1")).collect();
+    let sb = Sandbox::new(&config_json(
+        &images.iter().map(|i| image(i)).collect::<Vec<_>>(),
+    ));
+    fs::create_dir(sb.path("running")).unwrap();
+    // Each run marks itself running, waits, records how many were running, unmarks itself.
+    let script = sb.script(
+        "count-running",
+        &format!(
+            r#"touch {r}/$$; sleep 0.4; ls {r} | wc -l >> {log}; rm {r}/$$"#,
+            r = sb.path("running").display(),
+            log = sb.path("seen").display()
+        ),
+    );
+    for (concurrency, want) in [("1", 1), ("2", 2)] {
+        let _ = fs::remove_file(sb.path("seen"));
+        let run = sb.run(&[
+            ("ENTRYPOINT_COMMAND", script.to_str().unwrap()),
+            ("ENTRYPOINT_CONCURRENCY", concurrency),
+        ]);
+        assert_eq!(run.code, Some(0), "{run}");
+        let seen: Vec<usize> = read(&sb.path("seen"))
+            .lines()
+            .map(|l| l.trim().parse().unwrap())
+            .collect();
+        assert_eq!(seen.len(), 5);
+        assert_eq!(
+            seen.iter().max(),
+            Some(&want),
+            "concurrency {concurrency}: {seen:?}"
+        );
+    }
+}
+
+#[test]
+fn empty_array_is_success_with_nothing_to_do() {
+    let sb = Sandbox::new("[]");
+    let marker = sb.path("ran");
+    let run = sb.run(&[(
+        "ENTRYPOINT_COMMAND",
+        &format!("touch {} {{image}}", marker.display()),
+    )]);
+    assert_eq!(run.code, Some(0), "{run}");
+    assert!(run.stdout.starts_with("summary: 0 images"), "{run}");
+    assert!(!marker.exists());
+}
+
+#[test]
+fn template_errors_exit_2_before_anything_runs() {
+    let sb = Sandbox::new(&config_json(&[image("a/b:1")]));
+    let marker = sb.path("ran");
+    let cases = [
+        (
+            format!("touch {} {{imag}}", marker.display()),
+            "unknown placeholder `{imag}`",
+        ),
+        (
+            format!("touch {} {{image", marker.display()),
+            "unclosed `{`",
+        ),
+        (
+            format!("touch {} 'open", marker.display()),
+            "cannot be split into words",
+        ),
+        (
+            "no-such-tool-anywhere {image}".to_owned(),
+            r#"program "no-such-tool-anywhere" not found in PATH"#,
+        ),
+    ];
+    for (template, message) in cases {
+        let run = sb.run(&[("ENTRYPOINT_COMMAND", &template)]);
+        assert_eq!(run.code, Some(2), "{template}: {run}");
+        assert!(
+            run.stderr.contains("ENTRYPOINT_COMMAND: ") && run.stderr.contains(message),
+            "{template}: {run}"
+        );
+        assert!(!marker.exists(), "{template}: the CLI ran");
+        assert!(run.stdout.is_empty(), "{run}");
+    }
+}
+
+#[test]
+fn settings_errors_exit_2_naming_the_variable() {
+    let sb = Sandbox::new(&config_json(&[image("a/b:1")]));
+    let marker = sb.path("ran");
+    let touch = format!("touch {}", marker.display());
+    let cases: [(&[(&str, &str)], &str); 5] = [
+        (
+            &[],
+            "ENTRYPOINT_COMMAND is not set: expected the command template",
+        ),
+        (
+            &[
+                ("ENTRYPOINT_COMMAND", &touch),
+                ("ENTRYPOINT_CONCURRENCY", "0"),
+            ],
+            r#"ENTRYPOINT_CONCURRENCY="0": expected an integer of at least 1"#,
+        ),
+        (
+            &[
+                ("ENTRYPOINT_COMMAND", &touch),
+                ("ENTRYPOINT_TIMEOUT", "soon"),
+            ],
+            r#"ENTRYPOINT_TIMEOUT="soon": expected a duration"#,
+        ),
+        (
+            &[
+                ("ENTRYPOINT_COMMAND", &touch),
+                ("ENTRYPOINT_FAIL_FAST", "maybe"),
+            ],
+            r#"ENTRYPOINT_FAIL_FAST="maybe": expected true or false"#,
+        ),
+        (
+            &[
+                ("ENTRYPOINT_COMMAND", &touch),
+                ("ENTRYPOINT_LOG_FORMAT", "xml"),
+            ],
+            r#"ENTRYPOINT_LOG_FORMAT="xml": expected plain or json"#,
+        ),
+    ];
+    for (vars, message) in cases {
+        let run = sb.run(vars);
+        assert_eq!(run.code, Some(2), "{vars:?}: {run}");
+        assert!(run.stderr.contains(message), "{vars:?}: {run}");
+        assert!(!marker.exists());
+    }
+    // A typo in a name is not fatal but is pointed out.
+    let run = sb.run(&[
+        ("ENTRYPOINT_COMMAND", "true"),
+        ("ENTRYPOINT_CONCURENCY", "4"),
+    ]);
+    assert_eq!(run.code, Some(0), "{run}");
+    assert!(
+        run.stderr
+            .contains("ENTRYPOINT_CONCURENCY is not a setting of this entrypoint"),
+        "{run}"
+    );
+}
+
+#[test]
+fn config_errors_exit_2_with_the_problem() {
+    let ok = config_json(&[image("a/b:1")]);
+    let ok = &ok[1..ok.len() - 1];
+    let no_image = ok.replace(r#""image":"a/b:1","#, "");
+    let cases = [
+        ("{not json".to_owned(), "config is not JSON: "),
+        (
+            r#"{"image":"a/b:1"}"#.to_owned(),
+            "config must be a JSON array of images, found an object",
+        ),
+        (
+            format!("[{ok},{ok},{ok},{no_image}]"),
+            "config element 3: missing key `image`",
+        ),
+        (
+            format!(
+                "[{}]",
+                ok.replace(r#""registry-password":"""#, r#""registry-password":null"#)
+            ),
+            "config element 0: key `registry-password` is null, expected a string",
+        ),
+        (
+            format!(
+                "[{}]",
+                ok.replace(r#""a/b:1""#, r#""docker-pullable://a/b:1""#)
+            ),
+            "config element 0: key `image` (\"docker-pullable://a/b:1\"): has a `scheme://` prefix",
+        ),
+    ];
+    for (doc, message) in cases {
+        let sb = Sandbox::new(&doc);
+        let marker = sb.path("ran");
+        let run = sb.run(&[("ENTRYPOINT_COMMAND", &format!("touch {}", marker.display()))]);
+        assert_eq!(run.code, Some(2), "{doc}: {run}");
+        assert!(run.stderr.contains(message), "{doc}: {run}");
+        assert!(!marker.exists());
+    }
+    let sb = Sandbox::new("[]");
+    let missing = sb.path("absent.json");
+    let run = sb.run(&[
+        ("ENTRYPOINT_COMMAND", "true"),
+        ("ENTRYPOINT_CONFIG", missing.to_str().unwrap()),
+    ]);
+    assert_eq!(run.code, Some(2), "{run}");
+    assert!(
+        run.stderr
+            .contains(&format!("config file {} does not exist", missing.display())),
+        "{run}"
+    );
+}
+
+#[test]
+fn credentials_reach_the_cli_only_through_its_private_docker_config() {
+    const PASSWORD: &str = "s3cr3t-Pa55word";
+    let images = [
+        Image {
+            host: "registry.example.test:5000",
+            user: "robot",
+            password: PASSWORD,
+            ..image("registry.example.test:5000/team/app:1")
+        },
+        image("ghcr.io/public/app:1"),
+    ];
+    let sb = Sandbox::new(&config_json(&images));
+    // Copies what it was given to the output dir, and (as a careless tool might) prints the
+    // config with the password to stderr.
+    let script = sb.script(
+        "show-auth",
+        r#"out="$1"; shift
+cp "$DOCKER_CONFIG/config.json" "$out.config.json"
+echo "$REGISTRY_AUTH_FILE" > "$out.auth-file"
+echo "$DOCKER_CONFIG" > "$out.docker-config"
+echo "$TMPDIR" > "$out.tmpdir"
+stat -c %a "$DOCKER_CONFIG/config.json" "$DOCKER_CONFIG" "$(dirname "$DOCKER_CONFIG")" > "$out.modes"
+echo "$@" > "$out.argv"
+cat "$DOCKER_CONFIG/config.json" >&2"#,
+    );
+    let run = sb.run(&[
+        (
+            "ENTRYPOINT_COMMAND",
+            &format!(
+                "{} {{output}} {{image}} {{registry}} {{pods}}",
+                script.display()
+            ),
+        ),
+        ("ENTRYPOINT_OUTPUT_DIR", sb.out().to_str().unwrap()),
+    ]);
+    assert_eq!(run.code, Some(0), "{run}");
+    assert!(
+        !run.stdout.contains(PASSWORD) && !run.stderr.contains(PASSWORD),
+        "password leaked:\n{run}"
+    );
+    let auth = base64::engine::general_purpose::STANDARD.encode(format!("robot:{PASSWORD}"));
+    assert!(!run.stderr.contains(&auth), "auth leaked:\n{run}");
+    assert!(run.stderr.contains(r#""password": "***""#), "{run}");
+
+    let out = sb.out().join("registry.example.test_5000_team_app_1");
+    let config: serde_json::Value =
+        serde_json::from_str(&read(&with_suffix(&out, "config.json"))).unwrap();
+    let entry = &config["auths"]["registry.example.test:5000"];
+    assert_eq!(entry["auth"], auth.as_str());
+    assert_eq!(entry["username"], "robot");
+    assert_eq!(entry["password"], PASSWORD);
+    let docker_config = read(&with_suffix(&out, "docker-config")).trim().to_owned();
+    assert_eq!(
+        read(&with_suffix(&out, "auth-file")).trim(),
+        format!("{docker_config}/config.json")
+    );
+    assert!(
+        docker_config.starts_with(sb.tmp().to_str().unwrap()),
+        "{docker_config}"
+    );
+    assert!(read(&with_suffix(&out, "tmpdir")).starts_with(sb.tmp().to_str().unwrap()));
+    assert_eq!(read(&with_suffix(&out, "modes")), "600\n700\n700\n");
+    assert!(!read(&with_suffix(&out, "argv")).contains(PASSWORD));
+    // The image without credentials gets an empty auths, not someone else's.
+    let out = sb.out().join("ghcr.io_public_app_1");
+    let config: serde_json::Value =
+        serde_json::from_str(&read(&with_suffix(&out, "config.json"))).unwrap();
+    assert_eq!(config, serde_json::json!({"auths": {}}));
+    // The per-image directories are gone, and the captured streams are in the output dir.
+    assert!(sb.tmp_entries().is_empty(), "{:?}", sb.tmp_entries());
+    assert!(!std::path::Path::new(&docker_config).exists());
+    assert_eq!(
+        fs::metadata(sb.out().join("ghcr.io_public_app_1.stderr"))
+            .unwrap()
+            .mode()
+            & 0o600,
+        0o600
+    );
+}
+
+#[test]
+fn scratch_output_dir_is_removed_and_json_logs_work() {
+    let sb = Sandbox::new(&config_json(&[image("a/b:1")]));
+    let run = sb.run(&[
+        ("ENTRYPOINT_COMMAND", "touch {output}.spdx.json"),
+        ("ENTRYPOINT_LOG_FORMAT", "json"),
+    ]);
+    assert_eq!(run.code, Some(0), "{run}");
+    assert!(sb.tmp_entries().is_empty(), "{:?}", sb.tmp_entries());
+    for line in run.stderr.lines() {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{line}: {e}"));
+        assert!(v["fields"]["message"].is_string(), "{line}");
+    }
+    assert!(run.stdout.starts_with("summary: 1 images: 1 ok"), "{run}");
+}
+
+/// `<path>.<suffix>`; `Path::with_extension` would cut the stem at its last dot.
+fn with_suffix(path: &std::path::Path, suffix: &str) -> std::path::PathBuf {
+    format!("{}.{suffix}", path.display()).into()
+}

@@ -1,0 +1,162 @@
+//! SIGTERM (what a Job deadline sends) and SIGINT: every child and grandchild dies, every
+//! temporary directory is removed, and the exit code says which signal it was.
+
+mod common;
+
+use std::io::Read;
+use std::time::{Duration, Instant};
+
+use common::*;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+fn finish(mut child: std::process::Child, limit: Duration) -> Run {
+    let started = Instant::now();
+    let status = wait_for(limit, "the entrypoint to exit", || {
+        child.try_wait().unwrap()
+    });
+    assert!(started.elapsed() < limit);
+    let (mut stdout, mut stderr) = (String::new(), String::new());
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut stdout)
+        .unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    Run {
+        code: status.code(),
+        stdout,
+        stderr,
+    }
+}
+
+#[test]
+fn sigterm_kills_every_child_cleans_up_and_exits_143() {
+    let images = [image("a/one:1"), image("a/two:1"), image("a/three:1")];
+    let sb = Sandbox::new(&config_json(&images));
+    let child = sb.spawn(&[
+        ("ENTRYPOINT_COMMAND", "sleep 300"),
+        ("ENTRYPOINT_CONCURRENCY", "2"),
+    ]);
+    let entrypoint = child.id();
+    // Both permitted sleeps run (the third waits for a slot).
+    let sleeps = wait_for(Duration::from_secs(10), "two sleep children", || {
+        let kids: Vec<i32> = children_of(entrypoint)
+            .into_iter()
+            .filter(|p| cmdline(*p) == "sleep 300")
+            .collect();
+        (kids.len() == 2).then_some(kids)
+    });
+    // Each leads its own process group.
+    for pid in &sleeps {
+        assert_eq!(
+            nix::unistd::getpgid(Some(Pid::from_raw(*pid))).unwrap(),
+            Pid::from_raw(*pid)
+        );
+    }
+    assert_eq!(
+        sb.tmp_entries().len(),
+        2,
+        "one private work dir per running image"
+    );
+
+    kill(Pid::from_raw(entrypoint as i32), Signal::SIGTERM).unwrap();
+    let run = finish(child, Duration::from_secs(10));
+    assert_eq!(run.code, Some(143), "{run}");
+    for pid in sleeps {
+        assert!(!alive(pid), "sleep {pid} survived");
+    }
+    assert!(
+        sb.tmp_entries().is_empty(),
+        "left behind: {:?}",
+        sb.tmp_entries()
+    );
+    assert_eq!(run.result_of("a/one:1"), "CANCELLED", "{run}");
+    assert_eq!(run.result_of("a/two:1"), "CANCELLED", "{run}");
+    assert_eq!(run.result_of("a/three:1"), "CANCELLED", "{run}");
+    assert!(
+        run.summary_line("a/three:1").contains("attempts=0"),
+        "never started: {run}"
+    );
+}
+
+#[test]
+fn sigint_also_kills_grandchildren_and_exits_130() {
+    let images = [image("a/one:1"), image("a/two:1")];
+    let sb = Sandbox::new(&config_json(&images));
+    // The tool forks a helper that would outlive it if only the direct child were killed;
+    // it also ignores SIGTERM so the SIGKILL after the grace period is needed.
+    let script = sb.script(
+        "tool-with-helper",
+        r#"trap '' TERM
+sleep 300 &
+echo $! > "$1.helper"
+echo $$ > "$1.tool"
+while :; do sleep 1; done"#,
+    );
+    let child = sb.spawn(&[
+        (
+            "ENTRYPOINT_COMMAND",
+            &format!("{} {{output}}", script.display()),
+        ),
+        ("ENTRYPOINT_CONCURRENCY", "2"),
+        ("ENTRYPOINT_OUTPUT_DIR", sb.out().to_str().unwrap()),
+        ("ENTRYPOINT_KILL_GRACE", "500ms"),
+    ]);
+    let pids = |suffix: &str| -> Vec<i32> {
+        ["docker.io_a_one_1", "docker.io_a_two_1"]
+            .iter()
+            .filter_map(|stem| {
+                std::fs::read_to_string(sb.out().join(format!("{stem}.{suffix}"))).ok()
+            })
+            .filter_map(|s| s.trim().parse().ok())
+            .collect()
+    };
+    let (tools, helpers) = wait_for(Duration::from_secs(10), "both tools and helpers", || {
+        let (t, h) = (pids("tool"), pids("helper"));
+        (t.len() == 2 && h.len() == 2).then_some((t, h))
+    });
+    for pid in tools.iter().chain(&helpers) {
+        assert!(alive(*pid), "{pid} not running before the signal");
+    }
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGINT).unwrap();
+    let run = finish(child, Duration::from_secs(10));
+    assert_eq!(run.code, Some(130), "{run}");
+    for pid in tools.iter().chain(&helpers) {
+        assert!(!alive(*pid), "{pid} survived: {}", cmdline(*pid));
+    }
+    assert!(run.stderr.contains("sending SIGKILL"), "{run}");
+    assert!(
+        sb.tmp_entries().is_empty(),
+        "left behind: {:?}",
+        sb.tmp_entries()
+    );
+}
+
+#[test]
+fn helpers_left_behind_by_a_finished_tool_are_killed() {
+    let sb = Sandbox::new(&config_json(&[image("a/one:1")]));
+    // Exits at once but leaves a background process in its group.
+    let script = sb.script("leaky", r#"sleep 300 & echo $! > "$1.helper""#);
+    let run = sb.run(&[
+        (
+            "ENTRYPOINT_COMMAND",
+            &format!("{} {{output}}", script.display()),
+        ),
+        ("ENTRYPOINT_OUTPUT_DIR", sb.out().to_str().unwrap()),
+    ]);
+    assert_eq!(run.code, Some(0), "{run}");
+    let helper: i32 = read(&sb.out().join("docker.io_a_one_1.helper"))
+        .trim()
+        .parse()
+        .unwrap();
+    wait_for(Duration::from_secs(5), "the helper to die", || {
+        (!alive(helper)).then_some(())
+    });
+}
