@@ -43,6 +43,9 @@ async fn run() -> u8 {
         return summary::EXIT_FAILED;
     }
     init_logging();
+    if let Err(e) = crate::reaper::become_subreaper() {
+        warn!("cannot become a child subreaper ({e}); processes that detach from a tool may outlive it");
+    }
 
     let (settings, unknown) = match Settings::from_env() {
         Ok(s) => s,
@@ -84,13 +87,16 @@ async fn run() -> u8 {
     } else {
         batch::run_all(Arc::new(settings), Arc::new(template), jobs, cancel).await
     };
+    // No attempt runs any more: whatever detached from a tool and is still alive goes now.
+    let killed = crate::reaper::kill_orphans();
+    if !killed.is_empty() {
+        warn!(pids = ?killed, "killed processes that detached from their tool");
+    }
 
     let signal = Some(got_signal.load(Ordering::SeqCst)).filter(|s| *s != 0);
     let text = summary::render(&results);
     let mut stdout = std::io::stdout().lock();
-    let _ = stdout
-        .write_all(text.as_bytes())
-        .and_then(|()| stdout.flush());
+    let _ = stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush());
     let code = summary::exit_code(&results, signal);
     match signal {
         Some(s) => warn!(exit_code = code, "stopped by signal {s}"),

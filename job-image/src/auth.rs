@@ -35,20 +35,12 @@ impl WorkDir {
         Self::create_in(&std::env::temp_dir(), image, image_registry)
     }
 
-    pub fn create_in(
-        parent: &Path,
-        image: &ImageConfig,
-        image_registry: &str,
-    ) -> io::Result<WorkDir> {
-        let dir = tempfile::Builder::new()
-            .prefix("sbomjob-")
-            .tempdir_in(parent)?;
+    pub fn create_in(parent: &Path, image: &ImageConfig, image_registry: &str) -> io::Result<WorkDir> {
+        let dir = tempfile::Builder::new().prefix("sbomjob-").tempdir_in(parent)?;
         // tempfile already uses 0700 on unix; set it explicitly since the secret depends on it.
         fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o700))?;
         let work = WorkDir { dir };
-        DirBuilder::new()
-            .mode(0o700)
-            .create(work.docker_config_dir())?;
+        DirBuilder::new().mode(0o700).create(work.docker_config_dir())?;
         DirBuilder::new().mode(0o700).create(work.tmp_dir())?;
         let content = docker_config(image, image_registry);
         let mut file = OpenOptions::new()
@@ -171,10 +163,7 @@ mod tests {
 
     #[test]
     fn no_credentials_gives_empty_auths() {
-        assert_eq!(
-            docker_config(&image("", "", ""), "ghcr.io"),
-            json!({"auths": {}})
-        );
+        assert_eq!(docker_config(&image("", "", ""), "ghcr.io"), json!({"auths": {}}));
         assert_eq!(
             docker_config(&image("ghcr.io", "", ""), "ghcr.io"),
             json!({"auths": {}})
@@ -183,10 +172,7 @@ mod tests {
 
     #[test]
     fn host_spellings() {
-        assert_eq!(
-            auth_keys("", "registry.local:5000"),
-            ["registry.local:5000"]
-        );
+        assert_eq!(auth_keys("", "registry.local:5000"), ["registry.local:5000"]);
         assert_eq!(
             auth_keys("https://ghcr.io/v2/", "x"),
             ["ghcr.io", "https://ghcr.io/v2/"]
@@ -205,8 +191,7 @@ mod tests {
     #[test]
     fn files_are_private_and_removed() {
         let parent = tempfile::tempdir().unwrap();
-        let work =
-            WorkDir::create_in(parent.path(), &image("ghcr.io", "u", "secret"), "ghcr.io").unwrap();
+        let work = WorkDir::create_in(parent.path(), &image("ghcr.io", "u", "secret"), "ghcr.io").unwrap();
         let mode = |p: &Path| fs::metadata(p).unwrap().mode() & 0o777;
         assert_eq!(mode(work.path()), 0o700);
         assert_eq!(mode(&work.docker_config_dir()), 0o700);

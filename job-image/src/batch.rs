@@ -126,19 +126,13 @@ pub async fn run_all(
             results[index] = Some(result(&job, outcome, 0, Instant::now()));
             continue;
         }
-        let (settings, template, stop, mut cancel) = (
-            settings.clone(),
-            template.clone(),
-            stop.clone(),
-            cancel.clone(),
-        );
+        let (settings, template, stop, mut cancel) =
+            (settings.clone(), template.clone(), stop.clone(), cancel.clone());
         running.spawn(
             async move {
                 let _permit = permit;
                 let r = run_one(&settings, &template, &job, &mut cancel).await;
-                if settings.fail_fast
-                    && matches!(r.outcome, Outcome::Failed(_) | Outcome::TimedOut(_))
-                {
+                if settings.fail_fast && matches!(r.outcome, Outcome::Failed(_) | Outcome::TimedOut(_)) {
                     stop.store(true, Ordering::SeqCst);
                 }
                 (index, r)
@@ -209,10 +203,7 @@ async fn run_one(
             AttemptOutcome::Succeeded => info!(attempt = attempts, "succeeded"),
             other => warn!(attempt = attempts, "{other}"),
         }
-        let retryable = matches!(
-            outcome,
-            AttemptOutcome::Failed(_) | AttemptOutcome::TimedOut(_)
-        );
+        let retryable = matches!(outcome, AttemptOutcome::Failed(_) | AttemptOutcome::TimedOut(_));
         if !retryable || attempts > settings.retries {
             break outcome;
         }
@@ -283,10 +274,7 @@ mod tests {
         let job = &jobs[0];
         let v = |p| job.value(p);
         assert_eq!(v(Placeholder::Image), format!("nginx:1.27@{D}"));
-        assert_eq!(
-            v(Placeholder::Reference),
-            format!("docker.io/library/nginx@{D}")
-        );
+        assert_eq!(v(Placeholder::Reference), format!("docker.io/library/nginx@{D}"));
         assert_eq!(v(Placeholder::Digest), D);
         assert_eq!(v(Placeholder::Registry), "docker.io");
         assert_eq!(v(Placeholder::Repository), "library/nginx");

@@ -74,10 +74,7 @@ pub enum ConfigError {
     #[error("config file {} does not exist", path.display())]
     Missing { path: PathBuf },
     #[error("cannot read config file {}: {source}", path.display())]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     #[error("config is not JSON: {0}")]
     NotJson(serde_json::Error),
     #[error("config must be a JSON array of images, found {found}")]
@@ -103,12 +100,7 @@ pub fn load(path: &Path) -> Result<Vec<ImageConfig>, ConfigError> {
     parse(&bytes)
 }
 
-const STRING_KEYS: [&str; 4] = [
-    "registry-host",
-    "registry-user",
-    "registry-password",
-    "image",
-];
+const STRING_KEYS: [&str; 4] = ["registry-host", "registry-user", "registry-password", "image"];
 const POD_KEYS: [&str; 3] = ["pod", "namespace", "cluster"];
 
 /// Parses an `image-config.json` document.
@@ -130,8 +122,7 @@ pub fn parse(bytes: &[u8]) -> Result<Vec<ImageConfig>, ConfigError> {
         .map(|(index, element)| {
             let problem = |problem: String| ConfigError::Element { index, problem };
             check_element(&element).map_err(problem)?;
-            let config: ImageConfig =
-                serde_json::from_value(element).map_err(|e| problem(e.to_string()))?;
+            let config: ImageConfig = serde_json::from_value(element).map_err(|e| problem(e.to_string()))?;
             ImageRef::parse(&config.image)
                 .map_err(|e| problem(format!("key `image` ({:?}): {e}", config.image)))?;
             Ok(config)
@@ -154,10 +145,7 @@ fn check_element(element: &Value) -> Result<(), String> {
     };
     for (i, pod) in pods.iter().enumerate() {
         let Value::Object(pod) = pod else {
-            return Err(format!(
-                "key `pods[{i}]` is {}, expected an object",
-                kind(pod)
-            ));
+            return Err(format!("key `pods[{i}]` is {}, expected an object", kind(pod)));
         };
         for key in POD_KEYS {
             expect_string(pod.get(key), &format!("pods[{i}].{key}"))?;
@@ -233,9 +221,7 @@ mod tests {
     }
 
     fn err(doc: &str) -> String {
-        parse(doc.as_bytes())
-            .expect_err("must be rejected")
-            .to_string()
+        parse(doc.as_bytes()).expect_err("must be rejected").to_string()
     }
 
     #[test]
@@ -306,10 +292,7 @@ mod tests {
             err(r#"{"image":"a"}"#),
             "config must be a JSON array of images, found an object"
         );
-        assert_eq!(
-            err("null"),
-            "config must be a JSON array of images, found null"
-        );
+        assert_eq!(err("null"), "config must be a JSON array of images, found null");
         assert_eq!(
             err(r#""x""#),
             "config must be a JSON array of images, found a string"
@@ -319,8 +302,7 @@ mod tests {
     #[test]
     fn names_the_element_and_the_key() {
         let ok = r#"{"registry-host":"","registry-user":"","registry-password":"","image":"a:1","pods":[]}"#;
-        let no_image =
-            r#"{"registry-host":"","registry-user":"","registry-password":"","pods":[]}"#;
+        let no_image = r#"{"registry-host":"","registry-user":"","registry-password":"","pods":[]}"#;
         let doc = format!("[{ok},{ok},{ok},{no_image}]");
         assert_eq!(err(&doc), element(3, "missing key `image`"));
 
@@ -343,10 +325,7 @@ mod tests {
         );
 
         let no_pods = ok.replace(r#","pods":[]"#, "");
-        assert_eq!(
-            err(&format!("[{no_pods}]")),
-            element(0, "missing key `pods`")
-        );
+        assert_eq!(err(&format!("[{no_pods}]")), element(0, "missing key `pods`"));
 
         let bad_pod = ok.replace(
             r#""pods":[]"#,
@@ -373,10 +352,7 @@ mod tests {
         };
         assert!(err(&with("")).starts_with("config element 0: key `image` (\"\"): "));
         let scheme = err(&with("docker-pullable://nginx@sha256:00"));
-        assert!(
-            scheme.starts_with("config element 0: key `image`"),
-            "{scheme}"
-        );
+        assert!(scheme.starts_with("config element 0: key `image`"), "{scheme}");
         assert!(err(&with("nginx@sha256:xyz")).contains("digest"));
     }
 
@@ -384,10 +360,7 @@ mod tests {
     fn debug_never_shows_the_password() {
         let images = parse(
             EXAMPLE_FORM
-                .replace(
-                    r#""registry-password":"p""#,
-                    r#""registry-password":"s3cr3t-pw""#,
-                )
+                .replace(r#""registry-password":"p""#, r#""registry-password":"s3cr3t-pw""#)
                 .as_bytes(),
         )
         .unwrap();

@@ -47,10 +47,7 @@ impl ImageRef {
         if reference.is_empty() {
             return Err(RefError::Empty);
         }
-        if reference
-            .chars()
-            .any(|c| c.is_whitespace() || c.is_control())
-        {
+        if reference.chars().any(|c| c.is_whitespace() || c.is_control()) {
             return Err(RefError::BadChar);
         }
         if reference.contains("://") {
@@ -224,8 +221,7 @@ fn is_host(host: &str) -> bool {
             });
         (labels_ok, port)
     };
-    let port_ok =
-        port.is_none_or(|p| !p.is_empty() && p.len() <= 5 && p.chars().all(|c| c.is_ascii_digit()));
+    let port_ok = port.is_none_or(|p| !p.is_empty() && p.len() <= 5 && p.chars().all(|c| c.is_ascii_digit()));
     name_ok && port_ok
 }
 
@@ -251,9 +247,9 @@ fn is_digest(digest: &str) -> bool {
         return false;
     };
     let algo_ok = !algo.is_empty()
-        && algo.chars().all(|c| {
-            c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '+' | '.' | '_' | '-')
-        })
+        && algo
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '+' | '.' | '_' | '-'))
         && algo.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit());
     let hex_ok = if algo == "sha256" {
         hex.len() == 64
@@ -321,10 +317,7 @@ mod tests {
                 format!("[::1]:5000/app@{D}"),
                 t("[::1]:5000", "app", None, Some(D)),
             ),
-            (
-                "localhost/app".to_owned(),
-                t("localhost", "app", None, None),
-            ),
+            ("localhost/app".to_owned(), t("localhost", "app", None, None)),
             (
                 "ghcr.io/ckotzbauer/sbom-operator:0.8.0".to_owned(),
                 t("ghcr.io", "ckotzbauer/sbom-operator", Some("0.8.0"), None),
@@ -388,18 +381,12 @@ mod tests {
     #[test]
     fn pullable_prefers_the_digest() {
         let cases = [
-            (
-                format!("nginx:1.27@{D}"),
-                format!("docker.io/library/nginx@{D}"),
-            ),
+            (format!("nginx:1.27@{D}"), format!("docker.io/library/nginx@{D}")),
             (
                 format!("localhost:5000/app@{D}"),
                 format!("localhost:5000/app@{D}"),
             ),
-            (
-                "alpine:3".to_owned(),
-                "docker.io/library/alpine:3".to_owned(),
-            ),
+            ("alpine:3".to_owned(), "docker.io/library/alpine:3".to_owned()),
             ("ghcr.io/a/b".to_owned(), "ghcr.io/a/b".to_owned()),
             (D.to_owned(), D.to_owned()),
         ];
@@ -431,11 +418,7 @@ mod tests {
             ),
         ];
         for (input, want) in cases {
-            assert_eq!(
-                ImageRef::parse(&input).unwrap().output_stem(),
-                want,
-                "{input}"
-            );
+            assert_eq!(ImageRef::parse(&input).unwrap().output_stem(), want, "{input}");
         }
     }
 

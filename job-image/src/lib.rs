@@ -9,6 +9,7 @@ pub mod auth;
 pub mod batch;
 pub mod config;
 pub mod image_ref;
+pub mod reaper;
 pub mod runner;
 pub mod settings;
 pub mod summary;

@@ -21,6 +21,8 @@ use tokio::process::Command;
 use tokio::sync::watch;
 use tracing::{Instrument, Span, debug, info, warn};
 
+use crate::reaper;
+
 /// Longest log line kept from the tool; the rest of a longer line is cut (files get it all).
 const MAX_LOG_LINE: usize = 8 * 1024;
 /// How long to wait for the output pipes to drain after the process group is gone.
@@ -97,18 +99,13 @@ pub async fn run(attempt: Attempt<'_>, cancel: &mut watch::Receiver<bool>) -> At
     let mut command = Command::new(program);
     command
         .args(args)
-        .envs(
-            attempt
-                .env
-                .iter()
-                .map(|(k, v)| (OsStr::new(k), v.as_os_str())),
-        )
+        .envs(attempt.env.iter().map(|(k, v)| (OsStr::new(k), v.as_os_str())))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0)
         .kill_on_drop(true);
-    let mut child = match command.spawn() {
+    let mut child = match reaper::spawn(&mut command) {
         Ok(child) => child,
         Err(e) => return AttemptOutcome::SpawnFailed(format!("{program}: {e}")),
     };
@@ -159,16 +156,22 @@ pub async fn run(attempt: Attempt<'_>, cancel: &mut watch::Receiver<bool>) -> At
             outcome
         }
     };
+    reaper::untrack(pid);
     // Anything still in the group (background helpers, daemons) goes now, which also closes
     // the pipes so the pumps can finish.
     drop(group);
+    let deadline = tokio::time::Instant::now() + DRAIN;
     for pump in pumps {
         let abort = pump.abort_handle();
-        if tokio::time::timeout(DRAIN, pump).await.is_err() {
+        if tokio::time::timeout_at(deadline, pump).await.is_err() {
             // A process that left our group (setsid) still holds the pipe; stop reading it.
             warn!("output pipe still open after the process ended; no longer reading it");
             abort.abort();
         }
+    }
+    let reaped = reaper::reap_zombies();
+    if reaped > 0 {
+        debug!(reaped, "reaped processes the tool left behind");
     }
     outcome
 }
@@ -191,8 +194,8 @@ fn describe(status: ExitStatus) -> AttemptOutcome {
         (Some(0), _) => AttemptOutcome::Succeeded,
         (Some(code), _) => AttemptOutcome::Failed(format!("exit code {code}")),
         (None, Some(signal)) => {
-            let name = Signal::try_from(signal)
-                .map_or_else(|_| signal.to_string(), |s| s.as_str().to_owned());
+            let name =
+                Signal::try_from(signal).map_or_else(|_| signal.to_string(), |s| s.as_str().to_owned());
             AttemptOutcome::Failed(format!("killed by {name}"))
         }
         (None, None) => AttemptOutcome::Failed(format!("{status}")),
@@ -277,9 +280,7 @@ pub fn redact_all(text: &str, secrets: &[String]) -> String {
     secrets
         .iter()
         .filter(|s| !s.is_empty())
-        .fold(text.to_owned(), |acc, secret| {
-            acc.replace(secret.as_str(), "***")
-        })
+        .fold(text.to_owned(), |acc, secret| acc.replace(secret.as_str(), "***"))
 }
 
 #[cfg(test)]
@@ -288,16 +289,9 @@ mod tests {
 
     #[test]
     fn redacts_every_secret() {
-        let secrets = vec![
-            "hunter2".to_owned(),
-            String::new(),
-            "dTpodW50ZXIy".to_owned(),
-        ];
+        let secrets = vec!["hunter2".to_owned(), String::new(), "dTpodW50ZXIy".to_owned()];
         assert_eq!(
-            redact_all(
-                "login hunter2 ok, auth=dTpodW50ZXIy, again hunter2",
-                &secrets
-            ),
+            redact_all("login hunter2 ok, auth=dTpodW50ZXIy, again hunter2", &secrets),
             "login *** ok, auth=***, again ***"
         );
         assert_eq!(redact_all("nothing", &[]), "nothing");
@@ -331,10 +325,7 @@ mod tests {
     async fn runs_real_processes() {
         let (_tx, mut rx) = watch::channel(false);
         let ok = ["true".to_owned()];
-        assert_eq!(
-            run(attempt(&ok, None), &mut rx).await,
-            AttemptOutcome::Succeeded
-        );
+        assert_eq!(run(attempt(&ok, None), &mut rx).await, AttemptOutcome::Succeeded);
         let bad = ["false".to_owned()];
         assert_eq!(
             run(attempt(&bad, None), &mut rx).await,
@@ -353,10 +344,7 @@ mod tests {
         let argv = ["sleep".to_owned(), "30".to_owned()];
         let started = std::time::Instant::now();
         let outcome = run(attempt(&argv, Some(Duration::from_millis(200))), &mut rx).await;
-        assert_eq!(
-            outcome,
-            AttemptOutcome::TimedOut(Duration::from_millis(200))
-        );
+        assert_eq!(outcome, AttemptOutcome::TimedOut(Duration::from_millis(200)));
         assert!(
             started.elapsed() < Duration::from_secs(5),
             "{:?}",

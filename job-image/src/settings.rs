@@ -118,9 +118,7 @@ impl Settings {
     }
 
     /// Parses settings from `(name, value)` pairs (full names, with the prefix).
-    pub fn from_vars(
-        vars: Vec<(String, String)>,
-    ) -> Result<(Settings, Vec<String>), SettingsError> {
+    pub fn from_vars(vars: Vec<(String, String)>) -> Result<(Settings, Vec<String>), SettingsError> {
         let unknown = vars
             .iter()
             .filter_map(|(k, _)| {
@@ -140,13 +138,16 @@ impl Settings {
         })?;
         let concurrency = match set(raw.concurrency) {
             None => 1,
-            Some(v) => v.trim().parse::<usize>().ok().filter(|n| *n >= 1).ok_or(
-                SettingsError::Invalid {
+            Some(v) => v
+                .trim()
+                .parse::<usize>()
+                .ok()
+                .filter(|n| *n >= 1)
+                .ok_or(SettingsError::Invalid {
                     name: "CONCURRENCY",
                     value: v,
                     expected: "an integer of at least 1",
-                },
-            )?,
+                })?,
         };
         let timeout = match set(raw.timeout) {
             None => None,
@@ -159,19 +160,18 @@ impl Settings {
         };
         let retries = match set(raw.retries) {
             None => 0,
-            Some(v) => v.trim().parse::<u32>().ok().filter(|n| *n <= 100).ok_or(
-                SettingsError::Invalid {
+            Some(v) => v
+                .trim()
+                .parse::<u32>()
+                .ok()
+                .filter(|n| *n <= 100)
+                .ok_or(SettingsError::Invalid {
                     name: "RETRIES",
                     value: v,
                     expected: "an integer from 0 to 100",
-                },
-            )?,
+                })?,
         };
-        let retry_backoff = duration_or(
-            set(raw.retry_backoff),
-            "RETRY_BACKOFF",
-            Duration::from_secs(2),
-        )?;
+        let retry_backoff = duration_or(set(raw.retry_backoff), "RETRY_BACKOFF", Duration::from_secs(2))?;
         let kill_grace = duration_or(set(raw.kill_grace), "KILL_GRACE", Duration::from_secs(5))?;
         let fail_fast = match set(raw.fail_fast) {
             None => false,
@@ -379,8 +379,7 @@ mod tests {
 
     #[test]
     fn empty_values_mean_default() {
-        let (s, _) =
-            settings(&[("COMMAND", "x"), ("CONCURRENCY", ""), ("OUTPUT_DIR", "")]).unwrap();
+        let (s, _) = settings(&[("COMMAND", "x"), ("CONCURRENCY", ""), ("OUTPUT_DIR", "")]).unwrap();
         assert_eq!((s.concurrency, s.output_dir), (1, None));
         assert!(settings(&[("COMMAND", "  ")]).is_err());
     }

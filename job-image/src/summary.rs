@@ -60,12 +60,7 @@ pub struct ImageResult {
 
 /// The summary block: a count line, then one line per image in config order.
 pub fn render(results: &[ImageResult]) -> String {
-    let count = |label: &str| {
-        results
-            .iter()
-            .filter(|r| r.outcome.label() == label)
-            .count()
-    };
+    let count = |label: &str| results.iter().filter(|r| r.outcome.label() == label).count();
     let mut out = format!(
         "summary: {} images: {} ok, {} failed, {} timed out, {} skipped, {} cancelled\n",
         results.len(),

@@ -106,8 +106,7 @@ pub struct Template {
 
 impl Template {
     pub fn parse(template: &str) -> Result<Self, TemplateError> {
-        let words =
-            shell_words::split(template).map_err(|e| TemplateError::Quoting(e.to_string()))?;
+        let words = shell_words::split(template).map_err(|e| TemplateError::Quoting(e.to_string()))?;
         if words.is_empty() {
             return Err(TemplateError::Empty);
         }
@@ -121,10 +120,7 @@ impl Template {
 
     /// Whether `{p}` occurs anywhere (e.g. only create an output directory when it is used).
     pub fn uses(&self, p: Placeholder) -> bool {
-        self.words
-            .iter()
-            .flatten()
-            .any(|piece| *piece == Piece::Value(p))
+        self.words.iter().flatten().any(|piece| *piece == Piece::Value(p))
     }
 
     /// The program word, if it is a plain literal (then it can be checked before running).
@@ -258,10 +254,7 @@ mod tests {
 
     #[test]
     fn empty_value_keeps_its_word() {
-        assert_eq!(
-            expand("tool {tag} end", |_| String::new()),
-            ["tool", "", "end"]
-        );
+        assert_eq!(expand("tool {tag} end", |_| String::new()), ["tool", "", "end"]);
     }
 
     #[test]
@@ -301,10 +294,7 @@ mod tests {
             Template::parse("a image}"),
             Err(TemplateError::StrayClose { word: 1, .. })
         ));
-        assert!(matches!(
-            Template::parse("a 'b"),
-            Err(TemplateError::Quoting(_))
-        ));
+        assert!(matches!(Template::parse("a 'b"), Err(TemplateError::Quoting(_))));
         assert_eq!(Template::parse("   "), Err(TemplateError::Empty));
         // Placeholder names are exact.
         assert!(Template::parse("a {IMAGE}").is_err());
@@ -313,14 +303,10 @@ mod tests {
     #[test]
     fn uses_and_literal_program() {
         let t = Template::parse("syft {image} -o json={output}").unwrap();
-        assert!(
-            t.uses(Placeholder::Output) && t.uses(Placeholder::Image) && !t.uses(Placeholder::Pods)
-        );
+        assert!(t.uses(Placeholder::Output) && t.uses(Placeholder::Image) && !t.uses(Placeholder::Pods));
         assert_eq!(t.literal_program(), Some("syft"));
         assert_eq!(
-            Template::parse("{registry}-tool x")
-                .unwrap()
-                .literal_program(),
+            Template::parse("{registry}-tool x").unwrap().literal_program(),
             None
         );
     }

@@ -20,10 +20,7 @@ fn every_image_succeeds_and_values_stay_single_words() {
     ];
     let (api, nginx) = (format!("ghcr.io/acme/api:1.2@{D1}"), format!("nginx@{D2}"));
     let images = [
-        Image {
-            pods,
-            ..image(&api)
-        },
+        Image { pods, ..image(&api) },
         image(&nginx),
         image("localhost:5000/team/app:v3"),
         image(D1),
@@ -92,8 +89,7 @@ fn one_failing_image_fails_the_run_but_not_the_others() {
     assert_eq!(run.result_of("ghcr.io/a/one:good"), "ok");
     assert_eq!(run.result_of("ghcr.io/a/two:bad"), "FAILED");
     assert!(
-        run.summary_line("ghcr.io/a/two:bad")
-            .ends_with("(exit code 1)"),
+        run.summary_line("ghcr.io/a/two:bad").ends_with("(exit code 1)"),
         "{run}"
     );
     assert_eq!(run.result_of("ghcr.io/a/three:good"), "ok");
@@ -133,10 +129,7 @@ fn timeout_fails_the_image_within_about_the_timeout() {
     let started = Instant::now();
     let script = sb.script("maybe-slow", r#"case "$1" in *slow*) exec sleep 30;; esac"#);
     let run = sb.run(&[
-        (
-            "ENTRYPOINT_COMMAND",
-            &format!("{} {{image}}", script.display()),
-        ),
+        ("ENTRYPOINT_COMMAND", &format!("{} {{image}}", script.display())),
         ("ENTRYPOINT_TIMEOUT", "1s"),
         ("ENTRYPOINT_KILL_GRACE", "1s"),
     ]);
@@ -172,8 +165,7 @@ fn retries_until_success_with_backoff() {
     ]);
     assert_eq!(run.code, Some(1), "{run}");
     assert!(
-        run.summary_line("a/flaky:1")
-            .starts_with("FAILED    attempts=2"),
+        run.summary_line("a/flaky:1").starts_with("FAILED    attempts=2"),
         "{run}"
     );
     fs::remove_file(&count).unwrap();
@@ -184,8 +176,7 @@ fn retries_until_success_with_backoff() {
     ]);
     assert_eq!(run.code, Some(0), "{run}");
     assert!(
-        run.summary_line("a/flaky:1")
-            .starts_with("ok        attempts=3"),
+        run.summary_line("a/flaky:1").starts_with("ok        attempts=3"),
         "{run}"
     );
     assert!(
@@ -197,9 +188,7 @@ fn retries_until_success_with_backoff() {
 #[test]
 fn concurrency_is_bounded() {
     let images: Vec<String> = (0..5).map(|i| format!("a/img{i}:1")).collect();
-    let sb = Sandbox::new(&config_json(
-        &images.iter().map(|i| image(i)).collect::<Vec<_>>(),
-    ));
+    let sb = Sandbox::new(&config_json(&images.iter().map(|i| image(i)).collect::<Vec<_>>()));
     fs::create_dir(sb.path("running")).unwrap();
     // Each run marks itself running, waits, records how many were running, unmarks itself.
     let script = sb.script(
@@ -252,10 +241,7 @@ fn template_errors_exit_2_before_anything_runs() {
             format!("touch {} {{imag}}", marker.display()),
             "unknown placeholder `{imag}`",
         ),
-        (
-            format!("touch {} {{image", marker.display()),
-            "unclosed `{`",
-        ),
+        (format!("touch {} {{image", marker.display()), "unclosed `{`"),
         (
             format!("touch {} 'open", marker.display()),
             "cannot be split into words",
@@ -288,31 +274,19 @@ fn settings_errors_exit_2_naming_the_variable() {
             "ENTRYPOINT_COMMAND is not set: expected the command template",
         ),
         (
-            &[
-                ("ENTRYPOINT_COMMAND", &touch),
-                ("ENTRYPOINT_CONCURRENCY", "0"),
-            ],
+            &[("ENTRYPOINT_COMMAND", &touch), ("ENTRYPOINT_CONCURRENCY", "0")],
             r#"ENTRYPOINT_CONCURRENCY="0": expected an integer of at least 1"#,
         ),
         (
-            &[
-                ("ENTRYPOINT_COMMAND", &touch),
-                ("ENTRYPOINT_TIMEOUT", "soon"),
-            ],
+            &[("ENTRYPOINT_COMMAND", &touch), ("ENTRYPOINT_TIMEOUT", "soon")],
             r#"ENTRYPOINT_TIMEOUT="soon": expected a duration"#,
         ),
         (
-            &[
-                ("ENTRYPOINT_COMMAND", &touch),
-                ("ENTRYPOINT_FAIL_FAST", "maybe"),
-            ],
+            &[("ENTRYPOINT_COMMAND", &touch), ("ENTRYPOINT_FAIL_FAST", "maybe")],
             r#"ENTRYPOINT_FAIL_FAST="maybe": expected true or false"#,
         ),
         (
-            &[
-                ("ENTRYPOINT_COMMAND", &touch),
-                ("ENTRYPOINT_LOG_FORMAT", "xml"),
-            ],
+            &[("ENTRYPOINT_COMMAND", &touch), ("ENTRYPOINT_LOG_FORMAT", "xml")],
             r#"ENTRYPOINT_LOG_FORMAT="xml": expected plain or json"#,
         ),
     ];
@@ -323,10 +297,7 @@ fn settings_errors_exit_2_naming_the_variable() {
         assert!(!marker.exists());
     }
     // A typo in a name is not fatal but is pointed out.
-    let run = sb.run(&[
-        ("ENTRYPOINT_COMMAND", "true"),
-        ("ENTRYPOINT_CONCURENCY", "4"),
-    ]);
+    let run = sb.run(&[("ENTRYPOINT_COMMAND", "true"), ("ENTRYPOINT_CONCURENCY", "4")]);
     assert_eq!(run.code, Some(0), "{run}");
     assert!(
         run.stderr
@@ -358,10 +329,7 @@ fn config_errors_exit_2_with_the_problem() {
             "config element 0: key `registry-password` is null, expected a string",
         ),
         (
-            format!(
-                "[{}]",
-                ok.replace(r#""a/b:1""#, r#""docker-pullable://a/b:1""#)
-            ),
+            format!("[{}]", ok.replace(r#""a/b:1""#, r#""docker-pullable://a/b:1""#)),
             "config element 0: key `image` (\"docker-pullable://a/b:1\"): has a `scheme://` prefix",
         ),
     ];
@@ -416,10 +384,7 @@ cat "$DOCKER_CONFIG/config.json" >&2"#,
     let run = sb.run(&[
         (
             "ENTRYPOINT_COMMAND",
-            &format!(
-                "{} {{output}} {{image}} {{registry}} {{pods}}",
-                script.display()
-            ),
+            &format!("{} {{output}} {{image}} {{registry}} {{pods}}", script.display()),
         ),
         ("ENTRYPOINT_OUTPUT_DIR", sb.out().to_str().unwrap()),
     ]);
@@ -433,8 +398,7 @@ cat "$DOCKER_CONFIG/config.json" >&2"#,
     assert!(run.stderr.contains(r#""password": "***""#), "{run}");
 
     let out = sb.out().join("registry.example.test_5000_team_app_1");
-    let config: serde_json::Value =
-        serde_json::from_str(&read(&with_suffix(&out, "config.json"))).unwrap();
+    let config: serde_json::Value = serde_json::from_str(&read(&with_suffix(&out, "config.json"))).unwrap();
     let entry = &config["auths"]["registry.example.test:5000"];
     assert_eq!(entry["auth"], auth.as_str());
     assert_eq!(entry["username"], "robot");
@@ -453,8 +417,7 @@ cat "$DOCKER_CONFIG/config.json" >&2"#,
     assert!(!read(&with_suffix(&out, "argv")).contains(PASSWORD));
     // The image without credentials gets an empty auths, not someone else's.
     let out = sb.out().join("ghcr.io_public_app_1");
-    let config: serde_json::Value =
-        serde_json::from_str(&read(&with_suffix(&out, "config.json"))).unwrap();
+    let config: serde_json::Value = serde_json::from_str(&read(&with_suffix(&out, "config.json"))).unwrap();
     assert_eq!(config, serde_json::json!({"auths": {}}));
     // The per-image directories are gone, and the captured streams are in the output dir.
     assert!(sb.tmp_entries().is_empty(), "{:?}", sb.tmp_entries());
@@ -478,8 +441,7 @@ fn scratch_output_dir_is_removed_and_json_logs_work() {
     assert_eq!(run.code, Some(0), "{run}");
     assert!(sb.tmp_entries().is_empty(), "{:?}", sb.tmp_entries());
     for line in run.stderr.lines() {
-        let v: serde_json::Value =
-            serde_json::from_str(line).unwrap_or_else(|e| panic!("{line}: {e}"));
+        let v: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{line}: {e}"));
         assert!(v["fields"]["message"].is_string(), "{line}");
     }
     assert!(run.stdout.starts_with("summary: 1 images: 1 ok"), "{run}");

@@ -96,11 +96,7 @@ fn skopeo_inspects_images_in_a_private_registry() {
         } else {
             format!("{}:1.0", layout.display())
         };
-        let st = Command::new("umoci")
-            .args(&args)
-            .arg(target)
-            .status()
-            .unwrap();
+        let st = Command::new("umoci").args(&args).arg(target).status().unwrap();
         assert!(st.success(), "umoci {args:?}");
     }
     let creds = format!("{USER}:{PASSWORD}");
@@ -214,8 +210,7 @@ fn skopeo_inspects_images_in_a_private_registry() {
     assert_eq!(run.result_of(&by_digest), "FAILED", "{run}");
     assert_eq!(run.result_of(&by_both), "FAILED", "{run}");
     assert!(
-        run.stderr.to_lowercase().contains("unauthorized")
-            || run.stderr.contains("authentication required"),
+        run.stderr.to_lowercase().contains("unauthorized") || run.stderr.contains("authentication required"),
         "{run}"
     );
     assert!(!run.stderr.contains("not-the-password"), "{run}");

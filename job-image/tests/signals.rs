@@ -3,38 +3,11 @@
 
 mod common;
 
-use std::io::Read;
 use std::time::{Duration, Instant};
 
 use common::*;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-
-fn finish(mut child: std::process::Child, limit: Duration) -> Run {
-    let started = Instant::now();
-    let status = wait_for(limit, "the entrypoint to exit", || {
-        child.try_wait().unwrap()
-    });
-    assert!(started.elapsed() < limit);
-    let (mut stdout, mut stderr) = (String::new(), String::new());
-    child
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut stdout)
-        .unwrap();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .unwrap();
-    Run {
-        code: status.code(),
-        stdout,
-        stderr,
-    }
-}
 
 #[test]
 fn sigterm_kills_every_child_cleans_up_and_exits_143() {
@@ -67,16 +40,12 @@ fn sigterm_kills_every_child_cleans_up_and_exits_143() {
     );
 
     kill(Pid::from_raw(entrypoint as i32), Signal::SIGTERM).unwrap();
-    let run = finish(child, Duration::from_secs(10));
+    let run = child.finish(Duration::from_secs(10));
     assert_eq!(run.code, Some(143), "{run}");
     for pid in sleeps {
         assert!(!alive(pid), "sleep {pid} survived");
     }
-    assert!(
-        sb.tmp_entries().is_empty(),
-        "left behind: {:?}",
-        sb.tmp_entries()
-    );
+    assert!(sb.tmp_entries().is_empty(), "left behind: {:?}", sb.tmp_entries());
     assert_eq!(run.result_of("a/one:1"), "CANCELLED", "{run}");
     assert_eq!(run.result_of("a/two:1"), "CANCELLED", "{run}");
     assert_eq!(run.result_of("a/three:1"), "CANCELLED", "{run}");
@@ -101,10 +70,7 @@ echo $$ > "$1.tool"
 while :; do sleep 1; done"#,
     );
     let child = sb.spawn(&[
-        (
-            "ENTRYPOINT_COMMAND",
-            &format!("{} {{output}}", script.display()),
-        ),
+        ("ENTRYPOINT_COMMAND", &format!("{} {{output}}", script.display())),
         ("ENTRYPOINT_CONCURRENCY", "2"),
         ("ENTRYPOINT_OUTPUT_DIR", sb.out().to_str().unwrap()),
         ("ENTRYPOINT_KILL_GRACE", "500ms"),
@@ -112,9 +78,7 @@ while :; do sleep 1; done"#,
     let pids = |suffix: &str| -> Vec<i32> {
         ["docker.io_a_one_1", "docker.io_a_two_1"]
             .iter()
-            .filter_map(|stem| {
-                std::fs::read_to_string(sb.out().join(format!("{stem}.{suffix}"))).ok()
-            })
+            .filter_map(|stem| std::fs::read_to_string(sb.out().join(format!("{stem}.{suffix}"))).ok())
             .filter_map(|s| s.trim().parse().ok())
             .collect()
     };
@@ -126,37 +90,55 @@ while :; do sleep 1; done"#,
         assert!(alive(*pid), "{pid} not running before the signal");
     }
     kill(Pid::from_raw(child.id() as i32), Signal::SIGINT).unwrap();
-    let run = finish(child, Duration::from_secs(10));
+    let run = child.finish(Duration::from_secs(10));
     assert_eq!(run.code, Some(130), "{run}");
     for pid in tools.iter().chain(&helpers) {
         assert!(!alive(*pid), "{pid} survived: {}", cmdline(*pid));
     }
     assert!(run.stderr.contains("sending SIGKILL"), "{run}");
-    assert!(
-        sb.tmp_entries().is_empty(),
-        "left behind: {:?}",
-        sb.tmp_entries()
-    );
+    assert!(sb.tmp_entries().is_empty(), "left behind: {:?}", sb.tmp_entries());
 }
 
 #[test]
 fn helpers_left_behind_by_a_finished_tool_are_killed() {
-    let sb = Sandbox::new(&config_json(&[image("a/one:1")]));
-    // Exits at once but leaves a background process in its group.
-    let script = sb.script("leaky", r#"sleep 300 & echo $! > "$1.helper""#);
+    let sb = Sandbox::new(&config_json(&[image("a/one:1"), image("a/two:1")]));
+    // Exits at once but leaves a background process in its group, and one that left the group
+    // with setsid (and still holds the output pipe).
+    let script = sb.script(
+        "leaky",
+        r#"sleep 300 & echo $! > "$1.helper"
+setsid sh -c 'echo $$ > "$1.tmp"; mv "$1.tmp" "$1.detached"; exec sleep 301' sh "$1" &
+# Only exit once the detached one has left the group (setsid ran before its sh started).
+while [ ! -e "$1.detached" ]; do sleep 0.05; done"#,
+    );
+    let started = Instant::now();
     let run = sb.run(&[
-        (
-            "ENTRYPOINT_COMMAND",
-            &format!("{} {{output}}", script.display()),
-        ),
+        ("ENTRYPOINT_COMMAND", &format!("{} {{output}}", script.display())),
         ("ENTRYPOINT_OUTPUT_DIR", sb.out().to_str().unwrap()),
     ]);
     assert_eq!(run.code, Some(0), "{run}");
-    let helper: i32 = read(&sb.out().join("docker.io_a_one_1.helper"))
-        .trim()
-        .parse()
-        .unwrap();
-    wait_for(Duration::from_secs(5), "the helper to die", || {
-        (!alive(helper)).then_some(())
-    });
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    for stem in ["docker.io_a_one_1", "docker.io_a_two_1"] {
+        for what in ["helper", "detached"] {
+            let pid: i32 = read(&sb.out().join(format!("{stem}.{what}")))
+                .trim()
+                .parse()
+                .unwrap();
+            // Gone, not a zombie: the entrypoint adopted (subreaper), killed and reaped it.
+            assert!(
+                !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+                "{what} {pid}: {}",
+                cmdline(pid)
+            );
+        }
+    }
+    assert!(
+        run.stderr
+            .contains("killed processes that detached from their tool"),
+        "{run}"
+    );
 }

@@ -2,7 +2,9 @@
 #![allow(dead_code)] // each test file uses a different part of this
 
 use std::fs;
+use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -103,12 +105,17 @@ impl Sandbox {
         Run::from(self.command(vars).output().unwrap())
     }
 
-    pub fn spawn(&self, vars: &[(&str, &str)]) -> Child {
-        self.command(vars)
+    /// Starts the entrypoint in its own process group; the guard SIGKILLs that group if the
+    /// test fails before the entrypoint exited, so a failing test leaves nothing running.
+    pub fn spawn(&self, vars: &[(&str, &str)]) -> Spawned {
+        let child = self
+            .command(vars)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
+            .process_group(0)
             .spawn()
-            .unwrap()
+            .unwrap();
+        Spawned(Some(child))
     }
 
     /// Entries left in the entrypoint's TMPDIR.
@@ -117,6 +124,40 @@ impl Sandbox {
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect()
+    }
+}
+
+pub struct Spawned(pub Option<Child>);
+
+impl Spawned {
+    pub fn id(&self) -> u32 {
+        self.0.as_ref().unwrap().id()
+    }
+
+    /// Waits for the exit (panics after `limit`) and collects the output.
+    pub fn finish(mut self, limit: Duration) -> Run {
+        let mut child = self.0.take().unwrap();
+        let status = wait_for(limit, "the entrypoint to exit", || child.try_wait().unwrap());
+        let (mut stdout, mut stderr) = (String::new(), String::new());
+        child.stdout.take().unwrap().read_to_string(&mut stdout).unwrap();
+        child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+        Run {
+            code: status.code(),
+            stdout,
+            stderr,
+        }
+    }
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = nix::sys::signal::killpg(
+                nix::unistd::Pid::from_raw(child.id() as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+            let _ = child.wait();
+        }
     }
 }
 
@@ -143,9 +184,7 @@ impl Run {
         let suffix = format!("image={image}");
         self.stdout
             .lines()
-            .find(|l| {
-                l.contains(&suffix) && (l.ends_with(&suffix) || l.contains(&format!("{suffix} (")))
-            })
+            .find(|l| l.contains(&suffix) && (l.ends_with(&suffix) || l.contains(&format!("{suffix} ("))))
             .unwrap_or_else(|| panic!("no summary line for {image} in:\n{self}"))
     }
 
@@ -199,10 +238,7 @@ pub fn children_of(parent: u32) -> Vec<i32> {
         let Some((_, rest)) = stat.rsplit_once(')') else {
             continue;
         };
-        let ppid = rest
-            .split_whitespace()
-            .nth(1)
-            .and_then(|p| p.parse::<u32>().ok());
+        let ppid = rest.split_whitespace().nth(1).and_then(|p| p.parse::<u32>().ok());
         if ppid == Some(parent) {
             pids.push(pid);
         }
@@ -213,12 +249,7 @@ pub fn children_of(parent: u32) -> Vec<i32> {
 /// The command line of a process, space-joined.
 pub fn cmdline(pid: i32) -> String {
     fs::read(format!("/proc/{pid}/cmdline"))
-        .map(|b| {
-            String::from_utf8_lossy(&b)
-                .replace('\0', " ")
-                .trim()
-                .to_owned()
-        })
+        .map(|b| String::from_utf8_lossy(&b).replace('\0', " ").trim().to_owned())
         .unwrap_or_default()
 }
 
