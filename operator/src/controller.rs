@@ -1,0 +1,218 @@
+//! The operator's main loop: caches of pods (and namespaces), then cycles on the schedule.
+//!
+//! One cycle runs at a time. A cycle waits for its Jobs, so schedule ticks that pass meanwhile
+//! are coalesced into one cycle right after it. A cycle runs at start-up too, after the caches
+//! are filled and any Job left by an earlier operator is adopted.
+
+use std::{future::ready, time::Duration};
+
+use chrono::Utc;
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Namespace, Pod, PodSpec, PodStatus};
+use kube::{
+    Api, Client,
+    runtime::{
+        WatchStreamExt,
+        events::{Recorder, Reporter},
+        reflector::{self, Store},
+        watcher,
+    },
+};
+use tracing::{Instrument, error, info, info_span};
+
+use crate::{Context as _, Error, Result, cycle, settings::Settings};
+
+/// After a failed cycle (API unreachable, ...), try again this soon rather than at the next tick.
+const RETRY_AFTER_ERROR: Duration = Duration::from_secs(30);
+
+pub async fn run(settings: Settings) -> Result<()> {
+    let client = Client::try_default()
+        .await
+        .context(|| "connecting to the Kubernetes API".into())?;
+    let namespace = settings
+        .namespace
+        .clone()
+        .unwrap_or_else(|| client.default_namespace().to_string());
+    info!(
+        version = env!("CARGO_PKG_VERSION"),
+        namespace = %namespace,
+        job_image = %settings.job.image,
+        schedule = ?settings.schedule,
+        pod_label_selector = ?settings.pod_label_selector,
+        namespace_label_selector = ?settings.namespace_label_selector,
+        annotation_prefix = %settings.annotation_prefix,
+        forwarded_env = ?settings.job.env.iter().map(|e| e.name()).collect::<Vec<_>>(),
+        "sbomjob-operator starting"
+    );
+
+    let pods = pod_cache(&client, settings.pod_label_selector.as_deref());
+    let namespaces = settings
+        .namespace_label_selector
+        .as_deref()
+        .map(|sel| namespace_cache(&client, sel));
+    pods.wait_until_ready()
+        .await
+        .map_err(|_| Error::CacheNotReady("pod"))?;
+    if let Some(ns) = &namespaces {
+        ns.wait_until_ready()
+            .await
+            .map_err(|_| Error::CacheNotReady("namespace"))?;
+    }
+    info!(pods = pods.len(), "pod cache filled");
+
+    let reporter = Reporter {
+        controller: "sbomjob".into(),
+        instance: std::env::var("POD_NAME").ok(),
+    };
+    let ctx = cycle::Context {
+        recorder: Recorder::new(client.clone(), reporter),
+        client,
+        settings,
+        namespace,
+        pods,
+        namespaces,
+    };
+    run_loop(&ctx).await;
+    info!("sbomjob-operator stopped; running Jobs are adopted by the next start");
+    Ok(())
+}
+
+async fn run_loop(ctx: &cycle::Context) {
+    let mut shutdown = std::pin::pin!(shutdown_signal());
+    let mut due = Utc::now();
+    loop {
+        let now = Utc::now();
+        if due > now {
+            let wait = (due - now).to_std().unwrap_or_default();
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = &mut shutdown => return,
+            }
+        }
+        let id = crate::objects::cycle_id(Utc::now(), rand::random());
+        let span = info_span!("cycle", id = %id);
+        let result = tokio::select! {
+            r = cycle::run(ctx, &id).instrument(span.clone()) => r,
+            _ = &mut shutdown => return,
+        };
+        // Ticks missed while the cycle ran collapse into the next one.
+        let next = ctx
+            .settings
+            .schedule
+            .next_after(Utc::now())
+            .unwrap_or_else(|| Utc::now() + chrono::Duration::hours(1));
+        due = match result {
+            Ok(_) => next,
+            Err(e) => {
+                span.in_scope(|| error!(error = %e, "cycle failed; retrying soon"));
+                next.min(Utc::now() + chrono::Duration::from_std(RETRY_AFTER_ERROR).expect("small duration"))
+            }
+        };
+        info!(next = %due, "next cycle");
+    }
+}
+
+async fn shutdown_signal() {
+    let mut term =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    info!("shutting down");
+}
+
+/// Pods, stripped to what cycles read, so 10,000 pods fit in a few MiB.
+fn pod_cache(client: &Client, selector: Option<&str>) -> Store<Pod> {
+    let api: Api<Pod> = Api::all(client.clone());
+    let mut config = watcher::Config::default();
+    if let Some(sel) = selector {
+        config = config.labels(sel);
+    }
+    let (reader, writer) = reflector::store();
+    let stream = watcher(api, config)
+        .default_backoff()
+        .modify(strip_pod)
+        .reflect(writer)
+        .for_each(|event| {
+            if let Err(e) = event {
+                tracing::warn!(error = %e, "pod watch failed; retrying");
+            }
+            ready(())
+        });
+    tokio::spawn(stream);
+    reader
+}
+
+fn namespace_cache(client: &Client, selector: &str) -> Store<Namespace> {
+    let api: Api<Namespace> = Api::all(client.clone());
+    let (reader, writer) = reflector::store();
+    let stream = watcher(api, watcher::Config::default().labels(selector))
+        .default_backoff()
+        .modify(|ns| ns.metadata.managed_fields = None)
+        .reflect(writer)
+        .for_each(|_| ready(()));
+    tokio::spawn(stream);
+    reader
+}
+
+/// Keeps name, namespace, annotations, pull secrets, service account, phase and the
+/// containers' names and image IDs; drops the rest.
+pub fn strip_pod(pod: &mut Pod) {
+    let meta = &mut pod.metadata;
+    meta.managed_fields = None;
+    meta.labels = None;
+    meta.owner_references = None;
+    meta.finalizers = None;
+    if let Some(a) = meta.annotations.as_mut() {
+        // kubectl's last-applied copy of the whole pod can be large and is never read here.
+        a.remove("kubectl.kubernetes.io/last-applied-configuration");
+    }
+    pod.spec = pod.spec.take().map(|s| PodSpec {
+        image_pull_secrets: s.image_pull_secrets,
+        service_account_name: s.service_account_name,
+        ..Default::default()
+    });
+    pod.status = pod.status.take().map(|s| {
+        let slim = |list: Option<Vec<k8s_openapi::api::core::v1::ContainerStatus>>| {
+            list.map(|l| {
+                l.into_iter()
+                    .map(|c| k8s_openapi::api::core::v1::ContainerStatus {
+                        name: c.name,
+                        image: c.image,
+                        image_id: c.image_id,
+                        ..Default::default()
+                    })
+                    .collect()
+            })
+        };
+        PodStatus {
+            phase: s.phase,
+            container_statuses: slim(s.container_statuses),
+            init_container_statuses: slim(s.init_container_statuses),
+            ephemeral_container_statuses: slim(s.ephemeral_container_statuses),
+            ..Default::default()
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::worklist::fixtures::{annotated, digest, pod, status};
+
+    #[test]
+    fn stripping_keeps_what_cycles_read() {
+        let id = format!("r.io/a@{}", digest(1));
+        let mut p = annotated(pod("ns", "p", vec![status("c", &id)]), "sbomjob.io/c", &id);
+        p.metadata.labels = Some([("app".to_string(), "x".to_string())].into());
+        p.status.as_mut().unwrap().host_ip = Some("10.0.0.1".into());
+        let before = crate::worklist::container_images(&p);
+        strip_pod(&mut p);
+        assert_eq!(crate::worklist::container_images(&p), before);
+        assert!(p.metadata.labels.is_none());
+        assert!(p.status.as_ref().unwrap().host_ip.is_none());
+        assert_eq!(p.status.as_ref().unwrap().phase.as_deref(), Some("Running"));
+        assert_eq!(p.metadata.annotations.unwrap()["sbomjob.io/c"], id);
+    }
+}

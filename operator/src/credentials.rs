@@ -1,0 +1,326 @@
+//! Registry credentials from image pull secrets.
+//!
+//! Both secret types the kubelet accepts are read: `kubernetes.io/dockerconfigjson`
+//! (`{"auths": {...}}` under `.dockerconfigjson`) and the legacy `kubernetes.io/dockercfg`
+//! (`{...}` under `.dockercfg`). An entry holds `username`/`password` or a base64 `auth` of
+//! `user:password`. Keys are matched against the image the way the kubelet's keyring does:
+//! scheme and `/v1/` suffixes ignored, Docker Hub aliases folded, `*.` wildcards on hosts,
+//! and a key with a path matching only repositories under that path; the most specific key wins.
+
+use std::collections::BTreeMap;
+
+use base64::{Engine, engine::general_purpose::STANDARD};
+use k8s_openapi::api::core::v1::Secret;
+use serde::Deserialize;
+
+use crate::image_id::{normalize_registry, registry_of};
+
+pub const DOCKER_CONFIG_JSON: &str = "kubernetes.io/dockerconfigjson";
+pub const DOCKER_CFG: &str = "kubernetes.io/dockercfg";
+
+/// One usable credential of a pull secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthEntry {
+    /// Registry host as matched (lower-case, Docker Hub = `docker.io`, may start with `*.`).
+    pub host: String,
+    /// Repository path prefix the key was limited to (`""` = the whole registry).
+    pub path: String,
+    pub username: String,
+    pub password: String,
+}
+
+/// Credentials chosen for an image.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Credentials {
+    pub registry: String,
+    pub username: String,
+    pub password: String,
+}
+
+/// Why a pull secret could not be used. Displayed in a warning next to the secret's name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SecretError {
+    #[error("has type {0:?}; expected {DOCKER_CONFIG_JSON} or {DOCKER_CFG}")]
+    WrongType(String),
+    #[error("has no data key {0}")]
+    MissingKey(&'static str),
+    #[error("{key} is not valid JSON: {error}")]
+    BadJson { key: &'static str, error: String },
+    #[error("entry {registry:?}: `auth` is not base64 of user:password")]
+    BadAuth { registry: String },
+}
+
+#[derive(Deserialize)]
+struct DockerConfigJson {
+    #[serde(default)]
+    auths: BTreeMap<String, DockerAuth>,
+}
+
+#[derive(Deserialize, Default)]
+struct DockerAuth {
+    #[serde(default)]
+    username: Option<String>,
+    #[serde(default)]
+    password: Option<String>,
+    #[serde(default)]
+    auth: Option<String>,
+}
+
+/// The credentials of a pull secret, in the order of its keys.
+pub fn parse_pull_secret(secret: &Secret) -> Result<Vec<AuthEntry>, SecretError> {
+    let type_ = secret.type_.as_deref().unwrap_or("Opaque");
+    let data = secret.data.as_ref();
+    let get = |key: &'static str| {
+        data.and_then(|d| d.get(key))
+            .map(|b| b.0.as_slice())
+            .ok_or(SecretError::MissingKey(key))
+    };
+    let bad_json = |key| {
+        move |e: serde_json::Error| SecretError::BadJson {
+            key,
+            error: e.to_string(),
+        }
+    };
+    let auths = match type_ {
+        DOCKER_CONFIG_JSON => {
+            let key = ".dockerconfigjson";
+            serde_json::from_slice::<DockerConfigJson>(get(key)?)
+                .map_err(bad_json(key))?
+                .auths
+        }
+        DOCKER_CFG => {
+            let key = ".dockercfg";
+            serde_json::from_slice::<BTreeMap<String, DockerAuth>>(get(key)?).map_err(bad_json(key))?
+        }
+        other => return Err(SecretError::WrongType(other.to_string())),
+    };
+    auths.into_iter().map(|(key, auth)| entry(&key, auth)).collect()
+}
+
+fn entry(key: &str, auth: DockerAuth) -> Result<AuthEntry, SecretError> {
+    let (username, password) = match (auth.username.filter(|u| !u.is_empty()), auth.password) {
+        (Some(u), Some(p)) => (u, p),
+        (user, _) => match auth.auth.filter(|a| !a.is_empty()) {
+            Some(encoded) => {
+                decode_auth(&encoded).ok_or_else(|| SecretError::BadAuth { registry: key.into() })?
+            }
+            None => (user.unwrap_or_default(), String::new()),
+        },
+    };
+    let (host, path) = split_key(key);
+    Ok(AuthEntry {
+        host,
+        path,
+        username,
+        password,
+    })
+}
+
+fn decode_auth(encoded: &str) -> Option<(String, String)> {
+    let bytes = STANDARD.decode(encoded.trim()).ok()?;
+    let text = String::from_utf8(bytes).ok()?;
+    let (user, pass) = text.split_once(':')?;
+    Some((user.to_string(), pass.to_string()))
+}
+
+/// `https://index.docker.io/v1/` -> (`docker.io`, ``); `reg.io/team` -> (`reg.io`, `team`).
+fn split_key(key: &str) -> (String, String) {
+    let key = key.trim();
+    let key = key.split_once("://").map_or(key, |(_, rest)| rest);
+    let key = key.trim_end_matches('/');
+    let key = key
+        .strip_suffix("/v1")
+        .or_else(|| key.strip_suffix("/v2"))
+        .unwrap_or(key);
+    let (host, path) = key.split_once('/').unwrap_or((key, ""));
+    (normalize_registry(host), path.trim_matches('/').to_string())
+}
+
+/// Repository path of an image reference, without registry, tag or digest.
+fn repository_of(reference: &str) -> String {
+    let name = reference.split('@').next().unwrap_or(reference);
+    let registry = registry_of(reference);
+    let path = match name.split_once('/') {
+        Some((first, rest)) if normalize_registry(first) == registry => rest,
+        _ => name,
+    };
+    // A tag follows the last `:` after the last `/`.
+    let path = match path.rsplit_once(':') {
+        Some((p, tag)) if !tag.contains('/') => p,
+        _ => path,
+    };
+    if registry == crate::image_id::DOCKER_HUB && !path.contains('/') {
+        format!("library/{path}")
+    } else {
+        path.to_string()
+    }
+}
+
+fn host_matches(pattern: &str, host: &str) -> bool {
+    match pattern.strip_prefix("*.") {
+        Some(suffix) => host
+            .strip_suffix(suffix)
+            .is_some_and(|head| head.ends_with('.') && head.len() > 1),
+        None => pattern == host,
+    }
+}
+
+fn path_matches(prefix: &str, path: &str) -> bool {
+    prefix.is_empty()
+        || path == prefix
+        || path
+            .strip_prefix(prefix)
+            .is_some_and(|rest| rest.starts_with('/'))
+}
+
+/// The credential for `image` from the first secret (in order) that has a matching key; within a
+/// secret the most specific key (exact host over wildcard, longer path) wins.
+pub fn find_credentials<'a>(
+    image: &str,
+    secrets: impl IntoIterator<Item = &'a [AuthEntry]>,
+) -> Option<Credentials> {
+    let registry = registry_of(image);
+    let repository = repository_of(image);
+    secrets.into_iter().find_map(|entries| {
+        entries
+            .iter()
+            .filter(|e| host_matches(&e.host, &registry) && path_matches(&e.path, &repository))
+            .max_by_key(|e| (!e.host.starts_with("*."), e.path.len()))
+            .map(|e| Credentials {
+                registry: registry.clone(),
+                username: e.username.clone(),
+                password: e.password.clone(),
+            })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::ByteString;
+
+    fn secret(type_: &str, key: &str, body: &str) -> Secret {
+        Secret {
+            type_: Some(type_.into()),
+            data: Some([(key.to_string(), ByteString(body.as_bytes().to_vec()))].into()),
+            ..Default::default()
+        }
+    }
+
+    fn json_secret(body: &str) -> Secret {
+        secret(DOCKER_CONFIG_JSON, ".dockerconfigjson", body)
+    }
+
+    fn b64(s: &str) -> String {
+        STANDARD.encode(s)
+    }
+
+    #[test]
+    fn dockerconfigjson_with_auth_and_with_username() {
+        let body = format!(
+            r#"{{"auths":{{"https://index.docker.io/v1/":{{"auth":"{}"}},"ghcr.io":{{"username":"bot","password":"p:w"}}}}}}"#,
+            b64("hub:se:cret")
+        );
+        let entries = parse_pull_secret(&json_secret(&body)).unwrap();
+        let creds = |image| find_credentials(image, [entries.as_slice()]);
+        assert_eq!(
+            creds("nginx@sha256:aa"),
+            Some(Credentials {
+                registry: "docker.io".into(),
+                username: "hub".into(),
+                password: "se:cret".into()
+            })
+        );
+        assert_eq!(creds("docker.io/library/nginx:1").unwrap().username, "hub");
+        assert_eq!(creds("index.docker.io/acme/app").unwrap().username, "hub");
+        assert_eq!(creds("ghcr.io/acme/api@sha256:aa").unwrap().password, "p:w");
+        assert_eq!(creds("quay.io/acme/api"), None);
+    }
+
+    #[test]
+    fn dockercfg_legacy_format() {
+        let body = format!(
+            r#"{{"reg.example.com:5000":{{"auth":"{}","email":"x@y"}}}}"#,
+            b64("u:p")
+        );
+        let entries = parse_pull_secret(&secret(DOCKER_CFG, ".dockercfg", &body)).unwrap();
+        let c = find_credentials("reg.example.com:5000/a/b@sha256:aa", [entries.as_slice()]).unwrap();
+        assert_eq!(
+            (c.registry.as_str(), c.username.as_str(), c.password.as_str()),
+            ("reg.example.com:5000", "u", "p")
+        );
+        // The port is part of the registry's identity.
+        assert_eq!(
+            find_credentials("reg.example.com/a/b", [entries.as_slice()]),
+            None
+        );
+        assert_eq!(
+            find_credentials("reg.example.com:5001/a/b", [entries.as_slice()]),
+            None
+        );
+    }
+
+    #[test]
+    fn first_matching_secret_wins_and_specific_keys_beat_general() {
+        let a = parse_pull_secret(&json_secret(
+            r#"{"auths":{"quay.io":{"username":"a","password":"1"}}}"#,
+        ))
+        .unwrap();
+        let b = parse_pull_secret(&json_secret(
+            r#"{"auths":{"*.example.com":{"username":"wild","password":"2"},
+                         "reg.example.com":{"username":"exact","password":"3"},
+                         "reg.example.com/team":{"username":"team","password":"4"}}}"#,
+        ))
+        .unwrap();
+        let c = parse_pull_secret(&json_secret(
+            r#"{"auths":{"reg.example.com":{"username":"late","password":"5"}}}"#,
+        ))
+        .unwrap();
+        let all = [a.as_slice(), b.as_slice(), c.as_slice()];
+        let user = |image| find_credentials(image, all).map(|c| c.username);
+        assert_eq!(user("reg.example.com/team/app:1").as_deref(), Some("team"));
+        assert_eq!(user("reg.example.com/teamx/app").as_deref(), Some("exact"));
+        assert_eq!(user("other.example.com/app").as_deref(), Some("wild"));
+        assert_eq!(user("example.com/app"), None);
+        assert_eq!(user("quay.io/x/y").as_deref(), Some("a"));
+    }
+
+    #[test]
+    fn malformed_secrets_are_errors_not_panics() {
+        assert!(matches!(
+            parse_pull_secret(&json_secret("{not json")),
+            Err(SecretError::BadJson { .. })
+        ));
+        assert!(matches!(
+            parse_pull_secret(&json_secret(r#"{"auths":[]}"#)),
+            Err(SecretError::BadJson { .. })
+        ));
+        assert_eq!(
+            parse_pull_secret(&json_secret(r#"{"auths":{"r.io":{"auth":"%%%"}}}"#)),
+            Err(SecretError::BadAuth {
+                registry: "r.io".into()
+            })
+        );
+        let no_colon = format!(r#"{{"auths":{{"r.io":{{"auth":"{}"}}}}}}"#, b64("nocolon"));
+        assert!(matches!(
+            parse_pull_secret(&json_secret(&no_colon)),
+            Err(SecretError::BadAuth { .. })
+        ));
+        assert_eq!(
+            parse_pull_secret(&secret("Opaque", "x", "{}")),
+            Err(SecretError::WrongType("Opaque".into()))
+        );
+        assert_eq!(
+            parse_pull_secret(&secret(DOCKER_CONFIG_JSON, ".dockercfg", "{}")),
+            Err(SecretError::MissingKey(".dockerconfigjson"))
+        );
+    }
+
+    #[test]
+    fn repositories() {
+        assert_eq!(repository_of("nginx@sha256:aa"), "library/nginx");
+        assert_eq!(repository_of("nginx:1.25"), "library/nginx");
+        assert_eq!(repository_of("reg.io:5000/a/b:tag@sha256:aa"), "a/b");
+        assert_eq!(repository_of("reg.io:5000/a/b"), "a/b");
+    }
+}

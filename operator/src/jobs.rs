@@ -1,0 +1,381 @@
+//! The life of a Job: launch (Secret, Job, ownership), follow its conditions by a watch, and
+//! finish it (delete the Secret, annotate on success, mark it done). Finishing is idempotent,
+//! so a restarted operator can finish Jobs that ended while it was down.
+
+use std::{
+    collections::{BTreeMap, HashSet},
+    time::Duration,
+};
+
+use k8s_openapi::api::{batch::v1::Job, core::v1::Secret};
+use kube::{
+    Api, Resource,
+    api::{DeleteParams, ListParams, Patch, PatchParams, PostParams},
+    runtime::{
+        events::{Event, EventType},
+        wait::await_condition,
+    },
+};
+use serde_json::json;
+use tracing::{info, warn};
+
+use crate::{
+    Context as _, Result, annotate,
+    cycle::Context,
+    is_not_found,
+    objects::{self, DIGESTS_ANNOTATION, JobPlan, SELECTOR, STATE_DONE, STATE_LABEL},
+};
+
+/// Where a Job stands, from its conditions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Running,
+    Complete,
+    Failed { reason: String, message: String },
+}
+
+/// Reads the terminal conditions the job controller sets: `Complete`, or `Failed` with a reason
+/// such as `DeadlineExceeded` or `BackoffLimitExceeded`. A Job whose pod never started still gets
+/// `Failed`/`DeadlineExceeded` at its deadline.
+pub fn outcome(job: &Job) -> Outcome {
+    let conditions = job.status.as_ref().and_then(|s| s.conditions.as_ref());
+    for c in conditions.into_iter().flatten() {
+        if c.status != "True" {
+            continue;
+        }
+        match c.type_.as_str() {
+            "Complete" => return Outcome::Complete,
+            "Failed" => {
+                return Outcome::Failed {
+                    reason: c.reason.clone().unwrap_or_else(|| "Failed".into()),
+                    message: c.message.clone().unwrap_or_default(),
+                };
+            }
+            _ => {}
+        }
+    }
+    Outcome::Running
+}
+
+/// True once the operator finished the Job's bookkeeping.
+pub fn is_done(job: &Job) -> bool {
+    job.metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(STATE_LABEL))
+        .is_some_and(|v| v == STATE_DONE)
+}
+
+/// The digests a Job processed, from its annotation.
+pub fn digests(job: &Job) -> HashSet<&str> {
+    job.metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(DIGESTS_ANNOTATION))
+        .map(|v| v.lines().map(str::trim).filter(|l| !l.is_empty()).collect())
+        .unwrap_or_default()
+}
+
+fn name(job: &Job) -> String {
+    job.metadata.name.clone().unwrap_or_default()
+}
+
+/// Creates the Secret, then the Job, then hands the Secret to the Job for garbage collection.
+/// The Secret comes first so the job pod never waits for its volume.
+pub async fn launch(ctx: &Context, plan: &JobPlan) -> Result<Job> {
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
+    let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
+    let pp = PostParams {
+        field_manager: Some(annotate::FIELD_MANAGER.into()),
+        ..Default::default()
+    };
+    secrets
+        .create(&pp, &objects::secret(plan, &ctx.namespace))
+        .await
+        .context(|| format!("creating Secret {}/{}", ctx.namespace, plan.name))?;
+    let job = match jobs
+        .create(&pp, &objects::job(plan, &ctx.namespace, &ctx.settings.job))
+        .await
+    {
+        Ok(job) => job,
+        Err(e) => {
+            // Credentials must not outlive the Job that needed them.
+            let _ = secrets.delete(&plan.name, &DeleteParams::default()).await;
+            return Err(e).context(|| format!("creating Job {}/{}", ctx.namespace, plan.name));
+        }
+    };
+    let owner = objects::owned_by_job(&name(&job), job.metadata.uid.as_deref().unwrap_or_default());
+    let patch = Patch::Merge(json!({ "metadata": { "ownerReferences": [owner] } }));
+    if let Err(e) = secrets.patch(&plan.name, &PatchParams::default(), &patch).await {
+        // Not fatal: the Secret is still deleted when the Job ends.
+        warn!(secret = %plan.name, error = %e, "could not hand the Secret to its Job");
+    }
+    info!(job = %plan.name, images = plan.images.len(), "Job created");
+    Ok(job)
+}
+
+/// Waits for the Job's terminal condition by a watch. Gives up (and deletes the Job) only well
+/// after its own deadline, should the job controller never report one.
+pub async fn wait(ctx: &Context, job: &Job) -> Job {
+    let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
+    let job_name = name(job);
+    let deadline = job
+        .spec
+        .as_ref()
+        .and_then(|s| s.active_deadline_seconds)
+        .map_or(ctx.settings.job.timeout, |s| Duration::from_secs(s.max(0) as u64));
+    let give_up = tokio::time::Instant::now() + deadline + Duration::from_secs(300);
+    loop {
+        let finished = |j: Option<&Job>| j.is_none_or(|j| outcome(j) != Outcome::Running);
+        match tokio::time::timeout_at(give_up, await_condition(jobs.clone(), &job_name, finished)).await {
+            Ok(Ok(Some(job))) => return job,
+            Ok(Ok(None)) => return gone(job, "Deleted", "the Job was deleted before it finished"),
+            Ok(Err(e)) => {
+                // The watch broke (API server restart, network): watch again.
+                warn!(job = %job_name, error = %e, "watch of Job failed; watching again");
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+            Err(_) => {
+                warn!(job = %job_name, "Job has no terminal condition long after its deadline; deleting it");
+                let _ = jobs.delete(&job_name, &DeleteParams::background()).await;
+                return gone(job, "OperatorTimeout", "no terminal condition after the deadline");
+            }
+        }
+    }
+}
+
+/// A Job that ended without conditions: treated as failed.
+fn gone(job: &Job, reason: &str, message: &str) -> Job {
+    let mut job = job.clone();
+    let status = job.status.get_or_insert_with(Default::default);
+    status.conditions = Some(vec![k8s_openapi::api::batch::v1::JobCondition {
+        type_: "Failed".into(),
+        status: "True".into(),
+        reason: Some(reason.into()),
+        message: Some(message.into()),
+        ..Default::default()
+    }]);
+    job
+}
+
+/// Bookkeeping of an ended Job: Secret deleted at once, pods annotated on success, event,
+/// then the Job marked done. Safe to repeat.
+pub async fn finish(ctx: &Context, job: &Job) -> Result<Outcome> {
+    let job_name = name(job);
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
+    match secrets.delete(&job_name, &DeleteParams::default()).await {
+        Ok(_) => {}
+        Err(e) if is_not_found(&e) => {}
+        Err(e) => return Err(e).context(|| format!("deleting Secret {}/{job_name}", ctx.namespace)),
+    }
+    let outcome = outcome(job);
+    let reference = job.object_ref(&());
+    match &outcome {
+        Outcome::Complete => {
+            let digests = digests(job);
+            let report = annotate::annotate(
+                &ctx.client,
+                &ctx.pods.state(),
+                &ctx.settings.annotation_prefix,
+                &digests,
+            )
+            .await;
+            info!(job = %job_name, images = digests.len(), patched = report.patched, gone = report.gone, failed = report.failed, "Job complete; pods annotated");
+            ctx.event(
+                &reference,
+                EventType::Normal,
+                "Processed",
+                format!(
+                    "{} images processed, {} pods annotated",
+                    digests.len(),
+                    report.patched
+                ),
+            )
+            .await;
+            if report.failed > 0 {
+                // Not marked done: the next finish (or cycle) annotates what is missing.
+                return Ok(outcome);
+            }
+        }
+        Outcome::Failed { reason, message } => {
+            warn!(job = %job_name, %reason, %message, "Job failed; nothing annotated");
+            ctx.event(
+                &reference,
+                EventType::Warning,
+                reason,
+                format!("Job failed, no pod annotated: {message}"),
+            )
+            .await;
+        }
+        Outcome::Running => return Ok(outcome),
+    }
+    let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
+    let patch = Patch::Merge(json!({ "metadata": { "labels": { STATE_LABEL: STATE_DONE } } }));
+    match jobs.patch(&job_name, &PatchParams::default(), &patch).await {
+        Ok(_) => {}
+        Err(e) if is_not_found(&e) => {}
+        Err(e) => return Err(e).context(|| format!("marking Job {}/{job_name} done", ctx.namespace)),
+    }
+    Ok(outcome)
+}
+
+/// Our Jobs whose bookkeeping is not done, oldest first: running ones (another cycle, maybe from
+/// before a restart) and ended ones nobody finished.
+pub async fn unfinished(ctx: &Context) -> Result<Vec<Job>> {
+    let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
+    let mut list: Vec<Job> = jobs
+        .list(&ListParams::default().labels(SELECTOR))
+        .await
+        .context(|| format!("listing Jobs in {}", ctx.namespace))?
+        .items
+        .into_iter()
+        .filter(|j| !is_done(j) && j.metadata.deletion_timestamp.is_none())
+        .collect();
+    list.sort_by_key(|j| j.metadata.creation_timestamp.clone().map(|t| t.0));
+    Ok(list)
+}
+
+/// Deletes Secrets of ours whose Job is gone or done (left by a crash between two calls).
+pub async fn delete_orphan_secrets(ctx: &Context, live_jobs: &HashSet<String>) -> Result<()> {
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
+    let list = secrets
+        .list_metadata(&ListParams::default().labels(SELECTOR))
+        .await
+        .context(|| format!("listing Secrets in {}", ctx.namespace))?;
+    for s in list.items {
+        let secret_name = s.metadata.name.unwrap_or_default();
+        if !live_jobs.contains(&secret_name) {
+            info!(secret = %secret_name, "deleting Secret left without a running Job");
+            match secrets.delete(&secret_name, &DeleteParams::default()).await {
+                Ok(_) => {}
+                Err(e) if is_not_found(&e) => {}
+                Err(e) => warn!(secret = %secret_name, error = %e, "could not delete Secret"),
+            }
+        }
+    }
+    Ok(())
+}
+
+impl Context {
+    /// Publishes an Event; a failure to do so is logged, never fatal.
+    pub async fn event(
+        &self,
+        reference: &k8s_openapi::api::core::v1::ObjectReference,
+        type_: EventType,
+        reason: &str,
+        note: String,
+    ) {
+        let ev = Event {
+            type_,
+            reason: reason.to_string(),
+            note: Some(note),
+            action: "Catalogue".into(),
+            secondary: None,
+        };
+        if let Err(e) = self.recorder.publish(&ev, reference).await {
+            warn!(reason, error = %e, "could not publish event");
+        }
+    }
+}
+
+/// Labels for logs: the Job's digests count by outcome (used in tests and logs).
+pub fn summary(jobs: &[(String, Outcome)]) -> BTreeMap<&'static str, usize> {
+    let mut out = BTreeMap::new();
+    for (_, o) in jobs {
+        *out.entry(match o {
+            Outcome::Complete => "complete",
+            Outcome::Failed { .. } => "failed",
+            Outcome::Running => "running",
+        })
+        .or_insert(0) += 1;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::api::batch::v1::{JobCondition, JobStatus};
+    use kube::api::ObjectMeta;
+
+    use super::*;
+
+    fn job_with(conditions: &[(&str, &str, &str)]) -> Job {
+        Job {
+            status: Some(JobStatus {
+                conditions: Some(
+                    conditions
+                        .iter()
+                        .map(|(t, s, r)| JobCondition {
+                            type_: t.to_string(),
+                            status: s.to_string(),
+                            reason: Some(r.to_string()),
+                            ..Default::default()
+                        })
+                        .collect(),
+                ),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn outcomes_from_conditions() {
+        assert_eq!(outcome(&Job::default()), Outcome::Running);
+        assert_eq!(
+            outcome(&job_with(&[("SuccessCriteriaMet", "True", "")])),
+            Outcome::Running
+        );
+        assert_eq!(
+            outcome(&job_with(&[
+                ("SuccessCriteriaMet", "True", ""),
+                ("Complete", "True", "")
+            ])),
+            Outcome::Complete
+        );
+        assert_eq!(
+            outcome(&job_with(&[
+                ("FailureTarget", "True", "DeadlineExceeded"),
+                ("Failed", "True", "DeadlineExceeded")
+            ])),
+            Outcome::Failed {
+                reason: "DeadlineExceeded".into(),
+                message: String::new()
+            }
+        );
+        assert_eq!(outcome(&job_with(&[("Failed", "False", "x")])), Outcome::Running);
+    }
+
+    #[test]
+    fn digests_and_done_marker() {
+        let job = Job {
+            metadata: ObjectMeta {
+                annotations: Some(
+                    [(DIGESTS_ANNOTATION.to_string(), "sha256:a\nsha256:b\n".to_string())].into(),
+                ),
+                labels: Some([(STATE_LABEL.to_string(), STATE_DONE.to_string())].into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        assert_eq!(digests(&job), ["sha256:a", "sha256:b"].into());
+        assert!(is_done(&job));
+        assert!(!is_done(&Job::default()));
+    }
+
+    #[test]
+    fn gone_jobs_count_as_failed() {
+        let j = gone(&Job::default(), "Deleted", "x");
+        assert_eq!(
+            outcome(&j),
+            Outcome::Failed {
+                reason: "Deleted".into(),
+                message: "x".into()
+            }
+        );
+        assert_eq!(
+            summary(&[("a".into(), Outcome::Complete), ("b".into(), outcome(&j))])["failed"],
+            1
+        );
+    }
+}

@@ -1,0 +1,53 @@
+//! sbomjob: finds the images running in a cluster and hands their cataloguing to a job image.
+//!
+//! The pure core builds what a cycle needs from a snapshot ([`worklist`], [`credentials`],
+//! [`objects`], [`annotate::annotations_for`], [`jobs::outcome`]); the shell ([`controller`],
+//! [`cycle`], [`jobs`], [`annotate`]) reads the cluster and writes the results.
+
+pub mod annotate;
+pub mod controller;
+pub mod credentials;
+pub mod cycle;
+pub mod image_id;
+pub mod jobs;
+pub mod objects;
+pub mod schedule;
+pub mod settings;
+pub mod telemetry;
+pub mod worklist;
+
+/// A failure that ends a cycle (the operator logs it and tries again later) or start-up.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{action}: {source}")]
+    Kube {
+        action: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error(transparent)]
+    Settings(#[from] settings::SettingsError),
+    #[error("the {0} cache stopped before it was filled")]
+    CacheNotReady(&'static str),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Names what was being done when a Kubernetes call failed.
+pub trait Context<T> {
+    fn context(self, action: impl FnOnce() -> String) -> Result<T>;
+}
+
+impl<T> Context<T> for Result<T, kube::Error> {
+    fn context(self, action: impl FnOnce() -> String) -> Result<T> {
+        self.map_err(|source| Error::Kube {
+            action: action(),
+            source,
+        })
+    }
+}
+
+/// True for a 404 from the API server.
+pub fn is_not_found(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(s) if s.is_not_found())
+}

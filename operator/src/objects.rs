@@ -1,0 +1,588 @@
+//! The Secret and Job of a cycle, built from the work list and the settings (pure).
+
+use std::collections::BTreeMap;
+
+use job_image::{
+    ImageConfig,
+    config::{CONFIG_FILE_NAME, MOUNT_DIR},
+};
+use k8s_openapi::{
+    ByteString,
+    api::{
+        batch::v1::{Job, JobSpec},
+        core::v1::{
+            Capabilities, Container, EmptyDirVolumeSource, EnvVar, EnvVarSource, LocalObjectReference,
+            PodSecurityContext, PodSpec, PodTemplateSpec, SeccompProfile, Secret, SecretKeySelector,
+            SecretVolumeSource, SecurityContext, Volume, VolumeMount,
+        },
+    },
+    apimachinery::pkg::apis::meta::v1::OwnerReference,
+};
+use kube::api::ObjectMeta;
+
+use crate::settings::{ForwardedEnv, JobSettings};
+
+pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
+pub const MANAGED_BY: &str = "sbomjob";
+/// Selects every object the operator made.
+pub const SELECTOR: &str = "app.kubernetes.io/managed-by=sbomjob";
+pub const CYCLE_LABEL: &str = "sbomjob.io/cycle";
+/// Set on a Job once its Secret is gone and its pods are annotated: nothing left to do.
+pub const STATE_LABEL: &str = "sbomjob.io/state";
+pub const STATE_DONE: &str = "done";
+/// The digests a Job processes, one per line: what its success grants annotations for, readable
+/// after an operator restart without the (deleted) Secret.
+pub const DIGESTS_ANNOTATION: &str = "sbomjob.io/digests";
+pub const CONTAINER: &str = "sbom";
+pub const CONFIG_VOLUME: &str = "config";
+/// The user the job container runs as unless the image or settings say otherwise: non-root,
+/// so images written for sbom-operator (USER root) still start under `restricted`.
+pub const JOB_UID: i64 = 65532;
+/// Budget for one Secret's `image-config.json`: well under the 1 MiB object limit, leaving room
+/// for base64 in requests and metadata.
+pub const SECRET_BUDGET: usize = 512 * 1024;
+
+/// One Job of a cycle: its name and the images it processes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobPlan {
+    pub cycle: String,
+    pub name: String,
+    pub images: Vec<ImageConfig>,
+    /// Sorted, unique.
+    pub digests: Vec<String>,
+}
+
+/// A cycle id that is a valid name part and sorts by time: `YYYYMMDD-HHMMSS-xxxx`.
+pub fn cycle_id(now: chrono::DateTime<chrono::Utc>, random: u16) -> String {
+    format!("{}-{random:04x}", now.format("%Y%m%d-%H%M%S"))
+}
+
+/// Splits the images into Jobs of at most `max_images` elements and [`SECRET_BUDGET`] bytes.
+/// An element that alone is over the budget (one image in thousands of pods) is split into
+/// several elements of the same image, each with part of the pods: nothing is lost.
+pub fn plan_jobs(cycle: &str, images: Vec<(String, ImageConfig)>, max_images: usize) -> Vec<JobPlan> {
+    plan_jobs_with_budget(cycle, images, max_images, SECRET_BUDGET)
+}
+
+fn json_len<T: serde::Serialize>(v: &T) -> usize {
+    serde_json::to_vec(v).map(|b| b.len()).unwrap_or(usize::MAX)
+}
+
+pub fn plan_jobs_with_budget(
+    cycle: &str,
+    images: Vec<(String, ImageConfig)>,
+    max_images: usize,
+    budget: usize,
+) -> Vec<JobPlan> {
+    let mut shards: Vec<Vec<(String, ImageConfig)>> = Vec::new();
+    let (mut current, mut current_bytes) = (Vec::new(), 2usize); // `[` and `]`
+    for (digest, image) in images
+        .into_iter()
+        .flat_map(|(d, i)| split_element(i, budget).into_iter().map(move |p| (d.clone(), p)))
+    {
+        let len = json_len(&image) + 1; // the `,`
+        if !current.is_empty() && (current.len() >= max_images || current_bytes + len > budget) {
+            shards.push(std::mem::take(&mut current));
+            current_bytes = 2;
+        }
+        current_bytes += len;
+        current.push((digest, image));
+    }
+    if !current.is_empty() {
+        shards.push(current);
+    }
+    shards
+        .into_iter()
+        .enumerate()
+        .map(|(n, shard)| {
+            let mut digests: Vec<String> = shard.iter().map(|(d, _)| d.clone()).collect();
+            digests.dedup();
+            JobPlan {
+                cycle: cycle.to_string(),
+                name: format!("sbomjob-{cycle}-{n}"),
+                images: shard.into_iter().map(|(_, i)| i).collect(),
+                digests,
+            }
+        })
+        .collect()
+}
+
+fn split_element(image: ImageConfig, budget: usize) -> Vec<ImageConfig> {
+    // Room for the brackets and the separator next to this element.
+    let budget = budget.saturating_sub(4);
+    if json_len(&image) <= budget {
+        return vec![image];
+    }
+    let base = json_len(&ImageConfig {
+        pods: Vec::new(),
+        ..image.clone()
+    });
+    let mut parts = Vec::new();
+    let (mut pods, mut bytes) = (Vec::new(), base);
+    for pod in image.pods.iter().cloned() {
+        let len = json_len(&pod) + 1;
+        if !pods.is_empty() && bytes + len > budget {
+            parts.push(ImageConfig {
+                pods: std::mem::take(&mut pods),
+                ..image.clone()
+            });
+            bytes = base;
+        }
+        bytes += len;
+        pods.push(pod);
+    }
+    parts.push(ImageConfig { pods, ..image });
+    parts
+}
+
+fn labels(cycle: &str) -> BTreeMap<String, String> {
+    [
+        (MANAGED_BY_LABEL.to_string(), MANAGED_BY.to_string()),
+        ("app.kubernetes.io/name".into(), "sbomjob".into()),
+        ("app.kubernetes.io/component".into(), "job".into()),
+        (CYCLE_LABEL.into(), cycle.to_string()),
+    ]
+    .into()
+}
+
+/// The Secret holding `image-config.json`. Immutable: nothing ever edits a job's input.
+pub fn secret(plan: &JobPlan, namespace: &str) -> Secret {
+    let json = serde_json::to_vec(&plan.images).expect("image configs serialize");
+    Secret {
+        metadata: ObjectMeta {
+            name: Some(plan.name.clone()),
+            namespace: Some(namespace.to_string()),
+            labels: Some(labels(&plan.cycle)),
+            ..Default::default()
+        },
+        type_: Some("Opaque".into()),
+        immutable: Some(true),
+        data: Some([(CONFIG_FILE_NAME.to_string(), ByteString(json))].into()),
+        ..Default::default()
+    }
+}
+
+/// The ownerReference that lets the garbage collector remove the Secret with its Job.
+pub fn owned_by_job(job_name: &str, job_uid: &str) -> OwnerReference {
+    OwnerReference {
+        api_version: "batch/v1".into(),
+        kind: "Job".into(),
+        name: job_name.to_string(),
+        uid: job_uid.to_string(),
+        // No blockOwnerDeletion: it would need `update` on jobs/finalizers, and nothing is
+        // gained by making the Job wait for its Secret.
+        ..Default::default()
+    }
+}
+
+fn env_var(e: &ForwardedEnv) -> EnvVar {
+    match e {
+        ForwardedEnv::Literal { name, value } => EnvVar {
+            name: name.clone(),
+            value: Some(value.clone()),
+            ..Default::default()
+        },
+        ForwardedEnv::SecretRef { name, secret, key } => EnvVar {
+            name: name.clone(),
+            value_from: Some(EnvVarSource {
+                secret_key_ref: Some(SecretKeySelector {
+                    name: secret.clone(),
+                    key: key.clone(),
+                    optional: Some(false),
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+    }
+}
+
+/// The Job of a plan. Hardened to pass the `restricted` Pod Security Standard unless
+/// `privileged` was asked for.
+pub fn job(plan: &JobPlan, namespace: &str, settings: &JobSettings) -> Job {
+    let mut env: Vec<EnvVar> = settings.env.iter().map(env_var).collect();
+    // Tools keep caches under $HOME; the root filesystem is read-only, /tmp is not.
+    if !env.iter().any(|e| e.name == "HOME") {
+        env.push(EnvVar {
+            name: "HOME".into(),
+            value: Some("/tmp".into()),
+            ..Default::default()
+        });
+    }
+    let (pod_security, container_security) = if settings.privileged {
+        (
+            PodSecurityContext {
+                seccomp_profile: Some(runtime_default()),
+                ..Default::default()
+            },
+            SecurityContext {
+                privileged: Some(true),
+                run_as_user: Some(0),
+                ..Default::default()
+            },
+        )
+    } else {
+        (
+            PodSecurityContext {
+                run_as_non_root: Some(true),
+                run_as_user: Some(JOB_UID),
+                run_as_group: Some(JOB_UID),
+                fs_group: Some(JOB_UID),
+                seccomp_profile: Some(runtime_default()),
+                ..Default::default()
+            },
+            SecurityContext {
+                allow_privilege_escalation: Some(false),
+                read_only_root_filesystem: Some(true),
+                run_as_non_root: Some(true),
+                capabilities: Some(Capabilities {
+                    drop: Some(vec!["ALL".into()]),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+        )
+    };
+    let labels = labels(&plan.cycle);
+    Job {
+        metadata: ObjectMeta {
+            name: Some(plan.name.clone()),
+            namespace: Some(namespace.to_string()),
+            labels: Some(labels.clone()),
+            annotations: Some([(DIGESTS_ANNOTATION.to_string(), plan.digests.join("\n"))].into()),
+            ..Default::default()
+        },
+        spec: Some(JobSpec {
+            backoff_limit: Some(0),
+            active_deadline_seconds: Some(settings.timeout.as_secs() as i64),
+            ttl_seconds_after_finished: Some(settings.ttl.as_secs().min(i32::MAX as u64) as i32),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(labels),
+                    ..Default::default()
+                }),
+                spec: Some(PodSpec {
+                    restart_policy: Some("Never".into()),
+                    automount_service_account_token: Some(false),
+                    // Service links would put every Service of the namespace into the env.
+                    enable_service_links: Some(false),
+                    service_account_name: settings.service_account.clone(),
+                    image_pull_secrets: settings
+                        .image_pull_secret
+                        .as_ref()
+                        .map(|name| vec![LocalObjectReference { name: name.clone() }]),
+                    security_context: Some(pod_security),
+                    node_selector: (!settings.node_selector.is_empty())
+                        .then(|| settings.node_selector.clone()),
+                    tolerations: (!settings.tolerations.is_empty()).then(|| settings.tolerations.clone()),
+                    affinity: settings.affinity.clone(),
+                    priority_class_name: settings.priority_class.clone(),
+                    containers: vec![Container {
+                        name: CONTAINER.into(),
+                        image: Some(settings.image.clone()),
+                        image_pull_policy: settings.image_pull_policy.clone(),
+                        env: Some(env),
+                        resources: settings.resources.clone(),
+                        security_context: Some(container_security),
+                        volume_mounts: Some(vec![
+                            VolumeMount {
+                                name: CONFIG_VOLUME.into(),
+                                mount_path: MOUNT_DIR.into(),
+                                read_only: Some(true),
+                                ..Default::default()
+                            },
+                            VolumeMount {
+                                name: "tmp".into(),
+                                mount_path: "/tmp".into(),
+                                ..Default::default()
+                            },
+                        ]),
+                        ..Default::default()
+                    }],
+                    volumes: Some(vec![
+                        Volume {
+                            name: CONFIG_VOLUME.into(),
+                            secret: Some(SecretVolumeSource {
+                                secret_name: Some(plan.name.clone()),
+                                // Readable by the job's group (fsGroup) only.
+                                default_mode: Some(0o440),
+                                ..Default::default()
+                            }),
+                            ..Default::default()
+                        },
+                        Volume {
+                            name: "tmp".into(),
+                            empty_dir: Some(EmptyDirVolumeSource::default()),
+                            ..Default::default()
+                        },
+                    ]),
+                    ..Default::default()
+                }),
+            },
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn runtime_default() -> SeccompProfile {
+    SeccompProfile {
+        type_: "RuntimeDefault".into(),
+        ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use job_image::PodRef;
+
+    use super::*;
+    use crate::settings::Settings;
+
+    fn image(n: usize, pods: usize) -> (String, ImageConfig) {
+        let digest = format!("sha256:{n:064x}");
+        (
+            digest.clone(),
+            ImageConfig {
+                image: format!("10.244.0.1:5000/app{n}@{digest}"),
+                pods: (0..pods)
+                    .map(|p| PodRef {
+                        pod: format!("pod-{n}-{p}"),
+                        namespace: format!("ns-{}", p % 200),
+                        cluster: "default".into(),
+                    })
+                    .collect(),
+                ..Default::default()
+            },
+        )
+    }
+
+    fn plan() -> JobPlan {
+        let images = vec![image(1, 2), image(2, 1)];
+        plan_jobs("20261121-101500-00ff", images, 200).remove(0)
+    }
+
+    fn settings(extra: &[(&str, &str)]) -> JobSettings {
+        let mut vars = vec![(
+            "SBOM_JOB_IMAGE".to_string(),
+            "10.244.0.1:5000/sbomjob/job:dev".to_string(),
+        )];
+        vars.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        Settings::from_vars(vars).unwrap().job
+    }
+
+    #[test]
+    fn cycle_ids_are_names_that_sort_by_time() {
+        use chrono::TimeZone;
+        let t = chrono::Utc.with_ymd_and_hms(2026, 11, 21, 9, 5, 7).unwrap();
+        assert_eq!(cycle_id(t, 0xab), "20261121-090507-00ab");
+    }
+
+    #[test]
+    fn secret_holds_the_config_and_nothing_else() {
+        let plan = plan();
+        let s = secret(&plan, "sbomjob");
+        assert_eq!(s.metadata.name.as_deref(), Some("sbomjob-20261121-101500-00ff-0"));
+        assert_eq!(s.metadata.namespace.as_deref(), Some("sbomjob"));
+        assert_eq!(s.metadata.labels.as_ref().unwrap()[MANAGED_BY_LABEL], "sbomjob");
+        assert_eq!(
+            s.metadata.labels.as_ref().unwrap()[CYCLE_LABEL],
+            "20261121-101500-00ff"
+        );
+        assert_eq!(s.immutable, Some(true));
+        let data = s.data.unwrap();
+        assert_eq!(data.keys().collect::<Vec<_>>(), ["image-config.json"]);
+        let parsed: Vec<ImageConfig> = serde_json::from_slice(&data["image-config.json"].0).unwrap();
+        assert_eq!(parsed, plan.images);
+        // The wire format keeps sbom-operator's key order.
+        let text = String::from_utf8(data["image-config.json"].0.clone()).unwrap();
+        assert!(
+            text.starts_with(r#"[{"registry-host":"","registry-user":"","registry-password":"","image":"#),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn job_follows_the_contract() {
+        let plan = plan();
+        let job = job(
+            &plan,
+            "sbomjob",
+            &settings(&[
+                ("SBOM_JOB_IMAGE_PULL_SECRET", "job-pull"),
+                ("SBOM_JOB_TIMEOUT", "600"),
+            ]),
+        );
+        assert_eq!(job.metadata.name.as_deref(), Some(plan.name.as_str()));
+        assert_eq!(
+            job.metadata.annotations.as_ref().unwrap()[DIGESTS_ANNOTATION],
+            plan.digests.join("\n")
+        );
+        let spec = job.spec.unwrap();
+        assert_eq!(spec.backoff_limit, Some(0));
+        assert_eq!(spec.active_deadline_seconds, Some(600));
+        assert_eq!(spec.ttl_seconds_after_finished, Some(3600));
+        let pod = spec.template.spec.unwrap();
+        assert_eq!(pod.restart_policy.as_deref(), Some("Never"));
+        assert_eq!(pod.automount_service_account_token, Some(false));
+        assert_eq!(pod.image_pull_secrets.unwrap()[0].name, "job-pull");
+        assert_eq!(pod.containers.len(), 1);
+        let c = &pod.containers[0];
+        assert_eq!(c.name, "sbom");
+        assert_eq!(c.image.as_deref(), Some("10.244.0.1:5000/sbomjob/job:dev"));
+        assert!(
+            c.command.is_none() && c.args.is_none(),
+            "the spec forbids arguments"
+        );
+        let mounts = c.volume_mounts.as_ref().unwrap();
+        assert!(
+            mounts
+                .iter()
+                .any(|m| m.name == "config" && m.mount_path == "/sbom" && m.read_only == Some(true))
+        );
+        assert!(mounts.iter().any(|m| m.mount_path == "/tmp"));
+        let volumes = pod.volumes.unwrap();
+        let config = volumes.iter().find(|v| v.name == "config").unwrap();
+        assert_eq!(
+            config.secret.as_ref().unwrap().secret_name.as_deref(),
+            Some(plan.name.as_str())
+        );
+        assert!(volumes.iter().any(|v| v.name == "tmp" && v.empty_dir.is_some()));
+    }
+
+    /// Every field the `restricted` Pod Security Standard checks (v1.33).
+    #[test]
+    fn job_pod_passes_restricted() {
+        let job = job(&plan(), "ns", &settings(&[]));
+        let template = job.spec.unwrap().template;
+        assert_eq!(
+            template.metadata.unwrap().labels.unwrap()[CYCLE_LABEL],
+            "20261121-101500-00ff"
+        );
+        let pod = template.spec.unwrap();
+        assert!(pod.host_network.is_none() && pod.host_pid.is_none() && pod.host_ipc.is_none());
+        let psc = pod.security_context.unwrap();
+        assert_eq!(psc.run_as_non_root, Some(true));
+        assert_ne!(psc.run_as_user, Some(0));
+        assert_eq!(psc.seccomp_profile.unwrap().type_, "RuntimeDefault");
+        for v in pod.volumes.unwrap() {
+            assert!(
+                v.secret.is_some() || v.empty_dir.is_some(),
+                "restricted allows only safe volume types"
+            );
+        }
+        let sc = pod.containers[0].security_context.clone().unwrap();
+        assert_eq!(sc.allow_privilege_escalation, Some(false));
+        assert_eq!(sc.privileged, None);
+        assert_eq!(sc.capabilities.unwrap().drop.unwrap(), ["ALL"]);
+        assert_eq!(sc.read_only_root_filesystem, Some(true));
+        assert!(pod.containers[0].ports.is_none());
+    }
+
+    #[test]
+    fn privileged_only_on_request() {
+        let job = job(&plan(), "ns", &settings(&[("SBOM_JOB_PRIVILEGED", "true")]));
+        let c = &job.spec.unwrap().template.spec.unwrap().containers[0];
+        assert_eq!(c.security_context.as_ref().unwrap().privileged, Some(true));
+    }
+
+    #[test]
+    fn env_is_forwarded_and_own_settings_are_not() {
+        let job = job(
+            &plan(),
+            "ns",
+            &settings(&[
+                ("SBOM_JOB_FOO", "https://x:443/a b=c"),
+                ("SBOM_JOB_TIMEOUT", "60"),
+                ("SBOM_JOB_IMAGE_PULL_SECRET", "s"),
+                ("SBOM_JOBSECRET_API_KEY", "creds/key"),
+            ]),
+        );
+        let env = job.spec.unwrap().template.spec.unwrap().containers[0]
+            .env
+            .clone()
+            .unwrap();
+        let names: Vec<&str> = env.iter().map(|e| e.name.as_str()).collect();
+        assert_eq!(names, ["API_KEY", "FOO", "HOME"]);
+        assert_eq!(env[1].value.as_deref(), Some("https://x:443/a b=c"));
+        let secret_ref = env[0]
+            .value_from
+            .as_ref()
+            .unwrap()
+            .secret_key_ref
+            .as_ref()
+            .unwrap();
+        assert_eq!(
+            (secret_ref.name.as_str(), secret_ref.key.as_str()),
+            ("creds", "key")
+        );
+        assert!(env[0].value.is_none());
+        for own in ["IMAGE", "IMAGE_PULL_SECRET", "TIMEOUT"] {
+            assert!(!names.contains(&own));
+        }
+    }
+
+    #[test]
+    fn job_pod_shape_comes_from_settings() {
+        let s = settings(&[
+            ("SBOM_JOB_NODE_SELECTOR", "kubernetes.io/arch=amd64"),
+            ("SBOM_JOB_SERVICE_ACCOUNT", "scanner"),
+            ("SBOM_JOB_PRIORITY_CLASS", "low"),
+            ("SBOM_JOB_TTL", "10m"),
+            ("SBOM_JOB_RESOURCES", r#"{"limits":{"memory":"512Mi"}}"#),
+        ]);
+        let spec = job(&plan(), "ns", &s).spec.unwrap();
+        assert_eq!(spec.ttl_seconds_after_finished, Some(600));
+        let pod = spec.template.spec.unwrap();
+        assert_eq!(pod.node_selector.unwrap()["kubernetes.io/arch"], "amd64");
+        assert_eq!(pod.service_account_name.as_deref(), Some("scanner"));
+        assert_eq!(pod.priority_class_name.as_deref(), Some("low"));
+        assert!(
+            pod.containers[0]
+                .resources
+                .as_ref()
+                .unwrap()
+                .limits
+                .as_ref()
+                .unwrap()
+                .contains_key("memory")
+        );
+    }
+
+    #[test]
+    fn shards_by_count() {
+        let images: Vec<_> = (0..25).map(|n| image(n, 1)).collect();
+        let plans = plan_jobs("c", images, 10);
+        let sizes: Vec<usize> = plans.iter().map(|p| p.images.len()).collect();
+        assert_eq!(sizes, [10, 10, 5]);
+        assert_eq!(plans[2].name, "sbomjob-c-2");
+        assert_eq!(plans.iter().map(|p| p.digests.len()).sum::<usize>(), 25);
+    }
+
+    #[test]
+    fn empty_work_list_makes_no_job() {
+        assert!(plan_jobs("c", Vec::new(), 10).is_empty());
+    }
+
+    /// 20,000 pods of one image plus 500 images: every Secret stays under the budget (measured),
+    /// and every pod occurrence is still in some shard.
+    #[test]
+    fn shards_by_measured_size() {
+        let mut images = vec![image(0, 20_000)];
+        images.extend((1..=500).map(|n| image(n, 40)));
+        let plans = plan_jobs("c", images, 200);
+        assert!(plans.len() > 2);
+        for p in &plans {
+            let bytes = secret(p, "sbomjob").data.unwrap()["image-config.json"].0.len();
+            assert!(bytes <= SECRET_BUDGET, "{} is {bytes} bytes", p.name);
+            assert!(p.images.len() <= 200);
+        }
+        let pods: usize = plans.iter().flat_map(|p| &p.images).map(|i| i.pods.len()).sum();
+        assert_eq!(pods, 20_000 + 500 * 40);
+        let big: Vec<_> = plans
+            .iter()
+            .filter(|p| p.digests.contains(&format!("sha256:{:064x}", 0)))
+            .collect();
+        assert!(big.len() > 1, "the big image is split across Jobs");
+    }
+}

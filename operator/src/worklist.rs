@@ -1,0 +1,504 @@
+//! From a snapshot of pods to the list of images a cycle must process (pure).
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+
+use job_image::{ImageConfig, PodRef};
+use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
+
+use crate::{
+    credentials::{AuthEntry, find_credentials},
+    image_id::ImageId,
+};
+
+/// A container of a pod with a usable imageID.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerImage {
+    pub container: String,
+    pub id: ImageId,
+    /// `status.image`: the reference the pod asked for (often a tag).
+    pub image: String,
+}
+
+/// A container left out of the cycle, and why (logged by the caller with the pod named).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skipped {
+    pub namespace: String,
+    pub pod: String,
+    pub container: String,
+    pub reason: String,
+}
+
+/// Where a pod's pull credentials may come from, in the kubelet's order.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct CredentialSources {
+    pub namespace: String,
+    pub pull_secrets: Vec<String>,
+    pub service_account: String,
+}
+
+/// One image digest to process and everything that runs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkItem {
+    /// `sha256:<hex>`: what the Job processes and what annotations are granted for.
+    pub digest: String,
+    /// The reference handed to the job (`repo@sha256:...`, or a tag for a local image).
+    pub image: String,
+    /// One entry per container occurrence, as sbom-operator does.
+    pub pods: Vec<PodRef>,
+    /// The credential sources of the pods, in pod order, without repeats.
+    pub sources: Vec<CredentialSources>,
+}
+
+/// What the work list is built from.
+pub struct Snapshot<'a> {
+    pub pods: &'a [std::sync::Arc<Pod>],
+    /// Namespaces that match the namespace selector; `None` = every namespace.
+    pub namespaces: Option<&'a HashSet<String>>,
+    pub annotation_prefix: &'a str,
+    pub ignore_annotations: bool,
+    pub cluster_id: &'a str,
+}
+
+/// Every status of a pod's containers: regular, init and ephemeral.
+pub fn statuses(pod: &Pod) -> impl Iterator<Item = &ContainerStatus> {
+    let status = pod.status.as_ref();
+    [
+        status.and_then(|s| s.container_statuses.as_ref()),
+        status.and_then(|s| s.init_container_statuses.as_ref()),
+        status.and_then(|s| s.ephemeral_container_statuses.as_ref()),
+    ]
+    .into_iter()
+    .flatten()
+    .flatten()
+}
+
+/// The pod's containers that have an imageID, and those skipped with a reason.
+pub fn container_images(pod: &Pod) -> (Vec<ContainerImage>, Vec<Skipped>) {
+    let (mut ok, mut skipped) = (Vec::new(), Vec::new());
+    let skip = |container: &str, reason: String| Skipped {
+        namespace: pod.metadata.namespace.clone().unwrap_or_default(),
+        pod: pod.metadata.name.clone().unwrap_or_default(),
+        container: container.to_string(),
+        reason,
+    };
+    for status in statuses(pod) {
+        // No imageID yet: the image is still being pulled; a later cycle picks it up.
+        if status.image_id.is_empty() {
+            continue;
+        }
+        match ImageId::parse(&status.image_id) {
+            Ok(id) if id.is_pullable() || !status.image.is_empty() => ok.push(ContainerImage {
+                container: status.name.clone(),
+                id,
+                image: status.image.clone(),
+            }),
+            Ok(id) => skipped.push(skip(
+                &status.name,
+                format!("imageID {:?} names no repository", id.raw),
+            )),
+            Err(e) => skipped.push(skip(&status.name, e.to_string())),
+        }
+    }
+    (ok, skipped)
+}
+
+/// Annotation key for a container.
+pub fn annotation_key(prefix: &str, container: &str) -> String {
+    format!("{prefix}/{container}")
+}
+
+/// True when the container's annotation says its image was processed. Both the raw imageID and
+/// the one without scheme count, so annotations written by sbom-operator are honoured.
+pub fn is_done(pod: &Pod, prefix: &str, c: &ContainerImage) -> bool {
+    pod.metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(&annotation_key(prefix, &c.container)))
+        .is_some_and(|v| *v == c.id.raw || *v == c.id.reference)
+}
+
+fn is_finished(pod: &Pod) -> bool {
+    matches!(
+        pod.status.as_ref().and_then(|s| s.phase.as_deref()),
+        Some("Succeeded" | "Failed")
+    )
+}
+
+/// The images of the snapshot still to process, sorted by digest, and the skipped containers.
+pub fn build(snapshot: &Snapshot) -> (Vec<WorkItem>, Vec<Skipped>) {
+    let mut items: BTreeMap<String, WorkItem> = BTreeMap::new();
+    let mut skipped = Vec::new();
+    let mut pods: Vec<&Pod> = snapshot.pods.iter().map(|p| p.as_ref()).collect();
+    // Stable order, so the same cluster gives the same config.
+    pods.sort_by(|a, b| {
+        (&a.metadata.namespace, &a.metadata.name).cmp(&(&b.metadata.namespace, &b.metadata.name))
+    });
+    for pod in pods {
+        let namespace = pod.metadata.namespace.clone().unwrap_or_default();
+        if snapshot
+            .namespaces
+            .is_some_and(|allowed| !allowed.contains(&namespace))
+            || is_finished(pod)
+        {
+            continue;
+        }
+        let (containers, mut bad) = container_images(pod);
+        skipped.append(&mut bad);
+        let spec = pod.spec.as_ref();
+        let sources = CredentialSources {
+            namespace: namespace.clone(),
+            pull_secrets: spec
+                .and_then(|s| s.image_pull_secrets.as_ref())
+                .into_iter()
+                .flatten()
+                .map(|r| r.name.clone())
+                .filter(|n| !n.is_empty())
+                .collect(),
+            service_account: spec
+                .and_then(|s| s.service_account_name.clone())
+                .filter(|n| !n.is_empty())
+                .unwrap_or_else(|| "default".into()),
+        };
+        for c in containers {
+            if !snapshot.ignore_annotations && is_done(pod, snapshot.annotation_prefix, &c) {
+                continue;
+            }
+            let image = if c.id.is_pullable() {
+                c.id.reference.clone()
+            } else {
+                c.image.clone()
+            };
+            let item = items.entry(c.id.digest.clone()).or_insert_with(|| WorkItem {
+                digest: c.id.digest.clone(),
+                image,
+                pods: Vec::new(),
+                sources: Vec::new(),
+            });
+            item.pods.push(PodRef {
+                pod: pod.metadata.name.clone().unwrap_or_default(),
+                namespace: namespace.clone(),
+                cluster: snapshot.cluster_id.to_string(),
+            });
+            if !item.sources.contains(&sources) {
+                item.sources.push(sources.clone());
+            }
+        }
+    }
+    (items.into_values().collect(), skipped)
+}
+
+/// Pull secrets and service accounts as read for one cycle (by namespace and name); a secret
+/// that could not be read or parsed is absent (the caller already warned).
+#[derive(Debug, Default)]
+pub struct CredentialIndex {
+    pub secrets: BTreeMap<(String, String), Vec<AuthEntry>>,
+    pub service_accounts: BTreeMap<(String, String), Vec<String>>,
+    /// The fallback secret's entries, tried last.
+    pub fallback: Vec<AuthEntry>,
+}
+
+impl CredentialIndex {
+    /// Every (namespace, secret) a work list may need, service accounts already resolved.
+    pub fn wanted_secrets(&self, items: &[WorkItem]) -> BTreeSet<(String, String)> {
+        let mut out = BTreeSet::new();
+        for s in items.iter().flat_map(|i| &i.sources) {
+            for name in self.secret_names(s) {
+                out.insert((s.namespace.clone(), name.clone()));
+            }
+        }
+        out
+    }
+
+    fn secret_names<'a>(&'a self, s: &'a CredentialSources) -> impl Iterator<Item = &'a String> {
+        let sa = self
+            .service_accounts
+            .get(&(s.namespace.clone(), s.service_account.clone()));
+        s.pull_secrets.iter().chain(sa.into_iter().flatten())
+    }
+
+    /// The config element for an item: its image, pods and the first matching credential
+    /// (pod secrets, then service-account secrets, then the fallback).
+    pub fn image_config(&self, item: &WorkItem) -> ImageConfig {
+        let lists: Vec<&[AuthEntry]> = item
+            .sources
+            .iter()
+            .flat_map(|s| {
+                self.secret_names(s)
+                    .filter_map(|name| self.secrets.get(&(s.namespace.clone(), name.clone())))
+                    .map(Vec::as_slice)
+                    .collect::<Vec<_>>()
+            })
+            .chain(std::iter::once(self.fallback.as_slice()))
+            .collect();
+        let creds = find_credentials(&item.image, lists).unwrap_or_default();
+        ImageConfig {
+            registry_host: creds.registry,
+            registry_user: creds.username,
+            registry_password: creds.password,
+            image: item.image.clone(),
+            pods: item.pods.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod fixtures {
+    use k8s_openapi::api::core::v1::{LocalObjectReference, PodSpec, PodStatus};
+    use kube::api::ObjectMeta;
+
+    use super::*;
+
+    pub fn digest(n: u8) -> String {
+        format!("sha256:{}", format!("{n:02x}").repeat(32))
+    }
+
+    pub fn status(name: &str, image_id: &str) -> ContainerStatus {
+        ContainerStatus {
+            name: name.into(),
+            image: format!("img-{name}:1"),
+            image_id: image_id.into(),
+            ..Default::default()
+        }
+    }
+
+    pub fn pod(ns: &str, name: &str, containers: Vec<ContainerStatus>) -> Pod {
+        Pod {
+            metadata: ObjectMeta {
+                namespace: Some(ns.into()),
+                name: Some(name.into()),
+                ..Default::default()
+            },
+            spec: Some(PodSpec::default()),
+            status: Some(PodStatus {
+                phase: Some("Running".into()),
+                container_statuses: Some(containers),
+                ..Default::default()
+            }),
+        }
+    }
+
+    pub fn with_pull_secrets(mut pod: Pod, names: &[&str]) -> Pod {
+        pod.spec.as_mut().unwrap().image_pull_secrets = Some(
+            names
+                .iter()
+                .map(|n| LocalObjectReference { name: n.to_string() })
+                .collect(),
+        );
+        pod
+    }
+
+    pub fn annotated(mut pod: Pod, key: &str, value: &str) -> Pod {
+        pod.metadata
+            .annotations
+            .get_or_insert_with(Default::default)
+            .insert(key.into(), value.into());
+        pod
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::{fixtures::*, *};
+    use crate::credentials::AuthEntry;
+
+    fn snapshot<'a>(pods: &'a [Arc<Pod>], namespaces: Option<&'a HashSet<String>>) -> Snapshot<'a> {
+        Snapshot {
+            pods,
+            namespaces,
+            annotation_prefix: "sbomjob.io",
+            ignore_annotations: false,
+            cluster_id: "prod",
+        }
+    }
+
+    #[test]
+    fn dedups_by_digest_across_pods_and_namespaces() {
+        let shared = format!("10.244.0.1:5000/shared@{}", digest(1));
+        let pods: Vec<Arc<Pod>> = vec![
+            pod(
+                "b",
+                "web-1",
+                vec![
+                    status("app", &shared),
+                    status("side", &format!("reg.io/side@{}", digest(2))),
+                ],
+            )
+            .into(),
+            pod(
+                "a",
+                "api-0",
+                vec![status("app", &format!("containerd://{shared}"))],
+            )
+            .into(),
+            pod(
+                "a",
+                "db-0",
+                vec![status("db", &format!("docker-pullable://postgres@{}", digest(3)))],
+            )
+            .into(),
+        ];
+        let (items, skipped) = build(&snapshot(&pods, None));
+        assert!(skipped.is_empty());
+        let digests: Vec<_> = items.iter().map(|i| i.digest.clone()).collect();
+        assert_eq!(digests, [digest(1), digest(2), digest(3)]);
+        assert_eq!(items[0].image, shared);
+        let where_: Vec<_> = items[0]
+            .pods
+            .iter()
+            .map(|p| (p.namespace.as_str(), p.pod.as_str()))
+            .collect();
+        assert_eq!(where_, [("a", "api-0"), ("b", "web-1")]);
+        assert!(items[0].pods.iter().all(|p| p.cluster == "prod"));
+        assert_eq!(items[2].image, format!("postgres@{}", digest(3)));
+    }
+
+    #[test]
+    fn init_and_ephemeral_containers_count() {
+        let mut p = pod("a", "p", vec![]);
+        let s = p.status.as_mut().unwrap();
+        s.init_container_statuses = Some(vec![status("init", &format!("r.io/i@{}", digest(4)))]);
+        s.ephemeral_container_statuses = Some(vec![status("debug", &format!("r.io/d@{}", digest(5)))]);
+        let pods = vec![Arc::new(p)];
+        let (items, _) = build(&snapshot(&pods, None));
+        assert_eq!(items.len(), 2);
+    }
+
+    #[test]
+    fn skips_done_pending_finished_and_bad() {
+        let id = format!("r.io/x@{}", digest(1));
+        let mut finished = pod(
+            "a",
+            "job-pod",
+            vec![status("c", &format!("r.io/y@{}", digest(2)))],
+        );
+        finished.status.as_mut().unwrap().phase = Some("Succeeded".into());
+        let pods: Vec<Arc<Pod>> = vec![
+            annotated(pod("a", "done", vec![status("c", &id)]), "sbomjob.io/c", &id).into(),
+            // sbom-operator's form: value without the scheme.
+            annotated(
+                pod(
+                    "a",
+                    "done2",
+                    vec![status("c", &format!("docker-pullable://{id}"))],
+                ),
+                "sbomjob.io/c",
+                &id,
+            )
+            .into(),
+            pod("a", "pulling", vec![status("c", "")]).into(),
+            finished.into(),
+            pod("a", "broken", vec![status("c", "docker://not-a-digest")]).into(),
+        ];
+        let (items, skipped) = build(&snapshot(&pods, None));
+        assert!(items.is_empty(), "{items:?}");
+        assert_eq!(skipped.len(), 1);
+        assert_eq!(
+            (skipped[0].pod.as_str(), skipped[0].container.as_str()),
+            ("broken", "c")
+        );
+        assert!(skipped[0].reason.contains("not-a-digest"));
+    }
+
+    #[test]
+    fn an_outdated_annotation_is_not_done() {
+        let pods: Vec<Arc<Pod>> = vec![
+            annotated(
+                pod("a", "p", vec![status("c", &format!("r.io/x@{}", digest(2)))]),
+                "sbomjob.io/c",
+                &format!("r.io/x@{}", digest(1)),
+            )
+            .into(),
+        ];
+        assert_eq!(build(&snapshot(&pods, None)).0.len(), 1);
+        let mut snap = snapshot(&pods, None);
+        snap.ignore_annotations = true;
+        assert_eq!(build(&snap).0.len(), 1);
+    }
+
+    #[test]
+    fn ignore_annotations_reprocesses() {
+        let id = format!("r.io/x@{}", digest(1));
+        let pods: Vec<Arc<Pod>> =
+            vec![annotated(pod("a", "p", vec![status("c", &id)]), "sbomjob.io/c", &id).into()];
+        let mut snap = snapshot(&pods, None);
+        assert!(build(&snap).0.is_empty());
+        snap.ignore_annotations = true;
+        assert_eq!(build(&snap).0.len(), 1);
+    }
+
+    #[test]
+    fn namespace_filter() {
+        let pods: Vec<Arc<Pod>> = vec![
+            pod("in", "p", vec![status("c", &format!("r.io/x@{}", digest(1)))]).into(),
+            pod("out", "p", vec![status("c", &format!("r.io/y@{}", digest(2)))]).into(),
+        ];
+        let allowed: HashSet<String> = ["in".to_string()].into();
+        let (items, _) = build(&snapshot(&pods, Some(&allowed)));
+        assert_eq!(items.len(), 1);
+        assert_eq!(items[0].pods[0].namespace, "in");
+    }
+
+    #[test]
+    fn local_image_uses_the_tag_reference() {
+        let pods: Vec<Arc<Pod>> =
+            vec![pod("a", "p", vec![status("c", &format!("docker://{}", digest(7)))]).into()];
+        let (items, _) = build(&snapshot(&pods, None));
+        assert_eq!(items[0].image, "img-c:1");
+        assert_eq!(items[0].digest, digest(7));
+    }
+
+    #[test]
+    fn credentials_follow_pod_then_service_account_then_fallback() {
+        let entry = |host: &str, user: &str| AuthEntry {
+            host: host.into(),
+            path: String::new(),
+            username: user.into(),
+            password: "pw".into(),
+        };
+        let pods: Vec<Arc<Pod>> = vec![
+            with_pull_secrets(
+                pod("a", "p", vec![status("c", &format!("reg.io/x@{}", digest(1)))]),
+                &["missing", "pods"],
+            )
+            .into(),
+            pod("a", "q", vec![status("c", &format!("sa.io/y@{}", digest(2)))]).into(),
+            pod("a", "r", vec![status("c", &format!("fb.io/z@{}", digest(3)))]).into(),
+            pod("a", "s", vec![status("c", &format!("none.io/z@{}", digest(4)))]).into(),
+        ];
+        let (items, _) = build(&snapshot(&pods, None));
+        let mut index = CredentialIndex::default();
+        index
+            .service_accounts
+            .insert(("a".into(), "default".into()), vec!["sa-secret".into()]);
+        assert_eq!(
+            index.wanted_secrets(&items),
+            [
+                ("a".to_string(), "missing".to_string()),
+                ("a".into(), "pods".into()),
+                ("a".into(), "sa-secret".into())
+            ]
+            .into()
+        );
+        index
+            .secrets
+            .insert(("a".into(), "pods".into()), vec![entry("reg.io", "pod-user")]);
+        index.secrets.insert(
+            ("a".into(), "sa-secret".into()),
+            vec![entry("sa.io", "sa-user"), entry("reg.io", "not-first")],
+        );
+        index.fallback = vec![entry("fb.io", "fb-user")];
+        let users: Vec<_> = items
+            .iter()
+            .map(|i| index.image_config(i).registry_user)
+            .collect();
+        assert_eq!(users, ["pod-user", "sa-user", "fb-user", ""]);
+        let none = index.image_config(&items[3]);
+        assert_eq!(
+            (none.registry_host.as_str(), none.registry_password.as_str()),
+            ("", "")
+        );
+        assert_eq!(index.image_config(&items[0]).registry_host, "reg.io");
+    }
+}
