@@ -258,7 +258,9 @@ pub fn have(program: &str, test: &str) -> bool {
     let found = std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
         .any(|d| d.join(program).is_file());
     if !found {
-        println!("skipped: {test}: `{program}` is not installed");
+        // Straight to the process's stderr: the test harness captures println!/eprintln!.
+        use std::io::Write;
+        let _ = writeln!(std::io::stderr(), "skipped: {test}: `{program}` is not installed");
     }
     found
 }
