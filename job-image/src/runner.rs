@@ -96,6 +96,11 @@ pub async fn run(attempt: Attempt<'_>, cancel: &mut watch::Receiver<bool>) -> At
     let Some((program, args)) = attempt.argv.split_first() else {
         return AttemptOutcome::SpawnFailed("empty command".into());
     };
+    // Before spawning, so that no early return can leave a started child behind.
+    let (stdout_file, stderr_file) = match open_capture(attempt.capture.as_deref()).await {
+        Ok(files) => files,
+        Err(e) => return AttemptOutcome::SpawnFailed(format!("cannot write captured output: {e}")),
+    };
     let mut command = Command::new(program);
     command
         .args(args)
@@ -116,10 +121,6 @@ pub async fn run(attempt: Attempt<'_>, cancel: &mut watch::Receiver<bool>) -> At
     let group = GroupGuard(Pid::from_raw(pid as i32));
     debug!(pid, "started");
 
-    let (stdout_file, stderr_file) = match open_capture(attempt.capture.as_deref()).await {
-        Ok(files) => files,
-        Err(e) => return AttemptOutcome::SpawnFailed(format!("cannot write captured output: {e}")),
-    };
     let mut pumps = Vec::new();
     if let Some(out) = child.stdout.take() {
         pumps.push(tokio::spawn(
