@@ -1,0 +1,426 @@
+//! The end-to-end scenarios of the job-image contract, against the real local cluster.
+//! Run by e2e/run.sh (`cargo test -p sbomjob-e2e -- --test-threads=1`), one scenario at a time.
+
+use std::time::Duration;
+
+use e2e::{Cluster, Scenario, job_end, wait_for};
+use k8s_openapi::api::batch::v1::Job;
+
+const PREFIX: &str = "sbomjob.io";
+/// skopeo fetches the image's manifest and config from the registry: a real pull of metadata.
+const SKOPEO: &str = "skopeo inspect --tls-verify=false docker://{reference}";
+const MIN: Duration = Duration::from_secs(60);
+
+fn job_name(job: &Job) -> String {
+    job.metadata.name.clone().unwrap()
+}
+
+fn env_of(job: &Job) -> Vec<(String, Option<String>)> {
+    let pod = job.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+    pod.containers[0]
+        .env
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|e| (e.name, e.value))
+        .collect()
+}
+
+/// 1. Two namespaces share one image and use two more: one Secret, one Job, a real CLI run,
+/// every pod annotated, the Secret gone, and a second cycle that does nothing.
+#[tokio::test]
+async fn s1_happy_path() {
+    let cluster = Cluster::connect().await;
+    let mut s = Scenario::new(&cluster, "happy", 2).await;
+    let (w0, w1) = (s.namespaces[0].clone(), s.namespaces[1].clone());
+    let (alpha, beta, gamma) = (
+        cluster.var("WORKLOAD_ALPHA_IMAGE"),
+        cluster.var("WORKLOAD_BETA_IMAGE"),
+        cluster.var("WORKLOAD_GAMMA_IMAGE"),
+    );
+    s.pod(&w0, "web", &[("app", alpha), ("sidecar", beta)], &[]).await;
+    s.pod(&w1, "web", &[("app", alpha)], &[]).await;
+    s.pod(&w1, "db", &[("db", gamma)], &[]).await;
+    s.wait_pods_running().await;
+
+    s.start_operator(&[
+        ("SBOM_JOB_IMAGE", cluster.var("JOB_SKOPEO_IMAGE")),
+        ("SBOM_JOB_ENTRYPOINT_COMMAND", SKOPEO),
+    ]);
+    let jobs = s.wait_jobs(1, 2 * MIN).await;
+    assert_eq!(jobs.len(), 1, "one Job for the whole cycle");
+    let job = job_name(&jobs[0]);
+    // The Job mounts a Secret of the same name holding image-config.json.
+    let volume = &jobs[0]
+        .spec
+        .as_ref()
+        .unwrap()
+        .template
+        .spec
+        .as_ref()
+        .unwrap()
+        .volumes
+        .as_ref()
+        .unwrap()[0];
+    assert_eq!(
+        volume.secret.as_ref().unwrap().secret_name.as_deref(),
+        Some(job.as_str())
+    );
+
+    assert_eq!(s.wait_job_end(&job, 3 * MIN).await.0, "Complete");
+    s.wait_all_annotated(PREFIX, MIN).await;
+
+    // The job really ran skopeo against the registry for each of the three digests.
+    let logs = s.job_logs(&job).await;
+    for var in [
+        "WORKLOAD_ALPHA_IMAGE",
+        "WORKLOAD_BETA_IMAGE",
+        "WORKLOAD_GAMMA_IMAGE",
+    ] {
+        let digest = cluster.var(&format!("{var}_DIGEST"));
+        assert!(
+            logs.contains(&format!("\"Digest\": \"{digest}\"")),
+            "skopeo output for {var} missing:\n{logs}"
+        );
+    }
+    assert!(logs.contains("summary: 3 images: 3 ok"), "{logs}");
+
+    wait_for("the Secret to be deleted", MIN, || async {
+        s.secrets().await.is_empty()
+    })
+    .await;
+    // Two more cycles (10 s interval) find nothing to do and create nothing.
+    tokio::time::sleep(Duration::from_secs(25)).await;
+    assert_eq!(s.jobs().await.len(), 1, "no Job when there is nothing to do");
+    assert!(
+        s.operator_log(0).contains("nothing to process"),
+        "{}",
+        s.operator_log(0)
+    );
+}
+
+/// 2. The CLI fails for one image: the Job fails, no pod is annotated, the next cycle retries.
+#[tokio::test]
+async fn s2_failure_annotates_nothing_and_retries() {
+    let cluster = Cluster::connect().await;
+    let mut s = Scenario::new(&cluster, "failure", 1).await;
+    let ns = s.namespaces[0].clone();
+    // An image that the node has but the registry no longer serves: skopeo fails for it.
+    let doomed = e2e::registry::copy_image(&cluster, "WORKLOAD_GAMMA_IMAGE", "e2e/doomed").await;
+    s.pod(&ns, "ok", &[("app", cluster.var("WORKLOAD_ALPHA_IMAGE"))], &[])
+        .await;
+    s.pod(&ns, "doomed", &[("app", &doomed.tagged)], &[]).await;
+    s.wait_pods_running().await;
+    e2e::registry::delete_manifest(&cluster, &doomed).await;
+
+    s.start_operator(&[
+        ("SBOM_JOB_IMAGE", cluster.var("JOB_SKOPEO_IMAGE")),
+        ("SBOM_JOB_ENTRYPOINT_COMMAND", SKOPEO),
+    ]);
+    let first = job_name(&s.wait_jobs(1, 2 * MIN).await[0]);
+    assert_eq!(s.wait_job_end(&first, 3 * MIN).await.0, "Failed");
+    let logs = s.job_logs(&first).await;
+    assert!(logs.contains("summary: 2 images: 1 ok, 1 failed"), "{logs}");
+    // The next cycle retries with a new Job.
+    let jobs = s.wait_jobs(2, 2 * MIN).await;
+    assert!(job_name(&jobs[1]) != first);
+    assert!(
+        s.annotations(PREFIX).await.iter().all(|(_, _, _, v)| v.is_none()),
+        "nothing may be annotated"
+    );
+    wait_for("no Secret left after the failed Job", MIN, || async {
+        s.secrets()
+            .await
+            .iter()
+            .all(|sec| sec.metadata.name.as_deref() != Some(first.as_str()))
+    })
+    .await;
+}
+
+/// 3. The CLI hangs: the Job fails with DeadlineExceeded at SBOM_JOB_TIMEOUT, nothing is
+/// annotated, and the operator unblocks for the next cycle.
+#[tokio::test]
+async fn s3_deadline() {
+    let cluster = Cluster::connect().await;
+    let mut s = Scenario::new(&cluster, "deadline", 1).await;
+    let ns = s.namespaces[0].clone();
+    s.pod(&ns, "app", &[("app", cluster.var("WORKLOAD_ALPHA_IMAGE"))], &[])
+        .await;
+    s.wait_pods_running().await;
+    s.start_operator(&[
+        ("SBOM_JOB_IMAGE", cluster.var("JOB_E2E_IMAGE")),
+        ("SBOM_JOB_ENTRYPOINT_COMMAND", "busybox sleep 3600"),
+        ("SBOM_JOB_TIMEOUT", "20"),
+    ]);
+    let job = s.wait_jobs(1, 2 * MIN).await.remove(0);
+    assert_eq!(job.spec.as_ref().unwrap().active_deadline_seconds, Some(20));
+    let end = s.wait_job_end(&job_name(&job), 2 * MIN).await;
+    assert_eq!(end, ("Failed".to_string(), "DeadlineExceeded".to_string()));
+    let jobs = s.wait_jobs(2, MIN).await;
+    assert!(job_end(&jobs[1]).is_none_or(|(t, _)| t == "Failed"));
+    assert!(s.annotations(PREFIX).await.iter().all(|(_, _, _, v)| v.is_none()));
+}
+
+/// 4. Triggers while a Job runs create no second Job; they collapse into one cycle after it.
+#[tokio::test]
+async fn s4_blocking() {
+    let cluster = Cluster::connect().await;
+    let mut s = Scenario::new(&cluster, "blocking", 1).await;
+    let ns = s.namespaces[0].clone();
+    s.pod(&ns, "app", &[("app", cluster.var("WORKLOAD_BETA_IMAGE"))], &[])
+        .await;
+    s.wait_pods_running().await;
+    s.start_operator(&[
+        ("SBOM_JOB_IMAGE", cluster.var("JOB_E2E_IMAGE")),
+        ("SBOM_JOB_ENTRYPOINT_COMMAND", "busybox sleep 30"),
+        ("SBOM_INTERVAL", "2s"),
+    ]);
+    let job = job_name(&s.wait_jobs(1, 2 * MIN).await[0]);
+    // Fifteen 2-second ticks pass while the Job runs.
+    let mut polls = 0;
+    while job_end(&s.jobs().await[0]).is_none() {
+        assert_eq!(
+            s.jobs().await.len(),
+            1,
+            "a second Job was created while {job} ran"
+        );
+        polls += 1;
+        assert!(polls < 120, "Job {job} did not end");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    assert!(polls >= 10, "the Job ended too soon ({polls} s) to show blocking");
+    s.wait_all_annotated(PREFIX, MIN).await;
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    assert_eq!(s.jobs().await.len(), 1);
+    let log = s.operator_log(0);
+    assert!(
+        log.contains("nothing to process"),
+        "the coalesced cycle after the Job did not run:\n{log}"
+    );
+}
+
+/// 5. `SBOM_JOB_FOO` reaches the job as `FOO` byte for byte; the operator's own settings do not.
+#[tokio::test]
+async fn s5_env_forwarding() {
+    let cluster = Cluster::connect().await;
+    let mut s = Scenario::new(&cluster, "env", 1).await;
+    let ns = s.namespaces[0].clone();
+    s.pod(&ns, "app", &[("app", cluster.var("WORKLOAD_ALPHA_IMAGE"))], &[])
+        .await;
+    s.wait_pods_running().await;
+    let tricky = "https://x:443/a b=c";
+    let b64 = "aGk+Pz8/+/w==";
+    s.start_operator(&[
+        ("SBOM_JOB_IMAGE", cluster.var("JOB_E2E_IMAGE")),
+        ("SBOM_JOB_IMAGE_PULL_POLICY", "IfNotPresent"),
+        ("SBOM_JOB_TIMEOUT", "300"),
+        // The job's CLI prints its environment; the entrypoint logs it line by line.
+        ("SBOM_JOB_ENTRYPOINT_COMMAND", "busybox env"),
+        ("SBOM_JOB_FOO", tricky),
+        ("SBOM_JOB_B64", b64),
+        ("MY_SBOM_JOB_NOT_OURS", "x"),
+    ]);
+    let job = s.wait_jobs(1, 2 * MIN).await.remove(0);
+    let env = env_of(&job);
+    assert!(env.contains(&("FOO".into(), Some(tricky.into()))), "{env:?}");
+    assert!(env.contains(&("B64".into(), Some(b64.into()))), "{env:?}");
+    for own in [
+        "IMAGE",
+        "IMAGE_PULL_POLICY",
+        "TIMEOUT",
+        "NOT_OURS",
+        "SBOM_JOB_IMAGE",
+    ] {
+        assert!(
+            env.iter().all(|(n, _)| n != own),
+            "{own} must not be forwarded: {env:?}"
+        );
+    }
+    assert_eq!(s.wait_job_end(&job_name(&job), 2 * MIN).await.0, "Complete");
+    let logs = s.job_logs(&job_name(&job)).await;
+    let printed = |name: &str| {
+        logs.lines().find_map(|l| {
+            l.split_once(&format!("stdout: {name}="))
+                .map(|(_, v)| v.to_string())
+        })
+    };
+    assert_eq!(printed("FOO").as_deref(), Some(tricky), "{logs}");
+    assert_eq!(printed("B64").as_deref(), Some(b64), "{logs}");
+    assert_eq!(printed("TIMEOUT"), None);
+    assert_eq!(printed("IMAGE"), None);
+}
+
+/// 6. A private registry: the workload pulls with an imagePullSecret, the job gets the matching
+/// credentials in image-config.json and its CLI pulls with them; the job image itself comes
+/// from that registry with SBOM_JOB_IMAGE_PULL_SECRET.
+#[tokio::test]
+async fn s6_private_registry() {
+    let cluster = Cluster::connect().await;
+    let mut s = Scenario::new(&cluster, "private", 1).await;
+    let ns = s.namespaces[0].clone();
+    let (registry, user, password) = (
+        cluster.var("REGISTRY_AUTH"),
+        cluster.var("REGISTRY_AUTH_USER"),
+        cluster.var("REGISTRY_AUTH_PASSWORD"),
+    );
+    s.pull_secret(&ns, "regcred", registry, user, password).await;
+    s.pull_secret(&s.job_ns.clone(), "jobcred", registry, user, password)
+        .await;
+    s.pod(
+        &ns,
+        "private",
+        &[("app", cluster.var("WORKLOAD_DELTA_IMAGE"))],
+        &["regcred"],
+    )
+    .await;
+    s.wait_pods_running().await;
+    s.start_operator(&[
+        ("SBOM_JOB_IMAGE", cluster.var("JOB_E2E_PRIVATE_IMAGE")),
+        ("SBOM_JOB_IMAGE_PULL_SECRET", "jobcred"),
+        ("SBOM_JOB_IMAGE_PULL_POLICY", "Always"),
+        ("SBOM_JOB_ENTRYPOINT_COMMAND", SKOPEO),
+    ]);
+    let job = s.wait_jobs(1, 2 * MIN).await.remove(0);
+    let pod_spec = job.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+    assert_eq!(pod_spec.image_pull_secrets.as_ref().unwrap()[0].name, "jobcred");
+    assert_eq!(s.wait_job_end(&job_name(&job), 3 * MIN).await.0, "Complete");
+    s.wait_all_annotated(PREFIX, MIN).await;
+    let logs = s.job_logs(&job_name(&job)).await;
+    assert!(
+        logs.contains(cluster.var("WORKLOAD_DELTA_IMAGE_DIGEST")),
+        "{logs}"
+    );
+    assert!(
+        !logs.contains(password),
+        "the registry password appeared in the job's log"
+    );
+    assert!(
+        !s.operator_log(0).contains(password),
+        "the registry password appeared in the operator's log"
+    );
+}
+
+/// 7. The job namespace enforces Pod Security `restricted`: the job pod is admitted and runs.
+#[tokio::test]
+async fn s7_restricted() {
+    let cluster = Cluster::connect().await;
+    let mut s = Scenario::new(&cluster, "restricted", 1).await;
+    let ns = s.namespaces[0].clone();
+    let api: kube::Api<k8s_openapi::api::core::v1::Namespace> = kube::Api::all(s.client.clone());
+    let labels = api.get(&s.job_ns).await.unwrap().metadata.labels.unwrap();
+    assert_eq!(labels["pod-security.kubernetes.io/enforce"], "restricted");
+    s.pod(&ns, "app", &[("app", cluster.var("WORKLOAD_GAMMA_IMAGE"))], &[])
+        .await;
+    s.wait_pods_running().await;
+    s.start_operator(&[
+        ("SBOM_JOB_IMAGE", cluster.var("JOB_SKOPEO_IMAGE")),
+        ("SBOM_JOB_ENTRYPOINT_COMMAND", SKOPEO),
+    ]);
+    let job = job_name(&s.wait_jobs(1, 2 * MIN).await[0]);
+    assert_eq!(s.wait_job_end(&job, 3 * MIN).await.0, "Complete");
+    // Admission created the pod (no FailedCreate); it ran to completion as non-root.
+    let pods: kube::Api<k8s_openapi::api::core::v1::Pod> = kube::Api::namespaced(s.client.clone(), &s.job_ns);
+    let list = pods
+        .list(&kube::api::ListParams::default().labels(&format!("job-name={job}")))
+        .await
+        .unwrap();
+    assert_eq!(list.items.len(), 1);
+    let pod = &list.items[0];
+    assert_eq!(pod.status.as_ref().unwrap().phase.as_deref(), Some("Succeeded"));
+    assert_eq!(
+        pod.spec.as_ref().unwrap().automount_service_account_token,
+        Some(false)
+    );
+    let mounts = pod.spec.as_ref().unwrap().containers[0]
+        .volume_mounts
+        .clone()
+        .unwrap_or_default();
+    assert!(
+        mounts.iter().all(|m| !m.mount_path.contains("serviceaccount")),
+        "{mounts:?}"
+    );
+    s.wait_all_annotated(PREFIX, MIN).await;
+}
+
+/// 8. kill -9 of the operator while its Job runs: the restarted operator adopts the Job (still
+/// exactly one) and annotates when it completes.
+#[tokio::test]
+async fn s8_restart_adopts_the_job() {
+    let cluster = Cluster::connect().await;
+    let mut s = Scenario::new(&cluster, "restart", 1).await;
+    let ns = s.namespaces[0].clone();
+    s.pod(&ns, "app", &[("app", cluster.var("WORKLOAD_BETA_IMAGE"))], &[])
+        .await;
+    s.wait_pods_running().await;
+    let env = [
+        ("SBOM_JOB_IMAGE", cluster.var("JOB_E2E_IMAGE")),
+        ("SBOM_JOB_ENTRYPOINT_COMMAND", "busybox sleep 25"),
+    ];
+    let first = s.start_operator(&env);
+    let job = job_name(&s.wait_jobs(1, 2 * MIN).await[0]);
+    s.kill_operator(first);
+    assert!(
+        job_end(&s.jobs().await[0]).is_none(),
+        "the Job should still run when the operator dies"
+    );
+    let second = s.start_operator(&env);
+    while job_end(&s.jobs().await[0]).is_none() {
+        assert_eq!(
+            s.jobs().await.len(),
+            1,
+            "the restarted operator created a second Job"
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    s.wait_all_annotated(PREFIX, MIN).await;
+    wait_for("the adopted Job's Secret to be deleted", MIN, || async {
+        s.secrets().await.is_empty()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    assert_eq!(s.jobs().await.len(), 1);
+    assert!(
+        s.operator_log(second).contains(&job),
+        "the new operator never mentioned {job}"
+    );
+}
+
+/// 9. A job image written to the spec without our entrypoint (sh + jq loop) processes the
+/// operator's config correctly.
+#[tokio::test]
+async fn s9_compatible_shell_job_image() {
+    let cluster = Cluster::connect().await;
+    let mut s = Scenario::new(&cluster, "compat", 2).await;
+    let (w0, w1) = (s.namespaces[0].clone(), s.namespaces[1].clone());
+    s.pod(&w0, "a", &[("app", cluster.var("WORKLOAD_ALPHA_IMAGE"))], &[])
+        .await;
+    s.pod(
+        &w1,
+        "b",
+        &[
+            ("app", cluster.var("WORKLOAD_ALPHA_IMAGE")),
+            ("db", cluster.var("WORKLOAD_GAMMA_IMAGE")),
+        ],
+        &[],
+    )
+    .await;
+    s.wait_pods_running().await;
+    s.start_operator(&[("SBOM_JOB_IMAGE", cluster.var("JOB_COMPAT_IMAGE"))]);
+    let job = job_name(&s.wait_jobs(1, 2 * MIN).await[0]);
+    assert_eq!(s.wait_job_end(&job, 3 * MIN).await.0, "Complete");
+    s.wait_all_annotated(PREFIX, MIN).await;
+    // The script prints one line per element: image, pods, namespaces, cluster.
+    let logs = s.job_logs(&job).await;
+    let alpha = cluster.pinned("WORKLOAD_ALPHA_IMAGE");
+    let line = logs
+        .lines()
+        .find(|l| l.contains(&alpha) && l.starts_with("processed"))
+        .unwrap_or_else(|| panic!("{logs}"));
+    assert!(
+        line.contains("pods=a,b")
+            && line.contains(&format!("namespaces={w0},{w1}"))
+            && line.contains("cluster=e2e"),
+        "{line}"
+    );
+    assert!(logs.contains(&cluster.pinned("WORKLOAD_GAMMA_IMAGE")), "{logs}");
+}
