@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Every test of the project, as CI runs it: format and lints, unit and process tests, chart
+# checks, then the end-to-end suite on a local cluster that this script starts and always stops.
+# Installs what it needs (idempotently); slow builds are cached under ~/.cache/sbomjob.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==== %s (%s)\n' "$*" "$(date +%H:%M:%S)"; }
+started=$(date +%s)
+
+step "Rust toolchain components"
+rustup component add clippy rustfmt >/dev/null 2>&1 || true
+
+step "format and lints"
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "unit and process tests"
+# The entrypoint's process tests use Debian's skopeo, docker-registry and umoci.
+e2e/cluster/cluster.sh deps
+cargo test --locked
+
+step "Helm chart"
+charts/sbomjob/tests/lint.sh
+
+step "local cluster"
+trap 'step "stopping the local cluster"; e2e/cluster/cluster.sh down' EXIT
+e2e/cluster/cluster.sh up
+eval "$(e2e/cluster/cluster.sh env)"
+
+step "images"
+e2e/images/build.sh
+
+step "end-to-end suite"
+cargo build --locked -p sbomjob-operator
+cargo test --locked -p sbomjob-e2e -- --test-threads=1
+
+step "all tests passed in $(( $(date +%s) - started )) s"
