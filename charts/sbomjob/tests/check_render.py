@@ -1,0 +1,260 @@
+#!/usr/bin/env python3
+"""Assertions on rendered manifests of the sbomjob chart (run by lint.sh).
+
+    check_render.py default RENDERED.yaml
+    check_render.py full RENDERED.yaml FULL_VALUES.yaml [SETTINGS_RS HELPERS_TPL]
+
+Prints one "ok <what>" or "FAIL <what>: <why>" line per check; lint.sh counts them.
+"""
+
+import json
+import re
+import sys
+
+import yaml
+
+
+def load(path):
+    with open(path) as f:
+        return [d for d in yaml.safe_load_all(f) if d]
+
+
+def by_kind(docs, kind):
+    return [d for d in docs if d.get("kind") == kind]
+
+
+def env_of(docs):
+    (deploy,) = by_kind(docs, "Deployment")
+    (container,) = deploy["spec"]["template"]["spec"]["containers"]
+    return deploy, container, container.get("env", [])
+
+
+def kubelet_expand(value):
+    """What the kubelet makes of an env value without $(VAR) references: $$ -> $."""
+    out, i = [], 0
+    while i < len(value):
+        if value[i] == "$" and i + 1 < len(value) and value[i + 1] == "$":
+            out.append("$")
+            i += 2
+        else:
+            out.append(value[i])
+            i += 1
+    return "".join(out)
+
+
+class Checks:
+    def __init__(self):
+        self.failed = 0
+
+    def check(self, what, cond, why=""):
+        if cond:
+            print(f"ok    {what}")
+        else:
+            self.failed += 1
+            print(f"FAIL  {what}: {why}")
+
+
+def common(c, docs, label):
+    deploy, container, env = env_of(docs)
+    pod = deploy["spec"]["template"]["spec"]
+    names = [e["name"] for e in env]
+    c.check(f"{label}: env names unique", len(names) == len(set(names)), names)
+    field_refs = {
+        e["name"]: e["valueFrom"]["fieldRef"]["fieldPath"]
+        for e in env
+        if "valueFrom" in e and "fieldRef" in e["valueFrom"]
+    }
+    c.check(
+        f"{label}: POD_NAMESPACE and POD_NAME from fieldRefs",
+        field_refs.get("POD_NAMESPACE") == "metadata.namespace"
+        and field_refs.get("POD_NAME") == "metadata.name",
+        field_refs,
+    )
+    c.check(f"{label}: automountServiceAccountToken true", pod.get("automountServiceAccountToken") is True)
+    c.check(f"{label}: enableServiceLinks false", pod.get("enableServiceLinks") is False)
+    c.check(
+        f"{label}: no ports or probes (the operator has no HTTP endpoint yet)",
+        not any(k in container for k in ("ports", "livenessProbe", "readinessProbe", "startupProbe")),
+    )
+    sa_names = {d["metadata"]["name"] for d in by_kind(docs, "ServiceAccount")}
+    for kind in ("ClusterRoleBinding", "RoleBinding"):
+        (binding,) = by_kind(docs, kind)
+        subject = binding["subjects"][0]
+        c.check(
+            f"{label}: {kind} binds the operator's service account",
+            subject["name"] == pod["serviceAccountName"] and subject["name"] in sa_names,
+            (subject, pod["serviceAccountName"], sa_names),
+        )
+    (cluster_role,) = by_kind(docs, "ClusterRole")
+    (role,) = by_kind(docs, "Role")
+    for rule in cluster_role["rules"] + role["rules"]:
+        c.check(
+            f"{label}: no wildcard or write-all in {rule['resources']}",
+            "*" not in rule["verbs"] and "*" not in rule["resources"] and "update" not in rule["verbs"]
+            or rule["resources"] == ["leases"],
+            rule,
+        )
+    cluster_secrets = [r for r in cluster_role["rules"] if "secrets" in r["resources"]]
+    c.check(
+        f"{label}: cluster-wide secrets access is get only",
+        [r["verbs"] for r in cluster_secrets] == [["get"]],
+        cluster_secrets,
+    )
+    return deploy, container, env, cluster_role, role
+
+
+def check_default(c, docs):
+    deploy, container, env, cluster_role, role = common(c, docs, "default")
+    values = {e["name"]: e.get("value") for e in env}
+    c.check("default: SBOM_JOB_IMAGE set", values.get("SBOM_JOB_IMAGE") == "x", values)
+    c.check("default: SBOM_JOB_TIMEOUT 3600", values.get("SBOM_JOB_TIMEOUT") == "3600", values)
+    c.check(
+        "default: nothing unset is rendered (operator defaults apply)",
+        not any(
+            k in values
+            for k in ("SBOM_CRON", "SBOM_INTERVAL", "SBOM_JOB_RESOURCES", "SBOM_JOB_PRIVILEGED", "SBOM_JOB_TTL")
+        ),
+        sorted(values),
+    )
+    c.check("default: one replica, Recreate", deploy["spec"]["replicas"] == 1
+            and deploy["spec"]["strategy"]["type"] == "Recreate", deploy["spec"])
+    c.check(
+        "default: no namespaces rule without namespaceLabelSelector",
+        not any("namespaces" in r["resources"] for r in cluster_role["rules"]),
+    )
+    psc = deploy["spec"]["template"]["spec"]["securityContext"]
+    sc = container["securityContext"]
+    c.check(
+        "default: non-root 65532, RuntimeDefault seccomp",
+        psc.get("runAsNonRoot") is True and psc.get("runAsUser") == 65532
+        and psc.get("seccompProfile", {}).get("type") == "RuntimeDefault",
+        psc,
+    )
+    c.check(
+        "default: read-only root, no privilege escalation, drop ALL",
+        sc.get("readOnlyRootFilesystem") is True and sc.get("allowPrivilegeEscalation") is False
+        and sc.get("capabilities", {}).get("drop") == ["ALL"],
+        sc,
+    )
+    c.check("default: operator resources set", container.get("resources", {}).get("limits", {}).get("memory"))
+
+
+def check_full(c, docs, values, settings_rs=None, helpers=None):
+    deploy, container, env, cluster_role, role = common(c, docs, "full")
+    rendered = {e["name"]: e.get("value") for e in env if "value" in e}
+    expand = {k: kubelet_expand(v) for k, v in rendered.items()}
+
+    def num(v):
+        return str(int(v)) if isinstance(v, (int, float)) and not isinstance(v, bool) else str(v)
+
+    job = values["job"]
+    expected = {
+        "SBOM_JOB_IMAGE": values["jobImage"],
+        "SBOM_JOB_IMAGE_PULL_SECRET": values["jobImagePullSecret"],
+        "SBOM_JOB_IMAGE_PULL_POLICY": values["jobImagePullPolicy"],
+        "SBOM_JOB_TIMEOUT": num(values["jobTimeout"]),
+        "SBOM_JOB_TTL": num(values["jobTTL"]),
+        "SBOM_CRON": values["cron"],
+        "SBOM_POD_LABEL_SELECTOR": values["podLabelSelector"],
+        "SBOM_NAMESPACE_LABEL_SELECTOR": values["namespaceLabelSelector"],
+        "SBOM_KUBERNETES_CLUSTER_ID": values["clusterId"],
+        "SBOM_ANNOTATION_PREFIX": values["annotationPrefix"],
+        "SBOM_FALLBACK_PULL_SECRET": values["fallbackPullSecret"],
+        "SBOM_IGNORE_ANNOTATIONS": "true",
+        "SBOM_JOB_PRIORITY_CLASS": job["priorityClassName"],
+        "SBOM_JOB_SERVICE_ACCOUNT": job["serviceAccountName"],
+        "SBOM_JOB_PRIVILEGED": "true",
+        "SBOM_JOB_MAX_IMAGES": num(job["maxImages"]),
+        "SBOM_JOB_MAX_PARALLEL": num(job["maxParallel"]),
+        "SBOM_LOG_FORMAT": values["logging"]["format"],
+        "RUST_LOG": values["logging"]["level"],
+    }
+    for name, want in expected.items():
+        c.check(f"full: {name} = {want!r}", expand.get(name) == want, expand.get(name))
+    for name, key in (
+        ("SBOM_JOB_RESOURCES", "resources"),
+        ("SBOM_JOB_NODE_SELECTOR", "nodeSelector"),
+        ("SBOM_JOB_TOLERATIONS", "tolerations"),
+        ("SBOM_JOB_AFFINITY", "affinity"),
+    ):
+        try:
+            parsed = json.loads(expand.get(name, ""))
+        except ValueError as e:
+            parsed = e
+        c.check(f"full: {name} is job.{key} as JSON", parsed == job[key], parsed)
+    for e in values["jobEnv"]:
+        if "secretKeyRef" in e:
+            ref = e["secretKeyRef"]
+            var = "SBOM_JOBSECRET_" + e["name"]
+            c.check(f"full: jobEnv {e['name']} -> {var}", expand.get(var) == f"{ref['name']}/{ref['key']}",
+                    expand.get(var))
+            c.check(f"full: no literal SBOM_JOB_{e['name']}", "SBOM_JOB_" + e["name"] not in expand)
+        else:
+            var = "SBOM_JOB_" + e["name"]
+            want = str(e["value"]).lower() if isinstance(e["value"], bool) else num(e["value"])
+            c.check(f"full: jobEnv {e['name']} -> {var} verbatim", expand.get(var) == want, expand.get(var))
+    c.check("full: $ doubled so the kubelet keeps $(...) literal",
+            "$$(" in rendered.get("SBOM_JOB_URL_WITH_SPECIALS", ""), rendered.get("SBOM_JOB_URL_WITH_SPECIALS"))
+    extra = [e["name"] for e in values["extraEnv"]]
+    names = [e["name"] for e in env]
+    c.check("full: extraEnv appended last", names[-len(extra):] == extra, names)
+    c.check(
+        "full: namespaces list/watch with namespaceLabelSelector",
+        any(r["resources"] == ["namespaces"] and sorted(r["verbs"]) == ["list", "watch"]
+            for r in cluster_role["rules"]),
+    )
+    c.check("full: image repository:tag",
+            container["image"] == f"{values['image']['repository']}:{values['image']['tag']}", container["image"])
+    pod = deploy["spec"]["template"]["spec"]
+    for key in ("nodeSelector", "tolerations", "affinity", "priorityClassName"):
+        c.check(f"full: operator pod {key}", pod.get(key) == values[key], pod.get(key))
+    c.check("full: podLabels and podAnnotations",
+            values["podLabels"].items() <= deploy["spec"]["template"]["metadata"]["labels"].items()
+            and deploy["spec"]["template"]["metadata"]["annotations"] == values["podAnnotations"])
+    c.check("full: imagePullSecrets", pod.get("imagePullSecrets") == values["imagePullSecrets"])
+    c.check("full: fullnameOverride", deploy["metadata"]["name"] == values["fullnameOverride"])
+    (sa,) = by_kind(docs, "ServiceAccount")
+    c.check("full: serviceAccount name and annotations",
+            sa["metadata"]["name"] == values["serviceAccount"]["name"]
+            and sa["metadata"]["annotations"] == values["serviceAccount"]["annotations"])
+
+    if settings_rs:
+        # settings.rs is the source of truth: RawSettings' fields are the variables it reads.
+        with open(settings_rs) as f:
+            src = f.read()
+        raw = re.search(r"struct RawSettings \{(.*?)\n\}", src, re.S).group(1)
+        known = {"SBOM_" + m.upper() for m in re.findall(r"^\s*(\w+): Option<String>", raw, re.M)}
+        own = set(re.findall(r'"(SBOM_JOB_[A-Z_]+)"', re.search(r"OWN_JOB_SETTINGS.*?\];", src, re.S).group(0)))
+        chart_settings = {
+            n for n in names
+            if n.startswith("SBOM_") and not n.startswith("SBOM_JOBSECRET_")
+            and not (n.startswith("SBOM_JOB_") and n not in own)
+        }
+        c.check("settings.rs: every SBOM_ variable the chart sets is a setting the operator reads",
+                chart_settings <= known, sorted(chart_settings - known))
+        # SBOM_INTERVAL is exclusive with SBOM_CRON, so the full values cannot set both.
+        c.check("settings.rs: every setting the operator reads has a chart value",
+                known - {"SBOM_INTERVAL"} <= chart_settings, sorted(known - chart_settings))
+        if helpers:
+            with open(helpers) as f:
+                tpl = f.read()
+            reserved = re.search(r'define "sbomjob.reservedJobEnv" -\}\}\s*(.*?)\s*\{\{', tpl, re.S).group(1).split()
+            c.check("settings.rs: the chart's reserved jobEnv names are OWN_JOB_SETTINGS",
+                    {"SBOM_JOB_" + r for r in reserved} == own, sorted(own ^ {"SBOM_JOB_" + r for r in reserved}))
+
+
+def main():
+    mode, rendered = sys.argv[1], sys.argv[2]
+    c = Checks()
+    docs = load(rendered)
+    if mode == "default":
+        check_default(c, docs)
+    else:
+        with open(sys.argv[3]) as f:
+            values = yaml.safe_load(f)
+        check_full(c, docs, values, *sys.argv[4:6])
+    sys.exit(1 if c.failed else 0)
+
+
+if __name__ == "__main__":
+    main()

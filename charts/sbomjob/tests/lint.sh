@@ -1,0 +1,303 @@
+#!/usr/bin/env bash
+# Static tests of the sbomjob chart; no cluster needed.
+#
+#   charts/sbomjob/tests/lint.sh
+#
+# - helm lint, with jobImage set
+# - helm template with the defaults (+ jobImage) and with ci/full-values.yaml (every value),
+#   both validated against the Kubernetes 1.33 schemas (kubernetes-validate --strict)
+# - assertions on both renders (tests/check_render.py): env mapping, RBAC, security, and a
+#   cross-check with operator/src/settings.rs (the variables the operator really reads)
+# - values the schema or the templates must refuse, with the message a user sees
+# - NOTES.txt renders, and its jq query lists annotations of a sample pod list
+# - if an operator binary is built, it accepts every setting of the full render
+# - yamllint on values.yaml and ci/full-values.yaml
+# - with a reachable cluster (KUBECONFIG), helm install --dry-run refuses a missing jobImage
+#
+# helm comes from PATH or e2e/cluster/tools.sh; kubernetes-validate and yamllint are installed
+# into a venv under $SBOMJOB_CACHE (default ~/.cache/sbomjob). Ends with "N passed, M failed".
+set -uo pipefail
+
+CHART=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+REPO_ROOT=$(cd "$CHART/../.." && pwd)
+CACHE=${SBOMJOB_CACHE:-$HOME/.cache/sbomjob}
+K8S_VERSION=1.33.0
+KUBERNETES_VALIDATE_VERSION=1.37.0
+YAMLLINT_VERSION=1.38.0
+
+WORK=$(mktemp -d)
+trap 'rm -rf "$WORK"' EXIT
+passed=0 failed=0 skipped=0
+
+log() { printf '%s\n' "$*" >&2; }
+pass() { passed=$((passed + 1)); printf 'ok    %s\n' "$1"; }
+fail() {
+  failed=$((failed + 1))
+  printf 'FAIL  %s\n' "$1"
+  [[ -z ${2:-} ]] || sed 's/^/      | /' "$2" | head -20
+}
+skip() { skipped=$((skipped + 1)); printf 'skip  %s\n' "$1"; }
+
+# --- tools ---------------------------------------------------------------------------------
+if ! command -v helm >/dev/null || ! helm version --short 2>/dev/null | grep -q '^v3\.'; then
+  if [[ -x $REPO_ROOT/e2e/cluster/tools.sh ]]; then
+    PATH="$("$REPO_ROOT/e2e/cluster/tools.sh" 2>/dev/null):$PATH"
+  fi
+fi
+command -v helm >/dev/null || { log "helm 3 not found (put it on PATH or run e2e/cluster/tools.sh)"; exit 1; }
+
+VENV=$CACHE/tools/chart-lint-kv$KUBERNETES_VALIDATE_VERSION-yl$YAMLLINT_VERSION
+if [[ ! -x $VENV/bin/kubernetes-validate || ! -x $VENV/bin/yamllint ]]; then
+  log "installing kubernetes-validate $KUBERNETES_VALIDATE_VERSION and yamllint $YAMLLINT_VERSION into $VENV"
+  rm -rf "$VENV"
+  python3 -m venv "$VENV" &&
+    "$VENV/bin/pip" install -q --disable-pip-version-check \
+      "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION" "yamllint==$YAMLLINT_VERSION" >&2 ||
+    { log "could not install the Python tools"; exit 1; }
+fi
+PY=$VENV/bin/python
+log "helm $(helm version --short), kubernetes-validate $KUBERNETES_VALIDATE_VERSION (-k $K8S_VERSION --strict)"
+
+# --- lint and render -------------------------------------------------------------------------
+if helm lint "$CHART" --strict --set jobImage=x >"$WORK/lint.out" 2>&1; then
+  pass "helm lint --strict --set jobImage=x"
+else
+  fail "helm lint --strict --set jobImage=x" "$WORK/lint.out"
+fi
+
+render() { # render NAME helm-template-args...
+  local name=$1
+  shift
+  if helm template sbomjob "$CHART" --namespace sbomjob "$@" >"$WORK/$name.yaml" 2>"$WORK/$name.err"; then
+    pass "helm template ($name)"
+  else
+    fail "helm template ($name)" "$WORK/$name.err"
+    return 1
+  fi
+  if "$VENV/bin/kubernetes-validate" --strict -k "$K8S_VERSION" --quiet "$WORK/$name.yaml" >"$WORK/$name.kv" 2>&1; then
+    pass "kubernetes-validate --strict -k $K8S_VERSION ($name)"
+  else
+    fail "kubernetes-validate --strict -k $K8S_VERSION ($name)" "$WORK/$name.kv"
+  fi
+}
+
+# check_render.py prints one ok/FAIL line per assertion; count them.
+count_checks() {
+  local out=$1 line
+  while IFS= read -r line; do
+    case $line in
+      "ok    "*) pass "${line#ok    }" ;;
+      "FAIL  "*) fail "${line#FAIL  }" ;;
+      *) printf '%s\n' "$line" ;;
+    esac
+  done <"$out"
+}
+
+if render default --set jobImage=x; then
+  "$PY" "$CHART/tests/check_render.py" default "$WORK/default.yaml" >"$WORK/default.checks" 2>&1 ||
+    grep -q '^FAIL' "$WORK/default.checks" || fail "check_render.py default crashed" "$WORK/default.checks"
+  count_checks "$WORK/default.checks"
+fi
+
+settings_args=()
+if [[ -f $REPO_ROOT/operator/src/settings.rs ]]; then
+  settings_args=("$REPO_ROOT/operator/src/settings.rs" "$CHART/templates/_helpers.tpl")
+else
+  skip "cross-check with operator/src/settings.rs (not in this checkout)"
+fi
+if render full -f "$CHART/ci/full-values.yaml"; then
+  "$PY" "$CHART/tests/check_render.py" full "$WORK/full.yaml" "$CHART/ci/full-values.yaml" "${settings_args[@]}" \
+    >"$WORK/full.checks" 2>&1 ||
+    grep -q '^FAIL' "$WORK/full.checks" || fail "check_render.py full crashed" "$WORK/full.checks"
+  count_checks "$WORK/full.checks"
+fi
+
+# --- values that must be refused ---------------------------------------------------------------
+# refused DESCRIPTION EXPECTED-MESSAGE helm-template-args...
+refused() {
+  local what=$1 want=$2
+  shift 2
+  if helm template sbomjob "$CHART" "$@" >"$WORK/refused.out" 2>&1; then
+    fail "refused: $what (helm template succeeded)" "$WORK/refused.out"
+  elif grep -qF -- "$want" "$WORK/refused.out"; then
+    pass "refused: $what"
+  else
+    echo "expected: $want" >>"$WORK/refused.out"
+    fail "refused: $what (other message)" "$WORK/refused.out"
+  fi
+}
+
+refused "missing jobImage" "jobImage: String length must be greater than or equal to 1"
+refused "empty jobImage" "jobImage: String length must be greater than or equal to 1" --set jobImage=
+refused "jobImage with a space" "jobImage: Does not match pattern" --set "jobImage=a b"
+refused "jobTimeout={}" "jobTimeout: Invalid type. Expected: [string,integer], given: object" \
+  --set jobImage=x --set-json 'jobTimeout={}'
+refused "jobTimeout=0" "jobTimeout: Must be greater than or equal to 1" --set jobImage=x --set-json 'jobTimeout=0'
+refused "job.maxImages=\"x\"" "job.maxImages: Invalid type. Expected: integer, given: string" \
+  --set jobImage=x --set-json 'job.maxImages="x"'
+refused "job.maxParallel=0" "job.maxParallel: Must be greater than or equal to 1" --set jobImage=x --set job.maxParallel=0
+refused "job.privileged=\"yes\"" "job.privileged: Invalid type. Expected: boolean, given: string" \
+  --set jobImage=x --set-json 'job.privileged="yes"'
+refused "job.nodeSelector not a map" "job.nodeSelector: Invalid type. Expected: object" \
+  --set jobImage=x --set-json 'job.nodeSelector=["a"]'
+refused "job.resources with an unknown key" "Additional property cpu is not allowed" \
+  --set jobImage=x --set-json 'job.resources={"cpu":"1"}'
+refused "unknown job.* key" "Additional property maxImage is not allowed" --set jobImage=x --set job.maxImage=3
+refused "jobEnv=\"x\"" "jobEnv: Invalid type. Expected: array, given: string" --set jobImage=x --set jobEnv=x
+refused "jobEnv entry without value or secretKeyRef" "jobEnv.0: Must validate one and only one schema" \
+  --set jobImage=x --set-json 'jobEnv=[{"name":"A"}]'
+refused "jobEnv entry with both value and secretKeyRef" "jobEnv.0: Must validate one and only one schema" \
+  --set jobImage=x --set-json 'jobEnv=[{"name":"A","value":"1","secretKeyRef":{"name":"s","key":"k"}}]'
+refused "jobEnv secretKeyRef without key" "key is required" \
+  --set jobImage=x --set-json 'jobEnv=[{"name":"A","secretKeyRef":{"name":"s"}}]'
+refused "jobEnv name with a space" "jobEnv.0.name: Does not match pattern" \
+  --set jobImage=x --set-json 'jobEnv=[{"name":"A B","value":"1"}]'
+refused "jobEnv value that is an object" "jobEnv.0.value: Invalid type" \
+  --set jobImage=x --set-json 'jobEnv=[{"name":"A","value":{}}]'
+refused "jobEnv literal named like an operator setting" "jobEnv[0]: timeout is reserved: SBOM_JOB_TIMEOUT" \
+  --set jobImage=x --set-json 'jobEnv=[{"name":"timeout","value":"1"}]'
+refused "jobEnv name twice" "jobEnv[1]: a is set twice" \
+  --set jobImage=x --set-json 'jobEnv=[{"name":"A","value":"1"},{"name":"a","secretKeyRef":{"name":"s","key":"k"}}]'
+refused "cron and interval together" "cron and interval are both set" --set jobImage=x --set cron=@hourly --set interval=1h
+refused "jobImagePullPolicy=Sometimes" "jobImagePullPolicy: jobImagePullPolicy must be one of the following" \
+  --set jobImage=x --set jobImagePullPolicy=Sometimes
+refused "annotationPrefix not a DNS subdomain" "annotationPrefix: Does not match pattern" \
+  --set jobImage=x --set annotationPrefix=Not_A_Domain
+refused "logging.format=xml" "logging.format: logging.format must be one of the following" \
+  --set jobImage=x --set logging.format=xml
+refused "ignoreAnnotations=\"maybe\"" "ignoreAnnotations: Invalid type. Expected: boolean" \
+  --set jobImage=x --set ignoreAnnotations=maybe
+refused "replicaCount=2 (no leader election yet)" "replicaCount: Must be less than or equal to 1" \
+  --set jobImage=x --set replicaCount=2
+refused "metrics.enabled=true (no endpoint yet)" "no metrics or health endpoint yet" \
+  --set jobImage=x --set metrics.enabled=true
+refused "serviceAccount.create=false without a name" "serviceAccount.name is required" \
+  --set jobImage=x --set serviceAccount.create=false
+
+# --- NOTES.txt --------------------------------------------------------------------------------
+# helm template does not render NOTES.txt; render a copy of the chart where it is a ConfigMap.
+cp -r "$CHART" "$WORK/notes-chart"
+{
+  echo '{{- define "sbomjob.notesForTest" -}}'
+  cat "$CHART/templates/NOTES.txt"
+  echo '{{- end -}}'
+} >"$WORK/notes-chart/templates/_notes_for_test.tpl"
+printf 'apiVersion: v1\nkind: ConfigMap\nmetadata: {name: notes}\ndata:\n  notes: {{ include "sbomjob.notesForTest" . | toJson }}\n' \
+  >"$WORK/notes-chart/templates/notes-for-test.yaml"
+if helm template sbomjob "$WORK/notes-chart" --namespace sbomjob --set jobImage=x \
+  --set annotationPrefix=ckotzbauer.sbom-operator.io --show-only templates/notes-for-test.yaml \
+  >"$WORK/notes.yaml" 2>&1 &&
+  "$PY" -c 'import sys, yaml; print(yaml.safe_load(open(sys.argv[1]))["data"]["notes"])' "$WORK/notes.yaml" \
+    >"$WORK/notes.txt" 2>&1; then
+  pass "NOTES.txt renders"
+  if grep -qF -- 'jsonpath=' "$WORK/notes.txt" && grep -qF 'ckotzbauer\.sbom-operator\.io/<container>' "$WORK/notes.txt" &&
+    grep -qF 'kubectl get jobs -n sbomjob -l app.kubernetes.io/managed-by=sbomjob' "$WORK/notes.txt"; then
+    pass "NOTES.txt: jsonpath with escaped dots, Jobs by label"
+  else
+    fail "NOTES.txt: jsonpath with escaped dots, Jobs by label" "$WORK/notes.txt"
+  fi
+  # Run its jq query on a sample pod list instead of `kubectl get pods -A -o json`.
+  cat >"$WORK/pods.json" <<'EOF'
+{"apiVersion": "v1", "kind": "List", "items": [
+ {"metadata": {"name": "web-1", "namespace": "shop", "annotations": {
+   "ckotzbauer.sbom-operator.io/nginx": "docker.io/library/nginx@sha256:aa", "other.io/x": "y"}}},
+ {"metadata": {"name": "api-0", "namespace": "shop"}}]}
+EOF
+  jq_line=$(grep -F 'kubectl get pods -A -o json | jq' "$WORK/notes.txt" | sed 's/^ *kubectl get pods -A -o json | //')
+  if command -v jq >/dev/null; then
+    if (eval "$jq_line" <"$WORK/pods.json") >"$WORK/jq.out" 2>&1 &&
+      [[ $(cat "$WORK/jq.out") == $'shop/web-1\tnginx\tdocker.io/library/nginx@sha256:aa' ]]; then
+      pass "NOTES.txt: the jq query lists the annotated containers"
+    else
+      fail "NOTES.txt: the jq query lists the annotated containers" "$WORK/jq.out"
+    fi
+  else
+    skip "NOTES.txt jq query (jq not installed)"
+  fi
+else
+  fail "NOTES.txt renders" "$WORK/notes.yaml"
+fi
+
+# --- the operator accepts what the chart renders ----------------------------------------------
+operator_bin=${SBOMJOB_OPERATOR_BIN:-}
+for candidate in "$REPO_ROOT/target/x86_64-unknown-linux-musl/release/sbomjob-operator" \
+  "$REPO_ROOT/target/release/sbomjob-operator" "$REPO_ROOT/target/debug/sbomjob-operator"; do
+  [[ -n $operator_bin || ! -x $candidate ]] || operator_bin=$candidate
+done
+if [[ -n $operator_bin && -f $WORK/full.yaml ]]; then
+  # The operator exits 2 on a bad setting; with settings it likes it goes on to connect to the
+  # API server, which fails at once here (no kubeconfig, not in a cluster).
+  "$PY" - "$WORK/full.yaml" >"$WORK/full.env" <<'EOF'
+import sys, yaml
+for d in yaml.safe_load_all(open(sys.argv[1])):
+    if d and d["kind"] == "Deployment":
+        for e in d["spec"]["template"]["spec"]["containers"][0]["env"]:
+            if "value" in e:
+                # what the kubelet passes: $$ -> $
+                print(e["name"] + "=" + e["value"].replace("$$", "$").replace("\n", " "))
+EOF
+  mapfile -t operator_env <"$WORK/full.env"
+  # SBOM_INTERVAL instead of SBOM_CRON, once, so both parse.
+  for variant in cron interval; do
+    extra=()
+    if [[ $variant == interval ]]; then
+      mapfile -t operator_env < <(grep -v '^SBOM_CRON=' "$WORK/full.env")
+      extra=(SBOM_INTERVAL=90m)
+    fi
+    env -i PATH=/usr/bin:/bin HOME="$WORK" KUBECONFIG="$WORK/no-kubeconfig" POD_NAME=p POD_NAMESPACE=sbomjob \
+      "${operator_env[@]}" "${extra[@]}" timeout 30 "$operator_bin" >"$WORK/operator.out" 2>&1
+    rc=$?
+    if [[ $rc -ne 2 ]] && grep -qF 'connecting to the Kubernetes API' "$WORK/operator.out"; then
+      pass "the operator accepts every setting of the full render ($variant; $(basename "$(dirname "$operator_bin")") build)"
+    else
+      echo "exit code $rc" >>"$WORK/operator.out"
+      fail "the operator accepts every setting of the full render ($variant)" "$WORK/operator.out"
+    fi
+  done
+else
+  skip "operator settings parse check (no operator binary under target/; set SBOMJOB_OPERATOR_BIN)"
+fi
+
+# --- yamllint ---------------------------------------------------------------------------------
+cat >"$WORK/yamllint.yaml" <<'EOF'
+extends: default
+rules:
+  document-start: disable
+  line-length: {max: 120}
+  comments: {min-spaces-from-content: 1}
+  braces: {max-spaces-inside: 1}
+  truthy: {check-keys: false}
+EOF
+for f in values.yaml ci/full-values.yaml; do
+  if "$VENV/bin/yamllint" -c "$WORK/yamllint.yaml" "$CHART/$f" >"$WORK/yamllint.out" 2>&1; then
+    pass "yamllint $f"
+  else
+    fail "yamllint $f" "$WORK/yamllint.out"
+  fi
+done
+
+# --- helm install --dry-run (needs a reachable API server) -------------------------------------
+if [[ -n ${KUBECONFIG:-} ]] && timeout 10 helm list >/dev/null 2>&1; then
+  if helm install sbomjob-lint "$CHART" --dry-run=server >"$WORK/install.out" 2>&1; then
+    fail "helm install --dry-run refuses a missing jobImage" "$WORK/install.out"
+  elif grep -qF "jobImage: String length must be greater than or equal to 1" "$WORK/install.out"; then
+    pass "helm install --dry-run refuses a missing jobImage"
+  else
+    fail "helm install --dry-run refuses a missing jobImage (other message)" "$WORK/install.out"
+  fi
+  if helm install sbomjob-lint "$CHART" --dry-run=server --set jobImage=x >"$WORK/install.out" 2>&1; then
+    pass "helm install --dry-run=server --set jobImage=x"
+  else
+    fail "helm install --dry-run=server --set jobImage=x" "$WORK/install.out"
+  fi
+else
+  skip "helm install --dry-run (no reachable cluster in KUBECONFIG; helm template runs the same schema)"
+fi
+
+echo
+if ((skipped)); then
+  echo "$passed passed, $failed failed, $skipped skipped"
+else
+  echo "$passed passed, $failed failed"
+fi
+((failed == 0))
