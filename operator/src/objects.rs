@@ -177,9 +177,11 @@ pub fn owned_by_job(job_name: &str, job_uid: &str) -> OwnerReference {
 
 fn env_var(e: &ForwardedEnv) -> EnvVar {
     match e {
+        // The kubelet expands `$(VAR)` and folds `$$` in env values; doubling every `$` makes it
+        // hand the job the value byte for byte.
         ForwardedEnv::Literal { name, value } => EnvVar {
             name: name.clone(),
-            value: Some(value.clone()),
+            value: Some(value.replace('$', "$$")),
             ..Default::default()
         },
         ForwardedEnv::SecretRef { name, secret, key } => EnvVar {
@@ -505,6 +507,13 @@ mod tests {
         let names: Vec<&str> = env.iter().map(|e| e.name.as_str()).collect();
         assert_eq!(names, ["API_KEY", "FOO", "HOME"]);
         assert_eq!(env[1].value.as_deref(), Some("https://x:443/a b=c"));
+        let dollars = super::job(&plan(), "ns", &settings(&[("SBOM_JOB_D", "a$(HOME)b$$c$")]));
+        let env_d = dollars.spec.unwrap().template.spec.unwrap().containers[0]
+            .env
+            .clone()
+            .unwrap();
+        // What the kubelet turns back into `a$(HOME)b$$c$`.
+        assert_eq!(env_d[0].value.as_deref(), Some("a$$(HOME)b$$$$c$$"));
         let secret_ref = env[0]
             .value_from
             .as_ref()

@@ -328,9 +328,10 @@ pub fn forwarded_env(vars: &[(String, String)]) -> Result<Vec<ForwardedEnv>, Set
             if name.is_empty() {
                 return Err(invalid(key, value, "a variable name after SBOM_JOBSECRET_"));
             }
-            if out.contains_key(name) {
+            let literal = format!("{FORWARD_PREFIX}{name}");
+            if vars.iter().any(|(k, _)| *k == literal) && !OWN_JOB_SETTINGS.contains(&literal.as_str()) {
                 return Err(SettingsError::Conflict(format!(
-                    "{key} and {FORWARD_PREFIX}{name} both set the job variable {name}"
+                    "{key} and {literal} both set the job variable {name}"
                 )));
             }
             out.insert(
@@ -619,7 +620,9 @@ mod tests {
                 key: "api-key".into()
             }]
         );
-        let err = forwarded_env(&vars(&[("SBOM_JOB_X", "1"), ("SBOM_JOBSECRET_X", "s/k")])).unwrap_err();
-        assert!(err.to_string().contains("both set the job variable X"));
+        for order in [[("SBOM_JOB_X", "1"), ("SBOM_JOBSECRET_X", "s/k")], [("SBOM_JOBSECRET_X", "s/k"), ("SBOM_JOB_X", "1")]] {
+            let err = forwarded_env(&vars(&order)).unwrap_err();
+            assert!(err.to_string().contains("both set the job variable X"), "{err}");
+        }
     }
 }
