@@ -210,6 +210,8 @@ async fn s5_env_forwarding() {
     s.wait_pods_running().await;
     let tricky = "https://x:443/a b=c";
     let b64 = "aGk+Pz8/+/w==";
+    // The kubelet expands `$(VAR)` and folds `$$`: the job must still see the value verbatim.
+    let dollars = "a$(HOME)b$$c$";
     s.start_operator(&[
         ("SBOM_JOB_IMAGE", cluster.var("JOB_E2E_IMAGE")),
         ("SBOM_JOB_IMAGE_PULL_POLICY", "IfNotPresent"),
@@ -218,6 +220,7 @@ async fn s5_env_forwarding() {
         ("SBOM_JOB_ENTRYPOINT_COMMAND", "busybox env"),
         ("SBOM_JOB_FOO", tricky),
         ("SBOM_JOB_B64", b64),
+        ("SBOM_JOB_DOLLARS", dollars),
         ("MY_SBOM_JOB_NOT_OURS", "x"),
     ]);
     let job = s.wait_jobs(1, 2 * MIN).await.remove(0);
@@ -246,6 +249,7 @@ async fn s5_env_forwarding() {
     };
     assert_eq!(printed("FOO").as_deref(), Some(tricky), "{logs}");
     assert_eq!(printed("B64").as_deref(), Some(b64), "{logs}");
+    assert_eq!(printed("DOLLARS").as_deref(), Some(dollars), "{logs}");
     assert_eq!(printed("TIMEOUT"), None);
     assert_eq!(printed("IMAGE"), None);
 }
