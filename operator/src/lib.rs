@@ -4,12 +4,16 @@
 //! [`objects`], [`annotate::annotations_for`], [`jobs::outcome`]); the shell ([`controller`],
 //! [`cycle`], [`jobs`], [`annotate`]) reads the cluster and writes the results.
 
+pub mod admin;
 pub mod annotate;
+pub mod cache;
 pub mod controller;
 pub mod credentials;
 pub mod cycle;
 pub mod image_id;
 pub mod jobs;
+pub mod leader;
+pub mod metrics;
 pub mod objects;
 pub mod schedule;
 pub mod settings;

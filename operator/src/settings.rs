@@ -153,6 +153,8 @@ pub struct Settings {
     /// Namespace of the Jobs and Secrets (`POD_NAMESPACE`); `None` = the client's default.
     pub namespace: Option<String>,
     pub log_format: LogFormat,
+    /// Digest cache, admin endpoint and leader election (see [`OpsSettings`]).
+    pub ops: OpsSettings,
 }
 
 pub const DEFAULT_JOB_TIMEOUT: Duration = Duration::from_secs(3600);
@@ -296,6 +298,7 @@ impl Settings {
                 "plain or json",
             )?
             .unwrap_or_default(),
+            ops: OpsSettings::from_vars(&vars)?,
         })
     }
 }
@@ -434,6 +437,97 @@ fn parse_annotation_prefix(v: &str) -> Option<String> {
 /// we do the same so copied values keep working.
 pub fn unescape(v: &str) -> String {
     v.chars().filter(|c| *c != '\\' && *c != '"').collect()
+}
+
+// ---- Operations: digest cache, admin endpoint, leader election --------------------------------
+
+/// `SBOM_` settings of the digest cache ([`crate::cache`]), the admin endpoint ([`crate::admin`])
+/// and leader election ([`crate::leader`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct OpsSettings {
+    /// `SBOM_CACHE_TTL`: how long a processed digest counts as done; `None` when set to `0`,
+    /// which disables the cache.
+    pub cache_ttl: Option<Duration>,
+    /// `SBOM_CACHE_GRACE`: how long a record outlives the last pod running its digest.
+    pub cache_grace: Duration,
+    /// `SBOM_ADMIN_ADDR`: where `/metrics`, `/healthz` and `/readyz` are served.
+    pub admin_addr: std::net::SocketAddr,
+    /// `SBOM_LEADER_ELECTION`: hold a Lease before creating Jobs (on by default, so a rolling
+    /// update never runs two cycles at once).
+    pub leader_election: bool,
+    /// `SBOM_LEASE_NAME`: the Lease in the operator's namespace.
+    pub lease_name: String,
+    /// `SBOM_LEASE_DURATION`: how long a leader that stops renewing keeps the Lease.
+    pub lease_duration: Duration,
+}
+
+pub const DEFAULT_CACHE_TTL: Duration = Duration::from_secs(72 * 3600);
+pub const DEFAULT_CACHE_GRACE: Duration = Duration::from_secs(3600);
+pub const DEFAULT_ADMIN_ADDR: &str = "0.0.0.0:8080";
+pub const DEFAULT_LEASE_NAME: &str = "sbomjob-leader";
+pub const DEFAULT_LEASE_DURATION: Duration = Duration::from_secs(15);
+
+#[derive(Deserialize, Default, Debug)]
+struct RawOpsSettings {
+    cache_ttl: Option<String>,
+    cache_grace: Option<String>,
+    admin_addr: Option<String>,
+    leader_election: Option<String>,
+    lease_name: Option<String>,
+    lease_duration: Option<String>,
+}
+
+impl Default for OpsSettings {
+    fn default() -> Self {
+        OpsSettings {
+            cache_ttl: Some(DEFAULT_CACHE_TTL),
+            cache_grace: DEFAULT_CACHE_GRACE,
+            admin_addr: DEFAULT_ADMIN_ADDR.parse().expect("default address parses"),
+            leader_election: true,
+            lease_name: DEFAULT_LEASE_NAME.into(),
+            lease_duration: DEFAULT_LEASE_DURATION,
+        }
+    }
+}
+
+impl OpsSettings {
+    fn from_vars(vars: &[(String, String)]) -> Result<Self, SettingsError> {
+        let raw: RawOpsSettings =
+            envy::prefixed(PREFIX).from_iter(vars.iter().filter(|(k, _)| k.starts_with(PREFIX)).cloned())?;
+        let default = OpsSettings::default();
+        let lease_duration = parse_opt(
+            "SBOM_LEASE_DURATION",
+            raw.lease_duration,
+            |v| parse_duration(v).filter(|d| d.as_secs() >= 3),
+            "a duration of at least 3s, such as 15s",
+        )?
+        .unwrap_or(default.lease_duration);
+        Ok(OpsSettings {
+            cache_ttl: match parse_opt("SBOM_CACHE_TTL", raw.cache_ttl, parse_duration, DURATION)? {
+                None => default.cache_ttl,
+                Some(ttl) => Some(ttl).filter(|d| !d.is_zero()),
+            },
+            cache_grace: parse_opt("SBOM_CACHE_GRACE", raw.cache_grace, parse_duration, DURATION)?
+                .unwrap_or(default.cache_grace),
+            admin_addr: parse_opt(
+                "SBOM_ADMIN_ADDR",
+                raw.admin_addr,
+                |v| v.parse().ok(),
+                "an address and port such as 0.0.0.0:8080 or [::]:8080",
+            )?
+            .unwrap_or(default.admin_addr),
+            leader_election: parse_opt("SBOM_LEADER_ELECTION", raw.leader_election, parse_bool, BOOL)?
+                .unwrap_or(default.leader_election),
+            lease_name: parse_opt(
+                "SBOM_LEASE_NAME",
+                raw.lease_name,
+                parse_annotation_prefix,
+                "a DNS subdomain such as sbomjob-leader",
+            )?
+            .unwrap_or(default.lease_name),
+            lease_duration: Duration::from_secs(lease_duration.as_secs()),
+        })
+    }
 }
 
 #[cfg(test)]
@@ -620,9 +714,61 @@ mod tests {
                 key: "api-key".into()
             }]
         );
-        for order in [[("SBOM_JOB_X", "1"), ("SBOM_JOBSECRET_X", "s/k")], [("SBOM_JOBSECRET_X", "s/k"), ("SBOM_JOB_X", "1")]] {
+        for order in [
+            [("SBOM_JOB_X", "1"), ("SBOM_JOBSECRET_X", "s/k")],
+            [("SBOM_JOBSECRET_X", "s/k"), ("SBOM_JOB_X", "1")],
+        ] {
             let err = forwarded_env(&vars(&order)).unwrap_err();
             assert!(err.to_string().contains("both set the job variable X"), "{err}");
+        }
+    }
+
+    #[test]
+    fn ops_defaults() {
+        let ops = settings(&[("SBOM_JOB_IMAGE", "i")]).unwrap().ops;
+        assert_eq!(ops, OpsSettings::default());
+        assert_eq!(ops.cache_ttl, Some(Duration::from_secs(72 * 3600)));
+        assert_eq!(ops.cache_grace, Duration::from_secs(3600));
+        assert_eq!(ops.admin_addr.to_string(), "0.0.0.0:8080");
+        assert!(ops.leader_election);
+        assert_eq!(ops.lease_name, "sbomjob-leader");
+        assert_eq!(ops.lease_duration, Duration::from_secs(15));
+    }
+
+    #[test]
+    fn ops_settings() {
+        let ops = settings(&[
+            ("SBOM_JOB_IMAGE", "i"),
+            ("SBOM_CACHE_TTL", "0"),
+            ("SBOM_CACHE_GRACE", "30m"),
+            ("SBOM_ADMIN_ADDR", "[::]:9090"),
+            ("SBOM_LEADER_ELECTION", "false"),
+            ("SBOM_LEASE_NAME", "other-leader"),
+            ("SBOM_LEASE_DURATION", "20s"),
+        ])
+        .unwrap()
+        .ops;
+        assert_eq!(ops.cache_ttl, None, "0 disables the cache");
+        assert_eq!(ops.cache_grace, Duration::from_secs(1800));
+        assert_eq!(ops.admin_addr.port(), 9090);
+        assert!(!ops.leader_election);
+        assert_eq!(ops.lease_name, "other-leader");
+        assert_eq!(ops.lease_duration, Duration::from_secs(20));
+        let ttl = settings(&[("SBOM_JOB_IMAGE", "i"), ("SBOM_CACHE_TTL", "1d")]).unwrap();
+        assert_eq!(ttl.ops.cache_ttl, Some(Duration::from_secs(86400)));
+        // Not forwarded to the job: only SBOM_JOB_* is.
+        assert!(ttl.job.env.is_empty());
+        for (var, value, expected) in [
+            ("SBOM_CACHE_TTL", "forever", "duration"),
+            ("SBOM_ADMIN_ADDR", "8080", "address and port"),
+            ("SBOM_LEASE_DURATION", "1s", "at least 3s"),
+            ("SBOM_LEADER_ELECTION", "sometimes", "true or false"),
+            ("SBOM_LEASE_NAME", "Bad_Name", "DNS subdomain"),
+        ] {
+            let err = settings(&[("SBOM_JOB_IMAGE", "i"), (var, value)])
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(var) && err.contains(expected), "{var}: {err}");
         }
     }
 }
