@@ -179,6 +179,11 @@ impl Scenario {
             ("SBOM_KUBERNETES_CLUSTER_ID", "e2e"),
             ("SBOM_JOB_TTL", "1h"),
             ("RUST_LOG", "info,sbomjob=debug"),
+            // Several operators may run at once: no fixed admin port.
+            ("SBOM_ADMIN_ADDR", "127.0.0.1:0"),
+            // A killed leader's Lease frees up quickly.
+            ("SBOM_LEASE_DURATION", "3s"),
+            ("SBOM_DEBOUNCE", "2s"),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))

@@ -4,7 +4,7 @@
 //! are coalesced into one cycle right after it. A cycle runs at start-up too, after the caches
 //! are filled and any Job left by an earlier operator is adopted.
 
-use std::{future::ready, time::Duration};
+use std::{future::ready, sync::Arc, time::Duration};
 
 use chrono::Utc;
 use futures::StreamExt;
@@ -18,9 +18,19 @@ use kube::{
         watcher,
     },
 };
-use tracing::{Instrument, error, info, info_span};
+use tokio::sync::watch;
+use tracing::{Instrument, error, info, info_span, warn};
 
-use crate::{Context as _, Error, Result, cycle, settings::Settings};
+use crate::{
+    Context as _, Error, Result,
+    admin::{AdminServer, Ready},
+    cache::{self, JobIdentity},
+    cycle,
+    leader::{self, Leadership},
+    metrics::{CycleResult, Metrics},
+    settings::Settings,
+    trigger::{self, NewDigests},
+};
 
 /// After a failed cycle (API unreachable, ...), try again this soon rather than at the next tick.
 const RETRY_AFTER_ERROR: Duration = Duration::from_secs(30);
@@ -45,7 +55,20 @@ pub async fn run(settings: Settings) -> Result<()> {
         "sbomjob-operator starting"
     );
 
-    let pods = pod_cache(&client, settings.pod_label_selector.as_deref());
+    let metrics = Arc::new(Metrics::new());
+    let ready = Ready::default();
+    let admin = AdminServer::bind(settings.ops.admin_addr, metrics.clone(), ready.clone()).await?;
+    if let Ok(addr) = admin.local_addr() {
+        info!(%addr, "serving /metrics, /healthz and /readyz");
+    }
+    tokio::spawn(admin.run());
+
+    let (new_digests, asks) = trigger::channel(&settings.annotation_prefix);
+    let pods = pod_cache(
+        &client,
+        settings.pod_label_selector.as_deref(),
+        new_digests.clone(),
+    );
     let namespaces = settings
         .namespace_label_selector
         .as_deref()
@@ -59,40 +82,89 @@ pub async fn run(settings: Settings) -> Result<()> {
             .map_err(|_| Error::CacheNotReady("namespace"))?;
     }
     info!(pods = pods.len(), "pod cache filled");
+    ready.set();
 
+    let cache_ttl = match settings.ops.cache_ttl {
+        None => None,
+        Some(ttl) => match cache::installed(&client).await {
+            Ok(true) => Some(ttl),
+            Ok(false) => {
+                warn!("the ImageRecord CRD is not installed: running without the digest cache");
+                None
+            }
+            Err(e) => {
+                warn!(error = %e, "cannot use the digest cache");
+                None
+            }
+        },
+    };
+    let leadership = if settings.ops.leader_election {
+        Leadership::start(
+            client.clone(),
+            leader::Config::new(&namespace, &settings.ops),
+            metrics.clone(),
+        )
+    } else {
+        Leadership::always(&metrics)
+    };
     let reporter = Reporter {
         controller: "sbomjob".into(),
         instance: std::env::var("POD_NAME").ok(),
     };
     let ctx = cycle::Context {
         recorder: Recorder::new(client.clone(), reporter),
+        identity: JobIdentity::from_settings(&settings.job),
         client,
         settings,
         namespace,
         pods,
         namespaces,
+        metrics,
+        cache_ttl,
+        new_digests,
     };
-    run_loop(&ctx).await;
-    info!("sbomjob-operator stopped; running Jobs are adopted by the next start");
+    run_loop(&ctx, leadership.subscribe(), asks).await;
+    ready.clear();
+    leadership.release().await;
+    info!("sbomjob-operator stopped; running Jobs are adopted by the next leader or start");
     Ok(())
 }
 
-async fn run_loop(ctx: &cycle::Context) {
+/// Why the next cycle runs.
+enum Wake {
+    Schedule,
+    NewImage,
+}
+
+async fn run_loop(ctx: &cycle::Context, mut leader: watch::Receiver<bool>, mut asks: trigger::Asks) {
     let mut shutdown = std::pin::pin!(shutdown_signal());
     let mut due = Utc::now();
+    let debounce = ctx.settings.ops.debounce;
     loop {
-        let now = Utc::now();
-        if due > now {
-            let wait = (due - now).to_std().unwrap_or_default();
+        let wait = (due - Utc::now()).to_std().unwrap_or_default();
+        let wake = tokio::select! {
+            _ = tokio::time::sleep(wait) => Wake::Schedule,
+            Some(()) = asks.next(debounce) => Wake::NewImage,
+            _ = &mut shutdown => return,
+        };
+        if !*leader.borrow() {
+            info!("not the leader: waiting for the Lease before any cycle");
             tokio::select! {
-                _ = tokio::time::sleep(wait) => {}
+                _ = leader.wait_for(|l| *l) => {}
                 _ = &mut shutdown => return,
             }
         }
         let id = crate::objects::cycle_id(Utc::now(), rand::random());
         let span = info_span!("cycle", id = %id);
+        span.in_scope(|| match wake {
+            Wake::Schedule => info!("cycle starts (schedule)"),
+            Wake::NewImage => info!("cycle starts (new image running)"),
+        });
+        let started = std::time::Instant::now();
         let result = tokio::select! {
-            r = cycle::run(ctx, &id).instrument(span.clone()) => r,
+            r = cycle::run(ctx, &id).instrument(span.clone()) => Some(r),
+            // Another replica leads now: it adopts the Jobs of this cycle.
+            _ = leader.wait_for(|l| !*l) => None,
             _ = &mut shutdown => return,
         };
         // Ticks missed while the cycle ran collapse into the next one.
@@ -102,13 +174,21 @@ async fn run_loop(ctx: &cycle::Context) {
             .next_after(Utc::now())
             .unwrap_or_else(|| Utc::now() + chrono::Duration::hours(1));
         due = match result {
-            Ok(_) => next,
-            Err(e) => {
+            Some(Ok(_)) => {
+                ctx.metrics.cycle_done(CycleResult::Ok, started.elapsed());
+                next
+            }
+            Some(Err(e)) => {
+                ctx.metrics.cycle_done(CycleResult::Error, started.elapsed());
                 span.in_scope(|| error!(error = %e, "cycle failed; retrying soon"));
                 next.min(Utc::now() + chrono::Duration::from_std(RETRY_AFTER_ERROR).expect("small duration"))
             }
+            None => {
+                span.in_scope(|| warn!("leadership lost during the cycle; stopped"));
+                next
+            }
         };
-        info!(next = %due, "next cycle");
+        info!(next = %due, "next scheduled cycle");
     }
 }
 
@@ -123,7 +203,7 @@ async fn shutdown_signal() {
 }
 
 /// Pods, stripped to what cycles read, so 10,000 pods fit in a few MiB.
-fn pod_cache(client: &Client, selector: Option<&str>) -> Store<Pod> {
+fn pod_cache(client: &Client, selector: Option<&str>, new_digests: NewDigests) -> Store<Pod> {
     let api: Api<Pod> = Api::all(client.clone());
     let mut config = watcher::Config::default();
     if let Some(sel) = selector {
@@ -134,9 +214,12 @@ fn pod_cache(client: &Client, selector: Option<&str>) -> Store<Pod> {
         .default_backoff()
         .modify(strip_pod)
         .reflect(writer)
-        .for_each(|event| {
-            if let Err(e) = event {
-                tracing::warn!(error = %e, "pod watch failed; retrying");
+        .for_each(move |event| {
+            match event {
+                // Changes after the initial list; the start-up cycle covers what was listed.
+                Ok(watcher::Event::Apply(pod)) => new_digests.observe(&pod),
+                Ok(_) => {}
+                Err(e) => warn!(error = %e, "pod watch failed; retrying"),
             }
             ready(())
         });

@@ -1,6 +1,10 @@
 //! One cycle: finish or wait for earlier Jobs, snapshot, work list, credentials, Jobs.
 
-use std::collections::{BTreeSet, HashSet};
+use std::{
+    collections::{BTreeSet, HashSet},
+    sync::Arc,
+    time::Duration,
+};
 
 use futures::{StreamExt, stream};
 use k8s_openapi::api::{
@@ -11,10 +15,14 @@ use kube::{Api, Client, runtime::events::Recorder, runtime::reflector::Store};
 use tracing::{info, warn};
 
 use crate::{
-    Result, credentials,
+    Result, annotate,
+    cache::{self, CacheDecision, JobIdentity},
+    credentials,
     jobs::{self, Outcome},
+    metrics::Metrics,
     objects::{self, JobPlan},
     settings::Settings,
+    trigger::NewDigests,
     worklist::{self, CredentialIndex, Snapshot, WorkItem},
 };
 
@@ -29,6 +37,13 @@ pub struct Context {
     /// Namespaces matching the namespace label selector; `None` when there is no selector.
     pub namespaces: Option<Store<Namespace>>,
     pub recorder: Recorder,
+    pub metrics: Arc<Metrics>,
+    /// The job image and settings results depend on: what cache records are keyed by.
+    pub identity: JobIdentity,
+    /// The cache's TTL; `None` when it is off (disabled, or the CRD is not installed).
+    pub cache_ttl: Option<Duration>,
+    /// Told which digests a cycle saw, so only later ones trigger the next.
+    pub new_digests: NewDigests,
 }
 
 /// How a cycle ended.
@@ -71,8 +86,13 @@ pub async fn run(ctx: &Context, cycle: &str) -> Result<Report> {
     }
     jobs::delete_orphan_secrets(ctx, &HashSet::new()).await?;
 
-    // 2. What is left to do.
-    let items = work_list(ctx);
+    // 2. What is left to do; with the cache, what a fresh record covers is annotated at once.
+    let pods = ctx.pods.state();
+    let items = work_list(ctx, &pods);
+    let items = match ctx.cache_ttl {
+        Some(_) => apply_cache(ctx, &pods, items).await,
+        None => items,
+    };
     report.images = items.len();
     if items.is_empty() {
         info!("nothing to process; no Job created");
@@ -96,8 +116,8 @@ pub async fn run(ctx: &Context, cycle: &str) -> Result<Report> {
     Ok(report)
 }
 
-fn work_list(ctx: &Context) -> Vec<WorkItem> {
-    let pods = ctx.pods.state();
+fn work_list(ctx: &Context, pods: &[Arc<Pod>]) -> Vec<WorkItem> {
+    ctx.new_digests.remember(running_digests(pods));
     let namespaces: Option<HashSet<String>> = ctx.namespaces.as_ref().map(|store| {
         store
             .state()
@@ -106,7 +126,7 @@ fn work_list(ctx: &Context) -> Vec<WorkItem> {
             .collect()
     });
     let (items, skipped) = worklist::build(&Snapshot {
-        pods: &pods,
+        pods,
         namespaces: namespaces.as_ref(),
         annotation_prefix: &ctx.settings.annotation_prefix,
         ignore_annotations: ctx.settings.ignore_annotations,
@@ -116,6 +136,54 @@ fn work_list(ctx: &Context) -> Vec<WorkItem> {
         warn!(namespace = %s.namespace, pod = %s.pod, container = %s.container, reason = %s.reason, "container skipped");
     }
     items
+}
+
+/// Every digest the snapshot's pods run.
+pub fn running_digests(pods: &[Arc<Pod>]) -> BTreeSet<String> {
+    pods.iter()
+        .flat_map(|p| worklist::container_images(p).0)
+        .map(|c| c.id.digest)
+        .collect()
+}
+
+/// Splits off the items a fresh cache record covers and annotates their pods without a Job;
+/// then collects records of images that stopped running. A cache that cannot be read is
+/// logged and skipped: the cycle goes on as if it were empty.
+async fn apply_cache(ctx: &Context, pods: &[Arc<Pod>], items: Vec<WorkItem>) -> Vec<WorkItem> {
+    let records = match cache::load(&ctx.client).await {
+        Ok(r) => r,
+        Err(e) => {
+            warn!(error = %e, "could not read the digest cache; processing every image");
+            return items;
+        }
+    };
+    let now = chrono::Utc::now();
+    let index = cache::by_digest(&records);
+    let (hits, misses): (Vec<WorkItem>, Vec<WorkItem>) = items.into_iter().partition(|item| {
+        let decision = cache::lookup(index.get(item.digest.as_str()).copied(), &ctx.identity, now);
+        ctx.metrics.cache(decision == CacheDecision::Hit);
+        decision == CacheDecision::Hit
+    });
+    if !hits.is_empty() {
+        let digests: HashSet<&str> = hits.iter().map(|i| i.digest.as_str()).collect();
+        let report = annotate::annotate(&ctx.client, pods, &ctx.settings.annotation_prefix, &digests).await;
+        ctx.metrics.annotated(report.patched);
+        info!(
+            images = hits.len(),
+            patched = report.patched,
+            "cache hits: annotated without a Job"
+        );
+    }
+    let running = running_digests(pods);
+    let running: HashSet<&str> = running.iter().map(String::as_str).collect();
+    let sweep = cache::sweep(&records, &running, now, ctx.settings.ops.cache_grace);
+    if let Err(e) = cache::delete(&ctx.client, &sweep.delete).await {
+        warn!(error = %e, "could not delete stale cache records");
+    }
+    if let Err(e) = cache::write(&ctx.client, &sweep.update).await {
+        warn!(error = %e, "could not update cache records");
+    }
+    misses
 }
 
 async fn run_plan(ctx: &Context, plan: JobPlan) -> (String, Outcome) {

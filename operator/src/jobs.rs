@@ -3,11 +3,15 @@
 //! so a restarted operator can finish Jobs that ended while it was down.
 
 use std::{
-    collections::{BTreeMap, HashSet},
+    collections::{BTreeMap, BTreeSet, HashSet},
+    sync::Arc,
     time::Duration,
 };
 
-use k8s_openapi::api::{batch::v1::Job, core::v1::Secret};
+use k8s_openapi::api::{
+    batch::v1::Job,
+    core::v1::{Pod, Secret},
+};
 use kube::{
     Api, Resource,
     api::{DeleteParams, ListParams, Patch, PatchParams, PostParams},
@@ -20,10 +24,12 @@ use serde_json::json;
 use tracing::{info, warn};
 
 use crate::{
-    Context as _, Result, annotate,
+    Context as _, Result, annotate, cache,
     cycle::Context,
     is_not_found,
+    metrics::JobResult,
     objects::{self, DIGESTS_ANNOTATION, JobPlan, SELECTOR, STATE_DONE, STATE_LABEL},
+    worklist,
 };
 
 /// Where a Job stands, from its conditions.
@@ -173,13 +179,15 @@ pub async fn finish(ctx: &Context, job: &Job) -> Result<Outcome> {
     match &outcome {
         Outcome::Complete => {
             let digests = digests(job);
-            let report = annotate::annotate(
-                &ctx.client,
-                &ctx.pods.state(),
-                &ctx.settings.annotation_prefix,
-                &digests,
-            )
-            .await;
+            let pods = ctx.pods.state();
+            let report =
+                annotate::annotate(&ctx.client, &pods, &ctx.settings.annotation_prefix, &digests).await;
+            ctx.metrics.job_done(JobResult::Complete, age(job));
+            ctx.metrics.images(digests.len());
+            ctx.metrics.annotated(report.patched);
+            if let Some(ttl) = ctx.cache_ttl {
+                remember(ctx, &pods, &digests, &job_name, ttl).await;
+            }
             info!(job = %job_name, images = digests.len(), patched = report.patched, gone = report.gone, failed = report.failed, "Job complete; pods annotated");
             ctx.event(
                 &reference,
@@ -199,6 +207,7 @@ pub async fn finish(ctx: &Context, job: &Job) -> Result<Outcome> {
         }
         Outcome::Failed { reason, message } => {
             warn!(job = %job_name, %reason, %message, "Job failed; nothing annotated");
+            ctx.metrics.job_done(JobResult::Failed, age(job));
             ctx.event(
                 &reference,
                 EventType::Warning,
@@ -217,6 +226,54 @@ pub async fn finish(ctx: &Context, job: &Job) -> Result<Outcome> {
         Err(e) => return Err(e).context(|| format!("marking Job {}/{job_name} done", ctx.namespace)),
     }
     Ok(outcome)
+}
+
+/// How long ago the Job was created: its duration once it ended.
+fn age(job: &Job) -> Duration {
+    job.metadata
+        .creation_timestamp
+        .as_ref()
+        .map(|t| {
+            k8s_openapi::jiff::Timestamp::now()
+                .duration_since(t.0)
+                .unsigned_abs()
+        })
+        .unwrap_or_default()
+}
+
+/// Writes a cache record per processed digest, with the repositories the snapshot runs it
+/// under. A failure is logged: the pods are annotated already, only the cache misses out.
+async fn remember(ctx: &Context, pods: &[Arc<Pod>], digests: &HashSet<&str>, job_name: &str, ttl: Duration) {
+    let mut repositories: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for c in pods.iter().flat_map(|p| worklist::container_images(p).0) {
+        if digests.contains(c.id.digest.as_str())
+            && let Some(repo) = cache::repository_of(&c.id.reference)
+        {
+            repositories
+                .entry(c.id.digest.clone())
+                .or_default()
+                .insert(repo.to_string());
+        }
+    }
+    let now = chrono::Utc::now();
+    let records: Vec<_> = digests
+        .iter()
+        .filter_map(|d| {
+            let repos = repositories.remove(*d).unwrap_or_default().into_iter().collect();
+            cache::record_for(
+                d,
+                repos,
+                &ctx.identity,
+                job_name,
+                cache::RecordResult::Succeeded,
+                now,
+                ttl,
+            )
+        })
+        .collect();
+    if let Err(e) = cache::write(&ctx.client, &records).await {
+        warn!(job = %job_name, error = %e, "could not write cache records");
+    }
 }
 
 /// Our Jobs whose bookkeeping is not done, oldest first: running ones (another cycle, maybe from

@@ -18,6 +18,7 @@ pub mod objects;
 pub mod schedule;
 pub mod settings;
 pub mod telemetry;
+pub mod trigger;
 pub mod worklist;
 
 /// A failure that ends a cycle (the operator logs it and tries again later) or start-up.
@@ -33,6 +34,8 @@ pub enum Error {
     Settings(#[from] settings::SettingsError),
     #[error("the {0} cache stopped before it was filled")]
     CacheNotReady(&'static str),
+    #[error(transparent)]
+    Admin(#[from] admin::BindError),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

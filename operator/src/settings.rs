@@ -459,6 +459,9 @@ pub struct OpsSettings {
     pub lease_name: String,
     /// `SBOM_LEASE_DURATION`: how long a leader that stops renewing keeps the Lease.
     pub lease_duration: Duration,
+    /// `SBOM_DEBOUNCE`: after a new image starts running, wait this long (collecting more)
+    /// before the cycle it triggers.
+    pub debounce: Duration,
 }
 
 pub const DEFAULT_CACHE_TTL: Duration = Duration::from_secs(72 * 3600);
@@ -466,6 +469,7 @@ pub const DEFAULT_CACHE_GRACE: Duration = Duration::from_secs(3600);
 pub const DEFAULT_ADMIN_ADDR: &str = "0.0.0.0:8080";
 pub const DEFAULT_LEASE_NAME: &str = "sbomjob-leader";
 pub const DEFAULT_LEASE_DURATION: Duration = Duration::from_secs(15);
+pub const DEFAULT_DEBOUNCE: Duration = Duration::from_secs(30);
 
 #[derive(Deserialize, Default, Debug)]
 struct RawOpsSettings {
@@ -475,6 +479,7 @@ struct RawOpsSettings {
     leader_election: Option<String>,
     lease_name: Option<String>,
     lease_duration: Option<String>,
+    debounce: Option<String>,
 }
 
 impl Default for OpsSettings {
@@ -486,6 +491,7 @@ impl Default for OpsSettings {
             leader_election: true,
             lease_name: DEFAULT_LEASE_NAME.into(),
             lease_duration: DEFAULT_LEASE_DURATION,
+            debounce: DEFAULT_DEBOUNCE,
         }
     }
 }
@@ -526,6 +532,8 @@ impl OpsSettings {
             )?
             .unwrap_or(default.lease_name),
             lease_duration: Duration::from_secs(lease_duration.as_secs()),
+            debounce: parse_opt("SBOM_DEBOUNCE", raw.debounce, parse_duration, DURATION)?
+                .unwrap_or(default.debounce),
         })
     }
 }
