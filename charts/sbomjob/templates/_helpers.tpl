@@ -95,6 +95,11 @@ Settings that are only rendered when set, so that the operator's default applies
   (list $v.job.serviceAccountName "SBOM_JOB_SERVICE_ACCOUNT")
   (list $v.job.maxImages "SBOM_JOB_MAX_IMAGES")
   (list $v.job.maxParallel "SBOM_JOB_MAX_PARALLEL")
+  (list $v.debounce "SBOM_DEBOUNCE")
+  (list $v.cache.ttl "SBOM_CACHE_TTL")
+  (list $v.cache.grace "SBOM_CACHE_GRACE")
+  (list $v.leaderElection.leaseName "SBOM_LEASE_NAME")
+  (list $v.leaderElection.leaseDuration "SBOM_LEASE_DURATION")
   (list $v.logging.format "SBOM_LOG_FORMAT")
   (list $v.logging.level "RUST_LOG")
 -}}
@@ -105,6 +110,16 @@ Settings that are only rendered when set, so that the operator's default applies
   value: {{ include "sbomjob.envValue" $value }}
 {{- end }}
 {{- end }}
+{{- end -}}
+
+{{/*
+"true" unless cache.ttl is zero ("0", 0, "0s", "0h", ...), which turns the digest cache off;
+empty otherwise (for `if`).
+*/}}
+{{- define "sbomjob.cacheEnabled" -}}
+{{- if not (regexMatch "^\\s*0+\\s*[a-zA-Z]*\\s*$" (include "sbomjob.str" .Values.cache.ttl)) -}}
+true
+{{- end -}}
 {{- end -}}
 
 {{/* Pod-shape settings of the Jobs, as JSON (the operator parses them with serde). */}}

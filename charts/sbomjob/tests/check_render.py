@@ -2,7 +2,10 @@
 """Assertions on rendered manifests of the sbomjob chart (run by lint.sh).
 
     check_render.py default RENDERED.yaml
+    check_render.py ha RENDERED.yaml        (replicaCount=2, metrics.enabled=true)
+    check_render.py off RENDERED.yaml       (cache.ttl=0, leaderElection.enabled=false)
     check_render.py full RENDERED.yaml FULL_VALUES.yaml [SETTINGS_RS HELPERS_TPL]
+      (the full render includes crds/: helm template --include-crds)
 
 Prints one "ok <what>" or "FAIL <what>: <why>" line per check; lint.sh counts them.
 """
@@ -72,10 +75,33 @@ def common(c, docs, label):
     )
     c.check(f"{label}: automountServiceAccountToken true", pod.get("automountServiceAccountToken") is True)
     c.check(f"{label}: enableServiceLinks false", pod.get("enableServiceLinks") is False)
+    admin_addr = next((e.get("value") for e in env if e["name"] == "SBOM_ADMIN_ADDR"), "")
+    port = int(admin_addr.rsplit(":", 1)[1]) if re.fullmatch(r"0\.0\.0\.0:[0-9]+", admin_addr) else None
+    c.check(f"{label}: SBOM_ADMIN_ADDR is 0.0.0.0:<port>", port is not None, admin_addr)
     c.check(
-        f"{label}: no ports or probes (the operator has no HTTP endpoint yet)",
-        not any(k in container for k in ("ports", "livenessProbe", "readinessProbe", "startupProbe")),
+        f"{label}: one container port, admin = the SBOM_ADMIN_ADDR port",
+        [(p.get("name"), p.get("containerPort"), p.get("protocol")) for p in container.get("ports", [])]
+        == [("admin", port, "TCP")],
+        container.get("ports"),
     )
+    for probe, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
+        get = container.get(probe, {}).get("httpGet", {})
+        c.check(f"{label}: {probe} GET {path} on port admin", get == {"path": path, "port": "admin"},
+                container.get(probe))
+        c.check(f"{label}: {probe} has period, timeout and failureThreshold",
+                all(k in container.get(probe, {}) for k in ("periodSeconds", "timeoutSeconds", "failureThreshold")),
+                container.get(probe))
+    c.check(f"{label}: no startupProbe", "startupProbe" not in container)
+    leader = next((e.get("value") for e in env if e["name"] == "SBOM_LEADER_ELECTION"), None)
+    c.check(f"{label}: SBOM_LEADER_ELECTION rendered as true/false", leader in ("true", "false"), leader)
+    replicas = deploy["spec"]["replicas"]
+    strategy = deploy["spec"].get("strategy", {})
+    if replicas <= 1:
+        c.check(f"{label}: {replicas} replica(s): Recreate", strategy == {"type": "Recreate"}, strategy)
+    else:
+        c.check(f"{label}: {replicas} replicas: leader election on, RollingUpdate without unavailability",
+                leader == "true" and strategy.get("type") == "RollingUpdate"
+                and strategy.get("rollingUpdate", {}).get("maxUnavailable") == 0, (leader, strategy))
     sa_names = {d["metadata"]["name"] for d in by_kind(docs, "ServiceAccount")}
     for kind in ("ClusterRoleBinding", "RoleBinding"):
         (binding,) = by_kind(docs, kind)
@@ -100,7 +126,55 @@ def common(c, docs, label):
         [r["verbs"] for r in cluster_secrets] == [["get"]],
         cluster_secrets,
     )
+
+    def rules(of, group, resource):
+        return [r for r in of["rules"] if resource in r["resources"] and group in r["apiGroups"]]
+
+    c.check(f"{label}: pods: list, watch, patch (the pod cache; the annotations)",
+            [r["verbs"] for r in rules(cluster_role, "", "pods")] == [["list", "watch", "patch"]],
+            rules(cluster_role, "", "pods"))
+    cache_off = re.fullmatch(r"\s*0+\s*[a-zA-Z]*\s*",
+                             next((e.get("value", "") for e in env if e["name"] == "SBOM_CACHE_TTL"), "")) is not None
+    c.check(f"{label}: imagerecords (sbomjob.io): get, list, create, patch, delete, cluster-wide"
+            + (" (none: cache.ttl 0)" if cache_off else ""),
+            [(r["apiGroups"], r["resources"], r["verbs"]) for r in rules(cluster_role, "sbomjob.io", "imagerecords")]
+            == ([] if cache_off else [(["sbomjob.io"], ["imagerecords"], ["get", "list", "create", "patch", "delete"])]),
+            rules(cluster_role, "sbomjob.io", "imagerecords"))
+    c.check(f"{label}: no imagerecords rule in the Role", not rules(role, "sbomjob.io", "imagerecords"))
+    lease_rules = [r["verbs"] for r in rules(role, "coordination.k8s.io", "leases")]
+    c.check(f"{label}: Lease rule (get, create, update) exactly when leader election is on",
+            lease_rules == ([["get", "create", "update"]] if leader == "true" else []), lease_rules)
+    c.check(f"{label}: events.k8s.io events: create, patch, in the Role",
+            [r["verbs"] for r in rules(role, "events.k8s.io", "events")] == [["create", "patch"]]
+            and not rules(cluster_role, "events.k8s.io", "events"))
     return deploy, container, env, cluster_role, role
+
+
+def metrics_objects(c, docs, deploy, container, label, service_monitor):
+    """The metrics Service (and ServiceMonitor): returns the Service."""
+    services = by_kind(docs, "Service")
+    c.check(f"{label}: one metrics Service", len(services) == 1, [s["metadata"]["name"] for s in services])
+    if len(services) != 1:
+        return None
+    (svc,) = services
+    port = container["ports"][0]["containerPort"]
+    c.check(f"{label}: Service selects the operator pods",
+            svc["spec"]["selector"] == deploy["spec"]["selector"]["matchLabels"], svc["spec"]["selector"])
+    c.check(f"{label}: Service port {port} (metrics) -> admin",
+            svc["spec"]["ports"] == [{"name": "metrics", "port": port, "targetPort": "admin", "protocol": "TCP"}],
+            svc["spec"]["ports"])
+    monitors = by_kind(docs, "ServiceMonitor")
+    c.check(f"{label}: ServiceMonitor {'rendered' if service_monitor else 'not rendered'}",
+            len(monitors) == (1 if service_monitor else 0), len(monitors))
+    annotations = svc["metadata"].get("annotations", {})
+    prom = {k: v for k, v in annotations.items() if k.startswith("prometheus.io/")}
+    if service_monitor:
+        c.check(f"{label}: no prometheus.io annotations next to a ServiceMonitor", not prom, prom)
+    else:
+        c.check(f"{label}: prometheus.io scrape/port/path annotations",
+                prom == {"prometheus.io/scrape": "true", "prometheus.io/port": str(port),
+                         "prometheus.io/path": "/metrics"}, prom)
+    return svc
 
 
 def check_default(c, docs):
@@ -112,12 +186,19 @@ def check_default(c, docs):
         "default: nothing unset is rendered (operator defaults apply)",
         not any(
             k in values
-            for k in ("SBOM_CRON", "SBOM_INTERVAL", "SBOM_JOB_RESOURCES", "SBOM_JOB_PRIVILEGED", "SBOM_JOB_TTL")
+            for k in ("SBOM_CRON", "SBOM_INTERVAL", "SBOM_JOB_RESOURCES", "SBOM_JOB_PRIVILEGED", "SBOM_JOB_TTL",
+                      "SBOM_CACHE_TTL", "SBOM_CACHE_GRACE", "SBOM_LEASE_NAME", "SBOM_LEASE_DURATION",
+                      "SBOM_DEBOUNCE")
         ),
         sorted(values),
     )
+    c.check("default: SBOM_ADMIN_ADDR 0.0.0.0:8080", values.get("SBOM_ADMIN_ADDR") == "0.0.0.0:8080", values)
+    c.check("default: SBOM_LEADER_ELECTION true", values.get("SBOM_LEADER_ELECTION") == "true", values)
     c.check("default: one replica, Recreate", deploy["spec"]["replicas"] == 1
             and deploy["spec"]["strategy"]["type"] == "Recreate", deploy["spec"])
+    c.check("default: no Service, no ServiceMonitor (metrics.enabled false)",
+            not by_kind(docs, "Service") and not by_kind(docs, "ServiceMonitor"))
+    c.check("default: CRDs are not templates (they are in crds/)", not by_kind(docs, "CustomResourceDefinition"))
     c.check(
         "default: no namespaces rule without namespaceLabelSelector",
         not any("namespaces" in r["resources"] for r in cluster_role["rules"]),
@@ -137,6 +218,24 @@ def check_default(c, docs):
         sc,
     )
     c.check("default: operator resources set", container.get("resources", {}).get("limits", {}).get("memory"))
+
+
+def check_ha(c, docs):
+    deploy, container, env, cluster_role, role = common(c, docs, "ha")
+    c.check("ha: replicaCount=2 renders 2 replicas, RollingUpdate",
+            deploy["spec"]["replicas"] == 2 and deploy["spec"]["strategy"]["type"] == "RollingUpdate",
+            deploy["spec"].get("strategy"))
+    metrics_objects(c, docs, deploy, container, "ha", service_monitor=False)
+
+
+def check_off(c, docs):
+    """cache.ttl=0 and leaderElection.enabled=false: their RBAC rules are left out."""
+    deploy, container, env, cluster_role, role = common(c, docs, "off")
+    values = {e["name"]: e.get("value") for e in env}
+    c.check("off: SBOM_CACHE_TTL 0, SBOM_LEADER_ELECTION false",
+            values.get("SBOM_CACHE_TTL") == "0" and values.get("SBOM_LEADER_ELECTION") == "false", values)
+    c.check("off: no imagerecords or leases rule",
+            not any(set(r["resources"]) & {"imagerecords", "leases"} for r in cluster_role["rules"] + role["rules"]))
 
 
 def check_full(c, docs, values, settings_rs=None, helpers=None):
@@ -168,6 +267,13 @@ def check_full(c, docs, values, settings_rs=None, helpers=None):
         "SBOM_JOB_MAX_PARALLEL": num(job["maxParallel"]),
         "SBOM_LOG_FORMAT": values["logging"]["format"],
         "RUST_LOG": values["logging"]["level"],
+        "SBOM_DEBOUNCE": num(values["debounce"]),
+        "SBOM_CACHE_TTL": num(values["cache"]["ttl"]),
+        "SBOM_CACHE_GRACE": num(values["cache"]["grace"]),
+        "SBOM_LEADER_ELECTION": str(values["leaderElection"]["enabled"]).lower(),
+        "SBOM_LEASE_NAME": values["leaderElection"]["leaseName"],
+        "SBOM_LEASE_DURATION": num(values["leaderElection"]["leaseDuration"]),
+        "SBOM_ADMIN_ADDR": f"0.0.0.0:{values['admin']['port']}",
     }
     for name, want in expected.items():
         c.check(f"full: {name} = {want!r}", expand.get(name) == want, expand.get(name))
@@ -213,17 +319,63 @@ def check_full(c, docs, values, settings_rs=None, helpers=None):
             and deploy["spec"]["template"]["metadata"]["annotations"] == values["podAnnotations"])
     c.check("full: imagePullSecrets", pod.get("imagePullSecrets") == values["imagePullSecrets"])
     c.check("full: fullnameOverride", deploy["metadata"]["name"] == values["fullnameOverride"])
+    c.check(f"full: replicaCount {values['replicaCount']}, RollingUpdate",
+            deploy["spec"]["replicas"] == values["replicaCount"] > 1
+            and deploy["spec"]["strategy"]["type"] == "RollingUpdate", deploy["spec"].get("strategy"))
+    c.check("full: container port admin = admin.port",
+            container["ports"][0]["containerPort"] == values["admin"]["port"], container["ports"])
+    for probe in ("livenessProbe", "readinessProbe"):
+        timings = {k: v for k, v in container[probe].items() if k != "httpGet"}
+        c.check(f"full: {probe} timings from values", timings == values[probe], timings)
+    svc = metrics_objects(c, docs, deploy, container, "full", service_monitor=True)
+    if svc:
+        c.check("full: metrics.service.annotations",
+                svc["metadata"].get("annotations") == values["metrics"]["service"]["annotations"],
+                svc["metadata"].get("annotations"))
+        monitors = by_kind(docs, "ServiceMonitor")
+        if monitors:
+            (sm,) = monitors
+            sm_values = values["metrics"]["serviceMonitor"]
+            c.check("full: ServiceMonitor selects the metrics Service, port metrics, /metrics",
+                    sm["spec"]["selector"]["matchLabels"].items() <= svc["metadata"]["labels"].items()
+                    and sm["spec"]["namespaceSelector"] == {"matchNames": [svc["metadata"]["namespace"]]}
+                    and [(e["port"], e["path"]) for e in sm["spec"]["endpoints"]]
+                    == [(svc["spec"]["ports"][0]["name"], "/metrics")], sm["spec"])
+            c.check("full: ServiceMonitor interval, scrapeTimeout, labels",
+                    sm["spec"]["endpoints"][0].get("interval") == sm_values["interval"]
+                    and sm["spec"]["endpoints"][0].get("scrapeTimeout") == sm_values["scrapeTimeout"]
+                    and sm_values["labels"].items() <= sm["metadata"]["labels"].items(), sm)
+    crds = by_kind(docs, "CustomResourceDefinition")
+    c.check("full: crds/ holds one CRD, imagerecords.sbomjob.io", [d["metadata"]["name"] for d in crds]
+            == ["imagerecords.sbomjob.io"], [d["metadata"]["name"] for d in crds])
+    if crds:
+        crd = crds[0]["spec"]
+        rule = [r for r in cluster_role["rules"] if "imagerecords" in r["resources"]]
+        c.check("full: the CRD is cluster-scoped; the ClusterRole names its group and plural",
+                crd["scope"] == "Cluster" and rule
+                and rule[0]["apiGroups"] == [crd["group"]] and rule[0]["resources"] == [crd["names"]["plural"]],
+                (crd["scope"], crd["group"], crd["names"]["plural"], rule))
     (sa,) = by_kind(docs, "ServiceAccount")
     c.check("full: serviceAccount name and annotations",
             sa["metadata"]["name"] == values["serviceAccount"]["name"]
             and sa["metadata"]["annotations"] == values["serviceAccount"]["annotations"])
 
     if settings_rs:
-        # settings.rs is the source of truth: RawSettings' fields are the variables it reads.
+        # settings.rs is the source of truth: the fields of its Raw*Settings structs (RawSettings,
+        # RawOpsSettings, ...; envy reads each from the SBOM_ variables) are the variables it reads.
         with open(settings_rs) as f:
             src = f.read()
-        raw = re.search(r"struct RawSettings \{(.*?)\n\}", src, re.S).group(1)
-        known = {"SBOM_" + m.upper() for m in re.findall(r"^\s*(\w+): Option<String>", raw, re.M)}
+        structs = dict(re.findall(r"struct (Raw\w*Settings) \{(.*?)\n\}", src, re.S))
+        c.check("settings.rs: RawSettings and RawOpsSettings found",
+                {"RawSettings", "RawOpsSettings"} <= structs.keys(), sorted(structs))
+        known = {
+            "SBOM_" + m.upper()
+            for body in structs.values()
+            for m in re.findall(r"^\s*(\w+): Option<String>", body, re.M)
+        }
+        c.check("settings.rs: the ops settings are among them",
+                {"SBOM_CACHE_TTL", "SBOM_CACHE_GRACE", "SBOM_ADMIN_ADDR", "SBOM_LEADER_ELECTION",
+                 "SBOM_LEASE_NAME", "SBOM_LEASE_DURATION", "SBOM_DEBOUNCE"} <= known, sorted(known))
         own = set(re.findall(r'"(SBOM_JOB_[A-Z_]+)"', re.search(r"OWN_JOB_SETTINGS.*?\];", src, re.S).group(0)))
         chart_settings = {
             n for n in names
@@ -249,6 +401,10 @@ def main():
     docs = load(rendered)
     if mode == "default":
         check_default(c, docs)
+    elif mode == "ha":
+        check_ha(c, docs)
+    elif mode == "off":
+        check_off(c, docs)
     else:
         with open(sys.argv[3]) as f:
             values = yaml.safe_load(f)

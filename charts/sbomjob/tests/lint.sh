@@ -4,10 +4,14 @@
 #   charts/sbomjob/tests/lint.sh
 #
 # - helm lint, with jobImage set
-# - helm template with the defaults (+ jobImage) and with ci/full-values.yaml (every value),
-#   both validated against the Kubernetes 1.33 schemas (kubernetes-validate --strict)
-# - assertions on both renders (tests/check_render.py): env mapping, RBAC, security, and a
-#   cross-check with operator/src/settings.rs (the variables the operator really reads)
+# - helm template with the defaults (+ jobImage), with replicaCount=2 + metrics.enabled ("ha"),
+#   with cache.ttl=0 + leaderElection.enabled=false ("off"), and with ci/full-values.yaml (every value; with crds/), all validated against the
+#   Kubernetes 1.33 schemas (kubernetes-validate --strict; the ServiceMonitor, a Prometheus
+#   Operator CRD, has no schema there and is checked by check_render.py only)
+# - assertions on the renders (tests/check_render.py): env mapping, admin port and probes,
+#   strategy, metrics Service/ServiceMonitor, RBAC, security, and a cross-check with
+#   operator/src/settings.rs (RawSettings and RawOpsSettings: the variables the operator reads)
+# - crds/imagerecords.yaml: present, one cluster-scoped CRD, and (with a built crdgen) current
 # - values the schema or the templates must refuse, with the message a user sees
 # - NOTES.txt renders, and its jq query lists annotations of a sample pod list
 # - if an operator binary is built, it accepts every setting of the full render
@@ -105,11 +109,66 @@ if [[ -f $REPO_ROOT/operator/src/settings.rs ]]; then
 else
   skip "cross-check with operator/src/settings.rs (not in this checkout)"
 fi
-if render full -f "$CHART/ci/full-values.yaml"; then
+if render ha --set jobImage=x --set replicaCount=2 --set metrics.enabled=true; then
+  "$PY" "$CHART/tests/check_render.py" ha "$WORK/ha.yaml" >"$WORK/ha.checks" 2>&1 ||
+    grep -q '^FAIL' "$WORK/ha.checks" || fail "check_render.py ha crashed" "$WORK/ha.checks"
+  count_checks "$WORK/ha.checks"
+fi
+
+if render off --set jobImage=x --set-json cache.ttl=0 --set leaderElection.enabled=false; then
+  "$PY" "$CHART/tests/check_render.py" off "$WORK/off.yaml" >"$WORK/off.checks" 2>&1 ||
+    grep -q '^FAIL' "$WORK/off.checks" || fail "check_render.py off crashed" "$WORK/off.checks"
+  count_checks "$WORK/off.checks"
+fi
+
+# --include-crds: crds/imagerecords.yaml is validated and cross-checked with the RBAC rule too.
+if render full -f "$CHART/ci/full-values.yaml" --include-crds; then
   "$PY" "$CHART/tests/check_render.py" full "$WORK/full.yaml" "$CHART/ci/full-values.yaml" "${settings_args[@]}" \
     >"$WORK/full.checks" 2>&1 ||
     grep -q '^FAIL' "$WORK/full.checks" || fail "check_render.py full crashed" "$WORK/full.checks"
   count_checks "$WORK/full.checks"
+fi
+
+# --- the ImageRecord CRD ------------------------------------------------------------------------
+# helm installs crds/ on install (never on upgrade); the operator's unit test and crdgen keep it
+# in step with operator/src/cache.rs.
+CRD=$CHART/crds/imagerecords.yaml
+if [[ -f $CRD ]] && "$PY" - "$CRD" >"$WORK/crd.out" 2>&1 <<'EOF'
+import sys, yaml
+docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
+assert len(docs) == 1, f"{len(docs)} documents"
+(crd,) = docs
+assert crd["kind"] == "CustomResourceDefinition", crd["kind"]
+assert crd["metadata"]["name"] == "imagerecords.sbomjob.io", crd["metadata"]["name"]
+assert crd["spec"]["scope"] == "Cluster", crd["spec"]["scope"]
+assert [v["name"] for v in crd["spec"]["versions"] if v["served"] and v["storage"]] == ["v1alpha1"]
+EOF
+then
+  pass "crds/imagerecords.yaml: one cluster-scoped CRD imagerecords.sbomjob.io (v1alpha1)"
+else
+  [[ -f $CRD ]] || echo "missing: $CRD" >"$WORK/crd.out"
+  fail "crds/imagerecords.yaml: one cluster-scoped CRD imagerecords.sbomjob.io (v1alpha1)" "$WORK/crd.out"
+fi
+if helm template sbomjob "$CHART" --set jobImage=x --include-crds 2>/dev/null | grep -q '^kind: CustomResourceDefinition' &&
+  ! helm template sbomjob "$CHART" --set jobImage=x 2>/dev/null | grep -q '^kind: CustomResourceDefinition'; then
+  pass "the CRD is in crds/ (installed by helm install, not a template)"
+else
+  fail "the CRD is in crds/ (installed by helm install, not a template)"
+fi
+crdgen_bin=${SBOMJOB_CRDGEN_BIN:-}
+for candidate in "$REPO_ROOT/target/release/crdgen" "$REPO_ROOT/target/debug/crdgen"; do
+  [[ -n $crdgen_bin || ! -x $candidate ]] || crdgen_bin=$candidate
+done
+if [[ -n $crdgen_bin ]]; then
+  if "$crdgen_bin" >"$WORK/crdgen.yaml" 2>"$WORK/crdgen.err" && diff -u "$CRD" "$WORK/crdgen.yaml" >"$WORK/crdgen.diff"; then
+    pass "crds/imagerecords.yaml is what crdgen prints ($(basename "$(dirname "$crdgen_bin")") build)"
+  else
+    cat "$WORK/crdgen.err" >>"$WORK/crdgen.diff"
+    echo "regenerate: cargo run -p sbomjob-operator --bin crdgen > charts/sbomjob/crds/imagerecords.yaml" >>"$WORK/crdgen.diff"
+    fail "crds/imagerecords.yaml is what crdgen prints (stale build? rebuild crdgen)" "$WORK/crdgen.diff"
+  fi
+else
+  skip "crdgen comparison (no crdgen binary under target/; set SBOMJOB_CRDGEN_BIN)"
 fi
 
 # --- values that must be refused ---------------------------------------------------------------
@@ -167,10 +226,30 @@ refused "logging.format=xml" "logging.format: logging.format must be one of the 
   --set jobImage=x --set logging.format=xml
 refused "ignoreAnnotations=\"maybe\"" "ignoreAnnotations: Invalid type. Expected: boolean" \
   --set jobImage=x --set ignoreAnnotations=maybe
-refused "replicaCount=2 (no leader election yet)" "replicaCount: Must be less than or equal to 1" \
-  --set jobImage=x --set replicaCount=2
-refused "metrics.enabled=true (no endpoint yet)" "no metrics or health endpoint yet" \
-  --set jobImage=x --set metrics.enabled=true
+refused "replicaCount=2 without leader election" "replicaCount: Must be less than or equal to 1" \
+  --set jobImage=x --set replicaCount=2 --set leaderElection.enabled=false
+refused "replicaCount=2 without leader election (schema skipped)" "replicaCount > 1 needs leaderElection.enabled" \
+  --set jobImage=x --set replicaCount=2 --set leaderElection.enabled=false --skip-schema-validation
+refused "replicaCount=-1" "replicaCount: Must be greater than or equal to 0" --set jobImage=x --set replicaCount=-1
+refused "leaderElection.enabled=\"yes\"" "leaderElection.enabled: Invalid type. Expected: boolean" \
+  --set jobImage=x --set-json 'leaderElection.enabled="yes"'
+refused "leaderElection.leaseDuration=2" "leaderElection.leaseDuration: Must be greater than or equal to 3" \
+  --set jobImage=x --set-json 'leaderElection.leaseDuration=2'
+refused "leaderElection.leaseName not a DNS subdomain" "leaderElection.leaseName: Does not match pattern" \
+  --set jobImage=x --set leaderElection.leaseName=Bad_Name
+refused "cache.ttl=forever" "cache.ttl: Does not match pattern" --set jobImage=x --set cache.ttl=forever
+refused "unknown cache.* key" "Additional property tll is not allowed" --set jobImage=x --set cache.tll=1h
+refused "debounce={}" "debounce: Invalid type" --set jobImage=x --set-json 'debounce={}'
+refused "admin.port=0" "admin.port: Must be greater than or equal to 1" --set jobImage=x --set admin.port=0
+refused "admin.port=\"8080\"" "admin.port: Invalid type. Expected: integer, given: string" \
+  --set jobImage=x --set-json 'admin.port="8080"'
+refused "readinessProbe.httpGet (set by the chart)" "Additional property httpGet is not allowed" \
+  --set jobImage=x --set readinessProbe.httpGet.path=/
+refused "metrics.port (now admin.port)" "metrics.port was replaced by admin.port" --set jobImage=x --set metrics.port=9090
+refused "metrics.serviceMonitor without metrics.enabled" "metrics.serviceMonitor.enabled needs metrics.enabled" \
+  --set jobImage=x --set metrics.serviceMonitor.enabled=true
+refused "metrics.serviceMonitor.interval=30sec" "metrics.serviceMonitor.interval: Does not match pattern" \
+  --set jobImage=x --set metrics.enabled=true --set metrics.serviceMonitor.interval=30sec
 refused "serviceAccount.create=false without a name" "serviceAccount.name is required" \
   --set jobImage=x --set serviceAccount.create=false
 
