@@ -54,7 +54,30 @@ impl<T> Context<T> for Result<T, kube::Error> {
     }
 }
 
-/// True for a 404 from the API server.
+/// True for a 404 from the API server, also when the body is not a `Status` (an unknown
+/// resource type answers with a plain-text "404 page not found").
 pub fn is_not_found(e: &kube::Error) -> bool {
-    matches!(e, kube::Error::Api(s) if s.is_not_found())
+    matches!(e, kube::Error::Api(s) if s.is_not_found() || s.code == 404)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn api(code: u16, reason: &str) -> kube::Error {
+        kube::Error::Api(Box::new(kube::core::Status {
+            code,
+            reason: reason.into(),
+            ..Default::default()
+        }))
+    }
+
+    #[test]
+    fn not_found_also_without_a_status_body() {
+        assert!(is_not_found(&api(404, "NotFound")));
+        // What the API server answers for a resource type it does not serve.
+        assert!(is_not_found(&api(404, "Failed to parse error data")));
+        assert!(!is_not_found(&api(403, "Forbidden")));
+        assert!(!is_not_found(&api(409, "AlreadyExists")));
+    }
 }
