@@ -5,6 +5,8 @@
 #   e2e/cluster/cluster.sh down     stop everything, clean mounts, netns, cgroups, iptables, bridge
 #   e2e/cluster/cluster.sh status   each component and its health
 #   e2e/cluster/cluster.sh env      shell lines to use the cluster (KUBECONFIG, PATH, image refs)
+#   e2e/cluster/cluster.sh deps     only install what the scripts and tests use (Debian packages,
+#                                   the musl Rust target, kubectl, helm); starts nothing
 #
 # State (certs, configs, logs, pids, data) lives in ${SBOMJOB_CLUSTER_DIR:-/tmp/sbomjob-cluster};
 # binaries and tools in ${SBOMJOB_CACHE:-~/.cache/sbomjob}. See e2e/cluster/README.md.
@@ -33,6 +35,7 @@ stop() {
   [[ -f $PIDS/$name.pid ]] || return 0
   pid=$(cat "$PIDS/$name.pid")
   if kill -0 "$pid" 2>/dev/null; then
+    log "stopping $name (pid $pid)"
     kill -TERM "$pid" 2>/dev/null || true
     for ((i = 0; i < timeout * 5; i++)); do
       kill -0 "$pid" 2>/dev/null || break
@@ -446,8 +449,7 @@ cmd_up() {
     log "previous cluster state found in $STATE: running down first"
     cmd_down
   fi
-  ensure_apt_packages
-  "$E2E_CLUSTER_DIR/tools.sh" >/dev/null
+  cmd_deps
   "$E2E_CLUSTER_DIR/build-binaries.sh" >&2
   check_ports
 
@@ -549,7 +551,7 @@ kill_cgroup_tree() {
 pids_mentioning() {
   local needle=$1 p
   for p in /proc/[0-9]*; do
-    if tr '\0' ' ' <"$p/cmdline" 2>/dev/null | grep -qF -- "$needle"; then echo "${p#/proc/}"; fi
+    if tr '\0' ' ' 2>/dev/null <"$p/cmdline" | grep -qF -- "$needle"; then echo "${p#/proc/}"; fi
   done
 }
 
@@ -612,6 +614,10 @@ cmd_down() {
   # Pod network namespaces are bind mounts under our state dir (netns_mounts_under_state_dir);
   # unmounting them (below) frees them and their veths. libcni caches results in /var/lib/cni.
   rm -f /var/lib/cni/results/sbomjob-* 2>/dev/null || true
+  local sb
+  for sb in "$STATE"/containerd/root/io.containerd.grpc.v1.cri/sandboxes/*/; do
+    [[ -d $sb ]] && rm -f /var/lib/cni/results/cni-loopback-"$(basename "$sb")"-lo
+  done
 
   stop kube-scheduler 10
   stop kube-controller-manager 10
@@ -682,13 +688,21 @@ cmd_status() {
 
 # ================================================================= main =======================
 
+cmd_deps() {
+  [[ $EUID -eq 0 ]] || die "must run as root (apt-get)"
+  ensure_apt_packages
+  ensure_rust_musl || log "warning: no x86_64-unknown-linux-musl Rust target (needed for the project images)"
+  "$E2E_CLUSTER_DIR/tools.sh" >/dev/null
+}
+
 case ${1:-} in
+  deps) cmd_deps ;;
   up) cmd_up ;;
   down) cmd_down ;;
   status) cmd_status ;;
   env) cmd_env ;;
   *)
-    echo "usage: $0 up | down | status | env" >&2
+    echo "usage: $0 up | down | status | env | deps" >&2
     exit 2
     ;;
 esac

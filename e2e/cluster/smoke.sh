@@ -115,6 +115,38 @@ else
   kc -n "$NS" logs job/skopeo-inspect 2>&1 | tail -10 || true
 fi
 
+# ... and against the registry with basic auth, credentials from a Secret
+kc -n "$NS" create secret generic registry-creds --from-literal=user="$REGISTRY_AUTH_USER" \
+  --from-literal=password="$REGISTRY_AUTH_PASSWORD" >/dev/null
+kc -n "$NS" apply -f - >/dev/null <<EOF
+{"apiVersion": "batch/v1", "kind": "Job",
+ "metadata": {"name": "skopeo-inspect-private"},
+ "spec": {"backoffLimit": 0, "activeDeadlineSeconds": 300, "ttlSecondsAfterFinished": 600,
+  "template": {"spec": {
+    "restartPolicy": "Never", "automountServiceAccountToken": false,
+    "securityContext": {"runAsNonRoot": true, "seccompProfile": {"type": "RuntimeDefault"}},
+    "volumes": [{"name": "tmp", "emptyDir": {}}],
+    "containers": [{"name": "sbom", "image": "$job_image",
+      "command": ["/usr/bin/skopeo"],
+      "env": [{"name": "REG_USER", "valueFrom": {"secretKeyRef": {"name": "registry-creds", "key": "user"}}},
+              {"name": "REG_PASS", "valueFrom": {"secretKeyRef": {"name": "registry-creds", "key": "password"}}}],
+      "args": ["inspect", "--tls-verify=false", "--creds", "\$(REG_USER):\$(REG_PASS)",
+               "--format", "{{.Digest}}", "docker://$WORKLOAD_DELTA_IMAGE"],
+      "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+      "securityContext": $RESTRICTED_SC}]}}}}
+EOF
+if wait_job skopeo-inspect-private 180; then
+  out=$(kc -n "$NS" logs job/skopeo-inspect-private)
+  if [[ $out == "$WORKLOAD_DELTA_IMAGE_DIGEST" ]]; then
+    ok "restricted Job ran skopeo inspect --creds docker://$WORKLOAD_DELTA_IMAGE -> $out"
+  else
+    fail "skopeo Job (auth registry) printed '$out', expected $WORKLOAD_DELTA_IMAGE_DIGEST"
+  fi
+else
+  fail "restricted skopeo Job against the auth registry did not complete"
+  kc -n "$NS" logs job/skopeo-inspect-private 2>&1 | tail -10 || true
+fi
+
 # --- 3. a pod reaches the API server through the kubernetes Service ClusterIP -----------------
 # kube-probe: KUBERNETES_SERVICE_HOST:PORT (10.96.0.1:443), TLS verified with the service-account
 # CA, authenticated with the service-account token (a SelfSubjectReview).

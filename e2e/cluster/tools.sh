@@ -43,6 +43,6 @@ PY
 fi
 ln -sfn "$helm_dir/helm" "$TOOLS_BIN/helm"
 
-"$TOOLS_BIN/kubectl" version --client=true >&2 2>/dev/null | head -1 >&2 || true
+"$TOOLS_BIN/kubectl" version --client=true 2>/dev/null | head -1 >&2 || true
 "$TOOLS_BIN/helm" version --short >&2
 echo "$TOOLS_BIN"

@@ -177,7 +177,7 @@ build_tools() {
 
 # --- project images: Dockerfile.operator, Dockerfile.job ----------------------------------
 build_project() {
-  ensure_rust_musl
+  ensure_rust_musl || die "cannot add the Rust target $MUSL_TARGET"
   log "cargo build --release --target $MUSL_TARGET (operator, job image)"
   (cd "$REPO_ROOT" && cargo build --release --locked --target "$MUSL_TARGET" \
     -p sbomjob-operator -p sbomjob-job-image) >&2 ||

@@ -65,7 +65,7 @@ ensure_apt_packages() {
 }
 
 ensure_rust_musl() {
-  command -v rustup >/dev/null || die "rustup not found (needed for the musl target)"
+  command -v rustup >/dev/null || { log "rustup not found (needed for the musl target)"; return 1; }
   rustup target list --installed 2>/dev/null | grep -qx x86_64-unknown-linux-musl ||
     rustup target add x86_64-unknown-linux-musl
 }
