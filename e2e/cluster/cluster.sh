@@ -27,6 +27,7 @@ start() {
   log "starting $name"
   nohup setsid "$@" </dev/null >>"$LOGS/$name.log" 2>&1 &
   echo $! >"$PIDS/$name.pid"
+  echo "$1" >"$PIDS/$name.cmd"
 }
 
 # stop NAME [SIGNAL_TIMEOUT]: SIGTERM, then SIGKILL after the timeout
@@ -34,20 +35,22 @@ stop() {
   local name=$1 timeout=${2:-15} pid i
   [[ -f $PIDS/$name.pid ]] || return 0
   pid=$(cat "$PIDS/$name.pid")
-  if kill -0 "$pid" 2>/dev/null; then
+  if proc_alive "$pid" && ! ours "$name" "$pid"; then
+    log "$name: pid $pid is no longer ours (stale pid file), not killing it"
+  elif proc_alive "$pid"; then
     log "stopping $name (pid $pid)"
     kill -TERM "$pid" 2>/dev/null || true
-    for ((i = 0; i < timeout * 5; i++)); do
-      kill -0 "$pid" 2>/dev/null || break
-      sleep 0.2
+    for ((i = 0; i < timeout * 10; i++)); do
+      proc_alive "$pid" || break
+      sleep 0.1
     done
-    if kill -0 "$pid" 2>/dev/null; then
+    if proc_alive "$pid"; then
       log "$name did not stop on SIGTERM, killing"
       kill -KILL "$pid" 2>/dev/null || true
       sleep 0.2
     fi
   fi
-  rm -f "$PIDS/$name.pid"
+  rm -f "$PIDS/$name.pid" "$PIDS/$name.cmd"
 }
 
 # ================================================================= PKI ========================
@@ -445,7 +448,7 @@ node_ready() {
 cmd_up() {
   local t0=$SECONDS
   [[ $EUID -eq 0 ]] || die "must run as root (containerd, kubelet, iptables)"
-  if [[ -d $STATE/pids ]] && compgen -G "$PIDS/*.pid" >/dev/null; then
+  if [[ -f $STATE/.sbomjob-cluster ]]; then
     log "previous cluster state found in $STATE: running down first"
     cmd_down
   fi

@@ -179,10 +179,9 @@ build_tools() {
 build_project() {
   ensure_rust_musl || die "cannot add the Rust target $MUSL_TARGET"
   log "cargo build --release --target $MUSL_TARGET (operator, job image)"
+  # --target-dir: the Dockerfiles copy from target/ under the repository root (the context).
   (cd "$REPO_ROOT" && cargo build --release --locked --target "$MUSL_TARGET" \
-    -p sbomjob-operator -p sbomjob-job-image) >&2 ||
-    (cd "$REPO_ROOT" && cargo build --release --target "$MUSL_TARGET" \
-      -p sbomjob-operator -p sbomjob-job-image) >&2
+    --target-dir "$REPO_ROOT/target" -p sbomjob-operator -p sbomjob-job-image) >&2
   local out=$REPO_ROOT/target/$MUSL_TARGET/release b
   for b in sbomjob-operator sbomjob-entrypoint; do
     file -b "$out/$b" | grep -q 'statically linked\|static-pie' || die "$out/$b is not static"

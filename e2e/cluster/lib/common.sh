@@ -116,4 +116,22 @@ wait_for() {
   return 1
 }
 
-pid_alive() { [[ -f $PIDS/$1.pid ]] && kill -0 "$(cat "$PIDS/$1.pid")" 2>/dev/null; }
+# A process that exists and is not a zombie (our daemons are reparented to PID 1, which may
+# reap them late).
+proc_alive() {
+  local st
+  st=$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) || return 1
+  [[ -n $st && $st != Z && $st != X ]]
+}
+# ours NAME PID: the pid still runs the program start() recorded for NAME (not a reused pid)
+ours() {
+  local want
+  want=$(cat "$PIDS/$1.cmd" 2>/dev/null) || return 0
+  tr '\0' ' ' 2>/dev/null <"/proc/$2/cmdline" | grep -qF -- "$(basename "$want")"
+}
+pid_alive() {
+  local pid
+  [[ -f $PIDS/$1.pid ]] || return 1
+  pid=$(cat "$PIDS/$1.pid")
+  proc_alive "$pid" && ours "$1" "$pid"
+}
