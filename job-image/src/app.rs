@@ -12,6 +12,7 @@ use tokio::sync::watch;
 use tracing::{error, info, warn};
 use tracing_subscriber::EnvFilter;
 
+use crate::attach::Attacher;
 use crate::settings::{LogFormat, PREFIX, Settings};
 use crate::summary::{self, EXIT_USAGE};
 use crate::template::{Placeholder, Template};
@@ -66,6 +67,21 @@ async fn run() -> u8 {
     {
         return usage(format_args!("{PREFIX}COMMAND: {e}"));
     }
+    for name in &settings.attach_ignored {
+        warn!("{name} is set but {PREFIX}ATTACH is not true; ignored");
+    }
+    let attacher = match &settings.attach {
+        None => None,
+        Some(_) if !template.uses(Placeholder::Output) => {
+            return usage(format_args!(
+                "{PREFIX}ATTACH=true attaches the {{output}}.* files the tool writes, but {PREFIX}COMMAND has no {{output}}"
+            ));
+        }
+        Some(attach) => match Attacher::new(attach.clone(), settings.timeout) {
+            Ok(a) => Some(Arc::new(a)),
+            Err(e) => return usage(format_args!("{e}")),
+        },
+    };
     let images = match config::load(&settings.config) {
         Ok(images) => images,
         Err(e) => return usage(format_args!("{e}")),
@@ -85,7 +101,7 @@ async fn run() -> u8 {
         info!("nothing to do: the config lists no images");
         Vec::new()
     } else {
-        batch::run_all(Arc::new(settings), Arc::new(template), jobs, cancel).await
+        batch::run_all(Arc::new(settings), Arc::new(template), attacher, jobs, cancel).await
     };
     // No attempt runs any more: whatever detached from a tool and is still alive goes now.
     let killed = crate::reaper::kill_orphans();

@@ -117,13 +117,9 @@ fn auth_keys(registry_host: &str, image_registry: &str) -> Vec<String> {
     if raw.is_empty() {
         return Vec::new();
     }
-    let host = raw.split_once("://").map_or(raw, |(_, rest)| rest);
-    let host = host.split('/').next().unwrap_or(host).to_owned();
+    let host = normalize_host(raw);
     let mut keys = Vec::new();
-    if matches!(
-        host.as_str(),
-        "docker.io" | "index.docker.io" | "registry-1.docker.io"
-    ) {
+    if host == "docker.io" {
         keys.push("docker.io".to_owned());
         keys.push(DOCKER_HUB_LEGACY_KEY.to_owned());
     } else {
@@ -133,6 +129,31 @@ fn auth_keys(registry_host: &str, image_registry: &str) -> Vec<String> {
         keys.push(raw.to_owned());
     }
     keys
+}
+
+/// A registry as written in a pull secret or docker config (`https://ghcr.io/v2/`,
+/// `index.docker.io`, `ghcr.io`) reduced to the host as image references spell it: scheme and
+/// path dropped, Docker Hub's spellings all `docker.io`.
+pub fn normalize_host(raw: &str) -> String {
+    let raw = raw.trim();
+    let host = raw.split_once("://").map_or(raw, |(_, rest)| rest);
+    let host = host.split('/').next().unwrap_or(host);
+    match host {
+        "docker.io" | "index.docker.io" | "registry-1.docker.io" => "docker.io".to_owned(),
+        _ => host.to_owned(),
+    }
+}
+
+/// Whether the image's credentials from image-config.json are meant for `registry` (a host as
+/// in [`crate::image_ref::ImageRef`]): its `registry-host`, or the image's own registry when that
+/// is empty.
+pub fn credentials_apply(image: &ImageConfig, image_registry: &str, registry: &str) -> bool {
+    let host = if image.registry_host.trim().is_empty() {
+        image_registry
+    } else {
+        image.registry_host.as_str()
+    };
+    image.has_credentials() && !registry.is_empty() && normalize_host(host) == normalize_host(registry)
 }
 
 #[cfg(test)]
@@ -186,6 +207,17 @@ mod tests {
             ["docker.io", DOCKER_HUB_LEGACY_KEY]
         );
         assert!(auth_keys("", "").is_empty());
+    }
+
+    #[test]
+    fn credentials_apply_to_their_registry_only() {
+        let img = image("https://index.docker.io/v1/", "u", "p");
+        assert!(credentials_apply(&img, "ghcr.io", "docker.io"));
+        assert!(!credentials_apply(&img, "ghcr.io", "ghcr.io"));
+        let img = image("", "u", "p");
+        assert!(credentials_apply(&img, "reg:5000", "reg:5000"));
+        assert!(!credentials_apply(&img, "reg:5000", "other:5000"));
+        assert!(!credentials_apply(&image("", "", ""), "reg:5000", "reg:5000"));
     }
 
     #[test]

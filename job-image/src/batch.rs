@@ -12,6 +12,7 @@ use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 use tracing::{Instrument, error, info, info_span, warn};
 
+use crate::attach::{Attacher, Snapshot};
 use crate::auth::WorkDir;
 use crate::config::ImageConfig;
 use crate::image_ref::ImageRef;
@@ -27,6 +28,9 @@ pub struct Job {
     pub reference: ImageRef,
     /// `{output}`: the per-image path (no extension) under the output directory.
     pub output: PathBuf,
+    /// Output stems of other images that extend this one with a dot (`app_1` and `app_1.0`):
+    /// their `<stem>.*` files also match `{output}.*` and are not this image's.
+    pub other_stems: Vec<String>,
 }
 
 impl Job {
@@ -48,7 +52,7 @@ impl Job {
     }
 
     /// What must never show up in the log: the password and the base64 `auth` built from it.
-    fn secrets(&self) -> Vec<String> {
+    pub fn secrets(&self) -> Vec<String> {
         let c = &self.config;
         if c.registry_password.is_empty() {
             return Vec::new();
@@ -67,7 +71,7 @@ pub fn plan(
     output_dir: &Path,
 ) -> Result<Vec<Job>, (usize, crate::image_ref::RefError)> {
     let mut used = HashSet::new();
-    images
+    let mut jobs: Vec<Job> = images
         .into_iter()
         .enumerate()
         .map(|(i, config)| {
@@ -88,9 +92,24 @@ pub fn plan(
                 config,
                 reference,
                 output: output_dir.join(name),
+                other_stems: Vec::new(),
             })
         })
-        .collect()
+        .collect::<Result<_, _>>()?;
+    for job in &mut jobs {
+        let stem = job
+            .output
+            .file_name()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        job.other_stems = used
+            .iter()
+            .filter(|other| other.starts_with(&format!("{stem}.")))
+            .cloned()
+            .collect();
+        job.other_stems.sort();
+    }
+    Ok(jobs)
 }
 
 /// Runs every job and returns their results in the order given.
@@ -102,6 +121,7 @@ pub fn plan(
 pub async fn run_all(
     settings: Arc<Settings>,
     template: Arc<Template>,
+    attacher: Option<Arc<Attacher>>,
     jobs: Vec<Job>,
     mut cancel: watch::Receiver<bool>,
 ) -> Vec<ImageResult> {
@@ -126,12 +146,17 @@ pub async fn run_all(
             results[index] = Some(result(&job, outcome, 0, Instant::now()));
             continue;
         }
-        let (settings, template, stop, mut cancel) =
-            (settings.clone(), template.clone(), stop.clone(), cancel.clone());
+        let (settings, template, attacher, stop, mut cancel) = (
+            settings.clone(),
+            template.clone(),
+            attacher.clone(),
+            stop.clone(),
+            cancel.clone(),
+        );
         running.spawn(
             async move {
                 let _permit = permit;
-                let r = run_one(&settings, &template, &job, &mut cancel).await;
+                let r = run_one(&settings, &template, attacher.as_deref(), &job, &mut cancel).await;
                 if settings.fail_fast && matches!(r.outcome, Outcome::Failed(_) | Outcome::TimedOut(_)) {
                     stop.store(true, Ordering::SeqCst);
                 }
@@ -173,6 +198,7 @@ fn result(job: &Job, outcome: Outcome, attempts: u32, started: Instant) -> Image
 async fn run_one(
     settings: &Settings,
     template: &Template,
+    attacher: Option<&Attacher>,
     job: &Job,
     cancel: &mut watch::Receiver<bool>,
 ) -> ImageResult {
@@ -186,6 +212,8 @@ async fn run_one(
             return result(job, outcome, 0, started);
         }
     };
+    // What `{output}.*` held before: only files this run writes are attached.
+    let before = attacher.map(|_| Snapshot::take(job));
     let mut attempts = 0;
     let outcome = loop {
         attempts += 1;
@@ -198,7 +226,10 @@ async fn run_one(
             capture: settings.output_dir.as_ref().map(|_| job.output.clone()),
             redact: job.secrets(),
         };
-        let outcome = runner::run(attempt, cancel).await;
+        let mut outcome = runner::run(attempt, cancel).await;
+        if let (AttemptOutcome::Succeeded, Some(attacher), Some(before)) = (&outcome, attacher, &before) {
+            outcome = attach(attacher, job, before, cancel).await;
+        }
         match &outcome {
             AttemptOutcome::Succeeded => info!(attempt = attempts, "succeeded"),
             other => warn!(attempt = attempts, "{other}"),
@@ -232,6 +263,38 @@ async fn run_one(
         "done"
     );
     r
+}
+
+/// The attach step after a successful tool run; a failure fails the attempt (and is retried
+/// like one, with the tool run again).
+async fn attach(
+    attacher: &Attacher,
+    job: &Job,
+    before: &Snapshot,
+    cancel: &mut watch::Receiver<bool>,
+) -> AttemptOutcome {
+    let files = match before.written(job) {
+        Ok(files) => files,
+        Err(e) => {
+            return AttemptOutcome::Failed(format!("attach: cannot list the {{output}}.* files: {e}"));
+        }
+    };
+    let work = attacher.attach(job, &files);
+    let limited = async {
+        match attacher.timeout {
+            Some(limit) => tokio::time::timeout(limit, work)
+                .await
+                .unwrap_or_else(|_| Err(format!("timed out after {}", humantime::format_duration(limit)))),
+            None => work.await,
+        }
+    };
+    tokio::select! {
+        r = limited => match r {
+            Ok(_) => AttemptOutcome::Succeeded,
+            Err(why) => AttemptOutcome::Failed(format!("attach: {why}")),
+        },
+        () = cancelled(cancel) => AttemptOutcome::Cancelled,
+    }
 }
 
 #[cfg(test)]

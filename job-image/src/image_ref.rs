@@ -190,7 +190,8 @@ fn looks_like_host(first: &str) -> bool {
     first.contains('.') || first.contains(':') || first == "localhost"
 }
 
-fn is_host(host: &str) -> bool {
+/// `name[:port]` or `[ipv6][:port]`: a registry host as it appears in a reference.
+pub fn is_host(host: &str) -> bool {
     let (name_ok, port) = if let Some(rest) = host.strip_prefix('[') {
         // IPv6 literal: `[addr]` or `[addr]:port`.
         let Some((addr, after)) = rest.split_once(']') else {

@@ -5,6 +5,7 @@
 //! never renamed or removed, and credentials are empty strings (never null) when there are none.
 
 pub mod app;
+pub mod attach;
 pub mod auth;
 pub mod batch;
 pub mod config;

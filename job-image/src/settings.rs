@@ -11,11 +11,13 @@ use std::time::Duration;
 use serde::Deserialize;
 use thiserror::Error;
 
+use crate::image_ref::ImageRef;
+
 pub const PREFIX: &str = "ENTRYPOINT_";
 
 /// The variable names (without prefix) this entrypoint reads; anything else with the prefix is
 /// most likely a typo and gets a warning.
-pub const NAMES: [&str; 11] = [
+pub const NAMES: [&str; 17] = [
     "COMMAND",
     "CONCURRENCY",
     "TIMEOUT",
@@ -27,6 +29,12 @@ pub const NAMES: [&str; 11] = [
     "KILL_GRACE",
     "LOG_FORMAT",
     "LOG_LEVEL",
+    "ATTACH",
+    "ATTACH_SUFFIX",
+    "ATTACH_ARTIFACT_TYPE",
+    "ATTACH_REPOSITORY",
+    "ATTACH_DOCKER_CONFIG",
+    "ATTACH_INSECURE_REGISTRIES",
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,7 +65,32 @@ pub struct Settings {
     pub log_format: LogFormat,
     /// A tracing-subscriber filter such as `info` or `debug`.
     pub log_level: String,
+    /// `ENTRYPOINT_ATTACH=true`: push each image's `{output}.*` files to its registry.
+    pub attach: Option<AttachSettings>,
+    /// `ENTRYPOINT_ATTACH_*` variables that are set while `ENTRYPOINT_ATTACH` is not true
+    /// (reported as a warning: they do nothing).
+    pub attach_ignored: Vec<String>,
 }
+
+/// The `ENTRYPOINT_ATTACH_*` settings, validated (see [`crate::attach`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AttachSettings {
+    /// The fallback tag is `<alg>-<hex>.<suffix>`.
+    pub suffix: String,
+    /// Overrides the artifactType derived from the file names.
+    pub artifact_type: Option<String>,
+    /// Push into this repository instead of the image's own (no tag, no digest).
+    pub repository: Option<ImageRef>,
+    /// A docker `config.json` with credentials for the registries pushed to.
+    pub docker_config: Option<PathBuf>,
+    /// `host[:port]` entries spoken to over plain HTTP.
+    pub insecure_registries: Vec<String>,
+}
+
+/// The default `ENTRYPOINT_ATTACH_SUFFIX`, as cosign's `.sbom` tags.
+pub const DEFAULT_ATTACH_SUFFIX: &str = "sbom";
+/// Longest suffix that keeps `sha256-<64 hex>.<suffix>` within the 128 characters of a tag.
+pub const MAX_ATTACH_SUFFIX: usize = 128 - "sha256-".len() - 64 - 1;
 
 pub const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
@@ -94,6 +127,12 @@ struct Raw {
     kill_grace: Option<String>,
     log_format: Option<String>,
     log_level: Option<String>,
+    attach: Option<String>,
+    attach_suffix: Option<String>,
+    attach_artifact_type: Option<String>,
+    attach_repository: Option<String>,
+    attach_docker_config: Option<String>,
+    attach_insecure_registries: Option<String>,
 }
 
 const DURATION: &str = "a duration such as `10m`, `90s`, `1h 30m` or plain seconds";
@@ -195,6 +234,37 @@ impl Settings {
                 }
             },
         };
+        let attach_on = match set(raw.attach) {
+            None => false,
+            Some(v) => parse_bool(&v).ok_or(SettingsError::Invalid {
+                name: "ATTACH",
+                value: v,
+                expected: "true or false (also 1/0, yes/no, on/off)",
+            })?,
+        };
+        let attach_others = [
+            ("ATTACH_SUFFIX", &raw.attach_suffix),
+            ("ATTACH_ARTIFACT_TYPE", &raw.attach_artifact_type),
+            ("ATTACH_REPOSITORY", &raw.attach_repository),
+            ("ATTACH_DOCKER_CONFIG", &raw.attach_docker_config),
+            ("ATTACH_INSECURE_REGISTRIES", &raw.attach_insecure_registries),
+        ];
+        let attach_ignored = if attach_on {
+            Vec::new()
+        } else {
+            attach_others
+                .iter()
+                .filter(|(_, v)| v.as_deref().is_some_and(|v| !v.trim().is_empty()))
+                .map(|(n, _)| format!("{PREFIX}{n}"))
+                .collect()
+        };
+        let attach = AttachSettings::parse(
+            set(raw.attach_suffix),
+            set(raw.attach_artifact_type),
+            set(raw.attach_repository),
+            set(raw.attach_docker_config),
+            set(raw.attach_insecure_registries),
+        )?;
         let settings = Settings {
             command,
             concurrency,
@@ -209,6 +279,8 @@ impl Settings {
             kill_grace,
             log_format,
             log_level: set(raw.log_level).unwrap_or_else(|| "info".to_owned()),
+            attach: attach_on.then_some(attach),
+            attach_ignored,
         };
         Ok((settings, unknown))
     }
@@ -218,6 +290,97 @@ impl Settings {
         let factor = 2u32.saturating_pow(retry.saturating_sub(1));
         self.retry_backoff.saturating_mul(factor).min(MAX_BACKOFF)
     }
+}
+
+impl AttachSettings {
+    /// Validates the raw `ENTRYPOINT_ATTACH_*` values (already trimmed of empties). Checked even
+    /// when attaching is off, so a typo is reported before it matters.
+    fn parse(
+        suffix: Option<String>,
+        artifact_type: Option<String>,
+        repository: Option<String>,
+        docker_config: Option<String>,
+        insecure: Option<String>,
+    ) -> Result<AttachSettings, SettingsError> {
+        let suffix = match suffix {
+            None => DEFAULT_ATTACH_SUFFIX.to_owned(),
+            Some(v) => {
+                let t = v.trim();
+                let ok = (1..=MAX_ATTACH_SUFFIX).contains(&t.len())
+                    && t.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+                if !ok {
+                    return Err(SettingsError::Invalid {
+                        name: "ATTACH_SUFFIX",
+                        value: v,
+                        expected: "1 to 56 letters, digits, `_`, `.` or `-` (it ends a tag)",
+                    });
+                }
+                t.to_owned()
+            }
+        };
+        let artifact_type = match artifact_type {
+            None => None,
+            Some(v) if is_media_type(v.trim()) => Some(v.trim().to_owned()),
+            Some(v) => {
+                return Err(SettingsError::Invalid {
+                    name: "ATTACH_ARTIFACT_TYPE",
+                    value: v,
+                    expected: "a media type such as `application/spdx+json`",
+                });
+            }
+        };
+        let repository = match repository {
+            None => None,
+            Some(v) => {
+                let parsed = ImageRef::parse(v.trim())
+                    .ok()
+                    .filter(|r| r.tag.is_none() && r.digest.is_none() && !r.repository.is_empty());
+                Some(parsed.ok_or(SettingsError::Invalid {
+                    name: "ATTACH_REPOSITORY",
+                    value: v,
+                    expected: "a repository `registry[:port]/path`, without tag or digest",
+                })?)
+            }
+        };
+        let insecure_registries = match insecure {
+            None => Vec::new(),
+            Some(v) => {
+                let hosts: Vec<String> = v
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|h| !h.is_empty())
+                    .map(str::to_owned)
+                    .collect();
+                if hosts.iter().any(|h| !crate::image_ref::is_host(h)) {
+                    return Err(SettingsError::Invalid {
+                        name: "ATTACH_INSECURE_REGISTRIES",
+                        value: v,
+                        expected: "a comma-separated list of `host[:port]`, e.g. `10.244.0.1:5000,localhost:5000`",
+                    });
+                }
+                hosts
+            }
+        };
+        Ok(AttachSettings {
+            suffix,
+            artifact_type,
+            repository,
+            docker_config: docker_config.map(PathBuf::from),
+            insecure_registries,
+        })
+    }
+}
+
+/// `type/subtype` with RFC 6838 restricted-name characters (what OCI requires of artifactType).
+fn is_media_type(value: &str) -> bool {
+    let name = |s: &str| {
+        (1..=127).contains(&s.len())
+            && s.starts_with(|c: char| c.is_ascii_alphanumeric())
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "!#$&-^_.+".contains(c))
+    };
+    matches!(value.split_once('/'), Some((t, s)) if name(t) && name(s))
 }
 
 /// Only the log format, read on its own so that errors in the other settings can already be
@@ -382,6 +545,100 @@ mod tests {
         let (s, _) = settings(&[("COMMAND", "x"), ("CONCURRENCY", ""), ("OUTPUT_DIR", "")]).unwrap();
         assert_eq!((s.concurrency, s.output_dir), (1, None));
         assert!(settings(&[("COMMAND", "  ")]).is_err());
+    }
+
+    #[test]
+    fn attach_settings() {
+        let (s, _) = settings(&[("COMMAND", "x")]).unwrap();
+        assert_eq!(s.attach, None);
+        assert!(s.attach_ignored.is_empty());
+        let (s, unknown) = settings(&[("COMMAND", "x"), ("ATTACH", "true")]).unwrap();
+        assert!(unknown.is_empty());
+        let a = s.attach.unwrap();
+        assert_eq!(a.suffix, "sbom");
+        assert_eq!(a.artifact_type, None);
+        assert_eq!(a.repository, None);
+        assert_eq!(a.docker_config, None);
+        assert!(a.insecure_registries.is_empty());
+
+        let (s, unknown) = settings(&[
+            ("COMMAND", "x"),
+            ("ATTACH", "on"),
+            ("ATTACH_SUFFIX", "spdx.json"),
+            ("ATTACH_ARTIFACT_TYPE", "application/vnd.cyclonedx+json"),
+            ("ATTACH_REPOSITORY", "10.244.0.1:5000/sboms/store"),
+            ("ATTACH_DOCKER_CONFIG", "/secret/config.json"),
+            ("ATTACH_INSECURE_REGISTRIES", " 10.244.0.1:5000, localhost:5000,,"),
+        ])
+        .unwrap();
+        assert!(unknown.is_empty());
+        let a = s.attach.unwrap();
+        assert_eq!(a.suffix, "spdx.json");
+        assert_eq!(a.artifact_type.as_deref(), Some("application/vnd.cyclonedx+json"));
+        let repo = a.repository.unwrap();
+        assert_eq!(
+            (repo.registry.as_str(), repo.repository.as_str()),
+            ("10.244.0.1:5000", "sboms/store")
+        );
+        assert_eq!(a.docker_config, Some(PathBuf::from("/secret/config.json")));
+        assert_eq!(a.insecure_registries, ["10.244.0.1:5000", "localhost:5000"]);
+
+        // Set without ATTACH=true: reported, not used.
+        let (s, _) = settings(&[("COMMAND", "x"), ("ATTACH", "false"), ("ATTACH_SUFFIX", "sig")]).unwrap();
+        assert_eq!(s.attach, None);
+        assert_eq!(s.attach_ignored, ["ENTRYPOINT_ATTACH_SUFFIX"]);
+        assert_eq!(MAX_ATTACH_SUFFIX, 56, "the error message says 56");
+    }
+
+    #[test]
+    fn bad_attach_settings() {
+        let cases = [
+            (
+                "ATTACH",
+                "sometimes",
+                "ENTRYPOINT_ATTACH=\"sometimes\": expected true or false",
+            ),
+            (
+                "ATTACH_SUFFIX",
+                "s b",
+                "ENTRYPOINT_ATTACH_SUFFIX=\"s b\": expected 1 to 56",
+            ),
+            ("ATTACH_SUFFIX", &"s".repeat(57), "ENTRYPOINT_ATTACH_SUFFIX="),
+            (
+                "ATTACH_ARTIFACT_TYPE",
+                "spdx",
+                "ENTRYPOINT_ATTACH_ARTIFACT_TYPE=\"spdx\": expected a media type",
+            ),
+            (
+                "ATTACH_ARTIFACT_TYPE",
+                "a/b/c",
+                "ENTRYPOINT_ATTACH_ARTIFACT_TYPE=",
+            ),
+            (
+                "ATTACH_REPOSITORY",
+                "reg:5000/sboms:latest",
+                "ENTRYPOINT_ATTACH_REPOSITORY=\"reg:5000/sboms:latest\": expected a repository",
+            ),
+            (
+                "ATTACH_REPOSITORY",
+                "https://reg/sboms",
+                "ENTRYPOINT_ATTACH_REPOSITORY=",
+            ),
+            (
+                "ATTACH_INSECURE_REGISTRIES",
+                "http://reg:5000",
+                "ENTRYPOINT_ATTACH_INSECURE_REGISTRIES=\"http://reg:5000\": expected a comma-separated list",
+            ),
+        ];
+        for (name, value, want) in cases {
+            let attach = if name == "ATTACH" { value } else { "true" };
+            let mut vars = vec![("COMMAND", "x"), ("ATTACH", attach)];
+            if name != "ATTACH" {
+                vars.push((name, value));
+            }
+            let e = settings(&vars).unwrap_err().to_string();
+            assert!(e.starts_with(want), "{name}={value}: {e}");
+        }
     }
 
     #[test]

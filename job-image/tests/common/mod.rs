@@ -2,7 +2,8 @@
 #![allow(dead_code)] // each test file uses a different part of this
 
 use std::fs;
-use std::io::Read;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -259,7 +260,6 @@ pub fn have(program: &str, test: &str) -> bool {
         .any(|d| d.join(program).is_file());
     if !found {
         // Straight to the process's stderr: the test harness captures println!/eprintln!.
-        use std::io::Write;
         let _ = writeln!(std::io::stderr(), "skipped: {test}: `{program}` is not installed");
     }
     found
@@ -267,4 +267,176 @@ pub fn have(program: &str, test: &str) -> bool {
 
 pub fn read(path: &Path) -> String {
     fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// Debian's `docker-registry` (distribution 2.8) serving plain HTTP on a random 127.0.0.1
+/// port, with htpasswd basic auth when `auth` is given; killed on drop.
+pub struct Registry {
+    child: Child,
+    pub host: String,
+    /// `user:password` when the registry requires basic auth.
+    pub creds: Option<String>,
+    log: PathBuf,
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Registry {
+    pub fn start(sb: &Sandbox, auth: Option<(&str, &str)>) -> Registry {
+        let auth_section = match auth {
+            None => String::new(),
+            Some((user, password)) => {
+                let hash = bcrypt::hash_with_result(password, 4)
+                    .unwrap()
+                    .format_for_version(bcrypt::Version::TwoA);
+                fs::write(sb.path("htpasswd"), format!("{user}:{hash}\n")).unwrap();
+                format!(
+                    "auth:\n  htpasswd:\n    realm: test\n    path: {}\n",
+                    sb.path("htpasswd").display()
+                )
+            }
+        };
+        // Take a free port from the kernel; the registry binds it right after.
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let host = format!("127.0.0.1:{port}");
+        let config = format!(
+            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {data}\nhttp:\n  addr: {host}\n{auth_section}",
+            data = sb.path("registry-data").display(),
+        );
+        fs::write(sb.path("registry.yml"), config).unwrap();
+        let log_path = sb.path("registry.log");
+        let log = fs::File::create(&log_path).unwrap();
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(sb.path("registry.yml"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let registry = Registry {
+            child,
+            host,
+            creds: auth.map(|(u, p)| format!("{u}:{p}")),
+            log: log_path,
+        };
+        wait_for(Duration::from_secs(15), "the registry to listen", || {
+            TcpStream::connect(&registry.host).ok()
+        });
+        registry
+    }
+
+    /// The registry's own log, for failure messages.
+    pub fn log(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// `skopeo` with this registry's credentials (if any) and no TLS, given the sub-command's
+    /// flag names for them (`--creds`/`--dest-creds`, `--tls-verify`/`--dest-tls-verify`).
+    pub fn skopeo(
+        &self,
+        sb: &Sandbox,
+        command: &str,
+        creds_flag: &str,
+        tls_flag: &str,
+        rest: &[&str],
+    ) -> String {
+        let mut args = vec![command.to_owned(), format!("{tls_flag}=false")];
+        if let Some(c) = &self.creds {
+            args.push(creds_flag.to_owned());
+            args.push(c.clone());
+        }
+        args.extend(rest.iter().map(|s| s.to_string()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        skopeo(sb, &args)
+    }
+
+    /// Pushes a minimal image (an empty OCI image made by umoci) as `<repo>:<tag>`; returns its
+    /// manifest digest.
+    pub fn push_image(&self, sb: &Sandbox, repo_tag: &str) -> String {
+        let layout = sb.path("layout");
+        if !layout.exists() {
+            let st = Command::new("umoci")
+                .args(["init", "--layout"])
+                .arg(&layout)
+                .status()
+                .unwrap();
+            assert!(st.success(), "umoci init");
+            let st = Command::new("umoci")
+                .args(["new", "--image"])
+                .arg(format!("{}:1.0", layout.display()))
+                .status()
+                .unwrap();
+            assert!(st.success(), "umoci new");
+        }
+        let target = format!("docker://{}/{repo_tag}", self.host);
+        self.skopeo(
+            sb,
+            "copy",
+            "--dest-creds",
+            "--dest-tls-verify",
+            &[&format!("oci:{}:1.0", layout.display()), &target],
+        );
+        let inspected: serde_json::Value =
+            serde_json::from_str(&self.skopeo(sb, "inspect", "--creds", "--tls-verify", &[&target])).unwrap();
+        inspected["Digest"].as_str().unwrap().to_owned()
+    }
+
+    /// `GET <path>` over HTTP/1.0 (so the body is never chunked), with basic auth when the
+    /// registry has it. Returns the status and the body.
+    pub fn get(&self, path: &str) -> (u16, Vec<u8>) {
+        use base64::Engine;
+        let mut stream = TcpStream::connect(&self.host).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let mut request = format!("GET {path} HTTP/1.0\r\nHost: {}\r\n", self.host);
+        if let Some(c) = &self.creds {
+            let encoded = base64::engine::general_purpose::STANDARD.encode(c);
+            request.push_str(&format!("Authorization: Basic {encoded}\r\n"));
+        }
+        request.push_str("\r\n");
+        stream.write_all(request.as_bytes()).unwrap();
+        let mut response = Vec::new();
+        stream.read_to_end(&mut response).unwrap();
+        let split = response
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .expect("an HTTP response");
+        let head = String::from_utf8_lossy(&response[..split]).into_owned();
+        let status = head
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        (status, response[split + 4..].to_vec())
+    }
+}
+
+/// Runs skopeo (with `HOME` in the sandbox, so no stray auth file is used); panics on failure.
+pub fn skopeo(sb: &Sandbox, args: &[&str]) -> String {
+    let out = Command::new("skopeo")
+        .env("HOME", sb.dir.path())
+        .arg("--insecure-policy")
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "skopeo {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Whether docker-registry, skopeo and umoci are all installed (prints a skip line if not).
+pub fn have_registry_tools(test: &str) -> bool {
+    have("docker-registry", test) && have("skopeo", test) && have("umoci", test)
 }
