@@ -147,6 +147,30 @@ else
   kc -n "$NS" logs job/skopeo-inspect-private 2>&1 | tail -10 || true
 fi
 
+# ... and, when the syft job image was built, syft catalogues a workload image from the registry
+if [[ -n ${JOB_SYFT_IMAGE:-} ]]; then
+  kc -n "$NS" apply -f - >/dev/null <<EOF
+{"apiVersion": "batch/v1", "kind": "Job",
+ "metadata": {"name": "syft-scan"},
+ "spec": {"backoffLimit": 0, "activeDeadlineSeconds": 300, "ttlSecondsAfterFinished": 600,
+  "template": {"spec": {
+    "restartPolicy": "Never", "automountServiceAccountToken": false,
+    "securityContext": {"runAsNonRoot": true, "seccompProfile": {"type": "RuntimeDefault"}},
+    "volumes": [{"name": "tmp", "emptyDir": {}}],
+    "containers": [{"name": "sbom", "image": "$JOB_SYFT_IMAGE@$JOB_SYFT_IMAGE_DIGEST",
+      "command": ["/usr/bin/syft"],
+      "args": ["scan", "registry:$WORKLOAD_BETA_IMAGE", "-o", "syft-table", "-q"],
+      "env": [{"name": "SYFT_REGISTRY_INSECURE_USE_HTTP", "value": "true"}],
+      "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+      "securityContext": $RESTRICTED_SC}]}}}}
+EOF
+  if wait_job syft-scan 240 && out=$(kc -n "$NS" logs job/syft-scan) && [[ $out == *left-pad* && $out == *busybox* ]]; then
+    ok "restricted Job ran syft on registry:$WORKLOAD_BETA_IMAGE: $(echo "$out" | awk 'NR > 1 {print $1 "@" $2}' | tr '\n' ' ')"
+  else
+    fail "syft Job did not catalogue $WORKLOAD_BETA_IMAGE: $(kc -n "$NS" logs job/syft-scan 2>&1 | tail -5)"
+  fi
+fi
+
 # --- 3. a pod reaches the API server through the kubernetes Service ClusterIP -----------------
 # kube-probe: KUBERNETES_SERVICE_HOST:PORT (10.96.0.1:443), TLS verified with the service-account
 # CA, authenticated with the service-account token (a SelfSubjectReview).
