@@ -220,6 +220,7 @@ async fn run_one(
         info!(attempt = attempts, program = %argv[0], "running");
         let attempt = Attempt {
             argv: &argv,
+            tool_env: &settings.tool_env,
             env: work.env(),
             timeout: settings.timeout,
             kill_grace: settings.kill_grace,

@@ -10,6 +10,7 @@ pub mod auth;
 pub mod batch;
 pub mod config;
 pub mod image_ref;
+pub mod preset;
 pub mod reaper;
 pub mod runner;
 pub mod settings;

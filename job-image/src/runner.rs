@@ -32,6 +32,8 @@ const DRAIN: Duration = Duration::from_secs(2);
 #[derive(Debug)]
 pub struct Attempt<'a> {
     pub argv: &'a [String],
+    /// The preset's defaults for the tool (under `env`).
+    pub tool_env: &'a [(String, String)],
     /// Extra environment on top of the entrypoint's own.
     pub env: Vec<(&'static str, PathBuf)>,
     pub timeout: Option<Duration>,
@@ -104,6 +106,7 @@ pub async fn run(attempt: Attempt<'_>, cancel: &mut watch::Receiver<bool>) -> At
     let mut command = Command::new(program);
     command
         .args(args)
+        .envs(attempt.tool_env.iter().map(|(k, v)| (k, v)))
         .envs(attempt.env.iter().map(|(k, v)| (OsStr::new(k), v.as_os_str())))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -314,6 +317,7 @@ mod tests {
     fn attempt(argv: &[String], timeout: Option<Duration>) -> Attempt<'_> {
         Attempt {
             argv,
+            tool_env: &[],
             env: vec![],
             timeout,
             kill_grace: Duration::from_secs(1),

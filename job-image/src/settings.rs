@@ -17,8 +17,9 @@ pub const PREFIX: &str = "ENTRYPOINT_";
 
 /// The variable names (without prefix) this entrypoint reads; anything else with the prefix is
 /// most likely a typo and gets a warning.
-pub const NAMES: [&str; 17] = [
+pub const NAMES: [&str; 18] = [
     "COMMAND",
+    "PRESET_FILE",
     "CONCURRENCY",
     "TIMEOUT",
     "RETRIES",
@@ -70,6 +71,9 @@ pub struct Settings {
     /// `ENTRYPOINT_ATTACH_*` variables that are set while `ENTRYPOINT_ATTACH` is not true
     /// (reported as a warning: they do nothing).
     pub attach_ignored: Vec<String>,
+    /// The image's preset defaults for the tool's environment (keys other than `ENTRYPOINT_*`
+    /// that the container's environment does not set); see [`crate::preset`].
+    pub tool_env: Vec<(String, String)>,
 }
 
 /// The `ENTRYPOINT_ATTACH_*` settings, validated (see [`crate::attach`]).
@@ -107,6 +111,8 @@ pub enum SettingsError {
         value: String,
         expected: &'static str,
     },
+    #[error(transparent)]
+    Preset(#[from] crate::preset::PresetError),
     #[error("{0} is not valid UTF-8")]
     NotUnicode(String),
     #[error("cannot read the {PREFIX}* settings: {0}")]
@@ -153,7 +159,23 @@ impl Settings {
                 .map_err(|_| SettingsError::NotUnicode(key.to_owned()))?;
             vars.push((key.to_owned(), value));
         }
-        Self::from_vars(vars)
+        // The image's preset: defaults for what the environment leaves unset or empty.
+        let preset_file = std::env::var(format!("{PREFIX}PRESET_FILE"))
+            .ok()
+            .filter(|p| !p.is_empty())
+            .unwrap_or_else(|| crate::preset::PRESET_FILE.to_string());
+        let set_in_env = |k: &str| std::env::var_os(k).is_some_and(|v| !v.is_empty());
+        let defaults = crate::preset::unset_in(
+            crate::preset::load(std::path::Path::new(&preset_file))?,
+            set_in_env,
+        );
+        let (ours, tool_env): (Vec<_>, Vec<_>) =
+            defaults.into_iter().partition(|(k, _)| k.starts_with(PREFIX));
+        vars.retain(|(k, v)| !(v.is_empty() && ours.iter().any(|(o, _)| o == k)));
+        vars.extend(ours);
+        let (mut settings, unknown) = Self::from_vars(vars)?;
+        settings.tool_env = tool_env;
+        Ok((settings, unknown))
     }
 
     /// Parses settings from `(name, value)` pairs (full names, with the prefix).
@@ -281,6 +303,7 @@ impl Settings {
             log_level: set(raw.log_level).unwrap_or_else(|| "info".to_owned()),
             attach: attach_on.then_some(attach),
             attach_ignored,
+            tool_env: Vec::new(),
         };
         Ok((settings, unknown))
     }

@@ -451,3 +451,39 @@ fn scratch_output_dir_is_removed_and_json_logs_work() {
 fn with_suffix(path: &std::path::Path, suffix: &str) -> std::path::PathBuf {
     format!("{}.{suffix}", path.display()).into()
 }
+
+/// The image's preset file gives defaults: the command template and the tool's environment;
+/// whatever the container's environment sets (SBOM_JOB_<X> on the operator) wins.
+#[test]
+fn preset_file_defaults_and_the_environment_wins() {
+    let sb = Sandbox::new(&config_json(&[image("ghcr.io/acme/api:1")]));
+    let preset = sb.path("preset.env");
+    fs::write(
+        &preset,
+        "# a preset\nENTRYPOINT_COMMAND=printenv TOOL_SETTING\nENTRYPOINT_OUTPUT_DIR=\nTOOL_SETTING=from the preset\n",
+    )
+    .unwrap();
+    let out = sb.out();
+    let preset_var = ("ENTRYPOINT_PRESET_FILE", preset.to_str().unwrap());
+    let out_var = ("ENTRYPOINT_OUTPUT_DIR", out.to_str().unwrap());
+    let run = sb.run(&[preset_var, out_var]);
+    assert_eq!(run.code, Some(0), "{run}");
+    let stdout = fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "stdout"))
+        .expect("captured stdout");
+    assert_eq!(read(&stdout), "from the preset\n");
+
+    let run = sb.run(&[preset_var, out_var, ("TOOL_SETTING", "from the operator")]);
+    assert_eq!(run.code, Some(0), "{run}");
+    assert_eq!(read(&stdout), "from the operator\n");
+    // The environment's command beats the preset's.
+    let run = sb.run(&[preset_var, out_var, ("ENTRYPOINT_COMMAND", "false")]);
+    assert_eq!(run.code, Some(1), "{run}");
+
+    fs::write(&preset, "ENTRYPOINT_COMMAND=true\nnot a line\n").unwrap();
+    let run = sb.run(&[preset_var]);
+    assert_eq!(run.code, Some(2), "{run}");
+    assert!(run.stderr.contains("preset.env line 2"), "{run}");
+}

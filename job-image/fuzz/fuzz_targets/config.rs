@@ -1,0 +1,32 @@
+//! image-config.json: any bytes either parse or give a `ConfigError`, never a panic. What parses
+//! survives a round trip, plans into jobs, and every placeholder has a value for each job.
+#![no_main]
+
+use std::path::Path;
+
+use job_image::{batch, config, template::Placeholder};
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(images) = config::parse(data) else {
+        return;
+    };
+    // What we emit must read back as the same document.
+    let bytes = serde_json::to_vec(&images).expect("serialising a parsed config");
+    let again = config::parse(&bytes).expect("a serialised config parses");
+    assert_eq!(again, images);
+    // Every parsed element has a usable reference (parse checked it), so planning succeeds.
+    let jobs = batch::plan(images, Path::new("/fuzz-output")).expect("planning parsed images");
+    let mut outputs = std::collections::HashSet::new();
+    for job in &jobs {
+        for p in Placeholder::ALL {
+            let _ = job.value(p);
+        }
+        let _ = job.secrets();
+        // `{output}` paths stay inside the output directory and are unique.
+        assert_eq!(job.output.parent(), Some(Path::new("/fuzz-output")), "{:?}", job.output);
+        let name = job.output.file_name().expect("a file name").to_string_lossy();
+        assert!(!name.starts_with('.'), "hidden or dot-dot output {name:?}");
+        assert!(outputs.insert(job.output.clone()), "duplicate output {:?}", job.output);
+    }
+});
