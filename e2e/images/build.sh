@@ -130,6 +130,8 @@ stage_preset() {
   write_users "$root"
   mkdir -p "$root/tmp"
   chmod 1777 "$root/tmp"
+  # CA certificates: tools (and the entrypoint's ENTRYPOINT_ATTACH) talk TLS to real registries.
+  install -D -m 0644 /etc/ssl/certs/ca-certificates.crt "$root/etc/ssl/certs/ca-certificates.crt"
   case $preset in
     skopeo)
       copy_with_libs "$root" /usr/bin/skopeo
@@ -195,6 +197,46 @@ build_project() {
     build_push "$var" "$REPO_ROOT/Dockerfile.job" "$REPO_ROOT" "sbomjob/job-$preset:$TAG" "" \
       --build-arg "PRESET=$preset"
   done
+  build_e2e_jobs
+}
+
+# registries.conf marking the cluster's plain-HTTP registries insecure, for skopeo in pods.
+insecure_registries() {
+  mkdir -p "$1/etc/containers"
+  printf '[[registry]]\nlocation = "%s"\ninsecure = true\n\n[[registry]]\nlocation = "%s"\ninsecure = true\n' \
+    "$REGISTRY" "$REGISTRY_AUTH" >"$1/etc/containers/registries.conf"
+}
+
+# The e2e suite's job images: JOB_E2E_IMAGE (skopeo preset + busybox), the same on the registry
+# with basic auth (JOB_E2E_PRIVATE_IMAGE), and JOB_COMPAT_IMAGE (sh + jq + skopeo, no entrypoint
+# of ours).
+build_e2e_jobs() {
+  local ctx skopeo_root digestfile
+  skopeo_root=$(stage_preset skopeo)
+  ctx=$(stage_dir job-e2e)
+  cp -a "$skopeo_root/." "$ctx/"
+  install -D -m 0755 /bin/busybox "$ctx/bin/busybox"
+  install -D -m 0755 "$REPO_ROOT/target/$MUSL_TARGET/release/sbomjob-entrypoint" "$ctx/usr/local/bin/sbomjob-entrypoint"
+  install -D -m 0644 "$REPO_ROOT/entrypoints/skopeo/preset.env" "$ctx/etc/sbomjob/preset.env"
+  insecure_registries "$ctx"
+  build_push JOB_E2E_IMAGE "$IMAGES_DIR/job-e2e/Containerfile" "$ctx" "sbomjob/job-e2e:$TAG" ""
+
+  digestfile=$(mktemp)
+  skopeo copy --quiet --src-tls-verify=false --dest-tls-verify=false \
+    --dest-creds "$REGISTRY_AUTH_USER:$REGISTRY_AUTH_PASSWORD" --digestfile "$digestfile" \
+    "docker://$REGISTRY_HOST_LOCAL/sbomjob/job-e2e:$TAG" "docker://$REGISTRY_AUTH_HOST_LOCAL/private/job-e2e:$TAG"
+  record JOB_E2E_PRIVATE_IMAGE "$REGISTRY_AUTH/private/job-e2e:$TAG" "$(cat "$digestfile")"
+  rm -f "$digestfile"
+
+  ctx=$(stage_dir job-compat)
+  cp -a "$skopeo_root/." "$ctx/"
+  install -D -m 0755 /bin/busybox "$ctx/bin/busybox"
+  local applet
+  for applet in sh mktemp rm cat echo; do ln -sf busybox "$ctx/bin/$applet"; done
+  copy_with_libs "$ctx" "$(command -v jq)"
+  install -D -m 0755 "$REPO_ROOT/docs/examples/jq-loop/entrypoint.sh" "$ctx/usr/local/bin/entrypoint.sh"
+  insecure_registries "$ctx"
+  build_push JOB_COMPAT_IMAGE "$IMAGES_DIR/job-compat/Containerfile" "$ctx" "sbomjob/job-compat:$TAG" ""
 }
 
 main() {

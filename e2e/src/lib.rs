@@ -2,7 +2,10 @@
 //! one set of namespaces per scenario, the operator run as a process, waits with timeouts, and
 //! a dump of pods, Jobs, events and the operator's log when a scenario fails.
 
+pub mod bench;
 pub mod registry;
+pub mod reliability_support;
+pub mod sim;
 
 use std::{
     collections::BTreeMap,
@@ -97,6 +100,10 @@ pub struct Scenario {
     pub namespaces: Vec<String>,
     operators: Vec<Operator>,
     started: Instant,
+    /// A kubeconfig authenticating as the chart's ServiceAccount (made on first use).
+    identity: Option<PathBuf>,
+    /// Helm releases to uninstall at the end (their ClusterRoles outlive the namespace).
+    releases: Vec<(String, String)>,
 }
 
 impl Scenario {
@@ -163,6 +170,8 @@ impl Scenario {
             namespaces,
             operators: Vec::new(),
             started: Instant::now(),
+            identity: None,
+            releases: Vec::new(),
         }
     }
 
@@ -184,16 +193,110 @@ impl Scenario {
             // A killed leader's Lease frees up quickly.
             ("SBOM_LEASE_DURATION", "3s"),
             ("SBOM_DEBOUNCE", "2s"),
+            // Scenarios must not see each other's results: the digest cache is opt-in per scenario.
+            ("SBOM_CACHE_TTL", "0"),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect()
     }
 
-    /// Starts `sbomjob-operator` as a process with the admin kubeconfig and these settings on
-    /// top of [`Self::base_env`].
+    /// Installs the chart into the job namespace: its ServiceAccount, Role, ClusterRole and
+    /// bindings, and with `replicas` > 0 the operator's Deployment. `--set` pairs go on top.
+    pub fn helm_install(&mut self, release: &str, replicas: u32, set: &[(&str, &str)]) {
+        let chart = Path::new(env!("CARGO_MANIFEST_DIR")).join("../charts/sbomjob");
+        let mut cmd = std::process::Command::new("helm");
+        cmd.args(["upgrade", "--install", release])
+            .arg(&chart)
+            .args([
+                "--namespace",
+                &self.job_ns,
+                "--wait",
+                "--timeout",
+                "3m",
+                "--skip-crds",
+            ])
+            .args(["--set", &format!("replicaCount={replicas}")])
+            .args([
+                "--set",
+                &format!("namespaceLabelSelector={SCENARIO_LABEL}={}", self.name),
+            ])
+            .args(["--set", "cache.ttl=0"]);
+        for (k, v) in set {
+            cmd.args(["--set", &format!("{k}={v}")]);
+        }
+        let out = cmd.output().expect("running helm");
+        assert!(
+            out.status.success(),
+            "helm install {release} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        self.releases.push((release.to_string(), self.job_ns.clone()));
+    }
+
+    /// A kubeconfig that authenticates as the chart's ServiceAccount (installed RBAC-only on
+    /// first use), so the operator runs with exactly the chart's permissions.
+    pub fn chart_identity(&mut self) -> PathBuf {
+        if let Some(p) = &self.identity {
+            return p.clone();
+        }
+        let release = format!("e2e-{}", self.name);
+        self.helm_install(&release, 0, &[("jobImage", "unused")]);
+        let kubectl = |args: &[&str]| {
+            let out = std::process::Command::new("kubectl")
+                .args(args)
+                .output()
+                .expect("running kubectl");
+            assert!(
+                out.status.success(),
+                "kubectl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            String::from_utf8(out.stdout).expect("utf-8").trim().to_string()
+        };
+        let sa = kubectl(&[
+            "get",
+            "serviceaccount",
+            "-n",
+            &self.job_ns,
+            "-l",
+            &format!("app.kubernetes.io/instance={release}"),
+            "-o",
+            "jsonpath={.items[0].metadata.name}",
+        ]);
+        let token = kubectl(&["create", "token", &sa, "-n", &self.job_ns, "--duration", "3h"]);
+        let server = kubectl(&[
+            "config",
+            "view",
+            "--raw",
+            "--minify",
+            "-o",
+            "jsonpath={.clusters[0].cluster.server}",
+        ]);
+        let ca = kubectl(&[
+            "config",
+            "view",
+            "--raw",
+            "--minify",
+            "-o",
+            "jsonpath={.clusters[0].cluster.certificate-authority-data}",
+        ]);
+        let config = format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: e2e\n  cluster:\n    server: {server}\n    certificate-authority-data: {ca}\nusers:\n- name: {sa}\n  user:\n    token: {token}\ncontexts:\n- name: e2e\n  context: {{cluster: e2e, user: {sa}, namespace: {ns}}}\ncurrent-context: e2e\n",
+            ns = self.job_ns
+        );
+        let path = std::env::temp_dir().join(format!("sbomjob-e2e-{}-kubeconfig", self.name));
+        std::fs::write(&path, config).expect("writing the operator's kubeconfig");
+        self.identity = Some(path.clone());
+        path
+    }
+
+    /// Starts `sbomjob-operator` as a process, authenticated as the chart's ServiceAccount,
+    /// with these settings on top of [`Self::base_env`].
     pub fn start_operator(&mut self, env: &[(&str, &str)]) -> usize {
+        let kubeconfig = self.chart_identity();
         let mut all = self.base_env();
+        all.push(("KUBECONFIG".into(), kubeconfig.display().to_string()));
         all.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let n = self.operators.len();
         let log = std::env::temp_dir().join(format!("sbomjob-e2e-{}-operator-{n}.log", self.name));
@@ -461,6 +564,13 @@ impl Drop for Scenario {
         }
         for op in &mut self.operators {
             op.kill();
+        }
+        for (release, ns) in &self.releases {
+            let _ = std::process::Command::new("helm")
+                .args(["uninstall", release, "--namespace", ns, "--wait=false"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
         }
         // Leave nothing behind for the next scenario; deletion finishes in the background.
         let names: Vec<&str> = std::iter::once(&self.job_ns)

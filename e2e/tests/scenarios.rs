@@ -415,9 +415,209 @@ async fn s9_compatible_shell_job_image() {
     s.wait_all_annotated(PREFIX, MIN).await;
     // docs/examples/jq-loop/entrypoint.sh prints each element it handles with its pods.
     let logs = s.job_logs(&job).await;
-    let (alpha, gamma) = (cluster.pinned("WORKLOAD_ALPHA_IMAGE"), cluster.pinned("WORKLOAD_GAMMA_IMAGE"));
+    let (alpha, gamma) = (
+        cluster.pinned("WORKLOAD_ALPHA_IMAGE"),
+        cluster.pinned("WORKLOAD_GAMMA_IMAGE"),
+    );
     assert!(logs.contains(&format!("processing {alpha} (pods a,b)")), "{logs}");
     assert!(logs.contains(&format!("processing {gamma} (pods b)")), "{logs}");
-    assert!(logs.contains(&format!("ok {alpha}")) && logs.contains(&format!("ok {gamma}")), "{logs}");
+    assert!(
+        logs.contains(&format!("ok {alpha}")) && logs.contains(&format!("ok {gamma}")),
+        "{logs}"
+    );
     assert!(logs.contains("2 images, 0 failed"), "{logs}");
+}
+
+/// 10. The operator as the Helm-installed Deployment: its image pulled by the kubelet from the
+/// local registry, in-cluster config through the `kubernetes` Service, the job image's preset
+/// command: scenario 1's outcome with nothing but `helm install --set jobImage=...`.
+#[tokio::test]
+async fn s10_helm_installed_operator() {
+    let cluster = Cluster::connect().await;
+    let mut s = Scenario::new(&cluster, "helm", 2).await;
+    let (w0, w1) = (s.namespaces[0].clone(), s.namespaces[1].clone());
+    s.pod(&w0, "web", &[("app", cluster.var("WORKLOAD_ALPHA_IMAGE"))], &[])
+        .await;
+    s.pod(
+        &w1,
+        "web",
+        &[
+            ("app", cluster.var("WORKLOAD_ALPHA_IMAGE")),
+            ("db", cluster.var("WORKLOAD_GAMMA_IMAGE")),
+        ],
+        &[],
+    )
+    .await;
+    s.wait_pods_running().await;
+    let operator = cluster.var("OPERATOR_IMAGE");
+    let (repo, tag) = operator.rsplit_once(':').unwrap();
+    s.helm_install(
+        "sbomjob",
+        1,
+        &[
+            ("image.repository", repo),
+            ("image.tag", tag),
+            ("jobImage", cluster.var("JOB_E2E_IMAGE")),
+            ("interval", "10s"),
+        ],
+    );
+    let jobs = s.wait_jobs(1, 3 * MIN).await;
+    assert_eq!(s.wait_job_end(&job_name(&jobs[0]), 3 * MIN).await.0, "Complete");
+    s.wait_all_annotated(PREFIX, MIN).await;
+    wait_for("the Secret to be deleted", MIN, || async {
+        s.secrets().await.is_empty()
+    })
+    .await;
+    let logs = s.job_logs(&job_name(&jobs[0])).await;
+    assert!(logs.contains("summary: 2 images: 2 ok"), "{logs}");
+    tokio::time::sleep(Duration::from_secs(15)).await;
+    assert_eq!(s.jobs().await.len(), 1, "no second Job for work already done");
+    // The operator pod itself ran as the chart says: non-root, ready.
+    let pods: kube::Api<k8s_openapi::api::core::v1::Pod> = kube::Api::namespaced(s.client.clone(), &s.job_ns);
+    let list = pods
+        .list(&kube::api::ListParams::default().labels("app.kubernetes.io/instance=sbomjob"))
+        .await
+        .unwrap();
+    let op = list
+        .items
+        .iter()
+        .find(|p| {
+            p.metadata
+                .labels
+                .as_ref()
+                .is_some_and(|l| !l.contains_key("job-name"))
+        })
+        .unwrap();
+    let ready = op
+        .status
+        .as_ref()
+        .unwrap()
+        .conditions
+        .as_ref()
+        .unwrap()
+        .iter()
+        .any(|c| c.type_ == "Ready" && c.status == "True");
+    assert!(ready, "operator pod not ready: {:?}", op.status);
+}
+
+/// 11. The chart's ServiceAccount may write only where it must: Secrets and Jobs in its own
+/// namespace; every write elsewhere is forbidden.
+#[tokio::test]
+async fn s11_rbac_least_privilege() {
+    use k8s_openapi::api::{
+        batch::v1::Job,
+        core::v1::{Pod, Secret},
+    };
+    use kube::{
+        Api,
+        api::{DeleteParams, Patch, PatchParams, PostParams},
+    };
+
+    let cluster = Cluster::connect().await;
+    let mut s = Scenario::new(&cluster, "rbac", 1).await;
+    let other = s.namespaces[0].clone();
+    s.pod(
+        &other,
+        "app",
+        &[("app", cluster.var("WORKLOAD_ALPHA_IMAGE"))],
+        &[],
+    )
+    .await;
+    let kubeconfig = s.chart_identity();
+    let config = kube::Config::from_custom_kubeconfig(
+        kube::config::Kubeconfig::read_from(&kubeconfig).unwrap(),
+        &kube::config::KubeConfigOptions::default(),
+    )
+    .await
+    .unwrap();
+    let sa = kube::Client::try_from(config).unwrap();
+    let forbidden = |r: Result<(), kube::Error>, what: &str| match r {
+        Err(kube::Error::Api(e)) if e.code == 403 => {}
+        other => panic!("{what}: expected 403 Forbidden, got {other:?}"),
+    };
+    let secret = |name: &str| Secret {
+        metadata: kube::api::ObjectMeta {
+            name: Some(name.into()),
+            ..Default::default()
+        },
+        string_data: Some([("k".to_string(), "v".to_string())].into()),
+        ..Default::default()
+    };
+    let pp = PostParams::default();
+
+    // Allowed: its own namespace.
+    let own: Api<Secret> = Api::namespaced(sa.clone(), &s.job_ns);
+    own.create(&pp, &secret("rbac-own"))
+        .await
+        .expect("a Secret in its own namespace");
+    own.delete("rbac-own", &DeleteParams::default())
+        .await
+        .expect("deleting it again");
+
+    // Forbidden: writes in another namespace.
+    let elsewhere: Api<Secret> = Api::namespaced(sa.clone(), &other);
+    forbidden(
+        elsewhere.create(&pp, &secret("rbac-elsewhere")).await.map(|_| ()),
+        "create Secret in another namespace",
+    );
+    let admin_secrets: Api<Secret> = Api::namespaced(s.client.clone(), &other);
+    admin_secrets.create(&pp, &secret("victim")).await.unwrap();
+    forbidden(
+        elsewhere
+            .delete("victim", &DeleteParams::default())
+            .await
+            .map(|_| ()),
+        "delete Secret in another namespace",
+    );
+    let patch = Patch::Merge(serde_json::json!({"metadata": {"labels": {"x": "y"}}}));
+    forbidden(
+        elsewhere
+            .patch("victim", &PatchParams::default(), &patch)
+            .await
+            .map(|_| ()),
+        "patch Secret in another namespace",
+    );
+    forbidden(
+        elsewhere.list(&Default::default()).await.map(|_| ()),
+        "list Secrets in another namespace",
+    );
+    let jobs: Api<Job> = Api::namespaced(sa.clone(), &other);
+    forbidden(
+        jobs.list(&Default::default()).await.map(|_| ()),
+        "list Jobs in another namespace",
+    );
+    let pods: Api<Pod> = Api::namespaced(sa.clone(), &other);
+    let pod = Pod {
+        metadata: kube::api::ObjectMeta {
+            name: Some("intruder".into()),
+            ..Default::default()
+        },
+        spec: Some(k8s_openapi::api::core::v1::PodSpec {
+            containers: vec![k8s_openapi::api::core::v1::Container {
+                name: "c".into(),
+                image: Some("x".into()),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    forbidden(pods.create(&pp, &pod).await.map(|_| ()), "create a Pod");
+    forbidden(
+        pods.delete("app", &DeleteParams::default()).await.map(|_| ()),
+        "delete a Pod",
+    );
+    // What it needs cluster-wide works: read pods, patch their annotations.
+    let all: Api<Pod> = Api::all(sa.clone());
+    assert!(
+        !all.list(&Default::default())
+            .await
+            .expect("list pods cluster-wide")
+            .items
+            .is_empty()
+    );
+    let note = Patch::Merge(serde_json::json!({"metadata": {"annotations": {"sbomjob.io/rbac-test": "ok"}}}));
+    pods.patch("app", &PatchParams::default(), &note)
+        .await
+        .expect("annotate a pod");
 }
