@@ -104,6 +104,8 @@ pub struct Scenario {
     identity: Option<PathBuf>,
     /// Helm releases to uninstall at the end (their ClusterRoles outlive the namespace).
     releases: Vec<(String, String)>,
+    /// The chart identity gets the digest cache's permissions.
+    cache: bool,
 }
 
 impl Scenario {
@@ -172,6 +174,7 @@ impl Scenario {
             started: Instant::now(),
             identity: None,
             releases: Vec::new(),
+            cache: false,
         }
     }
 
@@ -241,7 +244,8 @@ impl Scenario {
             return p.clone();
         }
         let release = format!("e2e-{}", self.name);
-        self.helm_install(&release, 0, &[("jobImage", "unused")]);
+        let ttl = if self.cache { "72h" } else { "0" };
+        self.helm_install(&release, 0, &[("jobImage", "unused"), ("cache.ttl", ttl)]);
         let kubectl = |args: &[&str]| {
             let out = std::process::Command::new("kubectl")
                 .args(args)
@@ -289,6 +293,59 @@ impl Scenario {
         std::fs::write(&path, config).expect("writing the operator's kubeconfig");
         self.identity = Some(path.clone());
         path
+    }
+
+    /// Installs the ImageRecord CRD (from the chart) and gives this scenario's operators the
+    /// cache's permissions. Call before the first operator starts.
+    pub fn enable_cache(&mut self) {
+        assert!(
+            self.identity.is_none(),
+            "enable_cache must come before the first operator"
+        );
+        self.cache = true;
+        let crd = Path::new(env!("CARGO_MANIFEST_DIR")).join("../charts/sbomjob/crds/imagerecords.yaml");
+        for args in [
+            vec![
+                "apply",
+                "--server-side",
+                "--force-conflicts",
+                "-f",
+                crd.to_str().unwrap(),
+            ],
+            vec![
+                "wait",
+                "--for",
+                "condition=established",
+                "--timeout=60s",
+                "crd/imagerecords.sbomjob.io",
+            ],
+        ] {
+            let out = std::process::Command::new("kubectl")
+                .args(&args)
+                .output()
+                .expect("running kubectl");
+            assert!(
+                out.status.success(),
+                "kubectl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+
+    /// The admin endpoint's address of operator `n`, from its log.
+    pub async fn admin_addr(&self, n: usize) -> String {
+        let mut addr = None;
+        wait_for("the operator's admin endpoint", Duration::from_secs(30), || {
+            addr = self.operator_log(n).lines().find_map(|l| {
+                l.contains("serving /metrics")
+                    .then(|| l.split("addr=").nth(1))
+                    .flatten()
+                    .map(|a| a.trim().to_string())
+            });
+            std::future::ready(addr.is_some())
+        })
+        .await;
+        addr.unwrap()
     }
 
     /// Starts `sbomjob-operator` as a process, authenticated as the chart's ServiceAccount,
@@ -584,6 +641,24 @@ impl Drop for Scenario {
             .stderr(Stdio::null())
             .status();
     }
+}
+
+/// A plain HTTP GET on loopback; returns the body.
+pub fn http_get(addr: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream =
+        std::net::TcpStream::connect(addr).unwrap_or_else(|e| panic!("connecting to {addr}: {e}"));
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_string())
+        .unwrap_or(response)
 }
 
 /// (condition type, reason) of a Job's terminal condition, if it has one.

@@ -1,0 +1,279 @@
+//! Beyond the spec, against the real local cluster: the digest cache, sharded Jobs,
+//! event-driven cycles, leader election and metrics. Run by e2e/run.sh, one at a time.
+
+use std::time::{Duration, Instant};
+
+use e2e::{Cluster, Scenario, http_get, job_end, registry::copy_image, wait_for};
+use k8s_openapi::api::batch::v1::Job;
+
+const PREFIX: &str = "sbomjob.io";
+const MIN: Duration = Duration::from_secs(60);
+
+fn job_name(job: &Job) -> String {
+    job.metadata.name.clone().unwrap()
+}
+
+/// A value only this run's operators have: their settings hash differs from every other
+/// scenario's, so cache records of other runs never count as hits.
+fn unique_identity() -> (&'static str, String) {
+    ("SBOM_JOB_E2E_RUN", format!("{:08x}", rand::random::<u32>()))
+}
+
+/// (a) + (f): a second namespace deployed after the first was processed is annotated from the
+/// cache with no new Job; the record is visible with kubectl; /metrics counts the hit.
+#[tokio::test]
+async fn cache_annotates_known_digests_without_a_job() {
+    let cluster = Cluster::connect().await;
+    let mut s = Scenario::new(&cluster, "cache", 2).await;
+    s.enable_cache();
+    let (w0, w1) = (s.namespaces[0].clone(), s.namespaces[1].clone());
+    let alpha = cluster.var("WORKLOAD_ALPHA_IMAGE");
+    s.pod(&w0, "first", &[("app", alpha)], &[]).await;
+    s.wait_pods_running().await;
+    let (k, v) = unique_identity();
+    let op = s.start_operator(&[
+        ("SBOM_JOB_IMAGE", cluster.var("JOB_E2E_IMAGE")),
+        ("SBOM_CACHE_TTL", "72h"),
+        (k, &v),
+    ]);
+    let job = job_name(&s.wait_jobs(1, 2 * MIN).await[0]);
+    assert_eq!(s.wait_job_end(&job, 3 * MIN).await.0, "Complete");
+    s.wait_all_annotated(PREFIX, MIN).await;
+
+    // The record, as a person would look for it.
+    let digest = cluster.var("WORKLOAD_ALPHA_IMAGE_DIGEST");
+    let record = format!("sha256-{}", digest.trim_start_matches("sha256:"));
+    wait_for("the cache record", MIN, || async {
+        let out = std::process::Command::new("kubectl")
+            .args(["get", "imagerecords", &record])
+            .output()
+            .unwrap();
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains(&record)
+    })
+    .await;
+    let json = std::process::Command::new("kubectl")
+        .args(["get", "imagerecord", &record, "-o", "json"])
+        .output()
+        .unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(json["spec"]["digest"], digest);
+    assert_eq!(json["spec"]["job"], job.as_str());
+
+    // The second namespace, later: annotated at once, no Job.
+    s.pod(&w1, "second", &[("app", alpha)], &[]).await;
+    s.wait_pods_running().await;
+    s.wait_all_annotated(PREFIX, MIN).await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(s.jobs().await.len(), 1, "a cache hit must not create a Job");
+    let metrics = http_get(&s.admin_addr(op).await, "/metrics");
+    let hits = metrics
+        .lines()
+        .find(|l| l.starts_with("sbomjob_cache_lookups_total{result=\"hit\"}"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|n| n.parse::<f64>().ok())
+        .unwrap_or_else(|| panic!("no cache hit metric:\n{metrics}"));
+    assert!(hits >= 1.0, "{metrics}");
+    assert!(s.operator_log(op).contains("cache hits: annotated without a Job"));
+}
+
+/// (b): once the record expired, the same digest in a new pod makes one new Job.
+#[tokio::test]
+async fn expired_cache_record_means_a_new_job() {
+    let cluster = Cluster::connect().await;
+    let mut s = Scenario::new(&cluster, "expiry", 2).await;
+    s.enable_cache();
+    let (w0, w1) = (s.namespaces[0].clone(), s.namespaces[1].clone());
+    let beta = cluster.var("WORKLOAD_BETA_IMAGE");
+    s.pod(&w0, "first", &[("app", beta)], &[]).await;
+    s.wait_pods_running().await;
+    let (k, v) = unique_identity();
+    s.start_operator(&[
+        ("SBOM_JOB_IMAGE", cluster.var("JOB_E2E_IMAGE")),
+        ("SBOM_CACHE_TTL", "15s"),
+        (k, &v),
+    ]);
+    let first = job_name(&s.wait_jobs(1, 2 * MIN).await[0]);
+    assert_eq!(s.wait_job_end(&first, 3 * MIN).await.0, "Complete");
+    s.wait_all_annotated(PREFIX, MIN).await;
+    tokio::time::sleep(Duration::from_secs(16)).await;
+    s.pod(&w1, "second", &[("app", beta)], &[]).await;
+    let jobs = s.wait_jobs(2, 2 * MIN).await;
+    assert_eq!(jobs.len(), 2);
+    assert_eq!(s.wait_job_end(&job_name(&jobs[1]), 3 * MIN).await.0, "Complete");
+    s.wait_all_annotated(PREFIX, MIN).await;
+}
+
+/// (c): 30 images, at most 10 per Job, 2 Jobs at once: 3 Jobs, never more than 2 running; the
+/// shard with the image the registry no longer serves fails and holds back only its 10 images.
+#[tokio::test]
+async fn shards_run_in_parallel_and_fail_alone() {
+    let cluster = Cluster::connect().await;
+    let mut s = Scenario::new(&cluster, "shards", 1).await;
+    let ns = s.namespaces[0].clone();
+    let mut images = Vec::new();
+    for _ in 0..30 {
+        images.push(copy_image(&cluster, "WORKLOAD_GAMMA_IMAGE", "e2e/shard").await);
+    }
+    for (p, chunk) in images.chunks(10).enumerate() {
+        let containers: Vec<(String, String)> = chunk
+            .iter()
+            .enumerate()
+            .map(|(c, i)| (format!("c{c}"), i.tagged.clone()))
+            .collect();
+        let refs: Vec<(&str, &str)> = containers.iter().map(|(c, i)| (c.as_str(), i.as_str())).collect();
+        s.pod(&ns, &format!("p{p}"), &refs, &[]).await;
+    }
+    s.wait_pods_running().await;
+    let doomed = &images[17];
+    e2e::registry::delete_manifest(&cluster, doomed).await;
+
+    s.start_operator(&[
+        ("SBOM_JOB_IMAGE", cluster.var("JOB_E2E_IMAGE")),
+        ("SBOM_JOB_MAX_IMAGES", "10"),
+        ("SBOM_JOB_MAX_PARALLEL", "2"),
+        ("SBOM_INTERVAL", "1h"),
+    ]);
+    let most_running = std::cell::Cell::new(0);
+    let (most, sc) = (&most_running, &s);
+    wait_for("three Jobs to end", 5 * MIN, || async move {
+        let jobs = sc.jobs().await;
+        most.set(
+            most.get()
+                .max(jobs.iter().filter(|j| job_end(j).is_none()).count()),
+        );
+        jobs.len() == 3 && jobs.iter().all(|j| job_end(j).is_some())
+    })
+    .await;
+    assert!(most_running.get() <= 2, "{} Jobs ran at once", most_running.get());
+    // From the timestamps as well: never three at once.
+    let jobs = s.jobs().await;
+    let spans: Vec<(i64, i64)> = jobs
+        .iter()
+        .map(|j| {
+            let start = j.metadata.creation_timestamp.as_ref().unwrap().0.as_second();
+            let end = j
+                .status
+                .as_ref()
+                .unwrap()
+                .conditions
+                .as_ref()
+                .unwrap()
+                .iter()
+                .filter(|c| c.status == "True")
+                .filter_map(|c| c.last_transition_time.as_ref())
+                .map(|t| t.0.as_second())
+                .max()
+                .unwrap();
+            (start, end)
+        })
+        .collect();
+    for (start, _) in &spans {
+        let running = spans.iter().filter(|(s2, e2)| s2 <= start && e2 > start).count();
+        assert!(running <= 2, "three Jobs overlapped: {spans:?}");
+    }
+    let outcomes: Vec<String> = jobs.iter().map(|j| job_end(j).unwrap().0).collect();
+    assert_eq!(
+        outcomes.iter().filter(|o| *o == "Failed").count(),
+        1,
+        "{outcomes:?}"
+    );
+    wait_for("the two good shards annotated", MIN, || async {
+        s.annotations(PREFIX)
+            .await
+            .iter()
+            .filter(|(_, _, _, v)| v.is_some())
+            .count()
+            == 20
+    })
+    .await;
+    let missing: Vec<String> = s
+        .annotations(PREFIX)
+        .await
+        .into_iter()
+        .filter(|(_, _, _, v)| v.is_none())
+        .map(|(_, _, id, _)| id)
+        .collect();
+    assert_eq!(missing.len(), 10);
+    assert!(
+        missing.iter().any(|id| id.ends_with(&doomed.digest)),
+        "the failing image's shard is the one held back"
+    );
+}
+
+/// (d): a new Deployment with a new image is processed without waiting for the schedule.
+#[tokio::test]
+async fn new_image_triggers_a_cycle() {
+    let cluster = Cluster::connect().await;
+    let mut s = Scenario::new(&cluster, "event", 1).await;
+    let ns = s.namespaces[0].clone();
+    let fresh = copy_image(&cluster, "WORKLOAD_BETA_IMAGE", "e2e/fresh").await;
+    s.start_operator(&[
+        ("SBOM_JOB_IMAGE", cluster.var("JOB_E2E_IMAGE")),
+        // Yearly: only the start-up cycle and new images can start cycles here.
+        ("SBOM_CRON", "0 0 0 1 1 *"),
+        ("SBOM_DEBOUNCE", "3s"),
+    ]);
+    wait_for("the start-up cycle", MIN, || async {
+        s.operator_log(0).contains("nothing to process")
+    })
+    .await;
+    let created = Instant::now();
+    s.pod(&ns, "new", &[("app", &fresh.tagged)], &[]).await;
+    let job = job_name(&s.wait_jobs(1, 2 * MIN).await[0]);
+    eprintln!("new image to Job: {:?}", created.elapsed());
+    assert!(
+        created.elapsed() < MIN,
+        "the Job came too late to be event-driven"
+    );
+    assert!(s.operator_log(0).contains("cycle starts (new image running)"));
+    assert_eq!(s.wait_job_end(&job, 3 * MIN).await.0, "Complete");
+    s.wait_all_annotated(PREFIX, MIN).await;
+}
+
+/// (e): two replicas: one leads and creates Jobs; killed, the other takes over within the
+/// lease duration and processes what comes next.
+#[tokio::test]
+async fn leader_election_failover() {
+    let cluster = Cluster::connect().await;
+    let mut s = Scenario::new(&cluster, "leader", 1).await;
+    let ns = s.namespaces[0].clone();
+    s.pod(&ns, "a", &[("app", cluster.var("WORKLOAD_ALPHA_IMAGE"))], &[])
+        .await;
+    s.wait_pods_running().await;
+    let lease = Duration::from_secs(6);
+    let env = [
+        ("SBOM_JOB_IMAGE", cluster.var("JOB_E2E_IMAGE")),
+        ("SBOM_LEASE_DURATION", "6s"),
+        ("SBOM_INTERVAL", "5s"),
+    ];
+    let a = s.start_operator(&env);
+    let b = s.start_operator(&env);
+    let job = job_name(&s.wait_jobs(1, 2 * MIN).await[0]);
+    assert_eq!(s.wait_job_end(&job, 3 * MIN).await.0, "Complete");
+    s.wait_all_annotated(PREFIX, MIN).await;
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    assert_eq!(s.jobs().await.len(), 1, "two replicas must not both create Jobs");
+    let leading = |n: usize| s.operator_log(n).contains("leader election: leading");
+    assert!(leading(a) ^ leading(b), "exactly one replica leads");
+    let (leader, follower) = if leading(a) { (a, b) } else { (b, a) };
+
+    s.kill_operator(leader);
+    let killed = Instant::now();
+    wait_for(
+        "the follower to take over",
+        lease + Duration::from_secs(5),
+        || std::future::ready(s.operator_log(follower).contains("leader election: leading")),
+    )
+    .await;
+    let takeover = killed.elapsed();
+    eprintln!("takeover after {takeover:?} (lease {lease:?})");
+    assert!(
+        takeover <= lease + Duration::from_secs(1),
+        "takeover took {takeover:?}"
+    );
+    let fresh = copy_image(&cluster, "WORKLOAD_GAMMA_IMAGE", "e2e/after-failover").await;
+    s.pod(&ns, "b", &[("app", &fresh.tagged)], &[]).await;
+    let jobs = s.wait_jobs(2, 2 * MIN).await;
+    assert_eq!(s.wait_job_end(&job_name(&jobs[1]), 3 * MIN).await.0, "Complete");
+    s.wait_all_annotated(PREFIX, MIN).await;
+}
