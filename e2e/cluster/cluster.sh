@@ -55,16 +55,17 @@ stop() {
 
 # ================================================================= PKI ========================
 
+# pki_ca NAME CN
 pki_ca() {
   openssl req -x509 -new -nodes -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 \
-    -keyout "$PKI/ca.key" -out "$PKI/ca.crt" -days 3650 -subj "/CN=sbomjob-e2e-ca" \
+    -keyout "$PKI/$1.key" -out "$PKI/$1.crt" -days 3650 -subj "/CN=$2" \
     -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" \
     2>/dev/null
 }
 
-# pki_cert NAME SUBJECT EXTENDED_KEY_USAGE [SUBJECT_ALT_NAMES]
+# pki_cert NAME SUBJECT EXTENDED_KEY_USAGE [SUBJECT_ALT_NAMES] [CA]
 pki_cert() {
-  local name=$1 subj=$2 eku=$3 sans=${4:-}
+  local name=$1 subj=$2 eku=$3 sans=${4:-} ca=${5:-ca}
   openssl req -new -nodes -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 \
     -keyout "$PKI/$name.key" -out "$PKI/$name.csr" -subj "$subj" 2>/dev/null
   {
@@ -73,7 +74,7 @@ pki_cert() {
     echo "extendedKeyUsage=$eku"
     [[ -z $sans ]] || echo "subjectAltName=$sans"
   } >"$PKI/$name.ext"
-  openssl x509 -req -in "$PKI/$name.csr" -CA "$PKI/ca.crt" -CAkey "$PKI/ca.key" -CAcreateserial \
+  openssl x509 -req -in "$PKI/$name.csr" -CA "$PKI/$ca.crt" -CAkey "$PKI/$ca.key" -CAcreateserial \
     -days 365 -extfile "$PKI/$name.ext" -out "$PKI/$name.crt" 2>/dev/null
   rm -f "$PKI/$name.csr" "$PKI/$name.ext"
 }
@@ -107,7 +108,10 @@ EOF
 gen_pki() {
   log "generating CA, certificates and kubeconfigs"
   mkdir -p "$PKI"
-  pki_ca
+  pki_ca ca sbomjob-e2e-ca
+  # The aggregation layer's front proxy (requestheader authentication) has a CA of its own.
+  pki_ca front-proxy-ca sbomjob-e2e-front-proxy-ca
+  pki_cert front-proxy-client "/CN=front-proxy-client" clientAuth "" front-proxy-ca
   pki_cert apiserver "/CN=kube-apiserver" serverAuth \
     "DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local,DNS:localhost,IP:127.0.0.1,IP:$BRIDGE_IP,IP:$KUBERNETES_SVC_IP"
   pki_cert apiserver-kubelet-client "/O=system:masters/CN=kube-apiserver-kubelet-client" clientAuth
@@ -230,6 +234,13 @@ start_apiserver() {
     --kubelet-client-key="$PKI/apiserver-kubelet-client.key" \
     --kubelet-certificate-authority="$PKI/ca.crt" \
     --kubelet-preferred-address-types=InternalIP \
+    --requestheader-client-ca-file="$PKI/front-proxy-ca.crt" \
+    --requestheader-allowed-names=front-proxy-client \
+    --requestheader-username-headers=X-Remote-User \
+    --requestheader-group-headers=X-Remote-Group \
+    --requestheader-extra-headers-prefix=X-Remote-Extra- \
+    --proxy-client-cert-file="$PKI/front-proxy-client.crt" \
+    --proxy-client-key-file="$PKI/front-proxy-client.key" \
     --service-cluster-ip-range="$SERVICE_CIDR" \
     --service-account-issuer=https://kubernetes.default.svc.cluster.local \
     --service-account-key-file="$PKI/sa.pub" \

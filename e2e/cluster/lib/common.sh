@@ -59,8 +59,16 @@ ensure_apt_packages() {
   if ((${#missing[@]})); then
     log "installing Debian packages: ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    # Keep the packages' own services (a system containerd, a registry on :5000) from starting:
+    # the cluster runs its own instances. policy-rc.d exit 101 = "action forbidden".
+    local policy=/usr/sbin/policy-rc.d added=0
+    if [[ ! -e $policy ]]; then
+      printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod 0755 "$policy" && added=1
+    fi
+    local rc=0
+    apt-get update -qq && apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null || rc=$?
+    ((added)) && rm -f "$policy"
+    ((rc == 0)) || die "apt-get install failed ($rc)"
   fi
 }
 
