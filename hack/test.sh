@@ -23,6 +23,12 @@ cargo test --locked
 step "Helm chart"
 charts/sbomjob/tests/lint.sh
 
+step "Dockerfiles, presets, documented examples"
+hack/lint-images.sh
+CARGO_TARGET_DIR=target cargo build --locked -p sbomjob-job-image
+SBOMJOB_ENTRYPOINT_BIN=target/debug/sbomjob-entrypoint PRESETS_FETCH=1 entrypoints/tests/presets.sh
+docs/tests/examples.sh
+
 step "local cluster"
 trap 'step "stopping the local cluster"; e2e/cluster/cluster.sh down' EXIT
 e2e/cluster/cluster.sh up

@@ -189,13 +189,15 @@ build_project() {
     file -b "$out/$b" | grep -q 'statically linked\|static-pie' || die "$out/$b is not static"
   done
   # The repository root is the context; the Dockerfiles copy from target/.
-  build_push OPERATOR_IMAGE "$REPO_ROOT/Dockerfile.operator" "$REPO_ROOT" "sbomjob/operator:$TAG" ""
+  # BINARIES=prebuilt: the Dockerfiles' network-free path (binaries and CLIs staged above).
+  build_push OPERATOR_IMAGE "$REPO_ROOT/Dockerfile.operator" "$REPO_ROOT" "sbomjob/operator:$TAG" "" \
+    --build-arg BINARIES=prebuilt
   local preset var
   for preset in $JOB_PRESETS; do
     stage_preset "$preset" >/dev/null
     var=JOB_$(tr 'a-z-' 'A-Z_' <<<"$preset")_IMAGE
     build_push "$var" "$REPO_ROOT/Dockerfile.job" "$REPO_ROOT" "sbomjob/job-$preset:$TAG" "" \
-      --build-arg "PRESET=$preset"
+      --build-arg "PRESET=$preset" --build-arg BINARIES=prebuilt
   done
   build_e2e_jobs
 }
@@ -241,6 +243,10 @@ build_e2e_jobs() {
 
 main() {
   [[ $# -gt 0 ]] || set -- all
+  # One build at a time per stage dir (shared staging folders, images.env).
+  mkdir -p "$STAGE"
+  exec 9>"$STAGE/.lock"
+  flock -w 1800 9 || die "another e2e/images/build.sh holds $STAGE/.lock"
   command -v buildah >/dev/null || ensure_apt_packages
   registry_up
   record_var REGISTRY "$REGISTRY"
