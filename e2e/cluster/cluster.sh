@@ -25,7 +25,8 @@ start() {
   shift
   if pid_alive "$name"; then die "$name already running (pid $(cat "$PIDS/$name.pid"))"; fi
   log "starting $name"
-  nohup setsid "$@" </dev/null >>"$LOGS/$name.log" 2>&1 &
+  # 8>&- 9>&-: the daemons must not inherit (and so hold) the scripts' lock files.
+  nohup setsid "$@" </dev/null >>"$LOGS/$name.log" 2>&1 8>&- 9>&- &
   echo $! >"$PIDS/$name.pid"
   echo "$1" >"$PIDS/$name.cmd"
 }
@@ -708,6 +709,14 @@ cmd_deps() {
   ensure_rust_musl || log "warning: no x86_64-unknown-linux-musl Rust target (needed for the project images)"
   "$E2E_CLUSTER_DIR/tools.sh" >/dev/null
 }
+
+# up, down and deps of one state dir never run at the same time.
+case ${1:-} in
+  up | down | deps)
+    exec 8>"${STATE%/}.lock"
+    flock -w 900 8 || die "another cluster.sh holds ${STATE%/}.lock"
+    ;;
+esac
 
 case ${1:-} in
   deps) cmd_deps ;;
