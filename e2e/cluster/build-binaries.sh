@@ -35,7 +35,6 @@ start=$(date +%s)
 # --- etcd ---------------------------------------------------------------------------
 (
   cd "$HERE/etcd"
-  "$GO" mod download
   "$GO" build -trimpath -ldflags "-s -w" -o "$tmp/etcd" go.etcd.io/etcd/server/v3
 )
 echo "etcd built in $(( $(date +%s) - start ))s"
@@ -51,7 +50,6 @@ for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
 done
 (
   cd "$HERE/k8s"
-  "$GO" mod download
   # One go build for all five commands: shared packages are compiled once.
   "$GO" build -trimpath -ldflags "$ld" -o "$tmp/" \
     k8s.io/kubernetes/cmd/kube-apiserver \
