@@ -1,0 +1,216 @@
+#!/usr/bin/env bash
+# The benchmark's own control plane: etcd, kube-apiserver and kube-controller-manager (job,
+# garbage-collector, serviceaccount and ttl-after-finished controllers), on loopback ports of
+# their own, so the shared e2e cluster is never touched. No kubelet, no scheduler: the bench
+# harness binds pods itself and writes their status.
+#
+#   e2e/bench/controlplane.sh up      fresh state, certificates, start, wait for /readyz
+#   e2e/bench/controlplane.sh down    stop everything this script started (pid files), keep logs
+#   e2e/bench/controlplane.sh env     KUBECONFIG lines (admin, operator)
+#
+# Reuses the cached Kubernetes binaries of e2e/cluster (same versions, built by
+# e2e/cluster/build-binaries.sh when missing). State in ${SBOMJOB_BENCH_DIR:-/tmp/sbomjob-bench}.
+set -euo pipefail
+# shellcheck source=../cluster/lib/common.sh
+. "$(dirname "${BASH_SOURCE[0]}")/../cluster/lib/common.sh"
+
+BENCH=${SBOMJOB_BENCH_DIR:-/tmp/sbomjob-bench}
+CP=$BENCH/cp
+BPKI=$CP/pki
+BLOGS=$CP/logs
+BPIDS=$CP/pids
+ETCD_URL=http://127.0.0.1:22379
+ETCD_PEER=http://127.0.0.1:22380
+API_PORT=16443
+API_URL=https://127.0.0.1:$API_PORT
+KCM_PORT=20257
+# Limits raised for 10,000 pods: the API server's concurrency, and the controller manager's
+# client rate (the job controller must not be what the bench measures).
+MAX_INFLIGHT=800
+MAX_MUTATING_INFLIGHT=400
+KCM_QPS=500
+KCM_BURST=1000
+# The operator's user: its own client certificate, so the audit log can pick its requests.
+OPERATOR_USER=sbomjob-operator
+
+blog() { printf '%s [bench-cp] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+
+bstart() {
+  local name=$1
+  shift
+  blog "starting $name"
+  nohup setsid "$@" </dev/null >>"$BLOGS/$name.log" 2>&1 &
+  echo $! >"$BPIDS/$name.pid"
+}
+
+bstop() {
+  local name=$1 pid i
+  [[ -f $BPIDS/$name.pid ]] || return 0
+  pid=$(cat "$BPIDS/$name.pid")
+  # Only a process still running the program we started (pid reuse).
+  if proc_alive "$pid" && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q -- "$name"; then
+    blog "stopping $name (pid $pid)"
+    kill -TERM "$pid" 2>/dev/null || true
+    for ((i = 0; i < 150; i++)); do
+      proc_alive "$pid" || break
+      sleep 0.1
+    done
+    proc_alive "$pid" && kill -KILL "$pid" 2>/dev/null || true
+  fi
+  rm -f "$BPIDS/$name.pid"
+}
+
+cert() {
+  local name=$1 subj=$2 eku=$3 sans=${4:-}
+  openssl req -new -nodes -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 \
+    -keyout "$BPKI/$name.key" -out "$BPKI/$name.csr" -subj "$subj" 2>/dev/null
+  {
+    echo "basicConstraints=critical,CA:FALSE"
+    echo "keyUsage=critical,digitalSignature,keyEncipherment"
+    echo "extendedKeyUsage=$eku"
+    [[ -z $sans ]] || echo "subjectAltName=$sans"
+  } >"$BPKI/$name.ext"
+  openssl x509 -req -in "$BPKI/$name.csr" -CA "$BPKI/ca.crt" -CAkey "$BPKI/ca.key" -CAcreateserial \
+    -days 30 -extfile "$BPKI/$name.ext" -out "$BPKI/$name.crt" 2>/dev/null
+  rm -f "$BPKI/$name.csr" "$BPKI/$name.ext"
+}
+
+kubeconfig_for() {
+  local file=$1 user=$2
+  cat >"$file" <<EOF
+apiVersion: v1
+kind: Config
+clusters:
+- name: sbomjob-bench
+  cluster:
+    server: $API_URL
+    certificate-authority-data: $(base64 -w0 "$BPKI/ca.crt")
+users:
+- name: $user
+  user:
+    client-certificate-data: $(base64 -w0 "$BPKI/$user.crt")
+    client-key-data: $(base64 -w0 "$BPKI/$user.key")
+contexts:
+- name: sbomjob-bench
+  context:
+    cluster: sbomjob-bench
+    user: $user
+current-context: sbomjob-bench
+EOF
+  chmod 0600 "$file"
+}
+
+pki() {
+  mkdir -p "$BPKI"
+  openssl req -x509 -new -nodes -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 \
+    -keyout "$BPKI/ca.key" -out "$BPKI/ca.crt" -days 30 -subj "/CN=sbomjob-bench-ca" \
+    -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" 2>/dev/null
+  cert apiserver "/CN=kube-apiserver" serverAuth "DNS:localhost,IP:127.0.0.1"
+  cert admin "/O=system:masters/CN=sbomjob-bench-admin" clientAuth
+  # system:masters like the admin: both land in the same (exempt) API priority level, so the
+  # operator and the raw patch loop are compared under the same server-side limits.
+  cert "$OPERATOR_USER" "/O=system:masters/CN=$OPERATOR_USER" clientAuth
+  # One identity for all of its controllers (no per-controller service-account tokens here).
+  cert controller-manager "/O=system:masters/CN=system:kube-controller-manager" clientAuth
+  openssl genrsa -out "$BPKI/sa.key" 2048 2>/dev/null
+  openssl rsa -in "$BPKI/sa.key" -pubout -out "$BPKI/sa.pub" 2>/dev/null
+  chmod 0600 "$BPKI"/*.key
+  kubeconfig_for "$BENCH/admin.kubeconfig" admin
+  kubeconfig_for "$BENCH/operator.kubeconfig" "$OPERATOR_USER"
+  kubeconfig_for "$CP/controller-manager.kubeconfig" controller-manager
+}
+
+audit_policy() {
+  # Metadata for the operator's requests only; nothing for the harness or the controllers.
+  cat >"$CP/audit-policy.yaml" <<EOF
+apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: ["RequestReceived"]
+rules:
+- level: Metadata
+  users: ["$OPERATOR_USER"]
+- level: None
+EOF
+}
+
+cmd_up() {
+  [[ -x $K8S_BIN_DIR/kube-apiserver && -x $K8S_BIN_DIR/etcd ]] || "$E2E_CLUSTER_DIR/build-binaries.sh" >&2
+  cmd_down 2>/dev/null || true
+  for p in 22379 22380 $API_PORT $KCM_PORT; do
+    if ss -Hltn "sport = :$p" | grep -q .; then blog "port $p is in use"; exit 1; fi
+  done
+  rm -rf "$CP"
+  mkdir -p "$CP" "$BLOGS" "$BPIDS" "$CP/etcd"
+  pki
+  audit_policy
+  bstart etcd "$K8S_BIN_DIR/etcd" --name sbomjob-bench --data-dir "$CP/etcd" \
+    --listen-client-urls "$ETCD_URL" --advertise-client-urls "$ETCD_URL" \
+    --listen-peer-urls "$ETCD_PEER" --initial-advertise-peer-urls "$ETCD_PEER" \
+    --initial-cluster "sbomjob-bench=$ETCD_PEER" --listen-metrics-urls "" \
+    --quota-backend-bytes 4294967296 --log-level warn
+  wait_for 60 "etcd health" curl -fsS "$ETCD_URL/health"
+  bstart kube-apiserver "$K8S_BIN_DIR/kube-apiserver" \
+    --etcd-servers="$ETCD_URL" \
+    --bind-address=127.0.0.1 --secure-port="$API_PORT" --advertise-address=127.0.0.1 \
+    --tls-cert-file="$BPKI/apiserver.crt" --tls-private-key-file="$BPKI/apiserver.key" \
+    --client-ca-file="$BPKI/ca.crt" \
+    --service-cluster-ip-range=10.97.0.0/16 \
+    --service-account-issuer=https://kubernetes.default.svc.cluster.local \
+    --service-account-key-file="$BPKI/sa.pub" \
+    --service-account-signing-key-file="$BPKI/sa.key" \
+    --api-audiences=https://kubernetes.default.svc.cluster.local \
+    --authorization-mode=RBAC \
+    --max-requests-inflight=$MAX_INFLIGHT --max-mutating-requests-inflight=$MAX_MUTATING_INFLIGHT \
+    --audit-policy-file="$CP/audit-policy.yaml" --audit-log-path="$CP/audit.log" \
+    --audit-log-format=json --audit-log-maxsize=0 --audit-log-mode=batch \
+    --audit-log-batch-buffer-size=200000 --audit-log-batch-max-size=1000 \
+    --audit-log-batch-max-wait=1s --audit-log-batch-throttle-enable=false \
+    --profiling=false --v=0
+  wait_for 120 "kube-apiserver /readyz" curl -fsS --cacert "$BPKI/ca.crt" \
+    --cert "$BPKI/admin.crt" --key "$BPKI/admin.key" "$API_URL/readyz"
+  bstart kube-controller-manager "$K8S_BIN_DIR/kube-controller-manager" \
+    --kubeconfig="$CP/controller-manager.kubeconfig" \
+    --authentication-kubeconfig="$CP/controller-manager.kubeconfig" \
+    --authorization-kubeconfig="$CP/controller-manager.kubeconfig" \
+    --bind-address=127.0.0.1 --secure-port=$KCM_PORT \
+    --leader-elect=false \
+    --controllers=job-controller,garbage-collector-controller,serviceaccount-controller,ttl-after-finished-controller \
+    --kube-api-qps=$KCM_QPS --kube-api-burst=$KCM_BURST \
+    --service-cluster-ip-range=10.97.0.0/16 \
+    --profiling=false --v=1
+  wait_for 60 "kube-controller-manager /healthz" curl -fsSk "https://127.0.0.1:$KCM_PORT/healthz"
+  # The digest cache's CRD, as the chart installs it.
+  KUBECONFIG=$BENCH/admin.kubeconfig "$(kubectl_bin)" apply -f "$REPO_ROOT/charts/sbomjob/crds/imagerecords.yaml" >/dev/null
+  KUBECONFIG=$BENCH/admin.kubeconfig wait_for 60 "ImageRecord CRD established" \
+    "$(kubectl_bin)" wait --for=condition=Established crd/imagerecords.sbomjob.io --timeout=5s
+  blog "control plane up: $API_URL (state $CP)"
+}
+
+cmd_down() {
+  bstop kube-controller-manager
+  bstop kube-apiserver
+  bstop etcd
+}
+
+cmd_env() {
+  echo "export KUBECONFIG=$BENCH/admin.kubeconfig"
+  echo "export SBOMJOB_BENCH_OPERATOR_KUBECONFIG=$BENCH/operator.kubeconfig"
+  echo "export SBOMJOB_BENCH_AUDIT_LOG=$CP/audit.log"
+}
+
+# Flags that RESULTS.md quotes.
+cmd_flags() {
+  echo "kube-apiserver --max-requests-inflight=$MAX_INFLIGHT --max-mutating-requests-inflight=$MAX_MUTATING_INFLIGHT (audit log: batch, Metadata for user $OPERATOR_USER only)"
+  echo "kube-controller-manager --kube-api-qps=$KCM_QPS --kube-api-burst=$KCM_BURST --controllers=job-controller,garbage-collector-controller,serviceaccount-controller,ttl-after-finished-controller"
+}
+
+case ${1:-} in
+  up) cmd_up ;;
+  down) cmd_down ;;
+  env) cmd_env ;;
+  flags) cmd_flags ;;
+  *)
+    echo "usage: $0 up | down | env | flags" >&2
+    exit 2
+    ;;
+esac

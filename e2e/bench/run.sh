@@ -1,0 +1,133 @@
+#!/usr/bin/env bash
+# The benchmark of sbomjob (issue 6): prints a table and writes e2e/bench/RESULTS.md.
+#
+#   e2e/bench/run.sh
+#
+# 1. builds the operator, the entrypoint and the bench harness in release mode;
+# 2. for N = 1,000 and 10,000 (BENCH_SIZES): starts the bench's own control plane
+#    (e2e/bench/controlplane.sh: etcd + kube-apiserver + kube-controller-manager on loopback ports
+#    of their own, never the shared e2e cluster), runs `bench cluster` (simulated pods, the
+#    operator's two cycles, the raw patch loop, the audit log), stops the control plane;
+# 3. the entrypoint over 200 images with skopeo against a registry on loopback (entrypoint.sh);
+# 4. cargo fuzz of the entrypoint's parsers (fuzz.sh, FUZZ_SECONDS per target, default 80);
+# 5. RESULTS.md: machine, versions, the command, the tables.
+#
+# Installs what it needs, idempotently: Debian packages, kubectl (e2e/cluster/tools.sh), the
+# Kubernetes binaries (e2e/cluster/build-binaries.sh, cached), cargo-fuzz. Needs root (apt-get).
+# Everything it starts is stopped on exit.
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+cd "$ROOT"
+BENCH_DIR=${SBOMJOB_BENCH_DIR:-/tmp/sbomjob-bench}
+OUT=$BENCH_DIR/out
+SIZES=${BENCH_SIZES:-1000 10000}
+NAMESPACES=${BENCH_NAMESPACES:-200}
+export FUZZ_SECONDS=${FUZZ_SECONDS:-80}
+RESULTS=$ROOT/e2e/bench/RESULTS.md
+started=$(date +%s)
+
+step() { printf '\n==== %s (%s)\n' "$*" "$(date +%H:%M:%S)" >&2; }
+
+cleanup() { "$ROOT/e2e/bench/controlplane.sh" down >/dev/null 2>&1 || true; }
+trap cleanup EXIT
+
+step "dependencies"
+need=()
+for p in docker-registry skopeo umoci jq bc curl openssl g++ procps; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || need+=("$p")
+done
+if ((${#need[@]})); then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+"$ROOT/e2e/cluster/tools.sh" >/dev/null
+# shellcheck source=../cluster/lib/common.sh
+. "$ROOT/e2e/cluster/lib/common.sh"
+[[ -x $K8S_BIN_DIR/kube-apiserver ]] || "$ROOT/e2e/cluster/build-binaries.sh" >&2
+
+step "release build"
+cargo build --release --locked -p sbomjob-operator -p sbomjob-job-image -p sbomjob-e2e --bins >&2
+TARGET=${CARGO_TARGET_DIR:-$ROOT/target}/release
+rm -rf "$OUT"
+mkdir -p "$OUT"
+
+cluster_files=()
+for n in $SIZES; do
+  step "operator, N = $n"
+  "$ROOT/e2e/bench/controlplane.sh" up
+  eval "$("$ROOT/e2e/bench/controlplane.sh" env)"
+  "$TARGET/bench" cluster --pods "$n" --namespaces "$NAMESPACES" \
+    --operator "$TARGET/sbomjob-operator" --out "$OUT/cluster-$n.json"
+  cp "$BENCH_DIR/cp/audit.log" "$OUT/audit-$n.log"
+  "$ROOT/e2e/bench/controlplane.sh" down
+  cluster_files+=(--cluster "$OUT/cluster-$n.json")
+done
+
+step "entrypoint, 200 images"
+"$ROOT/e2e/bench/entrypoint.sh" "$TARGET/sbomjob-entrypoint" "$OUT/entrypoint.json"
+
+step "fuzzing, ${FUZZ_SECONDS}s per target"
+fuzz_rc=0
+"$ROOT/e2e/bench/fuzz.sh" "$OUT/fuzz.json" || fuzz_rc=$?
+
+step "RESULTS.md"
+{
+  echo "# Benchmark results"
+  echo
+  echo "Written by \`e2e/bench/run.sh\` on $(date -u +'%Y-%m-%d %H:%M UTC') in $(( $(date +%s) - started )) s"
+  echo "(commit \`$(git rev-parse --short HEAD)\`$(git diff --quiet HEAD -- operator job-image e2e || echo ', with local changes'))."
+  echo
+  echo "Command (as root, from the repository root):"
+  echo
+  echo '```sh'
+  echo "e2e/bench/run.sh"
+  echo "# here: BENCH_SIZES=\"$SIZES\" BENCH_NAMESPACES=$NAMESPACES FUZZ_SECONDS=$FUZZ_SECONDS"
+  echo '```'
+  echo
+  echo "## Machine and versions"
+  echo
+  echo "| | |"
+  echo "|---|---|"
+  echo "| CPU | $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//') |"
+  echo "| memory | $(free -g | awk '/Mem:/ {print $2}') GiB |"
+  echo "| kernel / OS | $(uname -r) / $(. /etc/os-release && echo "$PRETTY_NAME") |"
+  echo "| Rust | $(rustc --version) |"
+  echo "| kube-apiserver, kube-controller-manager | $("$K8S_BIN_DIR/kube-apiserver" --version) (Go module build, e2e/cluster) |"
+  echo "| etcd | $("$K8S_BIN_DIR/etcd" --version | head -1) |"
+  echo "| skopeo | $(skopeo --version) |"
+  echo "| registry | Debian docker-registry $(dpkg-query -W -f='${Version}' docker-registry) |"
+  echo "| cargo-fuzz | $(cargo fuzz --version 2>/dev/null || echo none) (stable toolchain with RUSTC_BOOTSTRAP=1, \`-s none\`) |"
+  echo
+  echo "## Set-up"
+  echo
+  echo "- The bench's own control plane (\`e2e/bench/controlplane.sh\`): etcd on 127.0.0.1:22379, kube-apiserver"
+  echo "  on 127.0.0.1:16443, kube-controller-manager; fresh state for each N. No kubelet, no scheduler."
+  "$ROOT/e2e/bench/controlplane.sh" flags | sed 's/^/- /'
+  echo "- The harness and the operator both authenticate as \`system:masters\` (so both requests land in the"
+  echo "  same, exempt, API priority level); the operator has a client certificate of its own (user"
+  echo "  \`sbomjob-operator\`) and the audit policy logs that user only (level Metadata, batch backend)."
+  echo "- Simulated pods: $NAMESPACES namespaces, N/5 distinct digests, one container each, bound to one of 10"
+  echo "  node objects at creation; the harness writes their Running status with an imageID"
+  echo "  \`10.244.0.1:5000/bench/app-<k>@sha256:<hex>\`. The harness binds each Job pod and writes it"
+  echo "  Succeeded (exit code 0): the job controller sets Complete, so the figures measure the operator."
+  echo "- The operator: release build, settings as the chart's defaults except \`SBOM_INTERVAL=15s\` (the"
+  echo "  second cycle), \`SBOM_JOB_MAX_IMAGES=N/5\` (fewest Jobs; a Secret's config is capped at 512 KiB,"
+  echo "  so 10,000 pods take two Jobs, run one after the other), JSON logs; digest cache CRD installed,"
+  echo "  leader election on (the Lease renewals are counted apart)."
+  echo "- Times come from the audit log (request received / response complete), the harness's watch of"
+  echo "  the Jobs (Complete) and the operator's log (cycle boundaries). \"Job Complete → every pod"
+  echo "  annotated\" is summed over the Jobs: from the Complete condition to the operator's last pod patch."
+  echo "- The raw patch loop: the harness merge-patches one annotation on each of the N pods, 16 in flight"
+  echo "  (what operator/src/annotate.rs uses), in the same run on the same API server after the operator"
+  echo "  stopped; and one in flight on up to 1,000 pods (sequential)."
+  echo "- Peak RSS: VmHWM of /proc/<pid>/status; CPU: utime + stime of /proc/<pid>/stat."
+  echo
+  echo "## Results"
+  echo
+  "$TARGET/bench" table "${cluster_files[@]}" --entrypoint "$OUT/entrypoint.json" --fuzz "$OUT/fuzz.json"
+} >"$RESULTS"
+cat "$RESULTS"
+echo >&2
+echo "raw data: $OUT (results JSON, operator logs, audit logs); table: $RESULTS" >&2
+exit $fuzz_rc

@@ -1,0 +1,451 @@
+//! Reliability and security scenarios, against the real local cluster (e2e/cluster), one at a
+//! time: `cargo test -p sbomjob-e2e --test reliability -- --test-threads=1`.
+//!
+//! Most use simulated pods (e2e/src/sim.rs): real pod objects on a node object of the test's
+//! own, whose status the test writes, so a pod can report an imageID no kubelet would, and a
+//! Job's pod ends exactly when the test says. The last one runs a real job image against the
+//! registry with basic auth. Every cluster scenario ends with the no-credential-left checks.
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use e2e::{
+    Cluster, Scenario, job_end,
+    reliability_support::{
+        AnnotationRecorder, SimNode, assert_no_credentials_left, restart_apiserver, sim_pods, wait_log,
+    },
+    sim::{self, SimContainer},
+    wait_for, workspace_bin,
+};
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, ObjectMeta, PostParams};
+
+const PREFIX: &str = "sbomjob.io";
+const MIN: Duration = Duration::from_secs(60);
+
+fn env<'a>(node: &'a [(String, String)], more: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+    node.iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .chain(more.iter().copied())
+        .collect()
+}
+
+/// Waits for the scenario's Jobs to end Complete (their pods ended by the test).
+async fn wait_complete(s: &Scenario, n: usize) {
+    wait_for(&format!("{n} Job(s) Complete"), 2 * MIN, || async {
+        let jobs = s.jobs().await;
+        jobs.len() >= n
+            && jobs
+                .iter()
+                .all(|j| job_end(j).is_some_and(|(t, _)| t == "Complete"))
+    })
+    .await;
+}
+
+/// Pods (name, imageID) whose annotation is not their imageID.
+async fn unannotated(s: &Scenario) -> Vec<(String, String, String, Option<String>)> {
+    s.annotations(PREFIX)
+        .await
+        .into_iter()
+        .filter(|(_, _, id, v)| v.as_deref() != Some(id.as_str()))
+        .collect()
+}
+
+/// 1. The API server stops for 15 s while a cycle waits for its Job: the cycle completes after
+/// it, there is no second Job, and every pod is annotated once the next cycle ran.
+#[tokio::test]
+async fn r1_apiserver_restart_mid_cycle() {
+    let cluster = Cluster::connect().await;
+    let mut s = Scenario::new(&cluster, "rel-apirestart", 1).await;
+    let node = SimNode::create(&s.client, &s.name).await;
+    let ns = s.namespaces[0].clone();
+    sim_pods(&s.client, &ns, &node.name, "e2e/rel-restart", 20, 5).await;
+    let node_env = node.operator_env();
+    s.start_operator(&env(
+        &node_env,
+        &[("SBOM_JOB_IMAGE", cluster.var("JOB_E2E_IMAGE"))],
+    ));
+    let jobs = s.wait_jobs(1, 2 * MIN).await;
+    let job = jobs[0].metadata.name.clone().unwrap();
+    // The cycle now waits for the Job, whose pod only the test can end.
+    wait_for("the Job's pod", MIN, || async {
+        !sim::pending_job_pods(&s.client, &s.job_ns)
+            .await
+            .unwrap_or_default()
+            .is_empty()
+    })
+    .await;
+
+    restart_apiserver(&s.client, Duration::from_secs(15)).await;
+
+    let ended = sim::finish_job_pods(&s.client, &s.job_ns, &node.name, 0)
+        .await
+        .expect("ending the job pod");
+    assert_eq!(ended, 1);
+    assert_eq!(s.wait_job_end(&job, 2 * MIN).await.0, "Complete");
+    s.wait_all_annotated(PREFIX, 2 * MIN).await;
+    // The next cycle (10 s interval; one retried after an error comes within 30 s) finds
+    // nothing to do.
+    let before = s.operator_log(0).matches("nothing to process").count();
+    wait_log(&s, 0, "nothing to process", before + 1, 2 * MIN).await;
+    let jobs = s.jobs().await;
+    assert_eq!(
+        jobs.len(),
+        1,
+        "a second Job was created: {:?}",
+        jobs.iter().map(|j| &j.metadata.name).collect::<Vec<_>>()
+    );
+    assert!(unannotated(&s).await.is_empty());
+    assert_no_credentials_left(&s, 1, &[]).await;
+}
+
+/// 2. The operator is killed while it annotates after its Job completed: the next operator
+/// finishes the Job's bookkeeping, annotates every pod exactly once and makes no new Job.
+#[tokio::test]
+async fn r2_operator_killed_between_complete_and_annotated() {
+    let cluster = Cluster::connect().await;
+    let mut s = Scenario::new(&cluster, "rel-kill", 2).await;
+    let node = SimNode::create(&s.client, &s.name).await;
+    let mut total = 0;
+    for ns in s.namespaces.clone() {
+        total += sim_pods(&s.client, &ns, &node.name, "e2e/rel-kill", 150, 30)
+            .await
+            .len();
+    }
+    let recorder = AnnotationRecorder::start(&s.client, &s.namespaces, &format!("{PREFIX}/app"));
+    let node_env = node.operator_env();
+    let settings = env(&node_env, &[("SBOM_JOB_IMAGE", cluster.var("JOB_E2E_IMAGE"))]);
+    s.start_operator(&settings);
+    let job = s.wait_jobs(1, 2 * MIN).await[0].metadata.name.clone().unwrap();
+    wait_for("the Job's pod", MIN, || async {
+        !sim::pending_job_pods(&s.client, &s.job_ns)
+            .await
+            .unwrap_or_default()
+            .is_empty()
+    })
+    .await;
+    sim::finish_job_pods(&s.client, &s.job_ns, &node.name, 0)
+        .await
+        .expect("ending the job pod");
+    // Kill at the first annotation seen: the Job is Complete, the annotating has begun.
+    let start = Instant::now();
+    while recorder.annotated() == 0 {
+        assert!(
+            start.elapsed() < 2 * MIN,
+            "no pod was annotated after the Job completed"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    s.kill_operator(0);
+    let at_kill = recorder.annotated();
+    eprintln!("operator killed with {at_kill} of {total} pods annotated");
+    assert_eq!(s.wait_job_end(&job, MIN).await.0, "Complete");
+
+    s.start_operator(&settings);
+    s.wait_all_annotated(PREFIX, 2 * MIN).await;
+    wait_log(&s, 1, "nothing to process", 1, 2 * MIN).await;
+    assert_eq!(s.jobs().await.len(), 1, "the restarted operator made a new Job");
+    let jobs = s.jobs().await;
+    let labels = jobs[0].metadata.labels.clone().unwrap_or_default();
+    assert_eq!(
+        labels.get("sbomjob.io/state").map(String::as_str),
+        Some("done"),
+        "the adopted Job was not marked done"
+    );
+    // Exactly once: each pod's annotation went from absent to its imageID, and never changed.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let twice = recorder.set_more_than_once();
+    assert!(twice.is_empty(), "annotated more than once: {twice:?}");
+    assert_eq!(recorder.annotated(), total);
+    assert!(unannotated(&s).await.is_empty());
+    assert_no_credentials_left(&s, 2, &[]).await;
+}
+
+async fn secret(s: &Scenario, ns: &str, name: &str, type_: &str, key: &str, value: &str) {
+    let api: Api<Secret> = Api::namespaced(s.client.clone(), ns);
+    let obj = Secret {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            ..Default::default()
+        },
+        type_: Some(type_.into()),
+        string_data: Some([(key.to_string(), value.to_string())].into()),
+        ..Default::default()
+    };
+    api.create(&PostParams::default(), &obj)
+        .await
+        .unwrap_or_else(|e| panic!("creating secret {ns}/{name}: {e}"));
+}
+
+/// 3. Bad input is logged with the object named, and the cycle goes on: an unparsable imageID,
+/// a pull secret that does not exist, one of the wrong type, one whose JSON is not a docker
+/// config. The other images are processed (without those credentials) and annotated.
+#[tokio::test]
+async fn r3_bad_input_is_logged_and_the_cycle_goes_on() {
+    let cluster = Cluster::connect().await;
+    let mut s = Scenario::new(&cluster, "rel-badinput", 1).await;
+    let node = SimNode::create(&s.client, &s.name).await;
+    let ns = s.namespaces[0].clone();
+    let password = "bad-input-pw-7Qx93kd";
+    let auth =
+        format!("{{\"auths\":{{\"10.244.0.1:5001\":{{\"username\":\"u\",\"password\":\"{password}\"}}}}}}");
+    secret(&s, &ns, "opaque-secret", "Opaque", ".dockerconfigjson", &auth).await;
+    // Valid JSON (the API server checks that much), but no docker config.
+    secret(
+        &s,
+        &ns,
+        "broken-json",
+        "kubernetes.io/dockerconfigjson",
+        ".dockerconfigjson",
+        &format!("{{\"auths\": \"{password}\"}}"),
+    )
+    .await;
+    let id = |k| e2e::reliability_support::sim_image_id("e2e/rel-bad", k);
+    let pods: Vec<(&str, String, Vec<&str>)> = vec![
+        (
+            "bad-imageid",
+            "10.244.0.1:5000/e2e/rel-bad@sha256:not-a-digest".to_string(),
+            vec![],
+        ),
+        ("missing-secret", id(1), vec!["does-not-exist"]),
+        ("wrong-type", id(2), vec!["opaque-secret"]),
+        ("bad-json", id(3), vec!["broken-json"]),
+        ("good", id(4), vec![]),
+    ];
+    for (name, image_id, secrets) in &pods {
+        let c = SimContainer::new("app", "10.244.0.1:5000/e2e/rel-bad:1.0", image_id);
+        let pod = sim::pod(&ns, name, &node.name, std::slice::from_ref(&c), secrets);
+        sim::start_pod(&s.client, &pod, &[c]).await.expect("starting pod");
+    }
+    let node_env = node.operator_env();
+    s.start_operator(&env(
+        &node_env,
+        &[("SBOM_JOB_IMAGE", cluster.var("JOB_E2E_IMAGE"))],
+    ));
+    s.wait_jobs(1, 2 * MIN).await;
+    wait_for("the Job's pod", MIN, || async {
+        !sim::pending_job_pods(&s.client, &s.job_ns)
+            .await
+            .unwrap_or_default()
+            .is_empty()
+    })
+    .await;
+    sim::finish_job_pods(&s.client, &s.job_ns, &node.name, 0)
+        .await
+        .expect("ending the job pod");
+    wait_complete(&s, 1).await;
+    wait_for("the four good images annotated", 2 * MIN, || async {
+        let a = s.annotations(PREFIX).await;
+        a.iter()
+            .filter(|(_, _, id, v)| v.as_deref() == Some(id.as_str()))
+            .count()
+            == 4
+    })
+    .await;
+    // The cycle went on to the next one, which again skips the bad pod and creates no Job.
+    wait_log(&s, 0, "nothing to process", 1, 2 * MIN).await;
+    let log = s.operator_log(0);
+    let line_with = |needles: &[&str]| {
+        log.lines()
+            .find(|l| needles.iter().all(|n| l.contains(n)))
+            .unwrap_or_else(|| panic!("no log line names {needles:?}:\n{log}"))
+            .to_string()
+    };
+    line_with(&["container skipped", "bad-imageid", "not-a-digest"]);
+    line_with(&["does-not-exist", "does not exist"]);
+    line_with(&["opaque-secret", "type"]);
+    line_with(&["broken-json", "not valid JSON"]);
+    let bad = s
+        .annotations(PREFIX)
+        .await
+        .into_iter()
+        .find(|(_, pod, _, _)| pod == "bad-imageid")
+        .expect("the bad pod");
+    assert_eq!(bad.3, None, "the pod with an unparsable imageID was annotated");
+    assert_eq!(s.jobs().await.len(), 1);
+    assert_no_credentials_left(&s, 1, &[password]).await;
+}
+
+/// 4. A namespace selector that matches nothing: the operator logs that there is nothing to
+/// process, cycle after cycle, and creates nothing.
+#[tokio::test]
+async fn r4_namespace_selector_matching_nothing() {
+    let cluster = Cluster::connect().await;
+    let mut s = Scenario::new(&cluster, "rel-nomatch", 0).await;
+    s.start_operator(&[
+        ("SBOM_JOB_IMAGE", cluster.var("JOB_E2E_IMAGE")),
+        (
+            "SBOM_NAMESPACE_LABEL_SELECTOR",
+            "sbomjob-e2e/nothing=matches-this",
+        ),
+        ("SBOM_INTERVAL", "3s"),
+    ]);
+    wait_log(&s, 0, "nothing to process", 3, MIN).await;
+    let log = s.operator_log(0);
+    assert!(!log.contains("cycle failed"), "{log}");
+    assert!(
+        log.contains("sbomjob-e2e/nothing=matches-this"),
+        "the selector is not logged:\n{log}"
+    );
+    assert!(s.jobs().await.is_empty());
+    assert_no_credentials_left(&s, 1, &[]).await;
+}
+
+/// 5. An invalid cron string is a start-up error: exit code 2, the variable named.
+#[tokio::test]
+async fn r5_invalid_cron_is_a_startup_error() {
+    let out = Command::new(workspace_bin("sbomjob-operator"))
+        .env_clear()
+        .env("SBOM_JOB_IMAGE", "registry.example/job:1")
+        .env("SBOM_CRON", "bad")
+        .output()
+        .expect("running the operator");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("SBOM_CRON"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+fn entrypoint() -> PathBuf {
+    workspace_bin("sbomjob-entrypoint")
+}
+
+fn run_entrypoint(config: &Path, command: &str, dir: &Path) -> std::process::Output {
+    Command::new(entrypoint())
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("TMPDIR", dir)
+        .env("ENTRYPOINT_CONFIG", config)
+        .env("ENTRYPOINT_COMMAND", command)
+        .output()
+        .expect("running the entrypoint")
+}
+
+/// 6. A 5 MB image-config.json: the entrypoint succeeds (or fails cleanly), never crashes; a
+/// 5 MB file that is not JSON is a usage error (exit 2).
+#[tokio::test]
+async fn r6_entrypoint_with_a_5_mb_config() {
+    let dir = tempdir("5mb");
+    let pods: Vec<serde_json::Value> = (0..8_000)
+        .map(|i| serde_json::json!({"pod": format!("pod-{i:06}-abcdefghij"), "namespace": format!("namespace-{:04}", i % 500), "cluster": "e2e-reliability"}))
+        .collect();
+    let images: Vec<serde_json::Value> = (0..8)
+        .map(|k| {
+            serde_json::json!({
+                "registry-host": "", "registry-user": "", "registry-password": "",
+                "image": e2e::reliability_support::sim_image_id("e2e/big", k),
+                "pods": pods,
+            })
+        })
+        .collect();
+    let config = dir.join("image-config.json");
+    std::fs::write(&config, serde_json::to_vec(&images).unwrap()).unwrap();
+    let size = std::fs::metadata(&config).unwrap().len();
+    assert!(size >= 5_000_000, "config is only {size} bytes");
+    let out = run_entrypoint(&config, "true {digest}", &dir);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!text.contains("panicked"), "{text}");
+    assert_eq!(out.status.code(), Some(0), "{}", &text[..text.len().min(4000)]);
+    assert!(
+        text.contains("summary: 8 images: 8 ok"),
+        "{}",
+        &text[..text.len().min(4000)]
+    );
+
+    // The same size, cut in the middle: not JSON.
+    let bytes = std::fs::read(&config).unwrap();
+    std::fs::write(&config, &bytes[..bytes.len() - 100]).unwrap();
+    let out = run_entrypoint(&config, "true", &dir);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("not JSON"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// 7. A template with an unknown placeholder: exit 2 before anything runs.
+#[tokio::test]
+async fn r7_entrypoint_unknown_placeholder() {
+    let dir = tempdir("placeholder");
+    let config = dir.join("image-config.json");
+    std::fs::write(
+        &config,
+        serde_json::json!([{"registry-host": "", "registry-user": "", "registry-password": "",
+            "image": "10.244.0.1:5000/workload/alpha:1.0", "pods": []}])
+        .to_string(),
+    )
+    .unwrap();
+    let marker = dir.join("ran");
+    let out = run_entrypoint(&config, &format!("touch {}-{{nope}}", marker.display()), &dir);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("unknown placeholder `{nope}`"), "{stderr}");
+    let ran: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("ran"))
+        .collect();
+    assert!(ran.is_empty(), "the command ran");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn tempdir(what: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "sbomjob-reliability-{what}-{:08x}",
+        rand::random::<u32>()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// 8. A real job with registry credentials (the auth registry's image, an imagePullSecret):
+/// the Secret is gone after the Job, the job pod has no service-account token, and the
+/// password appears in no log line (operator at debug level, job pod), spec or event.
+#[tokio::test]
+async fn r8_no_credential_left_behind() {
+    let cluster = Cluster::connect().await;
+    let mut s = Scenario::new(&cluster, "rel-creds", 1).await;
+    let ns = s.namespaces[0].clone();
+    let (user, password) = (
+        cluster.var("REGISTRY_AUTH_USER"),
+        cluster.var("REGISTRY_AUTH_PASSWORD"),
+    );
+    s.pull_secret(&ns, "auth-registry", cluster.var("REGISTRY_AUTH"), user, password)
+        .await;
+    s.pod(
+        &ns,
+        "private",
+        &[("app", cluster.var("WORKLOAD_DELTA_IMAGE"))],
+        &["auth-registry"],
+    )
+    .await;
+    s.wait_pods_running().await;
+    s.start_operator(&[
+        ("SBOM_JOB_IMAGE", cluster.var("JOB_SKOPEO_IMAGE")),
+        (
+            "SBOM_JOB_ENTRYPOINT_COMMAND",
+            "skopeo inspect --tls-verify=false docker://{reference}",
+        ),
+        ("SBOM_JOB_ENTRYPOINT_LOG_LEVEL", "debug"),
+    ]);
+    let job = s.wait_jobs(1, 2 * MIN).await[0].metadata.name.clone().unwrap();
+    assert_eq!(
+        s.wait_job_end(&job, 3 * MIN).await.0,
+        "Complete",
+        "{}",
+        s.job_logs(&job).await
+    );
+    s.wait_all_annotated(PREFIX, MIN).await;
+    let logs = s.job_logs(&job).await;
+    assert!(logs.contains("summary: 1 images: 1 ok"), "{logs}");
+    use base64::Engine;
+    let auth = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+    assert_no_credentials_left(&s, 1, &[password, &auth]).await;
+}
