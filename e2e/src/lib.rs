@@ -198,6 +198,8 @@ impl Scenario {
             ("SBOM_DEBOUNCE", "2s"),
             // Scenarios must not see each other's results: the digest cache is opt-in per scenario.
             ("SBOM_CACHE_TTL", "0"),
+            // Images are rebuilt under the same tag while a cluster runs: never use a stale one.
+            ("SBOM_JOB_IMAGE_PULL_POLICY", "Always"),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
