@@ -211,6 +211,7 @@ async fn new_image_triggers_a_cycle() {
         ("SBOM_JOB_IMAGE", cluster.var("JOB_E2E_IMAGE")),
         // Yearly: only the start-up cycle and new images can start cycles here.
         ("SBOM_CRON", "0 0 0 1 1 *"),
+        ("SBOM_INTERVAL", ""),
         ("SBOM_DEBOUNCE", "3s"),
     ]);
     wait_for("the start-up cycle", MIN, || async {

@@ -123,13 +123,30 @@ pub fn decide(
         .as_ref()
         .or(spec.acquire_time.as_ref())
         .map(|t| t.0);
-    let base = renewed.map_or(seen, |r| r.max(seen));
+    // The holder's renewTime counts once it is not newer than when we first saw it, less our
+    // polling period: a clock that runs fast can then bring a takeover forward by at most that
+    // period (the holder renews three times per duration), and a takeover comes within the
+    // lease duration of the holder's last renewal rather than of our noticing it.
+    let floor = sub(seen, poll_period(held_for));
+    let base = renewed.map_or(seen, |r| r.max(floor));
     let until = add(base, held_for);
     if now >= until {
         Action::Acquire
     } else {
         Action::Wait(until)
     }
+}
+
+/// How often a follower reads the Lease.
+pub fn poll_period(duration: Duration) -> Duration {
+    (duration / 6).max(Duration::from_millis(100))
+}
+
+fn sub(t: Timestamp, d: Duration) -> Timestamp {
+    SignedDuration::try_from(d)
+        .ok()
+        .and_then(|d| t.checked_sub(d).ok())
+        .unwrap_or(Timestamp::MIN)
 }
 
 fn add(t: Timestamp, d: Duration) -> Timestamp {
@@ -308,7 +325,9 @@ async fn elect(
                     info!(lease = %config.lease_name, "leader election: another replica leads");
                 }
                 let left = Timestamp::now().duration_until(until);
-                Duration::try_from(left).unwrap_or_default().min(period)
+                Duration::try_from(left)
+                    .unwrap_or_default()
+                    .min(poll_period(config.duration))
             }
             Ok(Round::Raced) => Duration::ZERO,
             Err(e) => {
@@ -459,9 +478,10 @@ mod tests {
 
     #[test]
     fn live_leases_of_others_are_waited_for_and_expired_ones_taken() {
+        // Renewed at 0, noticed at 1: it expires at 15, counted from the renewal.
         let theirs = lease(Some("other"), Some(0), Some(15));
-        assert_eq!(decide(Some(&theirs), "me", ts(5), ts(1), D), Action::Wait(ts(16)));
-        assert_eq!(decide(Some(&theirs), "me", ts(16), ts(1), D), Action::Acquire);
+        assert_eq!(decide(Some(&theirs), "me", ts(5), ts(1), D), Action::Wait(ts(15)));
+        assert_eq!(decide(Some(&theirs), "me", ts(15), ts(1), D), Action::Acquire);
         // The Lease's own duration wins over ours.
         let long = lease(Some("other"), Some(0), Some(60));
         assert_eq!(decide(Some(&long), "me", ts(30), ts(0), D), Action::Wait(ts(60)));
@@ -473,10 +493,17 @@ mod tests {
     #[test]
     fn a_fast_local_clock_cannot_steal_a_live_lease() {
         // The holder renewed at its time 0; our clock says 100 when we first see that renewal.
+        // We wait at least the duration less one poll period from our own sighting, while a
+        // live holder renews every third of the duration.
         let theirs = lease(Some("other"), Some(0), Some(15));
+        let earliest = sub(ts(115), poll_period(D));
         assert_eq!(
             decide(Some(&theirs), "me", ts(100), ts(100), D),
-            Action::Wait(ts(115))
+            Action::Wait(earliest)
+        );
+        assert!(
+            earliest > add(ts(100), D / 3 * 2),
+            "a live holder renews before we may take over"
         );
         assert_eq!(decide(Some(&theirs), "me", ts(115), ts(100), D), Action::Acquire);
     }
