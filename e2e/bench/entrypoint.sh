@@ -31,7 +31,7 @@ YML
 setsid docker-registry serve "$DIR/registry.yml" >"$DIR/registry.log" 2>&1 </dev/null &
 REG_PID=$!
 trap 'kill $REG_PID 2>/dev/null || true' EXIT
-for _ in $(seq 50); do curl -fsS -o /dev/null "http://$REG/v2/" && break; sleep 0.2; done
+for _ in $(seq 50); do curl -fsS -o /dev/null "http://$REG/v2/" 2>/dev/null && break; sleep 0.2; done
 
 say "building $IMAGES distinct images (umoci) and pushing them to $REG"
 umoci init --layout "$DIR/oci"

@@ -169,7 +169,8 @@ pub async fn restart_apiserver(client: &Client, down: Duration) {
         .open(state.join("logs/kube-apiserver.log"))
         .expect("apiserver log");
     // setsid(1) execs in place (the child is no process-group leader): the child's pid is the
-    // server's.
+    // server's. Never waited for: the server outlives the test, as cluster.sh's daemons do.
+    #[allow(clippy::zombie_processes)]
     let child = Command::new("setsid")
         .args(&argv)
         .env_clear()

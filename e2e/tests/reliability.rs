@@ -193,14 +193,17 @@ async fn r3_bad_input_is_logged_and_the_cycle_goes_on() {
     let auth =
         format!("{{\"auths\":{{\"10.244.0.1:5001\":{{\"username\":\"u\",\"password\":\"{password}\"}}}}}}");
     secret(&s, &ns, "opaque-secret", "Opaque", ".dockerconfigjson", &auth).await;
-    // Valid JSON (the API server checks that much), but no docker config.
+    // Valid JSON (the API server checks that much), but no docker config: the registry maps to
+    // the base64 `user:password` string instead of an object with an `auth` key.
+    use base64::Engine;
+    let encoded = base64::engine::general_purpose::STANDARD.encode(format!("u:{password}"));
     secret(
         &s,
         &ns,
         "broken-json",
         "kubernetes.io/dockerconfigjson",
         ".dockerconfigjson",
-        &format!("{{\"auths\": \"{password}\"}}"),
+        &format!("{{\"auths\": {{\"10.244.0.1:5001\": \"{encoded}\"}}}}"),
     )
     .await;
     let id = |k| e2e::reliability_support::sim_image_id("e2e/rel-bad", k);
@@ -266,7 +269,7 @@ async fn r3_bad_input_is_logged_and_the_cycle_goes_on() {
         .expect("the bad pod");
     assert_eq!(bad.3, None, "the pod with an unparsable imageID was annotated");
     assert_eq!(s.jobs().await.len(), 1);
-    assert_no_credentials_left(&s, 1, &[password]).await;
+    assert_no_credentials_left(&s, 1, &[password, &encoded]).await;
 }
 
 /// 4. A namespace selector that matches nothing: the operator logs that there is nothing to

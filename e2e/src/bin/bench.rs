@@ -265,11 +265,14 @@ fn cycles(lines: &[bench::LogLine]) -> Vec<(Timestamp, Option<Timestamp>)> {
 }
 
 /// One merge patch of one annotation per pod, `concurrency` in flight; (seconds, mean latency).
+/// `metadata`: ask for metadata-only responses (`Api::patch_metadata`, what the operator does),
+/// else for the whole pod.
 async fn raw_patch_loop(
     client: &Client,
     pods: &[(String, String)],
     concurrency: usize,
     tag: &str,
+    metadata: bool,
 ) -> (f64, f64) {
     let pp = PatchParams {
         field_manager: Some("sbomjob-bench".into()),
@@ -284,7 +287,12 @@ async fn raw_patch_loop(
                 let patch =
                     Patch::Merge(json!({ "metadata": { "annotations": { "bench.sbomjob.io/raw": tag } } }));
                 let t = Instant::now();
-                if let Err(e) = api.patch(name, pp, &patch).await {
+                let result = if metadata {
+                    api.patch_metadata(name, pp, &patch).await.map(drop)
+                } else {
+                    api.patch(name, pp, &patch).await.map(drop)
+                };
+                if let Err(e) = result {
                     eprintln!("raw patch {ns}/{name}: {e}");
                 }
                 t.elapsed().as_secs_f64()
@@ -353,7 +361,8 @@ async fn cluster(args: &[String]) -> Result<(), Error> {
     let mut op = start_operator(&operator_bin, &op_log, &operator_kubeconfig, digests)?;
     let pid = op.child.id();
     log(format!("operator started (pid {pid}), log {}", op.log.display()));
-    let mut cpu_cycle1 = None;
+    let mut cpu_cycle1: Option<ProcStats> = None;
+    let mut rss_at: BTreeMap<String, f64> = BTreeMap::new();
     let deadline = Instant::now() + Duration::from_secs(1200);
     let lines = loop {
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -365,9 +374,24 @@ async fn cluster(args: &[String]) -> Result<(), Error> {
             let _ = op.child.kill();
             return Err(format!("a cycle failed; see {}", op.log.display()).into());
         }
+        // Peak RSS so far at each milestone: where the memory goes.
+        for (milestone, message) in [
+            ("pod cache filled", "pod cache filled"),
+            ("first Job created", "Job created"),
+        ] {
+            if !rss_at.contains_key(milestone)
+                && count_messages(&lines, message) > 0
+                && let Some(st) = bench::proc_stats(pid, ticks)
+            {
+                rss_at.insert(milestone.to_string(), st.peak_rss_kib as f64 / 1024.0);
+            }
+        }
         let ends = count_messages(&lines, "next scheduled cycle");
         if ends >= 1 && cpu_cycle1.is_none() {
             cpu_cycle1 = bench::proc_stats(pid, ticks);
+            if let Some(st) = cpu_cycle1 {
+                rss_at.insert("cycle 1 done".into(), st.peak_rss_kib as f64 / 1024.0);
+            }
             log("cycle 1 done; waiting for cycle 2");
         }
         if ends >= 2 {
@@ -431,9 +455,10 @@ async fn cluster(args: &[String]) -> Result<(), Error> {
     log(format!(
         "raw patch loop: {pods} pods, {RAW_CONCURRENCY} in flight"
     ));
-    let (raw_seconds, raw_latency) = raw_patch_loop(&client, &names, RAW_CONCURRENCY, "1").await;
+    let (raw_full_seconds, _) = raw_patch_loop(&client, &names, RAW_CONCURRENCY, "1", false).await;
+    let (raw_seconds, raw_latency) = raw_patch_loop(&client, &names, RAW_CONCURRENCY, "2", true).await;
     let sample = pods.min(1000);
-    let (seq_seconds, _) = raw_patch_loop(&client, &names[..sample], 1, "2").await;
+    let (seq_seconds, _) = raw_patch_loop(&client, &names[..sample], 1, "3", true).await;
 
     // ---- the audit log: the operator's requests ----------------------------------------------------
     tokio::time::sleep(Duration::from_secs(3)).await; // batch audit backend: flushed every second
@@ -517,11 +542,13 @@ async fn cluster(args: &[String]) -> Result<(), Error> {
         operator_mean_in_flight,
         raw_seconds,
         raw_pods_per_s,
+        raw_full_response_pods_per_s: pods as f64 / raw_full_seconds,
         raw_mean_latency_ms: raw_latency * 1000.0,
         raw_sequential_sample: sample,
         raw_sequential_pods_per_s: sample as f64 / seq_seconds,
         ratio: operator_pods_per_s / raw_pods_per_s,
         peak_rss_mib: end_stats.peak_rss_kib as f64 / 1024.0,
+        peak_rss_at: rss_at,
         cpu_cycle1_s: cpu_cycle1.map(|s| s.cpu_seconds).unwrap_or_default(),
         cpu_total_s: end_stats.cpu_seconds,
         cycle1_s: bench::secs(c1_start, c1_end),
