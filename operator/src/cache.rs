@@ -65,6 +65,7 @@ const MAX_TTL: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
     category = "sbomjob",
     derive = "PartialEq",
     doc = "A digest sbomjob processed: the job image and settings that did it, when, in which Job, and the result.",
+    printcolumn(name = "Digest", type_ = "string", json_path = ".spec.digest"),
     printcolumn(name = "Repository", type_ = "string", json_path = ".spec.repositories[0]"),
     printcolumn(
         name = "Processed",
@@ -74,7 +75,6 @@ const MAX_TTL: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
     ),
     printcolumn(name = "Result", type_ = "string", json_path = ".spec.result"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
-    printcolumn(name = "Digest", type_ = "string", json_path = ".spec.digest", priority = "1"),
     printcolumn(
         name = "Expires",
         type_ = "string",
@@ -803,7 +803,7 @@ mod tests {
             .filter(|c| c.priority.unwrap_or(0) == 0)
             .map(|c| c.name.as_str())
             .collect();
-        assert_eq!(columns, ["Repository", "Processed", "Result", "Age"]);
+        assert_eq!(columns, ["Digest", "Repository", "Processed", "Result", "Age"]);
     }
 
     /// The committed CRD must be what `cargo run --bin crdgen` prints today.
