@@ -81,14 +81,19 @@ pub async fn run(ctx: &Context, cycle: &str) -> Result<Report> {
         .into_iter()
         .chain(waited.collect::<Vec<_>>().await)
         .collect();
+    // What those Jobs completed is done, even before the pod cache shows the annotations just
+    // written: without this, a cycle that adopted a Job would make a second Job for its images.
+    let mut just_done: HashSet<String> = HashSet::new();
     for job in &to_finish {
-        jobs::finish(ctx, job).await?;
+        if jobs::finish(ctx, job).await? == Outcome::Complete {
+            just_done.extend(jobs::digests(job).into_iter().map(String::from));
+        }
     }
     jobs::delete_orphan_secrets(ctx, &HashSet::new()).await?;
 
     // 2. What is left to do; with the cache, what a fresh record covers is annotated at once.
     let pods = ctx.pods.state();
-    let items = work_list(ctx, &pods);
+    let items = without(work_list(ctx, &pods), &just_done);
     let items = match ctx.cache_ttl {
         Some(_) => apply_cache(ctx, &pods, items).await,
         None => items,
@@ -136,6 +141,11 @@ fn work_list(ctx: &Context, pods: &[Arc<Pod>]) -> Vec<WorkItem> {
         warn!(namespace = %s.namespace, pod = %s.pod, container = %s.container, reason = %s.reason, "container skipped");
     }
     items
+}
+
+/// The work items whose digest is not in `done`.
+pub fn without(items: Vec<WorkItem>, done: &HashSet<String>) -> Vec<WorkItem> {
+    items.into_iter().filter(|i| !done.contains(&i.digest)).collect()
 }
 
 /// Every digest the snapshot's pods run.
@@ -293,6 +303,25 @@ mod tests {
             }),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn digests_a_finished_job_completed_are_not_processed_again() {
+        use crate::worklist::fixtures::{digest, pod, status};
+        let pods: Vec<Arc<Pod>> = vec![
+            pod("a", "p", vec![status("c", &format!("r.io/x@{}", digest(1)))]).into(),
+            pod("a", "q", vec![status("c", &format!("r.io/y@{}", digest(2)))]).into(),
+        ];
+        let (items, _) = worklist::build(&Snapshot {
+            pods: &pods,
+            namespaces: None,
+            annotation_prefix: "sbomjob.io",
+            ignore_annotations: false,
+            cluster_id: "c",
+        });
+        let done: HashSet<String> = [digest(1)].into();
+        let left: Vec<String> = without(items, &done).into_iter().map(|i| i.digest).collect();
+        assert_eq!(left, [digest(2)]);
     }
 
     #[test]
