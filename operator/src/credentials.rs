@@ -44,7 +44,7 @@ pub enum SecretError {
     WrongType(String),
     #[error("has no data key {0}")]
     MissingKey(&'static str),
-    #[error("{key} is not valid JSON: {error}")]
+    #[error("{key} is not valid JSON for a docker config ({error})")]
     BadJson { key: &'static str, error: String },
     #[error("entry {registry:?}: `auth` is not base64 of user:password")]
     BadAuth { registry: String },
@@ -76,9 +76,17 @@ pub fn parse_pull_secret(secret: &Secret) -> Result<Vec<AuthEntry>, SecretError>
             .ok_or(SecretError::MissingKey(key))
     };
     let bad_json = |key| {
+        // Only where and what kind: serde's message quotes the offending value, which here may be
+        // a password or an `auth` string, and this error ends up in the log.
         move |e: serde_json::Error| SecretError::BadJson {
             key,
-            error: e.to_string(),
+            error: format!(
+                "{:?} error at line {} column {}",
+                e.classify(),
+                e.line(),
+                e.column()
+            )
+            .to_lowercase(),
         }
     };
     let auths = match type_ {
@@ -283,6 +291,23 @@ mod tests {
         assert_eq!(user("other.example.com/app").as_deref(), Some("wild"));
         assert_eq!(user("example.com/app"), None);
         assert_eq!(user("quay.io/x/y").as_deref(), Some("a"));
+    }
+
+    #[test]
+    fn errors_never_quote_the_secret() {
+        let encoded = b64("u:hunter2-secret");
+        for body in [
+            format!(r#"{{"auths":{{"r.io":"{encoded}"}}}}"#),
+            r#"{"auths":{"r.io":{"password":"hunter2-secret","username":7}}}"#.to_string(),
+            "{\"auths\": hunter2-secret".to_string(),
+        ] {
+            let err = parse_pull_secret(&json_secret(&body)).unwrap_err().to_string();
+            assert!(err.contains("not valid JSON"), "{err}");
+            assert!(
+                !err.contains("hunter2") && !err.contains(&encoded),
+                "the message quotes the secret: {err}"
+            );
+        }
     }
 
     #[test]
