@@ -44,17 +44,34 @@ fi
 "$ROOT/e2e/cluster/tools.sh" >/dev/null
 # shellcheck source=../cluster/lib/common.sh
 . "$ROOT/e2e/cluster/lib/common.sh"
-[[ -x $K8S_BIN_DIR/kube-apiserver ]] || "$ROOT/e2e/cluster/build-binaries.sh" >&2
+[[ -x $K8S_BIN_DIR/kube-apiserver ]] || "$ROOT/e2e/cluster/build-binaries.sh" >&2 || true
+
+# What else ran on the machine before each measurement (the shared e2e cluster and its suites
+# may be busy): the load average, the CPU idle share over 3 s, and whether e2e tests ran.
+busy() {
+  local a b idle total suites
+  read -r _ a1 a2 a3 a4 a5 a6 a7 a8 _ </proc/stat
+  a=$((a1 + a2 + a3 + a4 + a5 + a6 + a7 + a8)); idle=$((a4 + a5))
+  sleep 3
+  read -r _ b1 b2 b3 b4 b5 b6 b7 b8 _ </proc/stat
+  b=$((b1 + b2 + b3 + b4 + b5 + b6 + b7 + b8)); total=$((b - a))
+  idle=$(( (b4 + b5 - idle) * 100 / (total > 0 ? total : 1) ))
+  suites=$(pgrep -f 'target/debug/deps/(scenarios|beyond|reliability|helm|rbac)-' | wc -l)
+  printf '%s: load average %s; CPU idle over 3 s: %s%%; e2e test processes running: %s\n' \
+    "$1" "$(cut -d' ' -f1-3 /proc/loadavg)" "$idle" "$suites" >>"$OUT/load.txt"
+}
 
 step "release build"
 cargo build --release --locked -p sbomjob-operator -p sbomjob-job-image -p sbomjob-e2e --bins >&2
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}/release
 rm -rf "$OUT"
 mkdir -p "$OUT"
+: >"$OUT/load.txt"
 
 cluster_files=()
 for n in $SIZES; do
   step "operator, N = $n"
+  busy "before N = $n"
   "$ROOT/e2e/bench/controlplane.sh" up
   eval "$("$ROOT/e2e/bench/controlplane.sh" env)"
   "$TARGET/bench" cluster --pods "$n" --namespaces "$NAMESPACES" \
@@ -65,6 +82,7 @@ for n in $SIZES; do
 done
 
 step "entrypoint, 200 images"
+busy "before the entrypoint bench"
 "$ROOT/e2e/bench/entrypoint.sh" "$TARGET/sbomjob-entrypoint" "$OUT/entrypoint.json"
 
 step "fuzzing, ${FUZZ_SECONDS}s per target"
@@ -123,6 +141,10 @@ step "RESULTS.md"
   echo "  makes; whole-pod responses are shown too), in the same run on the same API server after the"
   echo "  operator stopped; and one in flight on up to 1,000 pods (sequential)."
   echo "- Peak RSS: VmHWM of /proc/<pid>/status; CPU: utime + stime of /proc/<pid>/stat."
+  echo "- The machine was not reserved for the bench: 2 cores shared with whatever else ran (the shared"
+  echo "  e2e cluster and its suites among them). Load when each part started:"
+  echo
+  sed 's/^/  - /' "$OUT/load.txt"
   echo
   echo "## Results"
   echo

@@ -254,7 +254,11 @@ pub fn render(
         }
     }
     if let Some(e) = entrypoint {
-        let _ = writeln!(s, "| entrypoint, {} images, `{}` | |", e.images, e.cli);
+        let _ = writeln!(
+            s,
+            "| entrypoint, {} images, `{}` (fastest of 3 runs each) | |",
+            e.images, e.cli
+        );
         let _ = writeln!(s, "|---|---:|");
         let _ = writeln!(
             s,
