@@ -25,6 +25,18 @@ use kube::api::{Api, ObjectMeta, PostParams};
 
 const PREFIX: &str = "sbomjob.io";
 const MIN: Duration = Duration::from_secs(60);
+/// The job image of scenarios whose Job pods the test ends itself (on a simulated node): no
+/// kubelet ever pulls it.
+const NEVER_PULLED: &str = "10.244.0.1:5000/sbomjob/never-pulled:1.0";
+
+/// A job image of the project with skopeo and the entrypoint in it.
+fn skopeo_job_image(cluster: &Cluster) -> &str {
+    ["JOB_SKOPEO_IMAGE", "JOB_E2E_IMAGE"]
+        .iter()
+        .find_map(|v| cluster.vars.get(*v))
+        .map(String::as_str)
+        .expect("neither JOB_SKOPEO_IMAGE nor JOB_E2E_IMAGE is in images.env (run e2e/images/build.sh)")
+}
 
 fn env<'a>(node: &'a [(String, String)], more: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
     node.iter()
@@ -64,10 +76,7 @@ async fn r1_apiserver_restart_mid_cycle() {
     let ns = s.namespaces[0].clone();
     sim_pods(&s.client, &ns, &node.name, "e2e/rel-restart", 20, 5).await;
     let node_env = node.operator_env();
-    s.start_operator(&env(
-        &node_env,
-        &[("SBOM_JOB_IMAGE", cluster.var("JOB_E2E_IMAGE"))],
-    ));
+    s.start_operator(&env(&node_env, &[("SBOM_JOB_IMAGE", NEVER_PULLED)]));
     let jobs = s.wait_jobs(1, 2 * MIN).await;
     let job = jobs[0].metadata.name.clone().unwrap();
     // The cycle now waits for the Job, whose pod only the test can end.
@@ -117,7 +126,7 @@ async fn r2_operator_killed_between_complete_and_annotated() {
     }
     let recorder = AnnotationRecorder::start(&s.client, &s.namespaces, &format!("{PREFIX}/app"));
     let node_env = node.operator_env();
-    let settings = env(&node_env, &[("SBOM_JOB_IMAGE", cluster.var("JOB_E2E_IMAGE"))]);
+    let settings = env(&node_env, &[("SBOM_JOB_IMAGE", NEVER_PULLED)]);
     s.start_operator(&settings);
     let job = s.wait_jobs(1, 2 * MIN).await[0].metadata.name.clone().unwrap();
     wait_for("the Job's pod", MIN, || async {
@@ -224,10 +233,7 @@ async fn r3_bad_input_is_logged_and_the_cycle_goes_on() {
         sim::start_pod(&s.client, &pod, &[c]).await.expect("starting pod");
     }
     let node_env = node.operator_env();
-    s.start_operator(&env(
-        &node_env,
-        &[("SBOM_JOB_IMAGE", cluster.var("JOB_E2E_IMAGE"))],
-    ));
+    s.start_operator(&env(&node_env, &[("SBOM_JOB_IMAGE", NEVER_PULLED)]));
     s.wait_jobs(1, 2 * MIN).await;
     wait_for("the Job's pod", MIN, || async {
         !sim::pending_job_pods(&s.client, &s.job_ns)
@@ -279,7 +285,7 @@ async fn r4_namespace_selector_matching_nothing() {
     let cluster = Cluster::connect().await;
     let mut s = Scenario::new(&cluster, "rel-nomatch", 0).await;
     s.start_operator(&[
-        ("SBOM_JOB_IMAGE", cluster.var("JOB_E2E_IMAGE")),
+        ("SBOM_JOB_IMAGE", NEVER_PULLED),
         (
             "SBOM_NAMESPACE_LABEL_SELECTOR",
             "sbomjob-e2e/nothing=matches-this",
@@ -431,7 +437,7 @@ async fn r8_no_credential_left_behind() {
     .await;
     s.wait_pods_running().await;
     s.start_operator(&[
-        ("SBOM_JOB_IMAGE", cluster.var("JOB_SKOPEO_IMAGE")),
+        ("SBOM_JOB_IMAGE", skopeo_job_image(&cluster)),
         (
             "SBOM_JOB_ENTRYPOINT_COMMAND",
             "skopeo inspect --tls-verify=false docker://{reference}",
