@@ -663,6 +663,11 @@ pub fn http_get(addr: &str, path: &str) -> String {
         .unwrap_or(response)
 }
 
+/// A Job's name.
+pub fn job_name(job: &Job) -> String {
+    job.metadata.name.clone().unwrap_or_default()
+}
+
 /// (condition type, reason) of a Job's terminal condition, if it has one.
 pub fn job_end(job: &Job) -> Option<(String, String)> {
     job.status

@@ -3,15 +3,10 @@
 
 use std::time::{Duration, Instant};
 
-use e2e::{Cluster, Scenario, http_get, job_end, registry::copy_image, wait_for};
-use k8s_openapi::api::batch::v1::Job;
+use e2e::{Cluster, Scenario, http_get, job_end, job_name, registry::copy_image, wait_for};
 
 const PREFIX: &str = "sbomjob.io";
 const MIN: Duration = Duration::from_secs(60);
-
-fn job_name(job: &Job) -> String {
-    job.metadata.name.clone().unwrap()
-}
 
 /// A value only this run's operators have: their settings hash differs from every other
 /// scenario's, so cache records of other runs never count as hits.

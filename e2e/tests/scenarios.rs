@@ -3,17 +3,13 @@
 
 use std::time::Duration;
 
-use e2e::{Cluster, Scenario, job_end, wait_for};
+use e2e::{Cluster, Scenario, job_end, job_name, wait_for};
 use k8s_openapi::api::batch::v1::Job;
 
 const PREFIX: &str = "sbomjob.io";
 /// skopeo fetches the image's manifest and config from the registry: a real pull of metadata.
 const SKOPEO: &str = "skopeo inspect --tls-verify=false docker://{reference}";
 const MIN: Duration = Duration::from_secs(60);
-
-fn job_name(job: &Job) -> String {
-    job.metadata.name.clone().unwrap()
-}
 
 fn env_of(job: &Job) -> Vec<(String, Option<String>)> {
     let pod = job.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
