@@ -89,7 +89,7 @@ pub async fn run(ctx: &Context, cycle: &str) -> Result<Report> {
             just_done.extend(jobs::digests(job).into_iter().map(String::from));
         }
     }
-    jobs::delete_orphan_secrets(ctx, &HashSet::new()).await?;
+    jobs::delete_orphan_secrets(ctx).await?;
 
     // 2. What is left to do; with the cache, what a fresh record covers is annotated at once.
     let pods = ctx.pods.state();

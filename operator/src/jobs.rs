@@ -292,8 +292,9 @@ pub async fn unfinished(ctx: &Context) -> Result<Vec<Job>> {
     Ok(list)
 }
 
-/// Deletes Secrets of ours whose Job is gone or done (left by a crash between two calls).
-pub async fn delete_orphan_secrets(ctx: &Context, live_jobs: &HashSet<String>) -> Result<()> {
+/// Deletes every Secret of ours: called once all our Jobs have ended, so any left is an orphan
+/// (a crash between two calls).
+pub async fn delete_orphan_secrets(ctx: &Context) -> Result<()> {
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
     let list = secrets
         .list_metadata(&ListParams::default().labels(SELECTOR))
@@ -301,13 +302,11 @@ pub async fn delete_orphan_secrets(ctx: &Context, live_jobs: &HashSet<String>) -
         .context(|| format!("listing Secrets in {}", ctx.namespace))?;
     for s in list.items {
         let secret_name = s.metadata.name.unwrap_or_default();
-        if !live_jobs.contains(&secret_name) {
-            info!(secret = %secret_name, "deleting Secret left without a running Job");
-            match secrets.delete(&secret_name, &DeleteParams::default()).await {
-                Ok(_) => {}
-                Err(e) if is_not_found(&e) => {}
-                Err(e) => warn!(secret = %secret_name, error = %e, "could not delete Secret"),
-            }
+        info!(secret = %secret_name, "deleting Secret left without a running Job");
+        match secrets.delete(&secret_name, &DeleteParams::default()).await {
+            Ok(_) => {}
+            Err(e) if is_not_found(&e) => {}
+            Err(e) => warn!(secret = %secret_name, error = %e, "could not delete Secret"),
         }
     }
     Ok(())
