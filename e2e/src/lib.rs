@@ -86,6 +86,10 @@ pub fn workspace_bin(name: &str) -> PathBuf {
     bin
 }
 
+/// A job command that runs skopeo against the registry: a real pull of the image's manifest
+/// and config.
+pub const SKOPEO_INSPECT: &str = "skopeo inspect --tls-verify=false docker://{reference}";
+
 /// Label on the workload namespaces of a scenario; the scenario's operator selects them by it.
 pub const SCENARIO_LABEL: &str = "sbomjob-e2e/scenario";
 
@@ -248,18 +252,6 @@ impl Scenario {
         let release = format!("e2e-{}", self.name);
         let ttl = if self.cache { "72h" } else { "0" };
         self.helm_install(&release, 0, &[("jobImage", "unused"), ("cache.ttl", ttl)]);
-        let kubectl = |args: &[&str]| {
-            let out = std::process::Command::new("kubectl")
-                .args(args)
-                .output()
-                .expect("running kubectl");
-            assert!(
-                out.status.success(),
-                "kubectl {args:?}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            String::from_utf8(out.stdout).expect("utf-8").trim().to_string()
-        };
         let sa = kubectl(&[
             "get",
             "serviceaccount",
@@ -322,15 +314,7 @@ impl Scenario {
                 "crd/imagerecords.sbomjob.io",
             ],
         ] {
-            let out = std::process::Command::new("kubectl")
-                .args(&args)
-                .output()
-                .expect("running kubectl");
-            assert!(
-                out.status.success(),
-                "kubectl {args:?}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+            kubectl(&args);
         }
     }
 
@@ -405,6 +389,14 @@ impl Scenario {
         api.create(&PostParams::default(), &pod)
             .await
             .unwrap_or_else(|e| panic!("creating pod {ns}/{name}: {e}"));
+    }
+
+    /// Creates pod `name` in `ns` with one container `app` running images.env's `image_var`,
+    /// then waits until every workload pod runs: how most scenarios set up their workload.
+    pub async fn run_app_pod(&self, ns: &str, name: &str, image_var: &str, pull_secrets: &[&str]) {
+        self.pod(ns, name, &[("app", self.cluster.var(image_var))], pull_secrets)
+            .await;
+        self.wait_pods_running().await;
     }
 
     /// Waits until every container of every workload pod runs and reports its imageID.
@@ -643,6 +635,21 @@ impl Drop for Scenario {
             .stderr(Stdio::null())
             .status();
     }
+}
+
+/// Runs kubectl for the harness's own setup, which must succeed: panics with its stderr
+/// otherwise; returns its trimmed stdout.
+fn kubectl(args: &[&str]) -> String {
+    let out = std::process::Command::new("kubectl")
+        .args(args)
+        .output()
+        .expect("running kubectl");
+    assert!(
+        out.status.success(),
+        "kubectl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8").trim().to_string()
 }
 
 /// A plain HTTP GET on loopback; returns the body.

@@ -308,6 +308,15 @@ pub async fn pending_job_pods(client: &Client, ns: &str) -> Result<Vec<Pod>, Err
     Ok(list.items.into_iter().filter(|p| !is_terminal(p)).collect())
 }
 
+/// Waits until `ns` has a Job pod that has not ended (a cycle's Job pod, which only the test
+/// ends on a simulated node); panics after `timeout`.
+pub async fn wait_job_pod(client: &Client, ns: &str, timeout: Duration) {
+    crate::wait_for("the Job's pod", timeout, || async {
+        !pending_job_pods(client, ns).await.unwrap_or_default().is_empty()
+    })
+    .await;
+}
+
 /// Ends every Job pod of `ns` that has not ended; returns how many.
 pub async fn finish_job_pods(client: &Client, ns: &str, node: &str, exit_code: i32) -> Result<usize, Error> {
     let pods = pending_job_pods(client, ns).await?;

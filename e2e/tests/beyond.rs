@@ -22,9 +22,7 @@ async fn cache_annotates_known_digests_without_a_job() {
     let mut s = Scenario::new(&cluster, "cache", 2).await;
     s.enable_cache();
     let (w0, w1) = (s.namespaces[0].clone(), s.namespaces[1].clone());
-    let alpha = cluster.var("WORKLOAD_ALPHA_IMAGE");
-    s.pod(&w0, "first", &[("app", alpha)], &[]).await;
-    s.wait_pods_running().await;
+    s.run_app_pod(&w0, "first", "WORKLOAD_ALPHA_IMAGE", &[]).await;
     let (k, v) = unique_identity();
     let op = s.start_operator(&[
         ("SBOM_JOB_IMAGE", cluster.var("JOB_E2E_IMAGE")),
@@ -55,8 +53,7 @@ async fn cache_annotates_known_digests_without_a_job() {
     assert_eq!(json["spec"]["job"], job.as_str());
 
     // The second namespace, later: annotated at once, no Job.
-    s.pod(&w1, "second", &[("app", alpha)], &[]).await;
-    s.wait_pods_running().await;
+    s.run_app_pod(&w1, "second", "WORKLOAD_ALPHA_IMAGE", &[]).await;
     s.wait_all_annotated(PREFIX, MIN).await;
     tokio::time::sleep(Duration::from_secs(5)).await;
     assert_eq!(s.jobs().await.len(), 1, "a cache hit must not create a Job");
@@ -78,9 +75,7 @@ async fn expired_cache_record_means_a_new_job() {
     let mut s = Scenario::new(&cluster, "expiry", 2).await;
     s.enable_cache();
     let (w0, w1) = (s.namespaces[0].clone(), s.namespaces[1].clone());
-    let beta = cluster.var("WORKLOAD_BETA_IMAGE");
-    s.pod(&w0, "first", &[("app", beta)], &[]).await;
-    s.wait_pods_running().await;
+    s.run_app_pod(&w0, "first", "WORKLOAD_BETA_IMAGE", &[]).await;
     let (k, v) = unique_identity();
     s.start_operator(&[
         ("SBOM_JOB_IMAGE", cluster.var("JOB_E2E_IMAGE")),
@@ -91,7 +86,8 @@ async fn expired_cache_record_means_a_new_job() {
     assert_eq!(s.wait_job_end(&first, 3 * MIN).await.0, "Complete");
     s.wait_all_annotated(PREFIX, MIN).await;
     tokio::time::sleep(Duration::from_secs(16)).await;
-    s.pod(&w1, "second", &[("app", beta)], &[]).await;
+    s.pod(&w1, "second", &[("app", cluster.var("WORKLOAD_BETA_IMAGE"))], &[])
+        .await;
     let jobs = s.wait_jobs(2, 2 * MIN).await;
     assert_eq!(jobs.len(), 2);
     assert_eq!(s.wait_job_end(&job_name(&jobs[1]), 3 * MIN).await.0, "Complete");
@@ -233,9 +229,7 @@ async fn leader_election_failover() {
     let cluster = Cluster::connect().await;
     let mut s = Scenario::new(&cluster, "leader", 1).await;
     let ns = s.namespaces[0].clone();
-    s.pod(&ns, "a", &[("app", cluster.var("WORKLOAD_ALPHA_IMAGE"))], &[])
-        .await;
-    s.wait_pods_running().await;
+    s.run_app_pod(&ns, "a", "WORKLOAD_ALPHA_IMAGE", &[]).await;
     let lease = Duration::from_secs(6);
     let env = [
         ("SBOM_JOB_IMAGE", cluster.var("JOB_E2E_IMAGE")),

@@ -13,7 +13,7 @@ use std::{
 };
 
 use e2e::{
-    Cluster, Scenario, job_end,
+    Cluster, SKOPEO_INSPECT, Scenario, job_end,
     reliability_support::{
         AnnotationRecorder, SimNode, assert_no_credentials_left, restart_apiserver, sim_pods, wait_log,
     },
@@ -80,13 +80,7 @@ async fn r1_apiserver_restart_mid_cycle() {
     let jobs = s.wait_jobs(1, 2 * MIN).await;
     let job = jobs[0].metadata.name.clone().unwrap();
     // The cycle now waits for the Job, whose pod only the test can end.
-    wait_for("the Job's pod", MIN, || async {
-        !sim::pending_job_pods(&s.client, &s.job_ns)
-            .await
-            .unwrap_or_default()
-            .is_empty()
-    })
-    .await;
+    sim::wait_job_pod(&s.client, &s.job_ns, MIN).await;
 
     restart_apiserver(&s.client, Duration::from_secs(15)).await;
 
@@ -129,13 +123,7 @@ async fn r2_operator_killed_between_complete_and_annotated() {
     let settings = env(&node_env, &[("SBOM_JOB_IMAGE", NEVER_PULLED)]);
     s.start_operator(&settings);
     let job = s.wait_jobs(1, 2 * MIN).await[0].metadata.name.clone().unwrap();
-    wait_for("the Job's pod", MIN, || async {
-        !sim::pending_job_pods(&s.client, &s.job_ns)
-            .await
-            .unwrap_or_default()
-            .is_empty()
-    })
-    .await;
+    sim::wait_job_pod(&s.client, &s.job_ns, MIN).await;
     sim::finish_job_pods(&s.client, &s.job_ns, &node.name, 0)
         .await
         .expect("ending the job pod");
@@ -235,13 +223,7 @@ async fn r3_bad_input_is_logged_and_the_cycle_goes_on() {
     let node_env = node.operator_env();
     s.start_operator(&env(&node_env, &[("SBOM_JOB_IMAGE", NEVER_PULLED)]));
     s.wait_jobs(1, 2 * MIN).await;
-    wait_for("the Job's pod", MIN, || async {
-        !sim::pending_job_pods(&s.client, &s.job_ns)
-            .await
-            .unwrap_or_default()
-            .is_empty()
-    })
-    .await;
+    sim::wait_job_pod(&s.client, &s.job_ns, MIN).await;
     sim::finish_job_pods(&s.client, &s.job_ns, &node.name, 0)
         .await
         .expect("ending the job pod");
@@ -428,20 +410,11 @@ async fn r8_no_credential_left_behind() {
     );
     s.pull_secret(&ns, "auth-registry", cluster.var("REGISTRY_AUTH"), user, password)
         .await;
-    s.pod(
-        &ns,
-        "private",
-        &[("app", cluster.var("WORKLOAD_DELTA_IMAGE"))],
-        &["auth-registry"],
-    )
-    .await;
-    s.wait_pods_running().await;
+    s.run_app_pod(&ns, "private", "WORKLOAD_DELTA_IMAGE", &["auth-registry"])
+        .await;
     s.start_operator(&[
         ("SBOM_JOB_IMAGE", skopeo_job_image(&cluster)),
-        (
-            "SBOM_JOB_ENTRYPOINT_COMMAND",
-            "skopeo inspect --tls-verify=false docker://{reference}",
-        ),
+        ("SBOM_JOB_ENTRYPOINT_COMMAND", SKOPEO_INSPECT),
         ("SBOM_JOB_ENTRYPOINT_LOG_LEVEL", "debug"),
     ]);
     let job = s.wait_jobs(1, 2 * MIN).await[0].metadata.name.clone().unwrap();

@@ -3,12 +3,10 @@
 
 use std::time::Duration;
 
-use e2e::{Cluster, Scenario, job_end, job_name, wait_for};
+use e2e::{Cluster, SKOPEO_INSPECT, Scenario, job_end, job_name, wait_for};
 use k8s_openapi::api::batch::v1::Job;
 
 const PREFIX: &str = "sbomjob.io";
-/// skopeo fetches the image's manifest and config from the registry: a real pull of metadata.
-const SKOPEO: &str = "skopeo inspect --tls-verify=false docker://{reference}";
 const MIN: Duration = Duration::from_secs(60);
 
 fn env_of(job: &Job) -> Vec<(String, Option<String>)> {
@@ -41,7 +39,7 @@ async fn s1_happy_path() {
 
     s.start_operator(&[
         ("SBOM_JOB_IMAGE", cluster.var("JOB_SKOPEO_IMAGE")),
-        ("SBOM_JOB_ENTRYPOINT_COMMAND", SKOPEO),
+        ("SBOM_JOB_ENTRYPOINT_COMMAND", SKOPEO_INSPECT),
     ]);
     let jobs = s.wait_jobs(1, 2 * MIN).await;
     assert_eq!(jobs.len(), 1, "one Job for the whole cycle");
@@ -111,7 +109,7 @@ async fn s2_failure_annotates_nothing_and_retries() {
 
     s.start_operator(&[
         ("SBOM_JOB_IMAGE", cluster.var("JOB_SKOPEO_IMAGE")),
-        ("SBOM_JOB_ENTRYPOINT_COMMAND", SKOPEO),
+        ("SBOM_JOB_ENTRYPOINT_COMMAND", SKOPEO_INSPECT),
     ]);
     let first = job_name(&s.wait_jobs(1, 2 * MIN).await[0]);
     assert_eq!(s.wait_job_end(&first, 3 * MIN).await.0, "Failed");
@@ -140,9 +138,7 @@ async fn s3_deadline() {
     let cluster = Cluster::connect().await;
     let mut s = Scenario::new(&cluster, "deadline", 1).await;
     let ns = s.namespaces[0].clone();
-    s.pod(&ns, "app", &[("app", cluster.var("WORKLOAD_ALPHA_IMAGE"))], &[])
-        .await;
-    s.wait_pods_running().await;
+    s.run_app_pod(&ns, "app", "WORKLOAD_ALPHA_IMAGE", &[]).await;
     s.start_operator(&[
         ("SBOM_JOB_IMAGE", cluster.var("JOB_E2E_IMAGE")),
         ("SBOM_JOB_ENTRYPOINT_COMMAND", "busybox sleep 3600"),
@@ -163,9 +159,7 @@ async fn s4_blocking() {
     let cluster = Cluster::connect().await;
     let mut s = Scenario::new(&cluster, "blocking", 1).await;
     let ns = s.namespaces[0].clone();
-    s.pod(&ns, "app", &[("app", cluster.var("WORKLOAD_BETA_IMAGE"))], &[])
-        .await;
-    s.wait_pods_running().await;
+    s.run_app_pod(&ns, "app", "WORKLOAD_BETA_IMAGE", &[]).await;
     s.start_operator(&[
         ("SBOM_JOB_IMAGE", cluster.var("JOB_E2E_IMAGE")),
         ("SBOM_JOB_ENTRYPOINT_COMMAND", "busybox sleep 30"),
@@ -201,9 +195,7 @@ async fn s5_env_forwarding() {
     let cluster = Cluster::connect().await;
     let mut s = Scenario::new(&cluster, "env", 1).await;
     let ns = s.namespaces[0].clone();
-    s.pod(&ns, "app", &[("app", cluster.var("WORKLOAD_ALPHA_IMAGE"))], &[])
-        .await;
-    s.wait_pods_running().await;
+    s.run_app_pod(&ns, "app", "WORKLOAD_ALPHA_IMAGE", &[]).await;
     let tricky = "https://x:443/a b=c";
     let b64 = "aGk+Pz8/+/w==";
     // The kubelet expands `$(VAR)` and folds `$$`: the job must still see the value verbatim.
@@ -266,19 +258,13 @@ async fn s6_private_registry() {
     s.pull_secret(&ns, "regcred", registry, user, password).await;
     s.pull_secret(&s.job_ns.clone(), "jobcred", registry, user, password)
         .await;
-    s.pod(
-        &ns,
-        "private",
-        &[("app", cluster.var("WORKLOAD_DELTA_IMAGE"))],
-        &["regcred"],
-    )
-    .await;
-    s.wait_pods_running().await;
+    s.run_app_pod(&ns, "private", "WORKLOAD_DELTA_IMAGE", &["regcred"])
+        .await;
     s.start_operator(&[
         ("SBOM_JOB_IMAGE", cluster.var("JOB_E2E_PRIVATE_IMAGE")),
         ("SBOM_JOB_IMAGE_PULL_SECRET", "jobcred"),
         ("SBOM_JOB_IMAGE_PULL_POLICY", "Always"),
-        ("SBOM_JOB_ENTRYPOINT_COMMAND", SKOPEO),
+        ("SBOM_JOB_ENTRYPOINT_COMMAND", SKOPEO_INSPECT),
     ]);
     let job = s.wait_jobs(1, 2 * MIN).await.remove(0);
     let pod_spec = job.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
@@ -309,12 +295,10 @@ async fn s7_restricted() {
     let api: kube::Api<k8s_openapi::api::core::v1::Namespace> = kube::Api::all(s.client.clone());
     let labels = api.get(&s.job_ns).await.unwrap().metadata.labels.unwrap();
     assert_eq!(labels["pod-security.kubernetes.io/enforce"], "restricted");
-    s.pod(&ns, "app", &[("app", cluster.var("WORKLOAD_GAMMA_IMAGE"))], &[])
-        .await;
-    s.wait_pods_running().await;
+    s.run_app_pod(&ns, "app", "WORKLOAD_GAMMA_IMAGE", &[]).await;
     s.start_operator(&[
         ("SBOM_JOB_IMAGE", cluster.var("JOB_SKOPEO_IMAGE")),
-        ("SBOM_JOB_ENTRYPOINT_COMMAND", SKOPEO),
+        ("SBOM_JOB_ENTRYPOINT_COMMAND", SKOPEO_INSPECT),
     ]);
     let job = job_name(&s.wait_jobs(1, 2 * MIN).await[0]);
     assert_eq!(s.wait_job_end(&job, 3 * MIN).await.0, "Complete");
@@ -349,9 +333,7 @@ async fn s8_restart_adopts_the_job() {
     let cluster = Cluster::connect().await;
     let mut s = Scenario::new(&cluster, "restart", 1).await;
     let ns = s.namespaces[0].clone();
-    s.pod(&ns, "app", &[("app", cluster.var("WORKLOAD_BETA_IMAGE"))], &[])
-        .await;
-    s.wait_pods_running().await;
+    s.run_app_pod(&ns, "app", "WORKLOAD_BETA_IMAGE", &[]).await;
     let env = [
         ("SBOM_JOB_IMAGE", cluster.var("JOB_E2E_IMAGE")),
         ("SBOM_JOB_ENTRYPOINT_COMMAND", "busybox sleep 25"),
