@@ -11,7 +11,7 @@ use std::{
     time::Duration,
 };
 
-use futures::{StreamExt, stream};
+use futures::{StreamExt, future::ready, stream};
 use k8s_openapi::api::core::v1::Pod;
 use kube::{
     Api, Client,
@@ -20,11 +20,7 @@ use kube::{
 use serde_json::json;
 use tracing::{debug, warn};
 
-use crate::{
-    image_id::ImageId,
-    is_not_found,
-    worklist::{annotation_key, statuses},
-};
+use crate::{image_id::ImageId, is_not_found, pod::CachedPod, worklist::annotation_key};
 
 /// Patches in flight at once: enough to keep the API server busy, few enough not to flood it.
 const CONCURRENCY: usize = 16;
@@ -32,13 +28,12 @@ const ATTEMPTS: u32 = 5;
 pub const FIELD_MANAGER: &str = "sbomjob";
 
 /// The annotations a pod still needs for the processed digests (empty: nothing to write).
-pub fn annotations_for(pod: &Pod, prefix: &str, digests: &HashSet<&str>) -> BTreeMap<String, String> {
-    let current = pod.metadata.annotations.as_ref();
-    statuses(pod)
+pub fn annotations_for(pod: &CachedPod, prefix: &str, digests: &HashSet<&str>) -> BTreeMap<String, String> {
+    pod.statuses()
         .filter_map(|s| {
             let id = ImageId::parse(&s.image_id).ok()?;
             let key = annotation_key(prefix, &s.name);
-            (digests.contains(id.digest.as_str()) && current.and_then(|a| a.get(&key)) != Some(&id.raw))
+            (digests.contains(id.digest.as_str()) && pod.annotation(&key) != Some(id.raw.as_str()))
                 .then_some((key, id.raw))
         })
         .collect()
@@ -54,30 +49,29 @@ pub struct Report {
 }
 
 /// Annotates every pod of the snapshot that runs one of the digests.
-pub async fn annotate(client: &Client, pods: &[Arc<Pod>], prefix: &str, digests: &HashSet<&str>) -> Report {
-    let work: Vec<(String, String, BTreeMap<String, String>)> = pods
-        .iter()
-        .filter_map(|pod| {
-            let wanted = annotations_for(pod, prefix, digests);
-            let ns = pod.metadata.namespace.clone()?;
-            let name = pod.metadata.name.clone()?;
-            (!wanted.is_empty()).then_some((ns, name, wanted))
-        })
-        .collect();
-    let results: Vec<Outcome> = stream::iter(work)
-        .map(|(ns, name, wanted)| patch_pod(client, ns, name, wanted))
+pub async fn annotate(
+    client: &Client,
+    pods: &[Arc<CachedPod>],
+    prefix: &str,
+    digests: &HashSet<&str>,
+) -> Report {
+    // Lazily: a patch is built only when one of the CONCURRENCY slots frees, so 10,000 pods
+    // never hold 10,000 patches in memory at once.
+    let work = pods.iter().filter_map(|pod| {
+        let wanted = annotations_for(pod, prefix, digests);
+        (!wanted.is_empty()).then(|| patch_pod(client, pod.namespace(), pod.name(), wanted))
+    });
+    stream::iter(work)
         .buffer_unordered(CONCURRENCY)
-        .collect()
-        .await;
-    let mut report = Report::default();
-    for r in results {
-        match r {
-            Outcome::Patched => report.patched += 1,
-            Outcome::Gone => report.gone += 1,
-            Outcome::Failed => report.failed += 1,
-        }
-    }
-    report
+        .fold(Report::default(), |mut report, outcome| {
+            match outcome {
+                Outcome::Patched => report.patched += 1,
+                Outcome::Gone => report.gone += 1,
+                Outcome::Failed => report.failed += 1,
+            }
+            ready(report)
+        })
+        .await
 }
 
 enum Outcome {
@@ -86,13 +80,8 @@ enum Outcome {
     Failed,
 }
 
-async fn patch_pod(
-    client: &Client,
-    ns: String,
-    name: String,
-    annotations: BTreeMap<String, String>,
-) -> Outcome {
-    let api: Api<Pod> = Api::namespaced(client.clone(), &ns);
+async fn patch_pod(client: &Client, ns: &str, name: &str, annotations: BTreeMap<String, String>) -> Outcome {
+    let api: Api<Pod> = Api::namespaced(client.clone(), ns);
     let patch = Patch::Merge(json!({ "metadata": { "annotations": annotations } }));
     let params = PatchParams {
         field_manager: Some(FIELD_MANAGER.into()),
@@ -102,7 +91,7 @@ async fn patch_pod(
     for attempt in 1..=ATTEMPTS {
         // The metadata endpoint answers with metadata only: less for the API server to encode and
         // for us to decode than the whole Pod, for each of thousands of patches.
-        match api.patch_metadata(&name, &params, &patch).await {
+        match api.patch_metadata(name, &params, &patch).await {
             Ok(_) => {
                 debug!(namespace = %ns, pod = %name, "annotated");
                 return Outcome::Patched;

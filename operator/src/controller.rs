@@ -8,7 +8,7 @@ use std::{future::ready, sync::Arc, time::Duration};
 
 use chrono::Utc;
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Namespace, Pod, PodSpec, PodStatus};
+use k8s_openapi::api::core::v1::Namespace;
 use kube::{
     Api, Client,
     runtime::{
@@ -28,6 +28,7 @@ use crate::{
     cycle,
     leader::{self, Leadership},
     metrics::{CycleResult, Metrics},
+    pod::CachedPod,
     settings::Settings,
     trigger::{self, NewDigests},
 };
@@ -63,16 +64,17 @@ pub async fn run(settings: Settings) -> Result<()> {
     }
     tokio::spawn(admin.run());
 
-    let (new_digests, asks) = trigger::channel(&settings.annotation_prefix);
-    let pods = pod_cache(
-        &client,
-        settings.pod_label_selector.as_deref(),
-        new_digests.clone(),
-    );
     let namespaces = settings
         .namespace_label_selector
         .as_deref()
         .map(|sel| namespace_cache(&client, sel));
+    let (new_digests, asks) = trigger::channel(&settings.annotation_prefix, namespaces.clone());
+    let pods = pod_cache(
+        &client,
+        settings.pod_label_selector.as_deref(),
+        &settings.annotation_prefix,
+        new_digests.clone(),
+    );
     pods.wait_until_ready()
         .await
         .map_err(|_| Error::CacheNotReady("pod"))?;
@@ -202,9 +204,15 @@ async fn shutdown_signal() {
     info!("shutting down");
 }
 
-/// Pods, stripped to what cycles read, so 10,000 pods fit in a few MiB.
-fn pod_cache(client: &Client, selector: Option<&str>, new_digests: NewDigests) -> Store<Pod> {
-    let api: Api<Pod> = Api::all(client.clone());
+/// Pods, as much of them as cycles read (see [`CachedPod`]), so 10,000 pods fit in a few MiB.
+fn pod_cache(
+    client: &Client,
+    selector: Option<&str>,
+    prefix: &str,
+    new_digests: NewDigests,
+) -> Store<CachedPod> {
+    let api: Api<CachedPod> = Api::all(client.clone());
+    let prefix = prefix.to_string();
     let mut config = watcher::Config::default();
     if let Some(sel) = selector {
         config = config.labels(sel);
@@ -212,7 +220,7 @@ fn pod_cache(client: &Client, selector: Option<&str>, new_digests: NewDigests) -
     let (reader, writer) = reflector::store();
     let stream = watcher(api, config)
         .default_backoff()
-        .modify(strip_pod)
+        .modify(move |pod| pod.slim(&prefix))
         .reflect(writer)
         .for_each(move |event| {
             match event {
@@ -237,65 +245,4 @@ fn namespace_cache(client: &Client, selector: &str) -> Store<Namespace> {
         .for_each(|_| ready(()));
     tokio::spawn(stream);
     reader
-}
-
-/// Keeps name, namespace, annotations, pull secrets, service account, phase and the
-/// containers' names and image IDs; drops the rest.
-pub fn strip_pod(pod: &mut Pod) {
-    let meta = &mut pod.metadata;
-    meta.managed_fields = None;
-    meta.labels = None;
-    meta.owner_references = None;
-    meta.finalizers = None;
-    if let Some(a) = meta.annotations.as_mut() {
-        // kubectl's last-applied copy of the whole pod can be large and is never read here.
-        a.remove("kubectl.kubernetes.io/last-applied-configuration");
-    }
-    pod.spec = pod.spec.take().map(|s| PodSpec {
-        image_pull_secrets: s.image_pull_secrets,
-        service_account_name: s.service_account_name,
-        ..Default::default()
-    });
-    pod.status = pod.status.take().map(|s| {
-        let slim = |list: Option<Vec<k8s_openapi::api::core::v1::ContainerStatus>>| {
-            list.map(|l| {
-                l.into_iter()
-                    .map(|c| k8s_openapi::api::core::v1::ContainerStatus {
-                        name: c.name,
-                        image: c.image,
-                        image_id: c.image_id,
-                        ..Default::default()
-                    })
-                    .collect()
-            })
-        };
-        PodStatus {
-            phase: s.phase,
-            container_statuses: slim(s.container_statuses),
-            init_container_statuses: slim(s.init_container_statuses),
-            ephemeral_container_statuses: slim(s.ephemeral_container_statuses),
-            ..Default::default()
-        }
-    });
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::worklist::fixtures::{annotated, digest, pod, status};
-
-    #[test]
-    fn stripping_keeps_what_cycles_read() {
-        let id = format!("r.io/a@{}", digest(1));
-        let mut p = annotated(pod("ns", "p", vec![status("c", &id)]), "sbomjob.io/c", &id);
-        p.metadata.labels = Some([("app".to_string(), "x".to_string())].into());
-        p.status.as_mut().unwrap().host_ip = Some("10.0.0.1".into());
-        let before = crate::worklist::container_images(&p);
-        strip_pod(&mut p);
-        assert_eq!(crate::worklist::container_images(&p), before);
-        assert!(p.metadata.labels.is_none());
-        assert!(p.status.as_ref().unwrap().host_ip.is_none());
-        assert_eq!(p.status.as_ref().unwrap().phase.as_deref(), Some("Running"));
-        assert_eq!(p.metadata.annotations.unwrap()["sbomjob.io/c"], id);
-    }
 }

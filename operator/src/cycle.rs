@@ -9,7 +9,7 @@ use std::{
 use futures::{StreamExt, stream};
 use k8s_openapi::api::{
     batch::v1::Job,
-    core::v1::{Namespace, Pod, Secret, ServiceAccount},
+    core::v1::{Namespace, Secret, ServiceAccount},
 };
 use kube::{Api, Client, runtime::events::Recorder, runtime::reflector::Store};
 use tracing::{info, warn};
@@ -21,6 +21,7 @@ use crate::{
     jobs::{self, Outcome},
     metrics::Metrics,
     objects::{self, JobPlan},
+    pod::CachedPod,
     settings::Settings,
     trigger::NewDigests,
     worklist::{self, CredentialIndex, Snapshot, WorkItem},
@@ -33,7 +34,7 @@ pub struct Context {
     /// Where Jobs and Secrets live (`POD_NAMESPACE`).
     pub namespace: String,
     /// Pods matching the pod label selector, kept current by a reflector.
-    pub pods: Store<Pod>,
+    pub pods: Store<CachedPod>,
     /// Namespaces matching the namespace label selector; `None` when there is no selector.
     pub namespaces: Option<Store<Namespace>>,
     pub recorder: Recorder,
@@ -121,7 +122,7 @@ pub async fn run(ctx: &Context, cycle: &str) -> Result<Report> {
     Ok(report)
 }
 
-fn work_list(ctx: &Context, pods: &[Arc<Pod>]) -> Vec<WorkItem> {
+fn work_list(ctx: &Context, pods: &[Arc<CachedPod>]) -> Vec<WorkItem> {
     ctx.new_digests.remember(running_digests(pods));
     let namespaces: Option<HashSet<String>> = ctx.namespaces.as_ref().map(|store| {
         store
@@ -149,7 +150,7 @@ pub fn without(items: Vec<WorkItem>, done: &HashSet<String>) -> Vec<WorkItem> {
 }
 
 /// Every digest the snapshot's pods run.
-pub fn running_digests(pods: &[Arc<Pod>]) -> BTreeSet<String> {
+pub fn running_digests(pods: &[Arc<CachedPod>]) -> BTreeSet<String> {
     pods.iter()
         .flat_map(|p| worklist::container_images(p).0)
         .map(|c| c.id.digest)
@@ -159,7 +160,7 @@ pub fn running_digests(pods: &[Arc<Pod>]) -> BTreeSet<String> {
 /// Splits off the items a fresh cache record covers and annotates their pods without a Job;
 /// then collects records of images that stopped running. A cache that cannot be read is
 /// logged and skipped: the cycle goes on as if it were empty.
-async fn apply_cache(ctx: &Context, pods: &[Arc<Pod>], items: Vec<WorkItem>) -> Vec<WorkItem> {
+async fn apply_cache(ctx: &Context, pods: &[Arc<CachedPod>], items: Vec<WorkItem>) -> Vec<WorkItem> {
     let records = match cache::load(&ctx.client).await {
         Ok(r) => r,
         Err(e) => {
@@ -308,7 +309,7 @@ mod tests {
     #[test]
     fn digests_a_finished_job_completed_are_not_processed_again() {
         use crate::worklist::fixtures::{digest, pod, status};
-        let pods: Vec<Arc<Pod>> = vec![
+        let pods: Vec<Arc<CachedPod>> = vec![
             pod("a", "p", vec![status("c", &format!("r.io/x@{}", digest(1)))]).into(),
             pod("a", "q", vec![status("c", &format!("r.io/y@{}", digest(2)))]).into(),
         ];

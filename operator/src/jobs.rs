@@ -8,10 +8,7 @@ use std::{
     time::Duration,
 };
 
-use k8s_openapi::api::{
-    batch::v1::Job,
-    core::v1::{Pod, Secret},
-};
+use k8s_openapi::api::{batch::v1::Job, core::v1::Secret};
 use kube::{
     Api, Resource,
     api::{DeleteParams, ListParams, Patch, PatchParams, PostParams},
@@ -29,6 +26,7 @@ use crate::{
     is_not_found,
     metrics::JobResult,
     objects::{self, DIGESTS_ANNOTATION, JobPlan, SELECTOR, STATE_DONE, STATE_LABEL},
+    pod::CachedPod,
     worklist,
 };
 
@@ -243,7 +241,13 @@ fn age(job: &Job) -> Duration {
 
 /// Writes a cache record per processed digest, with the repositories the snapshot runs it
 /// under. A failure is logged: the pods are annotated already, only the cache misses out.
-async fn remember(ctx: &Context, pods: &[Arc<Pod>], digests: &HashSet<&str>, job_name: &str, ttl: Duration) {
+async fn remember(
+    ctx: &Context,
+    pods: &[Arc<CachedPod>],
+    digests: &HashSet<&str>,
+    job_name: &str,
+    ttl: Duration,
+) {
     let mut repositories: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for c in pods.iter().flat_map(|p| worklist::container_images(p).0) {
         if digests.contains(c.id.digest.as_str())

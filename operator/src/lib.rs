@@ -15,6 +15,7 @@ pub mod jobs;
 pub mod leader;
 pub mod metrics;
 pub mod objects;
+pub mod pod;
 pub mod schedule;
 pub mod settings;
 pub mod telemetry;

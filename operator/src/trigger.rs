@@ -8,16 +8,22 @@ use std::{
     time::Duration,
 };
 
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::Namespace;
+use kube::runtime::reflector::{ObjectRef, Store};
 use tokio::sync::mpsc;
 
-use crate::worklist::{container_images, is_done};
+use crate::{
+    pod::CachedPod,
+    worklist::{container_images, is_done},
+};
 
 /// The pod-watch side: decides whether a pod brings a new digest and asks for a cycle.
 #[derive(Clone)]
 pub struct NewDigests {
     known: Arc<Mutex<HashSet<String>>>,
     prefix: String,
+    /// The namespaces the selector matches (`None`: every namespace); pods elsewhere never ask.
+    namespaces: Option<Store<Namespace>>,
     tx: mpsc::Sender<()>,
 }
 
@@ -26,7 +32,7 @@ pub struct Asks {
     rx: mpsc::Receiver<()>,
 }
 
-pub fn channel(annotation_prefix: &str) -> (NewDigests, Asks) {
+pub fn channel(annotation_prefix: &str, namespaces: Option<Store<Namespace>>) -> (NewDigests, Asks) {
     // Capacity one: a pending ask is all that matters, more are dropped.
     let (tx, rx) = mpsc::channel(1);
     let known = Arc::new(Mutex::new(HashSet::new()));
@@ -34,6 +40,7 @@ pub fn channel(annotation_prefix: &str) -> (NewDigests, Asks) {
         NewDigests {
             known,
             prefix: annotation_prefix.to_string(),
+            namespaces,
             tx,
         },
         Asks { rx },
@@ -41,8 +48,8 @@ pub fn channel(annotation_prefix: &str) -> (NewDigests, Asks) {
 }
 
 /// The pod's digests that are neither annotated nor already known; they become known.
-pub fn unseen(pod: &Pod, prefix: &str, known: &mut HashSet<String>) -> Vec<String> {
-    if pod.status.as_ref().and_then(|s| s.phase.as_deref()) != Some("Running") {
+pub fn unseen(pod: &CachedPod, prefix: &str, known: &mut HashSet<String>) -> Vec<String> {
+    if pod.phase() != Some("Running") {
         return Vec::new();
     }
     container_images(pod)
@@ -55,7 +62,12 @@ pub fn unseen(pod: &Pod, prefix: &str, known: &mut HashSet<String>) -> Vec<Strin
 
 impl NewDigests {
     /// Called for every pod the watch delivers after the initial list.
-    pub fn observe(&self, pod: &Pod) {
+    pub fn observe(&self, pod: &CachedPod) {
+        if let Some(namespaces) = &self.namespaces
+            && namespaces.get(&ObjectRef::new(pod.namespace())).is_none()
+        {
+            return;
+        }
         let new = unseen(pod, &self.prefix, &mut self.known.lock().expect("lock"));
         if !new.is_empty() {
             tracing::debug!(digests = ?new, pod = ?pod.metadata.name, "new image running; asking for a cycle");
@@ -97,13 +109,13 @@ mod tests {
         // The same digest in another pod does not ask again.
         assert!(unseen(&pod("ns", "q", vec![status("a", &a)]), "sbomjob.io", &mut known).is_empty());
         let mut pending = pod("ns", "r", vec![status("c", &format!("r.io/c@{}", digest(3)))]);
-        pending.status.as_mut().unwrap().phase = Some("Pending".into());
+        pending.status.phase = Some("Pending".into());
         assert!(unseen(&pending, "sbomjob.io", &mut known).is_empty());
     }
 
     #[tokio::test(start_paused = true)]
     async fn asks_within_the_debounce_collapse_into_one() {
-        let (new, mut asks) = channel("sbomjob.io");
+        let (new, mut asks) = channel("sbomjob.io", None);
         let start = tokio::time::Instant::now();
         for n in 0..5u8 {
             new.observe(&pod(
@@ -133,7 +145,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn an_ask_during_a_cycle_starts_one_more_after_it() {
-        let (new, mut asks) = channel("sbomjob.io");
+        let (new, mut asks) = channel("sbomjob.io", None);
         new.remember([digest(1)]);
         new.observe(&pod(
             "ns",
@@ -162,5 +174,30 @@ mod tests {
                 .await
                 .is_err()
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn pods_outside_the_selected_namespaces_never_ask() {
+        let (reader, mut writer) = kube::runtime::reflector::store::<Namespace>();
+        let selected = Namespace {
+            metadata: kube::api::ObjectMeta {
+                name: Some("selected".into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        writer.apply_watcher_event(&kube::runtime::watcher::Event::Apply(selected));
+        let (new, mut asks) = channel("sbomjob.io", Some(reader));
+        let image = format!("r.io/a@{}", digest(1));
+        new.observe(&pod("elsewhere", "p", vec![status("c", &image)]));
+        assert!(
+            tokio::time::timeout(Duration::from_secs(60), asks.next(Duration::ZERO))
+                .await
+                .is_err(),
+            "a pod of an unselected namespace asked for a cycle"
+        );
+        // The same digest in a selected namespace still asks: the first pod did not make it known.
+        new.observe(&pod("selected", "p", vec![status("c", &image)]));
+        assert!(asks.next(Duration::ZERO).await.is_some());
     }
 }

@@ -3,11 +3,11 @@
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use job_image::{ImageConfig, PodRef};
-use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
 
 use crate::{
     credentials::{AuthEntry, find_credentials},
     image_id::ImageId,
+    pod::CachedPod,
 };
 
 /// A container of a pod with a usable imageID.
@@ -51,7 +51,7 @@ pub struct WorkItem {
 
 /// What the work list is built from.
 pub struct Snapshot<'a> {
-    pub pods: &'a [std::sync::Arc<Pod>],
+    pub pods: &'a [std::sync::Arc<CachedPod>],
     /// Namespaces that match the namespace selector; `None` = every namespace.
     pub namespaces: Option<&'a HashSet<String>>,
     pub annotation_prefix: &'a str,
@@ -59,29 +59,16 @@ pub struct Snapshot<'a> {
     pub cluster_id: &'a str,
 }
 
-/// Every status of a pod's containers: regular, init and ephemeral.
-pub fn statuses(pod: &Pod) -> impl Iterator<Item = &ContainerStatus> {
-    let status = pod.status.as_ref();
-    [
-        status.and_then(|s| s.container_statuses.as_ref()),
-        status.and_then(|s| s.init_container_statuses.as_ref()),
-        status.and_then(|s| s.ephemeral_container_statuses.as_ref()),
-    ]
-    .into_iter()
-    .flatten()
-    .flatten()
-}
-
 /// The pod's containers that have an imageID, and those skipped with a reason.
-pub fn container_images(pod: &Pod) -> (Vec<ContainerImage>, Vec<Skipped>) {
+pub fn container_images(pod: &CachedPod) -> (Vec<ContainerImage>, Vec<Skipped>) {
     let (mut ok, mut skipped) = (Vec::new(), Vec::new());
     let skip = |container: &str, reason: String| Skipped {
-        namespace: pod.metadata.namespace.clone().unwrap_or_default(),
-        pod: pod.metadata.name.clone().unwrap_or_default(),
+        namespace: pod.namespace().to_string(),
+        pod: pod.name().to_string(),
         container: container.to_string(),
         reason,
     };
-    for status in statuses(pod) {
+    for status in pod.statuses() {
         // No imageID yet: the image is still being pulled; a later cycle picks it up.
         if status.image_id.is_empty() {
             continue;
@@ -109,32 +96,24 @@ pub fn annotation_key(prefix: &str, container: &str) -> String {
 
 /// True when the container's annotation says its image was processed. Both the raw imageID and
 /// the one without scheme count, so annotations written by sbom-operator are honoured.
-pub fn is_done(pod: &Pod, prefix: &str, c: &ContainerImage) -> bool {
-    pod.metadata
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get(&annotation_key(prefix, &c.container)))
-        .is_some_and(|v| *v == c.id.raw || *v == c.id.reference)
+pub fn is_done(pod: &CachedPod, prefix: &str, c: &ContainerImage) -> bool {
+    pod.annotation(&annotation_key(prefix, &c.container))
+        .is_some_and(|v| v == c.id.raw || v == c.id.reference)
 }
 
-fn is_finished(pod: &Pod) -> bool {
-    matches!(
-        pod.status.as_ref().and_then(|s| s.phase.as_deref()),
-        Some("Succeeded" | "Failed")
-    )
+fn is_finished(pod: &CachedPod) -> bool {
+    matches!(pod.phase(), Some("Succeeded" | "Failed"))
 }
 
 /// The images of the snapshot still to process, sorted by digest, and the skipped containers.
 pub fn build(snapshot: &Snapshot) -> (Vec<WorkItem>, Vec<Skipped>) {
     let mut items: BTreeMap<String, WorkItem> = BTreeMap::new();
     let mut skipped = Vec::new();
-    let mut pods: Vec<&Pod> = snapshot.pods.iter().map(|p| p.as_ref()).collect();
+    let mut pods: Vec<&CachedPod> = snapshot.pods.iter().map(|p| p.as_ref()).collect();
     // Stable order, so the same cluster gives the same config.
-    pods.sort_by(|a, b| {
-        (&a.metadata.namespace, &a.metadata.name).cmp(&(&b.metadata.namespace, &b.metadata.name))
-    });
+    pods.sort_by(|a, b| (a.namespace(), a.name()).cmp(&(b.namespace(), b.name())));
     for pod in pods {
-        let namespace = pod.metadata.namespace.clone().unwrap_or_default();
+        let namespace = pod.namespace().to_string();
         if snapshot
             .namespaces
             .is_some_and(|allowed| !allowed.contains(&namespace))
@@ -144,18 +123,19 @@ pub fn build(snapshot: &Snapshot) -> (Vec<WorkItem>, Vec<Skipped>) {
         }
         let (containers, mut bad) = container_images(pod);
         skipped.append(&mut bad);
-        let spec = pod.spec.as_ref();
         let sources = CredentialSources {
             namespace: namespace.clone(),
-            pull_secrets: spec
-                .and_then(|s| s.image_pull_secrets.as_ref())
-                .into_iter()
-                .flatten()
+            pull_secrets: pod
+                .spec
+                .image_pull_secrets
+                .iter()
                 .map(|r| r.name.clone())
                 .filter(|n| !n.is_empty())
                 .collect(),
-            service_account: spec
-                .and_then(|s| s.service_account_name.clone())
+            service_account: pod
+                .spec
+                .service_account_name
+                .clone()
                 .filter(|n| !n.is_empty())
                 .unwrap_or_else(|| "default".into()),
         };
@@ -175,7 +155,7 @@ pub fn build(snapshot: &Snapshot) -> (Vec<WorkItem>, Vec<Skipped>) {
                 sources: Vec::new(),
             });
             item.pods.push(PodRef {
-                pod: pod.metadata.name.clone().unwrap_or_default(),
+                pod: pod.name().to_string(),
                 namespace: namespace.clone(),
                 cluster: snapshot.cluster_id.to_string(),
             });
@@ -243,10 +223,9 @@ impl CredentialIndex {
 
 #[cfg(test)]
 pub(crate) mod fixtures {
-    use k8s_openapi::api::core::v1::{LocalObjectReference, PodSpec, PodStatus};
     use kube::api::ObjectMeta;
 
-    use super::*;
+    use crate::pod::{CachedPod, ContainerStatus, PodStatus, SecretName};
 
     pub fn digest(n: u8) -> String {
         format!("sha256:{}", format!("{n:02x}").repeat(32))
@@ -257,37 +236,31 @@ pub(crate) mod fixtures {
             name: name.into(),
             image: format!("img-{name}:1"),
             image_id: image_id.into(),
-            ..Default::default()
         }
     }
 
-    pub fn pod(ns: &str, name: &str, containers: Vec<ContainerStatus>) -> Pod {
-        Pod {
+    pub fn pod(ns: &str, name: &str, containers: Vec<ContainerStatus>) -> CachedPod {
+        CachedPod {
             metadata: ObjectMeta {
                 namespace: Some(ns.into()),
                 name: Some(name.into()),
                 ..Default::default()
             },
-            spec: Some(PodSpec::default()),
-            status: Some(PodStatus {
+            spec: Default::default(),
+            status: PodStatus {
                 phase: Some("Running".into()),
-                container_statuses: Some(containers),
+                container_statuses: containers,
                 ..Default::default()
-            }),
+            },
         }
     }
 
-    pub fn with_pull_secrets(mut pod: Pod, names: &[&str]) -> Pod {
-        pod.spec.as_mut().unwrap().image_pull_secrets = Some(
-            names
-                .iter()
-                .map(|n| LocalObjectReference { name: n.to_string() })
-                .collect(),
-        );
+    pub fn with_pull_secrets(mut pod: CachedPod, names: &[&str]) -> CachedPod {
+        pod.spec.image_pull_secrets = names.iter().map(|n| SecretName { name: n.to_string() }).collect();
         pod
     }
 
-    pub fn annotated(mut pod: Pod, key: &str, value: &str) -> Pod {
+    pub fn annotated(mut pod: CachedPod, key: &str, value: &str) -> CachedPod {
         pod.metadata
             .annotations
             .get_or_insert_with(Default::default)
@@ -303,7 +276,7 @@ mod tests {
     use super::{fixtures::*, *};
     use crate::credentials::AuthEntry;
 
-    fn snapshot<'a>(pods: &'a [Arc<Pod>], namespaces: Option<&'a HashSet<String>>) -> Snapshot<'a> {
+    fn snapshot<'a>(pods: &'a [Arc<CachedPod>], namespaces: Option<&'a HashSet<String>>) -> Snapshot<'a> {
         Snapshot {
             pods,
             namespaces,
@@ -316,7 +289,7 @@ mod tests {
     #[test]
     fn dedups_by_digest_across_pods_and_namespaces() {
         let shared = format!("10.244.0.1:5000/shared@{}", digest(1));
-        let pods: Vec<Arc<Pod>> = vec![
+        let pods: Vec<Arc<CachedPod>> = vec![
             pod(
                 "b",
                 "web-1",
@@ -357,9 +330,8 @@ mod tests {
     #[test]
     fn init_and_ephemeral_containers_count() {
         let mut p = pod("a", "p", vec![]);
-        let s = p.status.as_mut().unwrap();
-        s.init_container_statuses = Some(vec![status("init", &format!("r.io/i@{}", digest(4)))]);
-        s.ephemeral_container_statuses = Some(vec![status("debug", &format!("r.io/d@{}", digest(5)))]);
+        p.status.init_container_statuses = vec![status("init", &format!("r.io/i@{}", digest(4)))];
+        p.status.ephemeral_container_statuses = vec![status("debug", &format!("r.io/d@{}", digest(5)))];
         let pods = vec![Arc::new(p)];
         let (items, _) = build(&snapshot(&pods, None));
         assert_eq!(items.len(), 2);
@@ -373,8 +345,8 @@ mod tests {
             "job-pod",
             vec![status("c", &format!("r.io/y@{}", digest(2)))],
         );
-        finished.status.as_mut().unwrap().phase = Some("Succeeded".into());
-        let pods: Vec<Arc<Pod>> = vec![
+        finished.status.phase = Some("Succeeded".into());
+        let pods: Vec<Arc<CachedPod>> = vec![
             annotated(pod("a", "done", vec![status("c", &id)]), "sbomjob.io/c", &id).into(),
             // sbom-operator's form: value without the scheme.
             annotated(
@@ -403,7 +375,7 @@ mod tests {
 
     #[test]
     fn an_outdated_annotation_is_not_done() {
-        let pods: Vec<Arc<Pod>> = vec![
+        let pods: Vec<Arc<CachedPod>> = vec![
             annotated(
                 pod("a", "p", vec![status("c", &format!("r.io/x@{}", digest(2)))]),
                 "sbomjob.io/c",
@@ -420,7 +392,7 @@ mod tests {
     #[test]
     fn ignore_annotations_reprocesses() {
         let id = format!("r.io/x@{}", digest(1));
-        let pods: Vec<Arc<Pod>> =
+        let pods: Vec<Arc<CachedPod>> =
             vec![annotated(pod("a", "p", vec![status("c", &id)]), "sbomjob.io/c", &id).into()];
         let mut snap = snapshot(&pods, None);
         assert!(build(&snap).0.is_empty());
@@ -430,7 +402,7 @@ mod tests {
 
     #[test]
     fn namespace_filter() {
-        let pods: Vec<Arc<Pod>> = vec![
+        let pods: Vec<Arc<CachedPod>> = vec![
             pod("in", "p", vec![status("c", &format!("r.io/x@{}", digest(1)))]).into(),
             pod("out", "p", vec![status("c", &format!("r.io/y@{}", digest(2)))]).into(),
         ];
@@ -442,7 +414,7 @@ mod tests {
 
     #[test]
     fn local_image_uses_the_tag_reference() {
-        let pods: Vec<Arc<Pod>> =
+        let pods: Vec<Arc<CachedPod>> =
             vec![pod("a", "p", vec![status("c", &format!("docker://{}", digest(7)))]).into()];
         let (items, _) = build(&snapshot(&pods, None));
         assert_eq!(items[0].image, "img-c:1");
@@ -457,7 +429,7 @@ mod tests {
             username: user.into(),
             password: "pw".into(),
         };
-        let pods: Vec<Arc<Pod>> = vec![
+        let pods: Vec<Arc<CachedPod>> = vec![
             with_pull_secrets(
                 pod("a", "p", vec![status("c", &format!("reg.io/x@{}", digest(1)))]),
                 &["missing", "pods"],
