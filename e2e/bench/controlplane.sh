@@ -13,10 +13,13 @@
 set -euo pipefail
 # shellcheck source=../cluster/lib/common.sh
 . "$(dirname "${BASH_SOURCE[0]}")/../cluster/lib/common.sh"
+# shellcheck source=../cluster/lib/pki.sh
+. "$(dirname "${BASH_SOURCE[0]}")/../cluster/lib/pki.sh"
 
 BENCH=${SBOMJOB_BENCH_DIR:-/tmp/sbomjob-bench}
 CP=$BENCH/cp
-BPKI=$CP/pki
+# Not the e2e cluster's PKI (common.sh): the bench's own, for lib/pki.sh.
+PKI=$CP/pki
 BLOGS=$CP/logs
 BPIDS=$CP/pids
 ETCD_URL=http://127.0.0.1:22379
@@ -60,64 +63,22 @@ bstop() {
   rm -f "$BPIDS/$name.pid"
 }
 
-cert() {
-  local name=$1 subj=$2 eku=$3 sans=${4:-}
-  openssl req -new -nodes -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 \
-    -keyout "$BPKI/$name.key" -out "$BPKI/$name.csr" -subj "$subj" 2>/dev/null
-  {
-    echo "basicConstraints=critical,CA:FALSE"
-    echo "keyUsage=critical,digitalSignature,keyEncipherment"
-    echo "extendedKeyUsage=$eku"
-    [[ -z $sans ]] || echo "subjectAltName=$sans"
-  } >"$BPKI/$name.ext"
-  openssl x509 -req -in "$BPKI/$name.csr" -CA "$BPKI/ca.crt" -CAkey "$BPKI/ca.key" -CAcreateserial \
-    -days 30 -extfile "$BPKI/$name.ext" -out "$BPKI/$name.crt" 2>/dev/null
-  rm -f "$BPKI/$name.csr" "$BPKI/$name.ext"
-}
-
-kubeconfig_for() {
-  local file=$1 user=$2
-  cat >"$file" <<EOF
-apiVersion: v1
-kind: Config
-clusters:
-- name: sbomjob-bench
-  cluster:
-    server: $API_URL
-    certificate-authority-data: $(base64 -w0 "$BPKI/ca.crt")
-users:
-- name: $user
-  user:
-    client-certificate-data: $(base64 -w0 "$BPKI/$user.crt")
-    client-key-data: $(base64 -w0 "$BPKI/$user.key")
-contexts:
-- name: sbomjob-bench
-  context:
-    cluster: sbomjob-bench
-    user: $user
-current-context: sbomjob-bench
-EOF
-  chmod 0600 "$file"
-}
-
 pki() {
-  mkdir -p "$BPKI"
-  openssl req -x509 -new -nodes -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 \
-    -keyout "$BPKI/ca.key" -out "$BPKI/ca.crt" -days 30 -subj "/CN=sbomjob-bench-ca" \
-    -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" 2>/dev/null
-  cert apiserver "/CN=kube-apiserver" serverAuth "DNS:localhost,IP:127.0.0.1"
-  cert admin "/O=system:masters/CN=sbomjob-bench-admin" clientAuth
+  mkdir -p "$PKI"
+  pki_ca ca sbomjob-bench-ca
+  pki_cert apiserver "/CN=kube-apiserver" serverAuth "DNS:localhost,IP:127.0.0.1"
+  pki_cert admin "/O=system:masters/CN=sbomjob-bench-admin" clientAuth
   # system:masters like the admin: both land in the same (exempt) API priority level, so the
   # operator and the raw patch loop are compared under the same server-side limits.
-  cert "$OPERATOR_USER" "/O=system:masters/CN=$OPERATOR_USER" clientAuth
+  pki_cert "$OPERATOR_USER" "/O=system:masters/CN=$OPERATOR_USER" clientAuth
   # One identity for all of its controllers (no per-controller service-account tokens here).
-  cert controller-manager "/O=system:masters/CN=system:kube-controller-manager" clientAuth
-  openssl genrsa -out "$BPKI/sa.key" 2048 2>/dev/null
-  openssl rsa -in "$BPKI/sa.key" -pubout -out "$BPKI/sa.pub" 2>/dev/null
-  chmod 0600 "$BPKI"/*.key
-  kubeconfig_for "$BENCH/admin.kubeconfig" admin
-  kubeconfig_for "$BENCH/operator.kubeconfig" "$OPERATOR_USER"
-  kubeconfig_for "$CP/controller-manager.kubeconfig" controller-manager
+  pki_cert controller-manager "/O=system:masters/CN=system:kube-controller-manager" clientAuth
+  openssl genrsa -out "$PKI/sa.key" 2048 2>/dev/null
+  openssl rsa -in "$PKI/sa.key" -pubout -out "$PKI/sa.pub" 2>/dev/null
+  chmod 0600 "$PKI"/*.key
+  pki_kubeconfig "$BENCH/admin.kubeconfig" admin "$API_URL" sbomjob-bench
+  pki_kubeconfig "$BENCH/operator.kubeconfig" "$OPERATOR_USER" "$API_URL" sbomjob-bench
+  pki_kubeconfig "$CP/controller-manager.kubeconfig" controller-manager "$API_URL" sbomjob-bench
 }
 
 audit_policy() {
@@ -155,12 +116,12 @@ cmd_up() {
   bstart kube-apiserver "$K8S_BIN_DIR/kube-apiserver" \
     --etcd-servers="$ETCD_URL" \
     --bind-address=127.0.0.1 --secure-port="$API_PORT" --advertise-address=127.0.0.1 \
-    --tls-cert-file="$BPKI/apiserver.crt" --tls-private-key-file="$BPKI/apiserver.key" \
-    --client-ca-file="$BPKI/ca.crt" \
+    --tls-cert-file="$PKI/apiserver.crt" --tls-private-key-file="$PKI/apiserver.key" \
+    --client-ca-file="$PKI/ca.crt" \
     --service-cluster-ip-range=10.97.0.0/16 \
     --service-account-issuer=https://kubernetes.default.svc.cluster.local \
-    --service-account-key-file="$BPKI/sa.pub" \
-    --service-account-signing-key-file="$BPKI/sa.key" \
+    --service-account-key-file="$PKI/sa.pub" \
+    --service-account-signing-key-file="$PKI/sa.key" \
     --api-audiences=https://kubernetes.default.svc.cluster.local \
     --authorization-mode=RBAC \
     --max-requests-inflight=$MAX_INFLIGHT --max-mutating-requests-inflight=$MAX_MUTATING_INFLIGHT \
@@ -169,8 +130,8 @@ cmd_up() {
     --audit-log-batch-buffer-size=200000 --audit-log-batch-max-size=1000 \
     --audit-log-batch-max-wait=1s --audit-log-batch-throttle-enable=false \
     --profiling=false --v=0
-  wait_for 120 "kube-apiserver /readyz" curl -fsS --cacert "$BPKI/ca.crt" \
-    --cert "$BPKI/admin.crt" --key "$BPKI/admin.key" "$API_URL/readyz"
+  wait_for 120 "kube-apiserver /readyz" curl -fsS --cacert "$PKI/ca.crt" \
+    --cert "$PKI/admin.crt" --key "$PKI/admin.key" "$API_URL/readyz"
   bstart kube-controller-manager "$K8S_BIN_DIR/kube-controller-manager" \
     --kubeconfig="$CP/controller-manager.kubeconfig" \
     --authentication-kubeconfig="$CP/controller-manager.kubeconfig" \

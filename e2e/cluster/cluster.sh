@@ -13,6 +13,8 @@
 set -euo pipefail
 # shellcheck source=lib/common.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
+# shellcheck source=lib/pki.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib/pki.sh"
 
 BIN=$K8S_BIN_DIR
 CTR_NS=k8s.io
@@ -56,56 +58,6 @@ stop() {
 
 # ================================================================= PKI ========================
 
-# pki_ca NAME CN
-pki_ca() {
-  openssl req -x509 -new -nodes -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 \
-    -keyout "$PKI/$1.key" -out "$PKI/$1.crt" -days 3650 -subj "/CN=$2" \
-    -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" \
-    2>/dev/null
-}
-
-# pki_cert NAME SUBJECT EXTENDED_KEY_USAGE [SUBJECT_ALT_NAMES] [CA]
-pki_cert() {
-  local name=$1 subj=$2 eku=$3 sans=${4:-} ca=${5:-ca}
-  openssl req -new -nodes -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 \
-    -keyout "$PKI/$name.key" -out "$PKI/$name.csr" -subj "$subj" 2>/dev/null
-  {
-    echo "basicConstraints=critical,CA:FALSE"
-    echo "keyUsage=critical,digitalSignature,keyEncipherment"
-    echo "extendedKeyUsage=$eku"
-    [[ -z $sans ]] || echo "subjectAltName=$sans"
-  } >"$PKI/$name.ext"
-  openssl x509 -req -in "$PKI/$name.csr" -CA "$PKI/$ca.crt" -CAkey "$PKI/$ca.key" -CAcreateserial \
-    -days 365 -extfile "$PKI/$name.ext" -out "$PKI/$name.crt" 2>/dev/null
-  rm -f "$PKI/$name.csr" "$PKI/$name.ext"
-}
-
-# kubeconfig FILE USER_CERT_NAME: a kubeconfig with the certs embedded
-kubeconfig() {
-  local file=$1 cert=$2
-  cat >"$file" <<EOF
-apiVersion: v1
-kind: Config
-clusters:
-- name: sbomjob-e2e
-  cluster:
-    server: $APISERVER_URL
-    certificate-authority-data: $(base64 -w0 "$PKI/ca.crt")
-users:
-- name: $cert
-  user:
-    client-certificate-data: $(base64 -w0 "$PKI/$cert.crt")
-    client-key-data: $(base64 -w0 "$PKI/$cert.key")
-contexts:
-- name: sbomjob-e2e
-  context:
-    cluster: sbomjob-e2e
-    user: $cert
-current-context: sbomjob-e2e
-EOF
-  chmod 0600 "$file"
-}
-
 gen_pki() {
   log "generating CA, certificates and kubeconfigs"
   mkdir -p "$PKI"
@@ -126,11 +78,11 @@ gen_pki() {
   openssl genrsa -out "$PKI/sa.key" 2048 2>/dev/null
   openssl rsa -in "$PKI/sa.key" -pubout -out "$PKI/sa.pub" 2>/dev/null
   chmod 0600 "$PKI"/*.key
-  kubeconfig "$KUBECONFIG_PATH" admin
-  kubeconfig "$STATE/controller-manager.kubeconfig" controller-manager
-  kubeconfig "$STATE/scheduler.kubeconfig" scheduler
-  kubeconfig "$STATE/kube-proxy.kubeconfig" kube-proxy
-  kubeconfig "$STATE/kubelet.kubeconfig" kubelet-client
+  pki_kubeconfig "$KUBECONFIG_PATH" admin "$APISERVER_URL" sbomjob-e2e
+  pki_kubeconfig "$STATE/controller-manager.kubeconfig" controller-manager "$APISERVER_URL" sbomjob-e2e
+  pki_kubeconfig "$STATE/scheduler.kubeconfig" scheduler "$APISERVER_URL" sbomjob-e2e
+  pki_kubeconfig "$STATE/kube-proxy.kubeconfig" kube-proxy "$APISERVER_URL" sbomjob-e2e
+  pki_kubeconfig "$STATE/kubelet.kubeconfig" kubelet-client "$APISERVER_URL" sbomjob-e2e
 }
 
 # ================================================================= network ====================
