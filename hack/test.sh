@@ -37,6 +37,9 @@ trap 'step "stopping the local cluster"; e2e/cluster/cluster.sh down' EXIT
 e2e/cluster/cluster.sh up
 eval "$(e2e/cluster/cluster.sh env)"
 
+step "helm install --dry-run against the local cluster"
+charts/sbomjob/tests/lint.sh install
+
 step "images"
 e2e/images/build.sh
 
