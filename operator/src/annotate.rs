@@ -40,9 +40,10 @@ pub fn annotations_for(pod: &CachedPod, prefix: &str, digests: &HashSet<&str>) -
 }
 
 /// What annotating did.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone)]
 pub struct Report {
-    pub patched: usize,
+    /// The pods annotated (the snapshot's own, shared), for their Events.
+    pub patched: Vec<Arc<CachedPod>>,
     /// Pods deleted since the snapshot.
     pub gone: usize,
     pub failed: usize,
@@ -59,13 +60,14 @@ pub async fn annotate(
     // never hold 10,000 patches in memory at once.
     let work = pods.iter().filter_map(|pod| {
         let wanted = annotations_for(pod, prefix, digests);
-        (!wanted.is_empty()).then(|| patch_pod(client, pod.namespace(), pod.name(), wanted))
+        (!wanted.is_empty())
+            .then_some(async move { (patch_pod(client, pod.namespace(), pod.name(), wanted).await, pod) })
     });
     stream::iter(work)
         .buffer_unordered(CONCURRENCY)
-        .fold(Report::default(), |mut report, outcome| {
+        .fold(Report::default(), |mut report, (outcome, pod)| {
             match outcome {
-                Outcome::Patched => report.patched += 1,
+                Outcome::Patched => report.patched.push(Arc::clone(pod)),
                 Outcome::Gone => report.gone += 1,
                 Outcome::Failed => report.failed += 1,
             }

@@ -29,6 +29,7 @@ use crate::{
     leader::{self, Leadership},
     metrics::{CycleResult, Metrics},
     pod::CachedPod,
+    pod_events,
     settings::Settings,
     trigger::{self, NewDigests},
 };
@@ -110,7 +111,7 @@ pub async fn run(settings: Settings) -> Result<()> {
         Leadership::always(&metrics)
     };
     let reporter = Reporter {
-        controller: "sbomjob".into(),
+        controller: pod_events::CONTROLLER.into(),
         instance: std::env::var("POD_NAME").ok(),
     };
     let ctx = cycle::Context {

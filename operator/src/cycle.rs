@@ -22,6 +22,7 @@ use crate::{
     metrics::Metrics,
     objects::{self, JobPlan},
     pod::CachedPod,
+    pod_events,
     settings::Settings,
     trigger::NewDigests,
     worklist::{self, CredentialIndex, Snapshot, WorkItem},
@@ -177,13 +178,18 @@ async fn apply_cache(ctx: &Context, pods: &[Arc<CachedPod>], items: Vec<WorkItem
     });
     if !hits.is_empty() {
         let digests: HashSet<&str> = hits.iter().map(|i| i.digest.as_str()).collect();
-        let report = annotate::annotate(&ctx.client, pods, &ctx.settings.annotation_prefix, &digests).await;
-        ctx.metrics.annotated(report.patched);
+        let prefix = &ctx.settings.annotation_prefix;
+        let report = annotate::annotate(&ctx.client, pods, prefix, &digests).await;
+        ctx.metrics.annotated(report.patched.len());
         info!(
             images = hits.len(),
-            patched = report.patched,
+            patched = report.patched.len(),
             "cache hits: annotated without a Job"
         );
+        if ctx.settings.pod_events.processed() {
+            let source = "image(s) catalogued earlier, found in the digest cache (no Job)";
+            pod_events::processed(&ctx.client, &report.patched, prefix, &digests, source).await;
+        }
     }
     let running = running_digests(pods);
     let running: HashSet<&str> = running.iter().map(String::as_str).collect();

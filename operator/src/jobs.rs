@@ -27,7 +27,7 @@ use crate::{
     metrics::JobResult,
     objects::{self, DIGESTS_ANNOTATION, JobPlan, SELECTOR, STATE_DONE, STATE_LABEL},
     pod::CachedPod,
-    worklist,
+    pod_events, worklist,
 };
 
 /// Where a Job stands, from its conditions.
@@ -162,8 +162,8 @@ fn gone(job: &Job, reason: &str, message: &str) -> Job {
     job
 }
 
-/// Bookkeeping of an ended Job: Secret deleted at once, pods annotated on success, event,
-/// then the Job marked done. Safe to repeat.
+/// Bookkeeping of an ended Job: Secret deleted at once, pods annotated on success, events on
+/// the Job and its pods, then the Job marked done. Safe to repeat.
 pub async fn finish(ctx: &Context, job: &Job) -> Result<Outcome> {
     let job_name = name(job);
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
@@ -178,26 +178,28 @@ pub async fn finish(ctx: &Context, job: &Job) -> Result<Outcome> {
         Outcome::Complete => {
             let digests = digests(job);
             let pods = ctx.pods.state();
-            let report =
-                annotate::annotate(&ctx.client, &pods, &ctx.settings.annotation_prefix, &digests).await;
+            let prefix = &ctx.settings.annotation_prefix;
+            let report = annotate::annotate(&ctx.client, &pods, prefix, &digests).await;
+            let patched = report.patched.len();
             ctx.metrics.job_done(JobResult::Complete, age(job));
             ctx.metrics.images(digests.len());
-            ctx.metrics.annotated(report.patched);
+            ctx.metrics.annotated(patched);
             if let Some(ttl) = ctx.cache_ttl {
                 remember(ctx, &pods, &digests, &job_name, ttl).await;
             }
-            info!(job = %job_name, images = digests.len(), patched = report.patched, gone = report.gone, failed = report.failed, "Job complete; pods annotated");
+            info!(job = %job_name, images = digests.len(), patched, gone = report.gone, failed = report.failed, "Job complete; pods annotated");
             ctx.event(
                 &reference,
                 EventType::Normal,
-                "Processed",
-                format!(
-                    "{} images processed, {} pods annotated",
-                    digests.len(),
-                    report.patched
-                ),
+                pod_events::PROCESSED,
+                format!("{} images processed, {patched} pods annotated", digests.len()),
             )
             .await;
+            if ctx.settings.pod_events.processed() {
+                // After every patch: the events never delay an annotation.
+                let source = format!("image(s) catalogued by Job {}/{job_name}", ctx.namespace);
+                pod_events::processed(&ctx.client, &report.patched, prefix, &digests, &source).await;
+            }
             if report.failed > 0 {
                 // Not marked done: the next finish (or cycle) annotates what is missing.
                 return Ok(outcome);
@@ -213,6 +215,25 @@ pub async fn finish(ctx: &Context, job: &Job) -> Result<Outcome> {
                 format!("Job failed, no pod annotated: {message}"),
             )
             .await;
+            if ctx.settings.pod_events.failures() {
+                let digests = digests(job);
+                let prefix = &ctx.settings.annotation_prefix;
+                // The pods that still wait for one of the Job's images: none was annotated.
+                let waiting: Vec<Arc<CachedPod>> = ctx
+                    .pods
+                    .state()
+                    .into_iter()
+                    .filter(|p| !annotate::annotations_for(p, prefix, &digests).is_empty())
+                    .collect();
+                let note = format!(
+                    "Job {}/{job_name} failed: {message}; not annotated, retried next cycle",
+                    ctx.namespace
+                );
+                pod_events::publish(&ctx.client, &waiting, EventType::Warning, reason, |_| {
+                    note.clone()
+                })
+                .await;
+            }
         }
         Outcome::Running => return Ok(outcome),
     }

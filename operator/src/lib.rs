@@ -2,7 +2,7 @@
 //!
 //! The pure core builds what a cycle needs from a snapshot ([`worklist`], [`credentials`],
 //! [`objects`], [`annotate::annotations_for`], [`jobs::outcome`]); the shell ([`controller`],
-//! [`cycle`], [`jobs`], [`annotate`]) reads the cluster and writes the results.
+//! [`cycle`], [`jobs`], [`annotate`], [`pod_events`]) reads the cluster and writes the results.
 
 pub mod admin;
 pub mod annotate;
@@ -16,6 +16,7 @@ pub mod leader;
 pub mod metrics;
 pub mod objects;
 pub mod pod;
+pub mod pod_events;
 pub mod schedule;
 pub mod settings;
 pub mod telemetry;

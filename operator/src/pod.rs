@@ -115,6 +115,7 @@ impl CachedPod {
 
     /// Drops the metadata cycles never read: labels, managed fields, owners and every
     /// annotation outside `<prefix>/` (kubectl's last-applied copy of the pod among them).
+    /// The uid stays: pod Events refer to it (`kubectl describe pod` matches Events by uid).
     pub fn slim(&mut self, prefix: &str) {
         let meta = std::mem::take(&mut self.metadata);
         let mine = format!("{prefix}/");
@@ -127,6 +128,7 @@ impl CachedPod {
         self.metadata = ObjectMeta {
             name: meta.name,
             namespace: meta.namespace,
+            uid: meta.uid,
             resource_version: meta.resource_version,
             annotations: (!annotations.is_empty()).then_some(annotations),
             ..Default::default()
@@ -210,8 +212,9 @@ mod tests {
             None
         );
         assert_eq!(pod.metadata.resource_version.as_deref(), Some("42"));
+        assert_eq!(pod.metadata.uid.as_deref(), Some("u-1"));
         assert!(pod.metadata.labels.is_none() && pod.metadata.managed_fields.is_none());
-        assert!(pod.metadata.owner_references.is_none() && pod.metadata.uid.is_none());
+        assert!(pod.metadata.owner_references.is_none());
         assert_eq!((&pod.spec, &pod.status), (&before.spec, &before.status));
         // No annotation of ours: none kept at all.
         let mut other = before;

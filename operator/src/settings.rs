@@ -80,6 +80,7 @@ struct RawSettings {
     fallback_pull_secret: Option<String>,
     ignore_annotations: Option<String>,
     annotation_prefix: Option<String>,
+    pod_events: Option<String>,
     log_format: Option<String>,
 }
 
@@ -111,6 +112,31 @@ pub enum LogFormat {
     #[default]
     Plain,
     Json,
+}
+
+/// Which Kubernetes Events the operator publishes on the pods it works for (the Jobs always get
+/// theirs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PodEvents {
+    /// `Processed` on every pod annotated, and the failures.
+    #[default]
+    All,
+    /// Only a Warning on the pods whose images a failed Job did not catalogue.
+    Failures,
+    /// None.
+    None,
+}
+
+impl PodEvents {
+    /// A `Processed` event on each pod annotated.
+    pub fn processed(self) -> bool {
+        self == Self::All
+    }
+
+    /// A Warning on each pod whose images a failed Job did not catalogue.
+    pub fn failures(self) -> bool {
+        self != Self::None
+    }
 }
 
 /// What the Job looks like.
@@ -150,6 +176,8 @@ pub struct Settings {
     pub fallback_pull_secret: Option<String>,
     pub ignore_annotations: bool,
     pub annotation_prefix: String,
+    /// `SBOM_POD_EVENTS`: which Events the pods get ([`crate::pod_events`]).
+    pub pod_events: PodEvents,
     /// Namespace of the Jobs and Secrets (`POD_NAMESPACE`); `None` = the client's default.
     pub namespace: Option<String>,
     pub log_format: LogFormat,
@@ -286,6 +314,18 @@ impl Settings {
                 "a DNS subdomain such as sbomjob.io",
             )?
             .unwrap_or_else(|| "sbomjob.io".into()),
+            pod_events: parse_opt(
+                "SBOM_POD_EVENTS",
+                raw.pod_events,
+                |v| match v.to_ascii_lowercase().as_str() {
+                    "all" => Some(PodEvents::All),
+                    "failures" => Some(PodEvents::Failures),
+                    "none" => Some(PodEvents::None),
+                    _ => None,
+                },
+                "all, failures or none",
+            )?
+            .unwrap_or_default(),
             namespace,
             log_format: parse_opt(
                 "SBOM_LOG_FORMAT",
@@ -561,6 +601,28 @@ mod tests {
         assert!(!s.ignore_annotations);
         assert_eq!(s.job.max_parallel, 1);
         assert_eq!(s.log_format, LogFormat::Plain);
+        assert_eq!(s.pod_events, PodEvents::All);
+        assert!(s.job.env.is_empty());
+    }
+
+    #[test]
+    fn pod_events() {
+        for (value, want, processed, failures) in [
+            ("all", PodEvents::All, true, true),
+            ("failures", PodEvents::Failures, false, true),
+            (" None ", PodEvents::None, false, false),
+            ("", PodEvents::All, true, true),
+        ] {
+            let s = settings(&[("SBOM_JOB_IMAGE", "i"), ("SBOM_POD_EVENTS", value)]).unwrap();
+            assert_eq!(s.pod_events, want, "{value:?}");
+            assert_eq!(
+                (s.pod_events.processed(), s.pod_events.failures()),
+                (processed, failures),
+                "{value:?}"
+            );
+        }
+        // Not a job setting: never forwarded.
+        let s = settings(&[("SBOM_JOB_IMAGE", "i"), ("SBOM_POD_EVENTS", "none")]).unwrap();
         assert!(s.job.env.is_empty());
     }
 
@@ -592,6 +654,7 @@ mod tests {
             ("SBOM_JOB_MAX_IMAGES", "0", "above zero"),
             ("SBOM_JOB_RESOURCES", "{\"limits\":", "ResourceRequirements"),
             ("SBOM_LOG_FORMAT", "xml", "plain or json"),
+            ("SBOM_POD_EVENTS", "some", "all, failures or none"),
             ("SBOM_ANNOTATION_PREFIX", "Not_A_Domain", "DNS subdomain"),
             ("SBOM_CRON", "every tuesday", "cron"),
             ("SBOM_INTERVAL", "-3", "duration"),

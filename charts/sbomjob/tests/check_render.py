@@ -3,7 +3,7 @@
 
     check_render.py default RENDERED.yaml
     check_render.py ha RENDERED.yaml        (replicaCount=2, metrics.enabled=true)
-    check_render.py off RENDERED.yaml       (cache.ttl=0, leaderElection.enabled=false)
+    check_render.py off RENDERED.yaml       (cache.ttl=0, leaderElection.enabled=false, podEvents=none)
     check_render.py full RENDERED.yaml FULL_VALUES.yaml [SETTINGS_RS HELPERS_TPL]
       (the full render includes crds/: helm template --include-crds)
 
@@ -144,9 +144,16 @@ def common(c, docs, label):
     lease_rules = [r["verbs"] for r in rules(role, "coordination.k8s.io", "leases")]
     c.check(f"{label}: Lease rule (get, create, update) exactly when leader election is on",
             lease_rules == ([["get", "create", "update"]] if leader == "true" else []), lease_rules)
-    c.check(f"{label}: events.k8s.io events: create, patch, in the Role",
-            [r["verbs"] for r in rules(role, "events.k8s.io", "events")] == [["create", "patch"]]
-            and not rules(cluster_role, "events.k8s.io", "events"))
+    c.check(f"{label}: events.k8s.io events: create, patch, in the Role (the Jobs' Events)",
+            [r["verbs"] for r in rules(role, "events.k8s.io", "events")] == [["create", "patch"]],
+            rules(role, "events.k8s.io", "events"))
+    pod_events = next((e.get("value") for e in env if e["name"] == "SBOM_POD_EVENTS"), None)
+    c.check(f"{label}: SBOM_POD_EVENTS rendered as all, failures or none",
+            pod_events in ("all", "failures", "none"), pod_events)
+    c.check(f"{label}: events.k8s.io events: create only, cluster-wide, exactly when podEvents is not none",
+            [r["verbs"] for r in rules(cluster_role, "events.k8s.io", "events")]
+            == ([] if pod_events == "none" else [["create"]]),
+            rules(cluster_role, "events.k8s.io", "events"))
     return deploy, container, env, cluster_role, role
 
 
@@ -194,6 +201,7 @@ def check_default(c, docs):
     )
     c.check("default: SBOM_ADMIN_ADDR 0.0.0.0:8080", values.get("SBOM_ADMIN_ADDR") == "0.0.0.0:8080", values)
     c.check("default: SBOM_LEADER_ELECTION true", values.get("SBOM_LEADER_ELECTION") == "true", values)
+    c.check("default: SBOM_POD_EVENTS all", values.get("SBOM_POD_EVENTS") == "all", values)
     c.check("default: one replica, Recreate", deploy["spec"]["replicas"] == 1
             and deploy["spec"]["strategy"]["type"] == "Recreate", deploy["spec"])
     c.check("default: no Service, no ServiceMonitor (metrics.enabled false)",
@@ -229,11 +237,12 @@ def check_ha(c, docs):
 
 
 def check_off(c, docs):
-    """cache.ttl=0 and leaderElection.enabled=false: their RBAC rules are left out."""
+    """cache.ttl=0, leaderElection.enabled=false, podEvents=none: their RBAC rules are left out."""
     deploy, container, env, cluster_role, role = common(c, docs, "off")
     values = {e["name"]: e.get("value") for e in env}
-    c.check("off: SBOM_CACHE_TTL 0, SBOM_LEADER_ELECTION false",
-            values.get("SBOM_CACHE_TTL") == "0" and values.get("SBOM_LEADER_ELECTION") == "false", values)
+    c.check("off: SBOM_CACHE_TTL 0, SBOM_LEADER_ELECTION false, SBOM_POD_EVENTS none",
+            values.get("SBOM_CACHE_TTL") == "0" and values.get("SBOM_LEADER_ELECTION") == "false"
+            and values.get("SBOM_POD_EVENTS") == "none", values)
     c.check("off: no imagerecords or leases rule",
             not any(set(r["resources"]) & {"imagerecords", "leases"} for r in cluster_role["rules"] + role["rules"]))
 
@@ -260,6 +269,7 @@ def check_full(c, docs, values, settings_rs=None, helpers=None):
         "SBOM_ANNOTATION_PREFIX": values["annotationPrefix"],
         "SBOM_FALLBACK_PULL_SECRET": values["fallbackPullSecret"],
         "SBOM_IGNORE_ANNOTATIONS": "true",
+        "SBOM_POD_EVENTS": values["podEvents"],
         "SBOM_JOB_PRIORITY_CLASS": job["priorityClassName"],
         "SBOM_JOB_SERVICE_ACCOUNT": job["serviceAccountName"],
         "SBOM_JOB_PRIVILEGED": "true",

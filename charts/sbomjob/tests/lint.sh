@@ -6,7 +6,7 @@
 #
 # - helm lint, with jobImage set
 # - helm template with the defaults (+ jobImage), with replicaCount=2 + metrics.enabled ("ha"),
-#   with cache.ttl=0 + leaderElection.enabled=false ("off"), and with ci/full-values.yaml (every value; with crds/), all validated against the
+#   with cache.ttl=0 + leaderElection.enabled=false + podEvents=none ("off"), and with ci/full-values.yaml (every value; with crds/), all validated against the
 #   Kubernetes 1.33 schemas (kubernetes-validate --strict; the ServiceMonitor, a Prometheus
 #   Operator CRD, has no schema there and is checked by check_render.py only)
 # - assertions on the renders (tests/check_render.py): env mapping, admin port and probes,
@@ -169,7 +169,7 @@ if render ha --set jobImage=x --set replicaCount=2 --set metrics.enabled=true; t
   count_checks "$WORK/ha.checks"
 fi
 
-if render off --set jobImage=x --set-json cache.ttl=0 --set leaderElection.enabled=false; then
+if render off --set jobImage=x --set-json cache.ttl=0 --set leaderElection.enabled=false --set podEvents=none; then
   "$PY" "$CHART/tests/check_render.py" off "$WORK/off.yaml" >"$WORK/off.checks" 2>&1 ||
     grep -q '^FAIL' "$WORK/off.checks" || fail "check_render.py off crashed" "$WORK/off.checks"
   count_checks "$WORK/off.checks"
@@ -280,6 +280,8 @@ refused "logging.format=xml" "logging.format: logging.format must be one of the 
   --set jobImage=x --set logging.format=xml
 refused "ignoreAnnotations=\"maybe\"" "ignoreAnnotations: Invalid type. Expected: boolean" \
   --set jobImage=x --set ignoreAnnotations=maybe
+refused "podEvents=some" "podEvents: podEvents must be one of the following" \
+  --set jobImage=x --set podEvents=some
 refused "replicaCount=2 without leader election" "replicaCount: Must be less than or equal to 1" \
   --set jobImage=x --set replicaCount=2 --set leaderElection.enabled=false
 refused "replicaCount=2 without leader election (schema skipped)" "replicaCount > 1 needs leaderElection.enabled" \
