@@ -19,6 +19,7 @@ use std::{
 use k8s_openapi::api::{
     batch::v1::Job,
     core::v1::{Container, Namespace, Pod, PodSpec, Secret},
+    events::v1::Event,
 };
 use kube::{
     Api, Client,
@@ -424,13 +425,24 @@ impl Scenario {
 
     /// All workload pods.
     pub async fn pods(&self) -> Vec<Pod> {
+        self.in_workload_namespaces().await
+    }
+
+    /// Every object of a kind in the workload namespaces.
+    async fn in_workload_namespaces<K>(&self) -> Vec<K>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+            + Clone
+            + serde::de::DeserializeOwned
+            + std::fmt::Debug,
+    {
         let mut out = Vec::new();
         for ns in &self.namespaces {
-            let api: Api<Pod> = Api::namespaced(self.client.clone(), ns);
+            let api: Api<K> = Api::namespaced(self.client.clone(), ns);
             out.extend(
                 api.list(&ListParams::default())
                     .await
-                    .expect("listing pods")
+                    .unwrap_or_else(|e| panic!("listing {} in {ns}: {e}", K::plural(&())))
                     .items,
             );
         }
@@ -476,6 +488,52 @@ impl Scenario {
             },
         )
         .await;
+    }
+
+    /// Each workload pod with the Events (events.k8s.io/v1) the operator published about it,
+    /// matched by the pod's uid as `kubectl describe pod` matches them.
+    pub async fn pod_events(&self) -> Vec<(Pod, Vec<Event>)> {
+        let mut events: Vec<Event> = self.in_workload_namespaces().await;
+        events.retain(|e| e.reporting_controller.as_deref() == Some("sbomjob"));
+        self.pods()
+            .await
+            .into_iter()
+            .map(|pod| {
+                let uid = pod.metadata.uid.clone();
+                let mine = events
+                    .iter()
+                    .filter(|e| {
+                        let regarding = e.regarding.as_ref();
+                        uid.is_some()
+                            && regarding.and_then(|r| r.uid.clone()) == uid
+                            && regarding.and_then(|r| r.kind.as_deref()) == Some("Pod")
+                    })
+                    .cloned()
+                    .collect();
+                (pod, mine)
+            })
+            .collect()
+    }
+
+    /// Waits until every workload pod has an Event of the operator of this type (`Normal`,
+    /// `Warning`) and reason; returns [`Self::pod_events`] as it then was.
+    pub async fn wait_pod_events(
+        &self,
+        type_: &str,
+        reason: &str,
+        timeout: Duration,
+    ) -> Vec<(Pod, Vec<Event>)> {
+        let wanted = |e: &Event| e.type_.as_deref() == Some(type_) && e.reason.as_deref() == Some(reason);
+        wait_for(
+            &format!("a {type_} {reason} Event on every workload pod"),
+            timeout,
+            || async {
+                let all = self.pod_events().await;
+                !all.is_empty() && all.iter().all(|(_, events)| events.iter().any(wanted))
+            },
+        )
+        .await;
+        self.pod_events().await
     }
 
     pub async fn jobs(&self) -> Vec<Job> {

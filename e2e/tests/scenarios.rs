@@ -63,6 +63,22 @@ async fn s1_happy_path() {
 
     assert_eq!(s.wait_job_end(&job, 3 * MIN).await.0, "Complete");
     s.wait_all_annotated(PREFIX, MIN).await;
+    // Every pod tells `kubectl describe pod` it was processed, by which Job, and what was written.
+    for (pod, events) in s.wait_pod_events("Normal", "Processed", MIN).await {
+        let name = pod.metadata.name.unwrap();
+        assert!(
+            events.iter().any(|e| e.reason.as_deref() == Some("Processed")
+                && e.note
+                    .as_deref()
+                    .is_some_and(|n| n.contains(&job) && n.contains(PREFIX))
+                && e.action.as_deref() == Some("Catalogue")),
+            "{name}: no Processed event naming {job}: {events:?}"
+        );
+        assert!(
+            events.iter().all(|e| e.type_.as_deref() == Some("Normal")),
+            "{name}: a Warning on the happy path: {events:?}"
+        );
+    }
 
     // The job really ran skopeo against the registry for each of the three digests.
     let logs = s.job_logs(&job).await;
@@ -112,7 +128,8 @@ async fn s2_failure_annotates_nothing_and_retries() {
         ("SBOM_JOB_ENTRYPOINT_COMMAND", SKOPEO_INSPECT),
     ]);
     let first = job_name(&s.wait_jobs(1, 2 * MIN).await[0]);
-    assert_eq!(s.wait_job_end(&first, 3 * MIN).await.0, "Failed");
+    let (end, reason) = s.wait_job_end(&first, 3 * MIN).await;
+    assert_eq!(end, "Failed");
     let logs = s.job_logs(&first).await;
     assert!(logs.contains("summary: 2 images: 1 ok, 1 failed"), "{logs}");
     // The next cycle retries with a new Job.
@@ -122,6 +139,22 @@ async fn s2_failure_annotates_nothing_and_retries() {
         s.annotations(PREFIX).await.iter().all(|(_, _, _, v)| v.is_none()),
         "nothing may be annotated"
     );
+    // Each pod whose images the Job held back gets a Warning with the Job's reason, and no
+    // Processed.
+    for (pod, events) in s.wait_pod_events("Warning", &reason, MIN).await {
+        let name = pod.metadata.name.unwrap();
+        assert!(
+            events.iter().any(|e| e.reason.as_deref() == Some(reason.as_str())
+                && e.note
+                    .as_deref()
+                    .is_some_and(|n| n.contains(&first) && n.contains("not annotated"))),
+            "{name}: no {reason} Warning naming {first}: {events:?}"
+        );
+        assert!(
+            events.iter().all(|e| e.reason.as_deref() != Some("Processed")),
+            "{name}: Processed although nothing was annotated: {events:?}"
+        );
+    }
     wait_for("no Secret left after the failed Job", MIN, || async {
         s.secrets()
             .await
@@ -479,7 +512,8 @@ async fn s10_helm_installed_operator() {
 }
 
 /// 11. The chart's ServiceAccount may write only where it must: Secrets and Jobs in its own
-/// namespace; every write elsewhere is forbidden.
+/// namespace, new Events anywhere (the pod Events, `podEvents: all` by default); every other
+/// write elsewhere is forbidden.
 #[tokio::test]
 async fn s11_rbac_least_privilege() {
     use k8s_openapi::api::{
@@ -585,6 +619,43 @@ async fn s11_rbac_least_privilege() {
         pods.delete("app", &DeleteParams::default()).await.map(|_| ()),
         "delete a Pod",
     );
+    // Events elsewhere: create only (each pod Event is a new object); never read, change or
+    // delete the Events of others.
+    let event = k8s_openapi::api::events::v1::Event {
+        metadata: kube::api::ObjectMeta {
+            name: Some("rbac-test.1".into()),
+            ..Default::default()
+        },
+        event_time: Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime(
+            k8s_openapi::jiff::Timestamp::now(),
+        )),
+        action: Some("Catalogue".into()),
+        reason: Some("RbacTest".into()),
+        type_: Some("Normal".into()),
+        reporting_controller: Some("sbomjob".into()),
+        reporting_instance: Some("e2e".into()),
+        regarding: Some(k8s_openapi::api::core::v1::ObjectReference {
+            api_version: Some("v1".into()),
+            kind: Some("Pod".into()),
+            name: Some("app".into()),
+            namespace: Some(other.clone()),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(sa.clone(), &other);
+    events
+        .create(&pp, &event)
+        .await
+        .expect("an Event about a pod in another namespace");
+    let (name, pa, dp) = ("rbac-test.1", PatchParams::default(), DeleteParams::default());
+    for (what, result) in [
+        ("list", events.list(&Default::default()).await.map(|_| ())),
+        ("patch", events.patch(name, &pa, &patch).await.map(|_| ())),
+        ("delete", events.delete(name, &dp).await.map(|_| ())),
+    ] {
+        forbidden(result, &format!("{what} Events in another namespace"));
+    }
     // What it needs cluster-wide works: read pods, patch their annotations.
     let all: Api<Pod> = Api::all(sa.clone());
     assert!(
