@@ -99,7 +99,7 @@ step "RESULTS.md"
   echo "# Benchmark results"
   echo
   echo "Written by \`e2e/bench/run.sh\` on $(date -u +'%Y-%m-%d %H:%M UTC') in $(( $(date +%s) - started )) s"
-  echo "(commit \`$(git rev-parse --short HEAD)\`$(git diff --quiet HEAD -- operator job-image e2e || echo ', with local changes'))."
+  echo "(commit \`$(git rev-parse --short HEAD)\`$(git diff --quiet HEAD -- operator job-image e2e ':!e2e/bench/RESULTS.md' || echo ', with local changes'))."
   echo
   echo "Command (as root, from the repository root):"
   echo
