@@ -5,12 +5,17 @@
 //! - `GET /healthz`: 200 while the process serves requests (liveness).
 //! - `GET /readyz`: 200 once [`Ready::set`] was called (after the caches are filled), 503 before.
 //!
-//! ```ignore
+//! ```no_run
+//! # use std::sync::Arc;
+//! # use sbomjob::{admin, metrics::Metrics, settings::Settings};
+//! # async fn example(settings: Settings, metrics: Arc<Metrics>) -> Result<(), admin::BindError> {
 //! let ready = admin::Ready::default();
 //! let server = admin::AdminServer::bind(settings.ops.admin_addr, metrics.clone(), ready.clone()).await?;
 //! tokio::spawn(server.run());
 //! // ... caches filled:
 //! ready.set();
+//! # Ok(())
+//! # }
 //! ```
 
 use std::{

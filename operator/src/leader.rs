@@ -14,12 +14,16 @@
 //! with patches that carry no resourceVersion, so two replicas can both believe they lead until
 //! the next renewal, and it keeps reporting leadership while renewals fail.
 //!
-//! ```ignore
+//! ```no_run
+//! # use std::sync::Arc;
+//! # use sbomjob::{leader, metrics::Metrics, settings::Settings};
+//! # async fn example(client: kube::Client, namespace: String, settings: Settings, metrics: Arc<Metrics>) {
 //! let leadership = leader::Leadership::start(client.clone(), leader::Config::new(&namespace, &settings.ops), metrics.clone());
 //! let mut is_leader = leadership.subscribe();
-//! is_leader.wait_for(|l| *l).await;   // before the first cycle
+//! is_leader.wait_for(|l| *l).await.ok(); // before the first cycle
 //! // ... on shutdown:
 //! leadership.release().await;
+//! # }
 //! ```
 
 use std::{sync::Arc, time::Duration};
