@@ -580,7 +580,6 @@ fn sources(e: &dyn std::error::Error) -> String {
 mod tests {
     use super::*;
     use crate::config::ImageConfig;
-    use crate::image_ref::ImageRef;
 
     const D: &str = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 
@@ -815,7 +814,6 @@ mod tests {
         )
         .unwrap();
         assert!(Snapshot::default().written(&gone[0]).unwrap().is_empty());
-        let _ = ImageRef::parse("x").unwrap();
     }
 
     fn fs_write(path: PathBuf) {

@@ -42,8 +42,8 @@ pub fn annotations_for(pod: &CachedPod, prefix: &str, digests: &HashSet<&str>) -
 /// What annotating did.
 #[derive(Debug, Default, Clone)]
 pub struct Report {
-    /// The pods annotated (the snapshot's own, shared), for their Events.
-    pub patched: Vec<Arc<CachedPod>>,
+    /// The pods annotated (the snapshot's own, shared) and the keys written, for their Events.
+    pub patched: Vec<(Arc<CachedPod>, Vec<String>)>,
     /// Pods deleted since the snapshot.
     pub gone: usize,
     pub failed: usize,
@@ -60,14 +60,20 @@ pub async fn annotate(
     // never hold 10,000 patches in memory at once.
     let work = pods.iter().filter_map(|pod| {
         let wanted = annotations_for(pod, prefix, digests);
-        (!wanted.is_empty())
-            .then_some(async move { (patch_pod(client, pod.namespace(), pod.name(), wanted).await, pod) })
+        (!wanted.is_empty()).then_some(async move {
+            let keys: Vec<String> = wanted.keys().cloned().collect();
+            (
+                patch_pod(client, pod.namespace(), pod.name(), wanted).await,
+                pod,
+                keys,
+            )
+        })
     });
     stream::iter(work)
         .buffer_unordered(CONCURRENCY)
-        .fold(Report::default(), |mut report, (outcome, pod)| {
+        .fold(Report::default(), |mut report, (outcome, pod, keys)| {
             match outcome {
-                Outcome::Patched => report.patched.push(Arc::clone(pod)),
+                Outcome::Patched => report.patched.push((Arc::clone(pod), keys)),
                 Outcome::Gone => report.gone += 1,
                 Outcome::Failed => report.failed += 1,
             }

@@ -110,9 +110,10 @@ pub async fn run(settings: Settings) -> Result<()> {
     } else {
         Leadership::always(&metrics)
     };
+    let instance = pod_events::reporting_instance();
     let reporter = Reporter {
         controller: pod_events::CONTROLLER.into(),
-        instance: std::env::var("POD_NAME").ok(),
+        instance: Some(instance.clone()),
     };
     let ctx = cycle::Context {
         recorder: Recorder::new(client.clone(), reporter),
@@ -125,6 +126,7 @@ pub async fn run(settings: Settings) -> Result<()> {
         metrics,
         cache_ttl,
         new_digests,
+        instance,
     };
     run_loop(&ctx, leadership.subscribe(), asks).await;
     ready.clear();

@@ -46,6 +46,8 @@ pub struct Context {
     pub cache_ttl: Option<Duration>,
     /// Told which digests a cycle saw, so only later ones trigger the next.
     pub new_digests: NewDigests,
+    /// `reportingInstance` of the operator's Events ([`pod_events::reporting_instance`]).
+    pub instance: String,
 }
 
 /// How a cycle ended.
@@ -94,7 +96,7 @@ pub async fn run(ctx: &Context, cycle: &str) -> Result<Report> {
     jobs::delete_orphan_secrets(ctx).await?;
 
     // 2. What is left to do; with the cache, what a fresh record covers is annotated at once.
-    let pods = ctx.pods.state();
+    let pods = ctx.snapshot();
     let items = without(work_list(ctx, &pods), &just_done);
     let items = match ctx.cache_ttl {
         Some(_) => apply_cache(ctx, &pods, items).await,
@@ -123,18 +125,22 @@ pub async fn run(ctx: &Context, cycle: &str) -> Result<Report> {
     Ok(report)
 }
 
+impl Context {
+    /// The pods cycles work on: the pod cache, less the pods of namespaces the namespace
+    /// selector does not match. Their images are neither processed, annotated nor remembered.
+    pub fn snapshot(&self) -> Vec<Arc<CachedPod>> {
+        let mut pods = self.pods.state();
+        if self.namespaces.is_some() {
+            pods.retain(|p| worklist::selected(self.namespaces.as_ref(), p.namespace()));
+        }
+        pods
+    }
+}
+
 fn work_list(ctx: &Context, pods: &[Arc<CachedPod>]) -> Vec<WorkItem> {
     ctx.new_digests.remember(running_digests(pods));
-    let namespaces: Option<HashSet<String>> = ctx.namespaces.as_ref().map(|store| {
-        store
-            .state()
-            .iter()
-            .filter_map(|n| n.metadata.name.clone())
-            .collect()
-    });
     let (items, skipped) = worklist::build(&Snapshot {
         pods,
-        namespaces: namespaces.as_ref(),
         annotation_prefix: &ctx.settings.annotation_prefix,
         ignore_annotations: ctx.settings.ignore_annotations,
         cluster_id: &ctx.settings.cluster_id,
@@ -188,7 +194,7 @@ async fn apply_cache(ctx: &Context, pods: &[Arc<CachedPod>], items: Vec<WorkItem
         );
         if ctx.settings.pod_events.processed() {
             let source = "image(s) catalogued earlier, found in the digest cache (no Job)";
-            pod_events::processed(&ctx.client, &report.patched, prefix, &digests, source).await;
+            pod_events::processed(&ctx.client, &ctx.instance, &report.patched, source).await;
         }
     }
     let running = running_digests(pods);
@@ -313,7 +319,7 @@ mod tests {
     }
 
     #[test]
-    fn digests_a_finished_job_completed_are_not_processed_again() {
+    fn without_drops_the_digests_of_jobs_just_completed() {
         use crate::worklist::fixtures::{digest, pod, status};
         let pods: Vec<Arc<CachedPod>> = vec![
             pod("a", "p", vec![status("c", &format!("r.io/x@{}", digest(1)))]).into(),
@@ -321,7 +327,6 @@ mod tests {
         ];
         let (items, _) = worklist::build(&Snapshot {
             pods: &pods,
-            namespaces: None,
             annotation_prefix: "sbomjob.io",
             ignore_annotations: false,
             cluster_id: "c",

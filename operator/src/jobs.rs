@@ -177,7 +177,7 @@ pub async fn finish(ctx: &Context, job: &Job) -> Result<Outcome> {
     match &outcome {
         Outcome::Complete => {
             let digests = digests(job);
-            let pods = ctx.pods.state();
+            let pods = ctx.snapshot();
             let prefix = &ctx.settings.annotation_prefix;
             let report = annotate::annotate(&ctx.client, &pods, prefix, &digests).await;
             let patched = report.patched.len();
@@ -198,7 +198,7 @@ pub async fn finish(ctx: &Context, job: &Job) -> Result<Outcome> {
             if ctx.settings.pod_events.processed() {
                 // After every patch: the events never delay an annotation.
                 let source = format!("image(s) catalogued by Job {}/{job_name}", ctx.namespace);
-                pod_events::processed(&ctx.client, &report.patched, prefix, &digests, &source).await;
+                pod_events::processed(&ctx.client, &ctx.instance, &report.patched, &source).await;
             }
             if report.failed > 0 {
                 // Not marked done: the next finish (or cycle) annotates what is missing.
@@ -219,20 +219,16 @@ pub async fn finish(ctx: &Context, job: &Job) -> Result<Outcome> {
                 let digests = digests(job);
                 let prefix = &ctx.settings.annotation_prefix;
                 // The pods that still wait for one of the Job's images: none was annotated.
-                let waiting: Vec<Arc<CachedPod>> = ctx
-                    .pods
-                    .state()
-                    .into_iter()
-                    .filter(|p| !annotate::annotations_for(p, prefix, &digests).is_empty())
-                    .collect();
+                let pods = ctx.snapshot();
                 let note = format!(
                     "Job {}/{job_name} failed: {message}; not annotated, retried next cycle",
                     ctx.namespace
                 );
-                pod_events::publish(&ctx.client, &waiting, EventType::Warning, reason, |_| {
-                    note.clone()
-                })
-                .await;
+                let waiting = pods
+                    .iter()
+                    .filter(|p| !annotate::annotations_for(p, prefix, &digests).is_empty())
+                    .map(|p| (p.as_ref(), note.clone()));
+                pod_events::publish(&ctx.client, &ctx.instance, EventType::Warning, reason, waiting).await;
             }
         }
         Outcome::Running => return Ok(outcome),

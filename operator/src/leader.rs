@@ -299,7 +299,7 @@ async fn elect(
 ) {
     let period = config.duration / 3;
     let renew_deadline = config.duration * 2 / 3;
-    let retry = (config.duration / 6).max(Duration::from_millis(100));
+    let poll = poll_period(config.duration);
     let set = |value: bool| {
         leader.send_if_modified(|current| {
             let changed = *current != value;
@@ -329,9 +329,7 @@ async fn elect(
                     info!(lease = %config.lease_name, "leader election: another replica leads");
                 }
                 let left = Timestamp::now().duration_until(until);
-                Duration::try_from(left)
-                    .unwrap_or_default()
-                    .min(poll_period(config.duration))
+                Duration::try_from(left).unwrap_or_default().min(poll)
             }
             Ok(Round::Raced) => Duration::ZERO,
             Err(e) => {
@@ -343,7 +341,7 @@ async fn elect(
                         warn!(lease = %config.lease_name, "leader election: could not renew in time; stepping down");
                     }
                 }
-                retry
+                poll
             }
         };
         tokio::select! {

@@ -7,7 +7,7 @@
 //! pod gets at most one event per step here, so a plain create is enough; events are built as
 //! slots free, so 10,000 pods never hold 10,000 events in memory at once.
 
-use std::{collections::HashSet, sync::Arc};
+use std::sync::Arc;
 
 use futures::{StreamExt, future::ready, stream};
 use k8s_openapi::{
@@ -18,10 +18,7 @@ use k8s_openapi::{
 use kube::{Api, Client, api::PostParams, runtime::events::EventType};
 use tracing::{debug, warn};
 
-use crate::{
-    annotate::{self, FIELD_MANAGER},
-    pod::CachedPod,
-};
+use crate::{annotate::FIELD_MANAGER, pod::CachedPod};
 
 /// `reportingController` of every Event of the operator (the Jobs' too).
 pub const CONTROLLER: &str = "sbomjob";
@@ -89,75 +86,67 @@ fn clip(s: &str, max: usize) -> &str {
     &s[..end]
 }
 
-/// `POD_NAME` (the operator's pod), else the controller's name, as kube's `Recorder` does.
-fn reporting_instance() -> String {
+/// `POD_NAME` (the operator's pod), else the controller's name, as kube's `Recorder` does:
+/// the `reportingInstance` of every Event, the Jobs' too.
+pub fn reporting_instance() -> String {
     std::env::var("POD_NAME")
         .ok()
         .filter(|v| !v.is_empty())
         .unwrap_or_else(|| CONTROLLER.into())
 }
 
-/// What the Processed note says a pod got: its annotations for the digests, comma-separated.
-pub fn annotated(pod: &CachedPod, prefix: &str, digests: &HashSet<&str>) -> String {
-    // The snapshot predates the patch, so what it still lacks is what was written.
-    let keys: Vec<String> = annotate::annotations_for(pod, prefix, digests)
-        .into_keys()
-        .collect();
-    keys.join(", ")
-}
-
-/// Normal `Processed` on each annotated pod; `source` says where the catalogue came from.
+/// Normal `Processed` on each annotated pod, naming the annotations written; `source` says
+/// where the catalogue came from.
 pub async fn processed(
     client: &Client,
-    pods: &[Arc<CachedPod>],
-    prefix: &str,
-    digests: &HashSet<&str>,
+    instance: &str,
+    patched: &[(Arc<CachedPod>, Vec<String>)],
     source: &str,
 ) {
-    publish(client, pods, EventType::Normal, PROCESSED, |pod| {
-        format!("{source}; annotated {}", annotated(pod, prefix, digests))
-    })
-    .await;
+    let events = patched
+        .iter()
+        .map(|(pod, keys)| (pod.as_ref(), processed_note(source, keys)));
+    publish(client, instance, EventType::Normal, PROCESSED, events).await;
 }
 
-/// Creates one event per pod. Never fails the caller: failures are counted and logged once,
-/// with the first error.
-pub async fn publish(
+/// What a `Processed` Event says: where the catalogue came from and the annotations written.
+pub fn processed_note(source: &str, keys: &[String]) -> String {
+    format!("{source}; annotated {}", keys.join(", "))
+}
+
+/// Creates one event per (pod, note), built as slots free. Never fails the caller: failures
+/// are counted and logged once, with the first error.
+pub async fn publish<'a>(
     client: &Client,
-    pods: &[Arc<CachedPod>],
+    instance: &str,
     type_: EventType,
     reason: &str,
-    note: impl Fn(&CachedPod) -> String,
+    events: impl IntoIterator<Item = (&'a CachedPod, String)>,
 ) {
-    if pods.is_empty() {
-        return;
-    }
-    let instance = reporting_instance();
     let now = Timestamp::now();
     let params = PostParams {
         field_manager: Some(FIELD_MANAGER.into()),
         ..Default::default()
     };
-    let work = pods.iter().enumerate().map(|(index, pod)| {
-        let ev = event(pod, type_, reason, &note(pod), &instance, now, index);
+    let work = events.into_iter().enumerate().map(|(index, (pod, note))| {
+        let ev = event(pod, type_, reason, &note, instance, now, index);
         let api: Api<Event> = Api::namespaced(client.clone(), pod.namespace());
         let params = &params;
         async move { api.create(params, &ev).await.map(|_| ()) }
     });
-    let (failed, first) = stream::iter(work)
+    let (sent, failed, first) = stream::iter(work)
         .buffer_unordered(CONCURRENCY)
-        .fold((0usize, None), |(failed, first), result| {
+        .fold((0usize, 0usize, None), |(sent, failed, first), result| {
             ready(match result {
-                Ok(()) => (failed, first),
-                Err(e) => (failed + 1, first.or(Some(e))),
+                Ok(()) => (sent + 1, failed, first),
+                Err(e) => (sent + 1, failed + 1, first.or(Some(e))),
             })
         })
         .await;
     match first {
-        Some(e) => {
-            warn!(reason, failed, pods = pods.len(), error = %e, "could not publish some pod events")
-        }
-        None => debug!(reason, pods = pods.len(), "pod events published"),
+        Some(e) => warn!(reason, failed, pods = sent, error = %e, "could not publish some pod events"),
+        None if sent > 0 => debug!(reason, pods = sent, "pod events published"),
+        None => {}
     }
 }
 
@@ -273,10 +262,14 @@ mod tests {
             ],
         );
         let (d1, d2) = (digest(1), digest(2));
-        let digests: HashSet<&str> = [d1.as_str(), d2.as_str()].into();
+        let digests: std::collections::HashSet<&str> = [d1.as_str(), d2.as_str()].into();
+        // The keys annotate() reports as written are those annotations_for() wants.
+        let keys: Vec<String> = crate::annotate::annotations_for(&p, "sbomjob.io", &digests)
+            .into_keys()
+            .collect();
         assert_eq!(
-            annotated(&p, "sbomjob.io", &digests),
-            "sbomjob.io/app, sbomjob.io/side"
+            processed_note("by Job j", &keys),
+            "by Job j; annotated sbomjob.io/app, sbomjob.io/side"
         );
     }
 }

@@ -9,12 +9,12 @@ use std::{
 };
 
 use k8s_openapi::api::core::v1::Namespace;
-use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::reflector::Store;
 use tokio::sync::mpsc;
 
 use crate::{
     pod::CachedPod,
-    worklist::{container_images, is_done},
+    worklist::{container_images, is_done, selected},
 };
 
 /// The pod-watch side: decides whether a pod brings a new digest and asks for a cycle.
@@ -63,9 +63,7 @@ pub fn unseen(pod: &CachedPod, prefix: &str, known: &mut HashSet<String>) -> Vec
 impl NewDigests {
     /// Called for every pod the watch delivers after the initial list.
     pub fn observe(&self, pod: &CachedPod) {
-        if let Some(namespaces) = &self.namespaces
-            && namespaces.get(&ObjectRef::new(pod.namespace())).is_none()
-        {
+        if !selected(self.namespaces.as_ref(), pod.namespace()) {
             return;
         }
         let new = unseen(pod, &self.prefix, &mut self.known.lock().expect("lock"));

@@ -1,8 +1,10 @@
 //! From a snapshot of pods to the list of images a cycle must process (pure).
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 
 use job_image::{ImageConfig, PodRef};
+use k8s_openapi::api::core::v1::Namespace;
+use kube::runtime::reflector::{ObjectRef, Store};
 
 use crate::{
     credentials::{AuthEntry, find_credentials},
@@ -51,9 +53,8 @@ pub struct WorkItem {
 
 /// What the work list is built from.
 pub struct Snapshot<'a> {
+    /// The pods of the selected namespaces ([`selected`]).
     pub pods: &'a [std::sync::Arc<CachedPod>],
-    /// Namespaces that match the namespace selector; `None` = every namespace.
-    pub namespaces: Option<&'a HashSet<String>>,
     pub annotation_prefix: &'a str,
     pub ignore_annotations: bool,
     pub cluster_id: &'a str,
@@ -105,6 +106,12 @@ fn is_finished(pod: &CachedPod) -> bool {
     matches!(pod.phase(), Some("Succeeded" | "Failed"))
 }
 
+/// True when the namespace selector matches `namespace` (`None`: there is no selector). The one
+/// place namespaces are filtered: cycles, annotations, pod Events and the new-image trigger.
+pub fn selected(namespaces: Option<&Store<Namespace>>, namespace: &str) -> bool {
+    namespaces.is_none_or(|store| store.get(&ObjectRef::new(namespace)).is_some())
+}
+
 /// The images of the snapshot still to process, sorted by digest, and the skipped containers.
 pub fn build(snapshot: &Snapshot) -> (Vec<WorkItem>, Vec<Skipped>) {
     let mut items: BTreeMap<String, WorkItem> = BTreeMap::new();
@@ -114,11 +121,7 @@ pub fn build(snapshot: &Snapshot) -> (Vec<WorkItem>, Vec<Skipped>) {
     pods.sort_by(|a, b| (a.namespace(), a.name()).cmp(&(b.namespace(), b.name())));
     for pod in pods {
         let namespace = pod.namespace().to_string();
-        if snapshot
-            .namespaces
-            .is_some_and(|allowed| !allowed.contains(&namespace))
-            || is_finished(pod)
-        {
+        if is_finished(pod) {
             continue;
         }
         let (containers, mut bad) = container_images(pod);
@@ -276,10 +279,9 @@ mod tests {
     use super::{fixtures::*, *};
     use crate::credentials::AuthEntry;
 
-    fn snapshot<'a>(pods: &'a [Arc<CachedPod>], namespaces: Option<&'a HashSet<String>>) -> Snapshot<'a> {
+    fn snapshot(pods: &[Arc<CachedPod>]) -> Snapshot<'_> {
         Snapshot {
             pods,
-            namespaces,
             annotation_prefix: "sbomjob.io",
             ignore_annotations: false,
             cluster_id: "prod",
@@ -312,7 +314,7 @@ mod tests {
             )
             .into(),
         ];
-        let (items, skipped) = build(&snapshot(&pods, None));
+        let (items, skipped) = build(&snapshot(&pods));
         assert!(skipped.is_empty());
         let digests: Vec<_> = items.iter().map(|i| i.digest.clone()).collect();
         assert_eq!(digests, [digest(1), digest(2), digest(3)]);
@@ -333,7 +335,7 @@ mod tests {
         p.status.init_container_statuses = vec![status("init", &format!("r.io/i@{}", digest(4)))];
         p.status.ephemeral_container_statuses = vec![status("debug", &format!("r.io/d@{}", digest(5)))];
         let pods = vec![Arc::new(p)];
-        let (items, _) = build(&snapshot(&pods, None));
+        let (items, _) = build(&snapshot(&pods));
         assert_eq!(items.len(), 2);
     }
 
@@ -363,7 +365,7 @@ mod tests {
             finished.into(),
             pod("a", "broken", vec![status("c", "docker://not-a-digest")]).into(),
         ];
-        let (items, skipped) = build(&snapshot(&pods, None));
+        let (items, skipped) = build(&snapshot(&pods));
         assert!(items.is_empty(), "{items:?}");
         assert_eq!(skipped.len(), 1);
         assert_eq!(
@@ -383,8 +385,8 @@ mod tests {
             )
             .into(),
         ];
-        assert_eq!(build(&snapshot(&pods, None)).0.len(), 1);
-        let mut snap = snapshot(&pods, None);
+        assert_eq!(build(&snapshot(&pods)).0.len(), 1);
+        let mut snap = snapshot(&pods);
         snap.ignore_annotations = true;
         assert_eq!(build(&snap).0.len(), 1);
     }
@@ -394,7 +396,7 @@ mod tests {
         let id = format!("r.io/x@{}", digest(1));
         let pods: Vec<Arc<CachedPod>> =
             vec![annotated(pod("a", "p", vec![status("c", &id)]), "sbomjob.io/c", &id).into()];
-        let mut snap = snapshot(&pods, None);
+        let mut snap = snapshot(&pods);
         assert!(build(&snap).0.is_empty());
         snap.ignore_annotations = true;
         assert_eq!(build(&snap).0.len(), 1);
@@ -402,21 +404,24 @@ mod tests {
 
     #[test]
     fn namespace_filter() {
-        let pods: Vec<Arc<CachedPod>> = vec![
-            pod("in", "p", vec![status("c", &format!("r.io/x@{}", digest(1)))]).into(),
-            pod("out", "p", vec![status("c", &format!("r.io/y@{}", digest(2)))]).into(),
-        ];
-        let allowed: HashSet<String> = ["in".to_string()].into();
-        let (items, _) = build(&snapshot(&pods, Some(&allowed)));
-        assert_eq!(items.len(), 1);
-        assert_eq!(items[0].pods[0].namespace, "in");
+        let (reader, mut writer) = kube::runtime::reflector::store::<Namespace>();
+        writer.apply_watcher_event(&kube::runtime::watcher::Event::Apply(Namespace {
+            metadata: kube::api::ObjectMeta {
+                name: Some("in".into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        }));
+        assert!(selected(Some(&reader), "in"));
+        assert!(!selected(Some(&reader), "out"));
+        assert!(selected(None, "out"), "no selector: every namespace");
     }
 
     #[test]
     fn local_image_uses_the_tag_reference() {
         let pods: Vec<Arc<CachedPod>> =
             vec![pod("a", "p", vec![status("c", &format!("docker://{}", digest(7)))]).into()];
-        let (items, _) = build(&snapshot(&pods, None));
+        let (items, _) = build(&snapshot(&pods));
         assert_eq!(items[0].image, "img-c:1");
         assert_eq!(items[0].digest, digest(7));
     }
@@ -439,7 +444,7 @@ mod tests {
             pod("a", "r", vec![status("c", &format!("fb.io/z@{}", digest(3)))]).into(),
             pod("a", "s", vec![status("c", &format!("none.io/z@{}", digest(4)))]).into(),
         ];
-        let (items, _) = build(&snapshot(&pods, None));
+        let (items, _) = build(&snapshot(&pods));
         let mut index = CredentialIndex::default();
         index
             .service_accounts
