@@ -24,7 +24,7 @@ use kube::{
 };
 
 use crate::{
-    Scenario,
+    Scenario, job_name,
     sim::{self, SimContainer},
     wait_for,
 };
@@ -65,13 +65,7 @@ impl Drop for SimNode {
 
 /// A well-formed imageID of a simulated image `k` (nothing pulls it).
 pub fn sim_image_id(repo: &str, k: usize) -> String {
-    let x = (k as u64 + 7).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    format!(
-        "10.244.0.1:5000/{repo}@sha256:{x:016x}{:016x}{:016x}{:016x}",
-        x.rotate_left(13),
-        x ^ 0x5A5A,
-        x.rotate_left(29)
-    )
+    format!("10.244.0.1:5000/{repo}@sha256:{}", sim::fake_digest(k))
 }
 
 /// `count` Running pods `app-<i>` in `ns` on `node`, container `app`, `digests` distinct
@@ -364,7 +358,7 @@ pub async fn assert_no_credentials_left(s: &Scenario, operators: usize, secrets:
         .items
     {
         texts.push((
-            format!("Job {}", j.metadata.name.clone().unwrap_or_default()),
+            format!("Job {}", job_name(&j)),
             serde_json::to_string(&j).expect("job json"),
         ));
     }

@@ -13,7 +13,7 @@ use k8s_openapi::{
 };
 use kube::{
     Api, Client,
-    api::{DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams},
+    api::{ListParams, ObjectMeta, Patch, PatchParams, PostParams},
     runtime::{WatchStreamExt, watcher},
 };
 use serde_json::{Value, json};
@@ -81,9 +81,16 @@ pub async fn ensure_node(client: &Client, name: &str) -> Result<(), Error> {
     }
 }
 
-pub async fn delete_node(client: &Client, name: &str) {
-    let api: Api<Node> = Api::all(client.clone());
-    let _ = api.delete(name, &DeleteParams::default()).await;
+/// A distinct, well-formed sha256 digest (64 hex digits) for each `k`: not a real content hash,
+/// nothing pulls it.
+pub fn fake_digest(k: usize) -> String {
+    let x = (k as u64 + 7).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    format!(
+        "{x:016x}{:016x}{:016x}{:016x}",
+        x.rotate_left(13),
+        x ^ 0x5A5A,
+        x.rotate_left(29)
+    )
 }
 
 /// One container of a simulated pod: name, image (spec) and the imageID its status reports.
@@ -237,9 +244,9 @@ pub async fn start_pods(
         .map(drop)
 }
 
-/// Ends a Job pod as its container would: binds it to `node` when nothing did, then writes a
-/// terminal status (`Succeeded` with exit code 0, else `Failed` with `exit_code`).
-pub async fn finish_job_pod(client: &Client, pod: &Pod, node: &str, exit_code: i32) -> Result<(), Error> {
+/// Ends a Job pod as its container would on success: binds it to `node` when nothing did, then
+/// writes a terminal status (`Succeeded`, exit code 0).
+pub async fn finish_job_pod(client: &Client, pod: &Pod, node: &str) -> Result<(), Error> {
     let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
     let name = pod.metadata.name.as_deref().unwrap_or_default();
     let api: Api<Pod> = Api::namespaced(client.clone(), ns);
@@ -267,13 +274,8 @@ pub async fn finish_job_pod(client: &Client, pod: &Pod, node: &str, exit_code: i
         .and_then(|s| s.containers.first())
         .map(|c| (c.name.clone(), c.image.clone().unwrap_or_default()))
         .unwrap_or_default();
-    let (phase, reason) = if exit_code == 0 {
-        ("Succeeded", "Completed")
-    } else {
-        ("Failed", "Error")
-    };
     let status = json!({ "status": {
-        "phase": phase,
+        "phase": "Succeeded",
         "startTime": t,
         "conditions": [
             { "type": "PodScheduled", "status": "True", "lastTransitionTime": t },
@@ -287,7 +289,7 @@ pub async fn finish_job_pod(client: &Client, pod: &Pod, node: &str, exit_code: i
             "started": false,
             "restartCount": 0,
             "state": { "terminated": {
-                "exitCode": exit_code, "reason": reason, "startedAt": t, "finishedAt": t,
+                "exitCode": 0, "reason": "Completed", "startedAt": t, "finishedAt": t,
             } },
         }],
     }});
@@ -317,11 +319,11 @@ pub async fn wait_job_pod(client: &Client, ns: &str, timeout: Duration) {
     .await;
 }
 
-/// Ends every Job pod of `ns` that has not ended; returns how many.
-pub async fn finish_job_pods(client: &Client, ns: &str, node: &str, exit_code: i32) -> Result<usize, Error> {
+/// Ends every Job pod of `ns` that has not ended (successfully); returns how many.
+pub async fn finish_job_pods(client: &Client, ns: &str, node: &str) -> Result<usize, Error> {
     let pods = pending_job_pods(client, ns).await?;
     for p in &pods {
-        finish_job_pod(client, p, node, exit_code).await?;
+        finish_job_pod(client, p, node).await?;
     }
     Ok(pods.len())
 }
@@ -343,7 +345,7 @@ pub fn spawn_job_pod_completer(client: Client, ns: String, node: String) -> toki
             if is_terminal(&pod) || done.contains(&uid) {
                 continue;
             }
-            match finish_job_pod(&client, &pod, &node, 0).await {
+            match finish_job_pod(&client, &pod, &node).await {
                 Ok(()) => {
                     done.insert(uid);
                 }

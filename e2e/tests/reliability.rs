@@ -13,7 +13,7 @@ use std::{
 };
 
 use e2e::{
-    Cluster, SKOPEO_INSPECT, Scenario, job_end,
+    Cluster, SKOPEO_INSPECT, Scenario, job_end, job_name,
     reliability_support::{
         AnnotationRecorder, SimNode, assert_no_credentials_left, restart_apiserver, sim_pods, wait_log,
     },
@@ -78,13 +78,13 @@ async fn r1_apiserver_restart_mid_cycle() {
     let node_env = node.operator_env();
     s.start_operator(&env(&node_env, &[("SBOM_JOB_IMAGE", NEVER_PULLED)]));
     let jobs = s.wait_jobs(1, 2 * MIN).await;
-    let job = jobs[0].metadata.name.clone().unwrap();
+    let job = job_name(&jobs[0]);
     // The cycle now waits for the Job, whose pod only the test can end.
     sim::wait_job_pod(&s.client, &s.job_ns, MIN).await;
 
     restart_apiserver(&s.client, Duration::from_secs(15)).await;
 
-    let ended = sim::finish_job_pods(&s.client, &s.job_ns, &node.name, 0)
+    let ended = sim::finish_job_pods(&s.client, &s.job_ns, &node.name)
         .await
         .expect("ending the job pod");
     assert_eq!(ended, 1);
@@ -122,9 +122,9 @@ async fn r2_operator_killed_between_complete_and_annotated() {
     let node_env = node.operator_env();
     let settings = env(&node_env, &[("SBOM_JOB_IMAGE", NEVER_PULLED)]);
     s.start_operator(&settings);
-    let job = s.wait_jobs(1, 2 * MIN).await[0].metadata.name.clone().unwrap();
+    let job = job_name(&s.wait_jobs(1, 2 * MIN).await[0]);
     sim::wait_job_pod(&s.client, &s.job_ns, MIN).await;
-    sim::finish_job_pods(&s.client, &s.job_ns, &node.name, 0)
+    sim::finish_job_pods(&s.client, &s.job_ns, &node.name)
         .await
         .expect("ending the job pod");
     // Kill at the first annotation seen: the Job is Complete, the annotating has begun.
@@ -139,6 +139,17 @@ async fn r2_operator_killed_between_complete_and_annotated() {
     s.kill_operator(0);
     let at_kill = recorder.annotated();
     eprintln!("operator killed with {at_kill} of {total} pods annotated");
+    assert!(
+        at_kill < total,
+        "the kill came after the annotating: all {total} pods were annotated when it landed"
+    );
+    // The watch may lag; the API server's state after the kill (the process is gone) must also
+    // leave pods for the next operator, or the scenario tests nothing.
+    let left = unannotated(&s).await.len();
+    assert!(
+        left > 0,
+        "the kill came after the annotating: no pod was left unannotated ({at_kill} of {total} seen by the watch)"
+    );
     assert_eq!(s.wait_job_end(&job, MIN).await.0, "Complete");
 
     s.start_operator(&settings);
@@ -224,7 +235,7 @@ async fn r3_bad_input_is_logged_and_the_cycle_goes_on() {
     s.start_operator(&env(&node_env, &[("SBOM_JOB_IMAGE", NEVER_PULLED)]));
     s.wait_jobs(1, 2 * MIN).await;
     sim::wait_job_pod(&s.client, &s.job_ns, MIN).await;
-    sim::finish_job_pods(&s.client, &s.job_ns, &node.name, 0)
+    sim::finish_job_pods(&s.client, &s.job_ns, &node.name)
         .await
         .expect("ending the job pod");
     wait_complete(&s, 1).await;
@@ -417,7 +428,7 @@ async fn r8_no_credential_left_behind() {
         ("SBOM_JOB_ENTRYPOINT_COMMAND", SKOPEO_INSPECT),
         ("SBOM_JOB_ENTRYPOINT_LOG_LEVEL", "debug"),
     ]);
-    let job = s.wait_jobs(1, 2 * MIN).await[0].metadata.name.clone().unwrap();
+    let job = job_name(&s.wait_jobs(1, 2 * MIN).await[0]);
     assert_eq!(
         s.wait_job_end(&job, 3 * MIN).await.0,
         "Complete",

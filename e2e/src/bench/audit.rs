@@ -1,5 +1,5 @@
 //! The API server's audit log (JSON lines, level Metadata for the operator's user only): each
-//! request once (by audit ID), with its verb, resource and times.
+//! request once (by audit ID), with its verb, resource, times and status code.
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -13,11 +13,10 @@ pub struct Request {
     pub verb: String,
     /// `pods`, `pods/status`, `jobs`, `imagerecords.sbomjob.io`, ...
     pub resource: String,
-    pub namespace: String,
-    pub name: String,
     pub received: Timestamp,
     /// When the response was complete (for a watch: when it started).
     pub done: Timestamp,
+    /// The response's HTTP status code (0 when the log has none).
     pub code: i64,
 }
 
@@ -27,6 +26,11 @@ impl Request {
             self.verb.as_str(),
             "create" | "update" | "patch" | "delete" | "deletecollection"
         )
+    }
+
+    /// The API server answered 2xx.
+    pub fn succeeded(&self) -> bool {
+        (200..300).contains(&self.code)
     }
 }
 
@@ -67,8 +71,6 @@ pub fn read(path: &Path, user: &str) -> std::io::Result<Vec<Request>> {
         let request = Request {
             verb: s("/verb"),
             resource,
-            namespace: s("/objectRef/namespace"),
-            name: s("/objectRef/name"),
             received,
             done: stage_at,
             code: v

@@ -13,7 +13,6 @@ use k8s_openapi::jiff::Timestamp;
 pub struct LogLine {
     pub at: Timestamp,
     pub message: String,
-    pub fields: serde_json::Value,
 }
 
 /// Every JSON line of the log that has a timestamp and a message.
@@ -24,11 +23,7 @@ pub fn read_log(path: &Path) -> Vec<LogLine> {
         .filter_map(|v| {
             let at = v.get("timestamp")?.as_str()?.parse().ok()?;
             let message = v.get("message")?.as_str()?.to_string();
-            Some(LogLine {
-                at,
-                message,
-                fields: v,
-            })
+            Some(LogLine { at, message })
         })
         .collect()
 }

@@ -105,14 +105,7 @@ fn log(msg: impl std::fmt::Display) {
 fn workload(i: usize, namespaces: usize, digests: usize) -> (String, String, SimContainer) {
     let k = i % digests;
     let repo = format!("10.244.0.1:5000/bench/app-{k}");
-    // A distinct, well-formed sha256 per k (not a real content hash: nothing pulls it).
-    let x = (k as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    let hex = format!(
-        "{x:016x}{:016x}{:016x}{:016x}",
-        x.rotate_left(17),
-        x ^ 0xA5A5,
-        x.rotate_left(41)
-    );
+    let hex = sim::fake_digest(k);
     (
         format!("bench-{:03}", i % namespaces),
         format!("app-{i:05}"),
@@ -164,11 +157,10 @@ async fn wait_service_accounts(client: &Client, wanted: usize) -> Result<(), Err
 
 #[derive(Debug, Clone, Default)]
 struct JobTimes {
-    created: Option<Timestamp>,
     complete: Option<Timestamp>,
 }
 
-/// Records when each Job is first seen and when its Complete condition is.
+/// Records, per Job, when the harness first saw its Complete condition.
 fn watch_jobs(
     client: Client,
 ) -> (
@@ -189,10 +181,7 @@ fn watch_jobs(
             let now = Timestamp::now();
             let complete = e2e::job_end(&job).is_some_and(|(t, _)| t == "Complete");
             let mut seen = seen.lock().expect("lock");
-            let t = seen
-                .entry(job.metadata.name.clone().unwrap_or_default())
-                .or_default();
-            t.created.get_or_insert(now);
+            let t = seen.entry(e2e::job_name(&job)).or_default();
             if complete {
                 t.complete.get_or_insert(now);
             }
@@ -264,7 +253,9 @@ fn cycles(lines: &[bench::LogLine]) -> Vec<(Timestamp, Option<Timestamp>)> {
     out
 }
 
-/// One merge patch of one annotation per pod, `concurrency` in flight; (seconds, mean latency).
+/// One merge patch of one annotation per pod, `concurrency` in flight; (seconds, mean latency of
+/// the successful patches, how many succeeded). A failed patch annotated nothing: it is logged
+/// and left out of the throughput.
 /// `metadata`: ask for metadata-only responses (`Api::patch_metadata`, what the operator does),
 /// else for the whole pod.
 async fn raw_patch_loop(
@@ -273,13 +264,13 @@ async fn raw_patch_loop(
     concurrency: usize,
     tag: &str,
     metadata: bool,
-) -> (f64, f64) {
+) -> (f64, f64, usize) {
     let pp = PatchParams {
         field_manager: Some("sbomjob-bench".into()),
         ..Default::default()
     };
     let start = Instant::now();
-    let latencies: Vec<f64> = stream::iter(pods)
+    let results: Vec<Option<f64>> = stream::iter(pods)
         .map(|(ns, name)| {
             let api: Api<Pod> = Api::namespaced(client.clone(), ns);
             let pp = &pp;
@@ -292,19 +283,32 @@ async fn raw_patch_loop(
                 } else {
                     api.patch(name, pp, &patch).await.map(drop)
                 };
-                if let Err(e) = result {
-                    eprintln!("raw patch {ns}/{name}: {e}");
+                let latency = t.elapsed().as_secs_f64();
+                match result {
+                    Ok(()) => Some(latency),
+                    Err(e) => {
+                        eprintln!("raw patch {ns}/{name}: {e}");
+                        None
+                    }
                 }
-                t.elapsed().as_secs_f64()
             }
         })
         .buffer_unordered(concurrency)
         .collect()
         .await;
     let total = start.elapsed().as_secs_f64();
+    let latencies: Vec<f64> = results.iter().flatten().copied().collect();
+    let failed = results.len() - latencies.len();
+    if failed > 0 {
+        log(format!(
+            "raw patch loop {tag}: {failed} of {} patches failed; not counted",
+            results.len()
+        ));
+    }
     (
         total,
         latencies.iter().sum::<f64>() / latencies.len().max(1) as f64,
+        latencies.len(),
     )
 }
 
@@ -455,10 +459,12 @@ async fn cluster(args: &[String]) -> Result<(), Error> {
     log(format!(
         "raw patch loop: {pods} pods, {RAW_CONCURRENCY} in flight"
     ));
-    let (raw_full_seconds, _) = raw_patch_loop(&client, &names, RAW_CONCURRENCY, "1", false).await;
-    let (raw_seconds, raw_latency) = raw_patch_loop(&client, &names, RAW_CONCURRENCY, "2", true).await;
+    let (raw_full_seconds, _, raw_full_ok) =
+        raw_patch_loop(&client, &names, RAW_CONCURRENCY, "1", false).await;
+    let (raw_seconds, raw_latency, raw_ok) =
+        raw_patch_loop(&client, &names, RAW_CONCURRENCY, "2", true).await;
     let sample = pods.min(1000);
-    let (seq_seconds, _) = raw_patch_loop(&client, &names[..sample], 1, "3", true).await;
+    let (seq_seconds, _, seq_ok) = raw_patch_loop(&client, &names[..sample], 1, "3", true).await;
 
     // ---- the audit log: the operator's requests ----------------------------------------------------
     tokio::time::sleep(Duration::from_secs(3)).await; // batch audit backend: flushed every second
@@ -501,11 +507,22 @@ async fn cluster(args: &[String]) -> Result<(), Error> {
         .filter_map(|t| t.complete)
         .collect();
     completes.sort();
-    let pod_patches: Vec<&audit::Request> = c1
+    // Only a 2xx patch annotated a pod; a failed one is reported, not counted.
+    let (pod_patches, failed_pod_patches): (Vec<&audit::Request>, Vec<&audit::Request>) = c1
         .iter()
         .copied()
         .filter(|r| r.verb == "patch" && r.resource == "pods")
-        .collect();
+        .partition(|r| r.succeeded());
+    if !failed_pod_patches.is_empty() {
+        let mut codes: BTreeMap<i64, usize> = BTreeMap::new();
+        for r in &failed_pod_patches {
+            *codes.entry(r.code).or_default() += 1;
+        }
+        log(format!(
+            "cycle 1: {} of the operator's pod patches failed (by status code: {codes:?}); not counted",
+            failed_pod_patches.len()
+        ));
+    }
     let (mut complete_to_annotated, mut annotate_phase) = (0.0, 0.0);
     for (k, done_at) in completes.iter().enumerate() {
         let until = completes.get(k + 1).copied().unwrap_or(c1_end);
@@ -525,7 +542,7 @@ async fn cluster(args: &[String]) -> Result<(), Error> {
     let operator_patch_latency_ms = 1000.0 * server_time / pod_patches.len().max(1) as f64;
     let operator_mean_in_flight = server_time / annotate_phase.max(1e-9);
     let operator_pods_per_s = pods_annotated as f64 / complete_to_annotated.max(1e-9);
-    let raw_pods_per_s = pods as f64 / raw_seconds;
+    let raw_pods_per_s = raw_ok as f64 / raw_seconds;
     let result = report::ClusterResult {
         pods,
         namespaces,
@@ -542,10 +559,10 @@ async fn cluster(args: &[String]) -> Result<(), Error> {
         operator_mean_in_flight,
         raw_seconds,
         raw_pods_per_s,
-        raw_full_response_pods_per_s: pods as f64 / raw_full_seconds,
+        raw_full_response_pods_per_s: raw_full_ok as f64 / raw_full_seconds,
         raw_mean_latency_ms: raw_latency * 1000.0,
         raw_sequential_sample: sample,
-        raw_sequential_pods_per_s: sample as f64 / seq_seconds,
+        raw_sequential_pods_per_s: seq_ok as f64 / seq_seconds,
         ratio: operator_pods_per_s / raw_pods_per_s,
         peak_rss_mib: end_stats.peak_rss_kib as f64 / 1024.0,
         peak_rss_at: rss_at,
