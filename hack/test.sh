@@ -22,14 +22,17 @@ cargo test --locked
 
 step "Helm chart"
 # The chart's checks compare crds/ with crdgen and feed the operator every setting: build both
-# from this tree first (a binary left from an earlier build would be stale).
+# from this tree and name them (lint.sh would otherwise take a release or musl build left under
+# target/ by an earlier run, possibly stale).
+DEBUG_BIN=${CARGO_TARGET_DIR:-target}/debug
 cargo build --locked -p sbomjob-operator
-charts/sbomjob/tests/lint.sh
+SBOMJOB_OPERATOR_BIN=$DEBUG_BIN/sbomjob-operator SBOMJOB_CRDGEN_BIN=$DEBUG_BIN/crdgen \
+  charts/sbomjob/tests/lint.sh
 
 step "Dockerfiles, presets, documented examples"
 hack/lint-images.sh
-CARGO_TARGET_DIR=target cargo build --locked -p sbomjob-job-image
-SBOMJOB_ENTRYPOINT_BIN=target/debug/sbomjob-entrypoint PRESETS_FETCH=1 entrypoints/tests/presets.sh
+cargo build --locked -p sbomjob-job-image
+SBOMJOB_ENTRYPOINT_BIN=$DEBUG_BIN/sbomjob-entrypoint PRESETS_FETCH=1 entrypoints/tests/presets.sh
 docs/tests/examples.sh
 
 step "local cluster"
