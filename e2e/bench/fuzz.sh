@@ -36,17 +36,21 @@ for t in "${TARGETS[@]}"; do
   log=$(dirname "$OUT")/fuzz-$t.log
   echo "fuzzing $t for ${SECS}s" >&2
   set +e
+  started=$SECONDS
   cargo fuzz run -s none "$t" "$corpus" -- -max_total_time="$SECS" -print_final_stats=1 "${extra[@]}" >"$log" 2>&1
   rc=$?
   set -e
+  # What libFuzzer reports it did ("Done N runs in S second(s)"), not the budget asked for; a
+  # crash ends the run early, and then no Done line: the wall time of the command stands in.
   runs=$(grep -oE 'Done [0-9]+ runs' "$log" | awk '{print $2}' | tail -1)
+  ran=$(grep -oE 'runs in [0-9]+ second' "$log" | awk '{print $3}' | tail -1)
   if [[ $rc -eq 0 ]]; then
     outcome="no crash, no panic (corpus: $(ls "$corpus" | wc -l) inputs)"
   else
     outcome="FAILED (exit $rc): $(grep -m1 -E 'panicked|ERROR|SUMMARY' "$log" || tail -1 "$log")"
     failed=1
   fi
-  results+=("$(jq -n --arg t "$t" --argjson s "$SECS" --argjson r "${runs:-0}" --argjson c "$rc" --arg o "$outcome" \
+  results+=("$(jq -n --arg t "$t" --argjson s "${ran:-$((SECONDS - started))}" --argjson r "${runs:-0}" --argjson c "$rc" --arg o "$outcome" \
     '{target: $t, seconds: $s, runs: $r, exit_code: $c, outcome: $o}')")
 done
 printf '%s\n' "${results[@]}" | jq -s . >"$OUT"

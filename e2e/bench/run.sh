@@ -33,18 +33,13 @@ cleanup() { "$ROOT/e2e/bench/controlplane.sh" down >/dev/null 2>&1 || true; }
 trap cleanup EXIT
 
 step "dependencies"
-need=()
-for p in docker-registry skopeo umoci jq bc curl openssl g++ procps; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || need+=("$p")
-done
-if ((${#need[@]})); then
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-fi
-"$ROOT/e2e/cluster/tools.sh" >/dev/null
 # shellcheck source=../cluster/lib/common.sh
 . "$ROOT/e2e/cluster/lib/common.sh"
+# The cluster's installer, with the bench's list: it keeps docker-registry's own service (on
+# the e2e registry's port 5000) from starting.
+APT_PACKAGES=(docker-registry skopeo umoci jq bc curl openssl g++ procps)
+ensure_apt_packages
+"$ROOT/e2e/cluster/tools.sh" >/dev/null
 [[ -x $K8S_BIN_DIR/kube-apiserver ]] || "$ROOT/e2e/cluster/build-binaries.sh" >&2 || true
 
 # What else ran on the machine before each measurement (the shared e2e cluster and its suites
@@ -57,7 +52,7 @@ busy() {
   read -r _ b1 b2 b3 b4 b5 b6 b7 b8 _ </proc/stat
   b=$((b1 + b2 + b3 + b4 + b5 + b6 + b7 + b8)); total=$((b - a))
   idle=$(( (b4 + b5 - idle) * 100 / (total > 0 ? total : 1) ))
-  suites=$(pgrep -f 'target/debug/deps/(scenarios|beyond|reliability|helm|rbac)-' | wc -l)
+  suites=$(pgrep -f 'target/debug/deps/(scenarios|beyond|reliability)-' | wc -l)
   printf '%s: load average %s; CPU idle over 3 s: %s%%; e2e test processes running: %s\n' \
     "$1" "$(cut -d' ' -f1-3 /proc/loadavg)" "$idle" "$suites" >>"$OUT/load.txt"
 }
@@ -147,7 +142,7 @@ step "RESULTS.md"
   echo "  makes; whole-pod responses are shown too), in the same run on the same API server after the"
   echo "  operator stopped; and one in flight on up to 1,000 pods (sequential)."
   echo "- Peak RSS: VmHWM of /proc/<pid>/status; CPU: utime + stime of /proc/<pid>/stat."
-  echo "- The machine was not reserved for the bench: 2 cores shared with whatever else ran (the shared"
+  echo "- The machine was not reserved for the bench: $(nproc) cores shared with whatever else ran (the shared"
   echo "  e2e cluster and its suites among them). Load when each part started:"
   echo
   sed 's/^/  - /' "$OUT/load.txt"
