@@ -35,7 +35,7 @@ use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
 use tracing::{debug, info};
 
-use crate::auth::{credentials_apply, normalize_host};
+use crate::auth::{credentials_apply, decode_docker_auth, normalize_host};
 use crate::batch::Job;
 use crate::runner::redact_all;
 use crate::settings::{AttachSettings, PREFIX};
@@ -209,15 +209,9 @@ impl DockerAuths {
         for (key, entry) in entries {
             let field = |name: &str| entry.get(name).and_then(Value::as_str).filter(|s| !s.is_empty());
             let auth = if let Some(encoded) = field("auth") {
-                let decoded = STANDARD
-                    .decode(encoded.trim())
-                    .ok()
-                    .and_then(|d| String::from_utf8(d).ok())
+                let (user, password) = decode_docker_auth(encoded)
                     .ok_or_else(|| format!("`auths.{key}.auth` is not base64 of `user:password`"))?;
-                let (user, password) = decoded
-                    .split_once(':')
-                    .ok_or_else(|| format!("`auths.{key}.auth` is not base64 of `user:password`"))?;
-                RegistryAuth::Basic(user.to_owned(), password.to_owned())
+                RegistryAuth::Basic(user, password)
             } else if let (Some(user), Some(password)) = (field("username"), field("password")) {
                 RegistryAuth::Basic(user.to_owned(), password.to_owned())
             } else if let Some(token) = field("registrytoken") {

@@ -18,6 +18,15 @@ use serde_json::{Map, Value, json};
 
 use crate::config::ImageConfig;
 
+/// `(user, password)` from a docker config `auth` value (base64 of `user:password`; the
+/// password may hold `:`). The one decoder of both sides: the operator's pull secrets and the
+/// entrypoint's attach config.
+pub fn decode_docker_auth(encoded: &str) -> Option<(String, String)> {
+    let text = String::from_utf8(STANDARD.decode(encoded.trim()).ok()?).ok()?;
+    let (user, password) = text.split_once(':')?;
+    Some((user.to_string(), password.to_string()))
+}
+
 /// The key docker itself uses for Docker Hub credentials.
 const DOCKER_HUB_LEGACY_KEY: &str = "https://index.docker.io/v1/";
 

@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 
-use base64::{Engine, engine::general_purpose::STANDARD};
+use job_image::auth::decode_docker_auth;
 use k8s_openapi::api::core::v1::Secret;
 use serde::Deserialize;
 
@@ -105,15 +105,17 @@ pub fn parse_pull_secret(secret: &Secret) -> Result<Vec<AuthEntry>, SecretError>
     auths.into_iter().map(|(key, auth)| entry(&key, auth)).collect()
 }
 
+/// `auth` wins over `username`/`password` when both are there, as in the kubelet's
+/// DockerConfigEntry (and docker's own config loading): the credentials it would pull with.
 fn entry(key: &str, auth: DockerAuth) -> Result<AuthEntry, SecretError> {
-    let (username, password) = match (auth.username.filter(|u| !u.is_empty()), auth.password) {
-        (Some(u), Some(p)) => (u, p),
-        (user, _) => match auth.auth.filter(|a| !a.is_empty()) {
-            Some(encoded) => {
-                decode_auth(&encoded).ok_or_else(|| SecretError::BadAuth { registry: key.into() })?
-            }
-            None => (user.unwrap_or_default(), String::new()),
-        },
+    let (username, password) = match auth.auth.filter(|a| !a.is_empty()) {
+        Some(encoded) => {
+            decode_docker_auth(&encoded).ok_or_else(|| SecretError::BadAuth { registry: key.into() })?
+        }
+        None => (
+            auth.username.unwrap_or_default(),
+            auth.password.unwrap_or_default(),
+        ),
     };
     let (host, path) = split_key(key);
     Ok(AuthEntry {
@@ -122,13 +124,6 @@ fn entry(key: &str, auth: DockerAuth) -> Result<AuthEntry, SecretError> {
         username,
         password,
     })
-}
-
-fn decode_auth(encoded: &str) -> Option<(String, String)> {
-    let bytes = STANDARD.decode(encoded.trim()).ok()?;
-    let text = String::from_utf8(bytes).ok()?;
-    let (user, pass) = text.split_once(':')?;
-    Some((user.to_string(), pass.to_string()))
 }
 
 /// `https://index.docker.io/v1/` -> (`docker.io`, ``); `reg.io/team` -> (`reg.io`, `team`).
@@ -204,6 +199,8 @@ pub fn find_credentials<'a>(
 
 #[cfg(test)]
 mod tests {
+    use base64::{Engine, engine::general_purpose::STANDARD};
+
     use super::*;
     use k8s_openapi::ByteString;
 
@@ -243,6 +240,17 @@ mod tests {
         assert_eq!(creds("index.docker.io/acme/app").unwrap().username, "hub");
         assert_eq!(creds("ghcr.io/acme/api@sha256:aa").unwrap().password, "p:w");
         assert_eq!(creds("quay.io/acme/api"), None);
+    }
+
+    #[test]
+    fn auth_wins_over_username_and_password_as_in_the_kubelet() {
+        let body = format!(
+            r#"{{"auths":{{"reg.io":{{"auth":"{}","username":"stale","password":"old"}}}}}}"#,
+            b64("bot:fresh")
+        );
+        let entries = parse_pull_secret(&json_secret(&body)).unwrap();
+        let c = find_credentials("reg.io/a@sha256:aa", [entries.as_slice()]).unwrap();
+        assert_eq!((c.username.as_str(), c.password.as_str()), ("bot", "fresh"));
     }
 
     #[test]
