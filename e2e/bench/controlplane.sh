@@ -51,7 +51,7 @@ bstop() {
   [[ -f $BPIDS/$name.pid ]] || return 0
   pid=$(cat "$BPIDS/$name.pid")
   # Only a process still running the program we started (pid reuse).
-  if proc_alive "$pid" && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q -- "$name"; then
+  if proc_alive "$pid" && grep -q -- "$name" <<<"$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null)"; then
     blog "stopping $name (pid $pid)"
     kill -TERM "$pid" 2>/dev/null || true
     for ((i = 0; i < 150; i++)); do
@@ -101,7 +101,7 @@ cmd_up() {
   have_bins || { blog "no Kubernetes binaries in $K8S_BIN_DIR"; exit 1; }
   cmd_down 2>/dev/null || true
   for p in 22379 22380 $API_PORT $KCM_PORT; do
-    if ss -Hltn "sport = :$p" | grep -q .; then blog "port $p is in use"; exit 1; fi
+    if [[ -n $(ss -Hltn "sport = :$p") ]]; then blog "port $p is in use"; exit 1; fi
   done
   rm -rf "$CP"
   mkdir -p "$CP" "$BLOGS" "$BPIDS" "$CP/etcd"

@@ -64,7 +64,7 @@ run_entrypoint() {
 }
 
 # Each variant three times, interleaved; the fastest run counts (the machine is shared).
-best() { printf '%s\n' "$@" | sort -g | head -1; }
+best() { printf '%s\n' "$@" | sort -g | sed -n 1p; }
 c1s=() c8s=() loops=() rc1=0 rc8=0
 for round in 1 2 3; do
   say "round $round: entrypoint concurrency 1, concurrency 8, plain shell loop"

@@ -15,7 +15,7 @@ CARGO_FUZZ_VERSION=0.13.2
 TARGETS=(config template settings)
 mkdir -p "$(dirname "$OUT")"
 
-if ! cargo fuzz --version 2>/dev/null | grep -q "$CARGO_FUZZ_VERSION"; then
+if ! grep -q "$CARGO_FUZZ_VERSION" <<<"$(cargo fuzz --version 2>/dev/null)"; then
   echo "installing cargo-fuzz $CARGO_FUZZ_VERSION (crates.io)" >&2
   cargo install --locked cargo-fuzz --version "$CARGO_FUZZ_VERSION" >&2
 fi

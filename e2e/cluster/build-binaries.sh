@@ -64,6 +64,7 @@ mkdir -p "$(dirname "$K8S_BIN_DIR")"
 rm -rf "$K8S_BIN_DIR"
 mv "$tmp" "$K8S_BIN_DIR"
 trap - EXIT
-[[ ${SBOMJOB_KEEP_GOCACHE:-0} == 1 ]] || { chmod -R u+w "$GOCACHE" 2>/dev/null; rm -rf "$GOCACHE"; }
+[[ ${SBOMJOB_KEEP_GOCACHE:-0} == 1 ]] || { chmod -R u+w "$GOCACHE" 2>/dev/null || true; rm -rf "$GOCACHE"; }
 "$K8S_BIN_DIR/kube-apiserver" --version
-"$K8S_BIN_DIR/etcd" --version | head -1
+# sed -n 1p, not head -1: it reads to the end, so etcd never dies of SIGPIPE (141 with pipefail).
+"$K8S_BIN_DIR/etcd" --version | sed -n 1p

