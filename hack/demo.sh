@@ -18,8 +18,10 @@ eval "$(e2e/cluster/cluster.sh env)"
 
 step "images (operator, job image with syft, sample workloads)"
 SBOMJOB_JOB_PRESETS=syft e2e/images/build.sh
-# shellcheck disable=SC1090
-set -a; . "$SBOMJOB_IMAGES_ENV"; set +a
+set -a
+# shellcheck source=/dev/null # written by e2e/images/build.sh
+. "$SBOMJOB_IMAGES_ENV"
+set +a
 
 step "helm install sbomjob (syft preset)"
 kubectl create namespace "$NS" --dry-run=client -o yaml | kubectl apply -f - >/dev/null

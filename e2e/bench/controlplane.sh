@@ -58,7 +58,7 @@ bstop() {
       proc_alive "$pid" || break
       sleep 0.1
     done
-    proc_alive "$pid" && kill -KILL "$pid" 2>/dev/null || true
+    if proc_alive "$pid"; then kill -KILL "$pid" 2>/dev/null || true; fi
   fi
   rm -f "$BPIDS/$name.pid"
 }

@@ -45,7 +45,7 @@ for t in "${TARGETS[@]}"; do
   runs=$(grep -oE 'Done [0-9]+ runs' "$log" | awk '{print $2}' | tail -1)
   ran=$(grep -oE 'runs in [0-9]+ second' "$log" | awk '{print $3}' | tail -1)
   if [[ $rc -eq 0 ]]; then
-    outcome="no crash, no panic (corpus: $(ls "$corpus" | wc -l) inputs)"
+    outcome="no crash, no panic (corpus: $(find "$corpus" -mindepth 1 -maxdepth 1 ! -name '.*' -printf . | wc -c) inputs)"
   else
     outcome="FAILED (exit $rc): $(grep -m1 -E 'panicked|ERROR|SUMMARY' "$log" || tail -1 "$log")"
     failed=1

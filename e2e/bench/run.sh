@@ -29,6 +29,7 @@ started=$(date +%s)
 
 step() { printf '\n==== %s (%s)\n' "$*" "$(date +%H:%M:%S)" >&2; }
 
+# shellcheck disable=SC2317 # run by the EXIT trap (shellcheck 0.9 calls it unreachable)
 cleanup() { "$ROOT/e2e/bench/controlplane.sh" down >/dev/null 2>&1 || true; }
 trap cleanup EXIT
 

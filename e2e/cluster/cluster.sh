@@ -498,8 +498,8 @@ unmount_under() {
 
 # Kills every process of a cgroup subtree (all hierarchies), then removes the cgroups.
 kill_cgroup_tree() {
-  local rel=$1 hier pids round
-  for round in 1 2 3 4 5; do
+  local rel=$1 hier pids
+  for _ in 1 2 3 4 5; do
     pids=$(for hier in /sys/fs/cgroup/*/; do
       [[ -d $hier$rel ]] && find "$hier$rel" -name cgroup.procs -exec cat {} + 2>/dev/null
     done | sort -u) || true
@@ -572,7 +572,7 @@ cmd_down() {
   local shims
   shims=$(pids_mentioning "$CONTAINERD_SOCK" | grep -vx "$$" || true)
   if [[ -n $shims ]]; then
-    log "killing leftover containerd shims: $(echo $shims)"
+    log "killing leftover containerd shims: ${shims//$'\n'/ }"
     # shellcheck disable=SC2086
     kill -KILL $shims 2>/dev/null || true
   fi

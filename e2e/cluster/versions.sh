@@ -1,5 +1,8 @@
 # Versions of everything the e2e cluster builds or installs. Sourced by the scripts.
 # Changing one changes the cache key, so the next `up` rebuilds/reinstalls it.
+# shellcheck shell=bash
+# The versions are used by the scripts that source this file, not here:
+# shellcheck disable=SC2034
 KUBE_VERSION=v1.33.13
 KUBE_GIT_COMMIT=c029d48d28322ad0369aabdcf8b656fd3195cd30   # tag v1.33.13 (from the module's origin info)
 ETCD_VERSION=v3.6.16

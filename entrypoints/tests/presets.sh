@@ -60,7 +60,7 @@ for preset in "${PRESETS[@]}"; do
     printf 'bad lines: %s\nduplicates: %s\n' "$bad" "$dups" >"$WORK/format.out"
     fail "$preset: preset.env format" "$WORK/format.out"
   fi
-  [[ -f $HERE/$preset/README.md ]] && pass "$preset: README.md exists" || fail "$preset: README.md exists"
+  if [[ -f $HERE/$preset/README.md ]]; then pass "$preset: README.md exists"; else fail "$preset: README.md exists"; fi
 done
 
 # --- the entrypoint ---------------------------------------------------------------------------
@@ -102,7 +102,10 @@ EOF
 out=$WORK/out/docker.io_library_nginx_1.27_sha256-0123456789ab
 mkdir -p "$WORK/stubs"
 for tool in syft trivy skopeo vcn; do
-  printf '#!/bin/sh\nprintf "%%s\\n" "$(basename "$0")" "$@" >"$STUB_ARGV"\n' >"$WORK/stubs/$tool"
+  cat >"$WORK/stubs/$tool" <<'EOF'
+#!/bin/sh
+printf "%s\n" "$(basename "$0")" "$@" >"$STUB_ARGV"
+EOF
   chmod +x "$WORK/stubs/$tool"
 done
 

@@ -102,10 +102,12 @@ VENV=$CACHE/tools/chart-lint-kv$KUBERNETES_VALIDATE_VERSION-yl$YAMLLINT_VERSION
 if [[ ! -x $VENV/bin/kubernetes-validate || ! -x $VENV/bin/yamllint ]]; then
   log "installing kubernetes-validate $KUBERNETES_VALIDATE_VERSION and yamllint $YAMLLINT_VERSION into $VENV"
   rm -rf "$VENV"
-  python3 -m venv "$VENV" &&
+  if ! { python3 -m venv "$VENV" &&
     "$VENV/bin/pip" install -q --disable-pip-version-check \
-      "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION" "yamllint==$YAMLLINT_VERSION" >&2 ||
-    { log "could not install the Python tools"; exit 1; }
+      "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION" "yamllint==$YAMLLINT_VERSION" >&2; }; then
+    log "could not install the Python tools"
+    exit 1
+  fi
 fi
 PY=$VENV/bin/python
 log "helm $(helm version --short), kubernetes-validate $KUBERNETES_VALIDATE_VERSION (-k $K8S_VERSION --strict)"

@@ -1,5 +1,7 @@
 # Shared settings and helpers of the e2e cluster scripts. Sourced, never run.
 # shellcheck shell=bash
+# The settings are used by the scripts that source this file, not here:
+# shellcheck disable=SC2034
 
 E2E_CLUSTER_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 E2E_DIR=$(cd "$E2E_CLUSTER_DIR/.." && pwd)
