@@ -12,6 +12,8 @@ step "Rust toolchain components"
 rustup component add clippy rustfmt >/dev/null 2>&1 || true
 
 step "format and lints"
+# Shell scripts first (a few seconds): the later steps run them.
+hack/lint-shell.sh
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
