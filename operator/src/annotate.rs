@@ -39,6 +39,40 @@ pub fn annotations_for(pod: &CachedPod, prefix: &str, digests: &HashSet<&str>) -
         .collect()
 }
 
+/// Annotations the API server refused for good, by pod uid, key and value: not asked for again
+/// (no Job, patch or Event repeats every cycle) while the pod runs that image. Held in memory:
+/// after a restart one more attempt is made, and refused once more.
+#[derive(Debug, Default)]
+pub struct Refused(std::sync::Mutex<HashSet<(String, String, String)>>);
+
+impl Refused {
+    pub fn contains(&self, pod: &CachedPod, key: &str, value: &str) -> bool {
+        let uid = pod.metadata.uid.clone().unwrap_or_default();
+        self.0
+            .lock()
+            .expect("lock")
+            .contains(&(uid, key.to_string(), value.to_string()))
+    }
+
+    /// Remembers the annotations a refused patch asked for.
+    pub fn insert(&self, pod: &CachedPod, wanted: &[(String, String)]) {
+        let uid = pod.metadata.uid.clone().unwrap_or_default();
+        let mut set = self.0.lock().expect("lock");
+        for (k, v) in wanted {
+            set.insert((uid.clone(), k.clone(), v.clone()));
+        }
+    }
+
+    /// Forgets the pods that are gone.
+    pub fn retain_pods(&self, pods: &[Arc<CachedPod>]) {
+        let uids: HashSet<&str> = pods.iter().filter_map(|p| p.metadata.uid.as_deref()).collect();
+        self.0
+            .lock()
+            .expect("lock")
+            .retain(|(uid, _, _)| uids.contains(uid.as_str()));
+    }
+}
+
 /// What annotating did.
 #[derive(Debug, Default, Clone)]
 pub struct Report {
@@ -46,36 +80,55 @@ pub struct Report {
     pub patched: Vec<(Arc<CachedPod>, Vec<String>)>,
     /// Pods deleted since the snapshot.
     pub gone: usize,
+    /// Patches that failed for now (throttling, server errors, lost connections): worth
+    /// another finish.
     pub failed: usize,
+    /// Patches the API server refused for good (422: the annotations would exceed 256 KiB; 403:
+    /// an admission policy), with the keys asked for and the server's message: retrying
+    /// changes nothing.
+    pub refused: Vec<RefusedPatch>,
 }
 
-/// Annotates every pod of the snapshot that runs one of the digests.
+/// A pod, the annotations (key, value) a refused patch asked for, and the server's message.
+pub type RefusedPatch = (Arc<CachedPod>, Vec<(String, String)>, String);
+
+/// Annotates every pod of the snapshot that runs one of the digests, except for annotations
+/// refused for good before; newly refused ones are added to `refused`.
 pub async fn annotate(
     client: &Client,
     pods: &[Arc<CachedPod>],
     prefix: &str,
     digests: &HashSet<&str>,
+    refused: &Refused,
 ) -> Report {
     // Lazily: a patch is built only when one of the CONCURRENCY slots frees, so 10,000 pods
     // never hold 10,000 patches in memory at once.
     let work = pods.iter().filter_map(|pod| {
-        let wanted = annotations_for(pod, prefix, digests);
+        let mut wanted = annotations_for(pod, prefix, digests);
+        wanted.retain(|k, v| !refused.contains(pod, k, v));
         (!wanted.is_empty()).then_some(async move {
-            let keys: Vec<String> = wanted.keys().cloned().collect();
+            let asked: Vec<(String, String)> = wanted.clone().into_iter().collect();
             (
                 patch_pod(client, pod.namespace(), pod.name(), wanted).await,
                 pod,
-                keys,
+                asked,
             )
         })
     });
     stream::iter(work)
         .buffer_unordered(CONCURRENCY)
-        .fold(Report::default(), |mut report, (outcome, pod, keys)| {
+        .fold(Report::default(), |mut report, (outcome, pod, asked)| {
             match outcome {
-                Outcome::Patched => report.patched.push((Arc::clone(pod), keys)),
+                Outcome::Patched => {
+                    let keys = asked.into_iter().map(|(k, _)| k).collect();
+                    report.patched.push((Arc::clone(pod), keys));
+                }
                 Outcome::Gone => report.gone += 1,
                 Outcome::Failed => report.failed += 1,
+                Outcome::Refused(why) => {
+                    refused.insert(pod, &asked);
+                    report.refused.push((Arc::clone(pod), asked, why));
+                }
             }
             ready(report)
         })
@@ -86,6 +139,7 @@ enum Outcome {
     Patched,
     Gone,
     Failed,
+    Refused(String),
 }
 
 async fn patch_pod(client: &Client, ns: &str, name: &str, annotations: BTreeMap<String, String>) -> Outcome {
@@ -113,13 +167,25 @@ async fn patch_pod(client: &Client, ns: &str, name: &str, annotations: BTreeMap<
                 tokio::time::sleep(delay).await;
                 delay *= 2;
             }
-            Err(e) => {
+            Err(e) if is_transient(&e) => {
                 warn!(namespace = %ns, pod = %name, error = %e, "could not annotate pod");
                 return Outcome::Failed;
+            }
+            Err(e) => {
+                warn!(namespace = %ns, pod = %name, error = %e, "the API server refused the pod's annotations");
+                return Outcome::Refused(refusal(&e));
             }
         }
     }
     Outcome::Failed
+}
+
+/// What a refusal says: the status code and the server's message (never our request body).
+fn refusal(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(s) => format!("{} {}: {}", s.code, s.reason, s.message),
+        other => other.to_string(),
+    }
 }
 
 /// Conflicts, throttling, server errors and broken connections are worth another try.

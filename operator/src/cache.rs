@@ -33,7 +33,9 @@ use sha2::{Digest, Sha256};
 use tracing::{debug, info, warn};
 
 use crate::{
-    Context as _, Result, is_not_found,
+    Context as _, Result,
+    backoff::Failure,
+    is_not_found,
     objects::{MANAGED_BY, MANAGED_BY_LABEL},
     settings::{ForwardedEnv, JobSettings},
 };
@@ -74,6 +76,18 @@ const MAX_TTL: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
         description = "When the Job that processed the digest ended"
     ),
     printcolumn(name = "Result", type_ = "string", json_path = ".spec.result"),
+    printcolumn(
+        name = "Attempts",
+        type_ = "integer",
+        json_path = ".spec.failure.attempts",
+        priority = "1"
+    ),
+    printcolumn(
+        name = "Next-Attempt",
+        type_ = "string",
+        json_path = ".spec.failure.nextAttempt",
+        priority = "1"
+    ),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
     printcolumn(
         name = "Expires",
@@ -112,6 +126,67 @@ pub struct ImageRecordSpec {
     /// Since when no pod the operator watches runs the digest; absent while one does.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub not_running_since: Option<DateTime<Utc>>,
+    /// Set when the digest failed alone: how often in a row, why, and when it is tried again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<RecordFailure>,
+}
+
+/// The back-off of a digest that failed alone in its Job ([`crate::backoff`]).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RecordFailure {
+    /// Failed attempts in a row.
+    pub attempts: u32,
+    /// Why the last attempt failed (the Job's reason and how the tool ended), at most 512 bytes.
+    pub reason: String,
+    /// No Job for the digest before this.
+    pub next_attempt: DateTime<Utc>,
+}
+
+impl ImageRecord {
+    /// The failure the record holds, as the back-off book keeps it.
+    pub fn failure(&self) -> Option<Failure> {
+        let f = self.spec.failure.as_ref()?;
+        (self.spec.result == RecordResult::Failed).then(|| Failure {
+            attempts: f.attempts,
+            reason: f.reason.clone(),
+            next_attempt: f.next_attempt,
+            settings_hash: self.spec.settings_hash.clone(),
+        })
+    }
+}
+
+/// The record of a digest that failed alone: kept until its next attempt and a TTL after it,
+/// so the count of attempts survives restarts and the sweep.
+pub fn failure_record(
+    digest: &str,
+    repositories: Vec<String>,
+    identity: &JobIdentity,
+    job_name: &str,
+    failure: &Failure,
+    ttl: Duration,
+) -> Option<ImageRecord> {
+    let mut record = record_for(
+        digest,
+        repositories,
+        identity,
+        job_name,
+        RecordResult::Failed,
+        Utc::now(),
+        ttl,
+    )?;
+    let ttl = chrono::Duration::from_std(ttl.min(MAX_TTL)).expect("ten years fit");
+    record.spec.expires_at = failure
+        .next_attempt
+        .checked_add_signed(ttl)
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
+        .max(record.spec.expires_at);
+    record.spec.failure = Some(RecordFailure {
+        attempts: failure.attempts,
+        reason: failure.reason.clone(),
+        next_attempt: failure.next_attempt,
+    });
+    Some(record)
 }
 
 /// A job image: the reference the Jobs use and, when known, the digest it resolved to.
@@ -300,6 +375,7 @@ pub fn record_for(
             job: job_name.to_string(),
             result,
             not_running_since: None,
+            failure: None,
         },
     ))
 }

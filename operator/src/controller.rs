@@ -127,6 +127,9 @@ pub async fn run(settings: Settings) -> Result<()> {
         cache_ttl,
         new_digests,
         instance,
+        failures: Default::default(),
+        refused: Default::default(),
+        job_image_digest: Default::default(),
     };
     run_loop(&ctx, leadership.subscribe(), asks).await;
     ready.clear();

@@ -1,28 +1,36 @@
 //! One cycle: finish or wait for earlier Jobs, snapshot, work list, credentials, Jobs.
 
 use std::{
-    collections::{BTreeSet, HashSet},
-    sync::Arc,
+    collections::{BTreeSet, HashSet, VecDeque},
+    sync::{Arc, Mutex},
     time::Duration,
 };
 
-use futures::{StreamExt, stream};
+use futures::{StreamExt, stream, stream::FuturesUnordered};
 use k8s_openapi::api::{
     batch::v1::Job,
     core::v1::{Namespace, Secret, ServiceAccount},
 };
-use kube::{Api, Client, runtime::events::Recorder, runtime::reflector::Store};
+use kube::{
+    Api, Client,
+    runtime::{
+        events::{EventType, Recorder},
+        reflector::Store,
+    },
+};
 use tracing::{info, warn};
 
 use crate::{
     Result, annotate,
+    backoff::{self, Gate},
     cache::{self, CacheDecision, JobIdentity},
     credentials,
-    jobs::{self, Outcome},
+    jobs::{self, Finished, Outcome},
     metrics::Metrics,
     objects::{self, JobPlan},
     pod::CachedPod,
     pod_events,
+    replan::{self, Evidence, Unit},
     settings::Settings,
     trigger::NewDigests,
     worklist::{self, CredentialIndex, Snapshot, WorkItem},
@@ -48,7 +56,17 @@ pub struct Context {
     pub new_digests: NewDigests,
     /// `reportingInstance` of the operator's Events ([`pod_events::reporting_instance`]).
     pub instance: String,
+    /// Digests that failed alone, backing off ([`backoff`]).
+    pub failures: backoff::Book,
+    /// Annotations the API server refused for good.
+    pub refused: annotate::Refused,
+    /// The digest the job image last ran as (from a finished job pod's imageID): a re-pushed
+    /// mutable tag makes earlier records another job image's.
+    pub job_image_digest: Mutex<Option<String>>,
 }
+
+/// The reason of the Warning on a pod whose annotation the API server refused for good.
+pub const ANNOTATION_REFUSED: &str = "AnnotationRefused";
 
 /// How a cycle ended.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -89,43 +107,251 @@ pub async fn run(ctx: &Context, cycle: &str) -> Result<Report> {
     // written: without this, a cycle that adopted a Job would make a second Job for its images.
     let mut just_done: HashSet<String> = HashSet::new();
     for job in &to_finish {
-        if jobs::finish(ctx, job).await? == Outcome::Complete {
+        if jobs::finish(ctx, job).await?.outcome == Outcome::Complete {
             just_done.extend(jobs::digests(job).into_iter().map(String::from));
         }
     }
     jobs::delete_orphan_secrets(ctx).await?;
 
-    // 2. What is left to do; with the cache, what a fresh record covers is annotated at once.
+    // 2. What is left to do; with the cache, what a fresh record covers is annotated at once;
+    //    images backing off after failing alone wait for their next attempt.
     let pods = ctx.snapshot();
+    ctx.refused.retain_pods(&pods);
     let items = without(work_list(ctx, &pods), &just_done);
     let items = match ctx.cache_ttl {
         Some(_) => apply_cache(ctx, &pods, items).await,
         None => items,
     };
+    let (items, due) = gate(ctx, &pods, items);
     report.images = items.len();
     if items.is_empty() {
         info!("nothing to process; no Job created");
         return Ok(report);
     }
 
-    // 3. Credentials and Jobs.
+    // 3. Credentials, then Jobs until every image succeeded, backed off or waits.
     let index = credential_index(ctx, &items).await;
-    let images = items
+    let units = items
         .iter()
-        .map(|i| (i.digest.clone(), index.image_config(i)))
+        .map(|i| Unit {
+            solo: due.contains(&i.digest),
+            ..Unit::new(i.digest.clone(), index.candidates(i))
+        })
         .collect();
-    let plans = objects::plan_jobs(cycle, images, ctx.settings.job.max_images);
-    info!(images = items.len(), jobs = plans.len(), "processing");
-    report.jobs = stream::iter(plans)
-        .map(|plan| run_plan(ctx, plan))
-        .buffer_unordered(ctx.settings.job.max_parallel)
-        .collect()
-        .await;
+    report.jobs = follow(ctx, cycle, units).await;
     info!(outcome = ?jobs::summary(&report.jobs), "cycle done");
     Ok(report)
 }
 
+/// Jobs one cycle may add to re-plan failed ones (or as many as it first planned, if more): enough to
+/// isolate a few bad images by halving, few enough that a registry that fails every image does
+/// not turn one cycle into hundreds of Jobs (what is left waits for the next cycle).
+pub const REPLAN_BUDGET: usize = 32;
+
+/// Runs the units' Jobs, at most `max_parallel` at once. A failed Job's images are re-planned
+/// at once ([`replan::after_failure`]): failing ones alone, the rest together, so the healthy
+/// images of a Job that also held a bad one are annotated in this cycle.
+async fn follow(ctx: &Context, cycle: &str, units: Vec<Unit>) -> Vec<(String, Outcome)> {
+    let max_images = ctx.settings.job.max_images;
+    let mut next = 0;
+    let mut queue: VecDeque<JobPlan> = objects::plan_units(cycle, units, max_images, &mut next).into();
+    let mut budget = REPLAN_BUDGET.max(queue.len());
+    info!(jobs = queue.len(), "processing");
+    let mut running = FuturesUnordered::new();
+    let mut ended = Vec::new();
+    loop {
+        while running.len() < ctx.settings.job.max_parallel
+            && let Some(plan) = queue.pop_front()
+        {
+            running.push(run_plan(ctx, plan));
+        }
+        let Some((plan, finished)) = running.next().await else {
+            break;
+        };
+        if let Outcome::Failed { reason, .. } = &finished.outcome {
+            let replan = replan::after_failure(plan.units.clone(), &plan.elements, &finished.evidence);
+            let why = format!("{reason}: {}", finished.detail);
+            for unit in &replan.exhausted {
+                back_off(ctx, unit, &plan.name, &why).await;
+            }
+            if !replan.wait.is_empty() {
+                waits(ctx, &plan.name, &replan.wait, reason, &why).await;
+            }
+            let mut again = Vec::new();
+            for group in replan.together.into_iter().filter(|g| !g.is_empty()) {
+                again.extend(objects::plan_units(cycle, group, max_images, &mut next));
+            }
+            for unit in replan.alone {
+                again.extend(objects::plan_units(cycle, vec![unit], max_images, &mut next));
+            }
+            if again.len() > budget {
+                let left: Vec<Unit> = again.drain(budget..).flat_map(|p| p.units).collect();
+                warn!(job = %plan.name, images = left.len(), "re-planning budget of this cycle spent; these images wait for the next cycle");
+                waits(ctx, &plan.name, &left, reason, &why).await;
+            }
+            budget -= again.len();
+            if !again.is_empty() {
+                info!(job = %plan.name, jobs = again.len(), "re-planned the images of a failed Job");
+            }
+            queue.extend(again);
+        }
+        ended.push((plan.name, finished.outcome));
+    }
+    ended
+}
+
+/// Splits off the items backing off (no Job before their next attempt) and names those due
+/// again (each runs alone). Forgets failures of digests that no longer run.
+fn gate(ctx: &Context, pods: &[Arc<CachedPod>], items: Vec<WorkItem>) -> (Vec<WorkItem>, HashSet<String>) {
+    let running = running_digests(pods);
+    ctx.failures
+        .retain_running(&running.iter().map(String::as_str).collect());
+    let now = chrono::Utc::now();
+    let mut due = HashSet::new();
+    let mut waiting = 0;
+    let items = items
+        .into_iter()
+        .filter(|i| {
+            match backoff::gate(
+                ctx.failures.get(&i.digest).as_ref(),
+                &ctx.identity.settings_hash,
+                now,
+            ) {
+                Gate::Open => true,
+                Gate::Retry => {
+                    due.insert(i.digest.clone());
+                    true
+                }
+                Gate::Wait(until) => {
+                    waiting += 1;
+                    tracing::debug!(digest = %i.digest, %until, "backing off after failing alone");
+                    false
+                }
+            }
+        })
+        .collect();
+    ctx.metrics.backing_off(waiting);
+    if waiting > 0 {
+        info!(
+            images = waiting,
+            "images backing off after failing alone: no Job for them yet"
+        );
+    }
+    (items, due)
+}
+
+/// An image that failed alone with every candidate: recorded with its next attempt (in its
+/// ImageRecord when the cache is on), and a Warning on each pod still waiting for it.
+async fn back_off(ctx: &Context, unit: &Unit, job_name: &str, why: &str) {
+    let ops = &ctx.settings.ops;
+    let failure = backoff::failed_again(
+        ctx.failures.get(&unit.digest).as_ref(),
+        why,
+        &ctx.identity.settings_hash,
+        chrono::Utc::now(),
+        ops.backoff_initial,
+        ops.backoff_max,
+    );
+    ctx.failures.insert(&unit.digest, failure.clone());
+    ctx.metrics.backed_off();
+    warn!(digest = %unit.digest, image = %unit.config().image, job = %job_name, attempts = failure.attempts, next_attempt = %failure.next_attempt, reason = %why, "image failed alone; backing off");
+    if let Some(ttl) = ctx.cache_ttl {
+        let repos = unit
+            .candidates
+            .iter()
+            .filter_map(|c| cache::repository_of(&c.image).map(String::from))
+            .collect();
+        let identity = ctx.current_identity();
+        let record = cache::failure_record(&unit.digest, repos, &identity, job_name, &failure, ttl);
+        if let Err(e) = cache::write(&ctx.client, &record.into_iter().collect::<Vec<_>>()).await {
+            warn!(digest = %unit.digest, error = %e, "could not record the failure; it is kept in memory");
+        }
+    }
+    if ctx.settings.pod_events.failures() {
+        let note = format!(
+            "image {} failed alone in Job {}/{job_name} ({why}); attempt {}, next attempt at {}; not annotated",
+            unit.config().image,
+            ctx.namespace,
+            failure.attempts,
+            failure.next_attempt.to_rfc3339(),
+        );
+        let digests: HashSet<&str> = [unit.digest.as_str()].into();
+        ctx.warn_waiting(&digests, IMAGE_FAILED, &note).await;
+    }
+}
+
+/// The reason of the Warning on the pods of an image that failed alone.
+pub const IMAGE_FAILED: &str = "ImageFailed";
+
+/// Images of a failed Job left for the next cycle (its tool never ran, or the re-planning
+/// budget is spent): a Warning with the Job's reason on each pod still waiting for them.
+async fn waits(ctx: &Context, job_name: &str, units: &[Unit], reason: &str, why: &str) {
+    if !ctx.settings.pod_events.failures() {
+        return;
+    }
+    let note = format!(
+        "Job {}/{job_name} failed ({why}); not annotated, retried next cycle",
+        ctx.namespace
+    );
+    let digests: HashSet<&str> = units.iter().map(|u| u.digest.as_str()).collect();
+    ctx.warn_waiting(&digests, reason, &note).await;
+}
+
 impl Context {
+    /// The identity of Jobs made now, with the job image's digest once a job pod showed it.
+    pub fn current_identity(&self) -> JobIdentity {
+        let digest = self.job_image_digest.lock().expect("lock").clone();
+        self.identity.clone().with_image_digest(digest)
+    }
+
+    /// Remembers the job image's digest a finished Job ran, when it ran today's job image.
+    pub fn learn_job_image(&self, ran: &JobIdentity) {
+        if ran.image == self.identity.image
+            && let Some(d) = &ran.image_digest
+        {
+            *self.job_image_digest.lock().expect("lock") = Some(d.clone());
+        }
+    }
+
+    /// One Warning on each pod whose annotation was refused for good (they are not asked for
+    /// again, see [`annotate::Refused`]).
+    pub async fn refused_annotations(&self, refused: &[annotate::RefusedPatch], source: &str) {
+        if refused.is_empty() {
+            return;
+        }
+        self.metrics.refused(refused.len());
+        if !self.settings.pod_events.failures() {
+            return;
+        }
+        let events = refused.iter().map(|(pod, asked, why)| {
+            let keys: Vec<&str> = asked.iter().map(|(k, _)| k.as_str()).collect();
+            let note = format!(
+                "catalogued by {source}, but the API server refused the annotation(s) {}: {why}; not retried while the pod runs this image",
+                keys.join(", ")
+            );
+            (pod.as_ref(), note)
+        });
+        pod_events::publish(
+            &self.client,
+            &self.instance,
+            EventType::Warning,
+            ANNOTATION_REFUSED,
+            events,
+        )
+        .await;
+    }
+
+    /// A Warning on each pod that still waits for one of the digests (none is annotated).
+    async fn warn_waiting(&self, digests: &HashSet<&str>, reason: &str, note: &str) {
+        let prefix = &self.settings.annotation_prefix;
+        let pods = self.snapshot();
+        let waiting = pods
+            .iter()
+            .filter(|p| !annotate::annotations_for(p, prefix, digests).is_empty())
+            .map(|p| (p.as_ref(), note.to_string()));
+        pod_events::publish(&self.client, &self.instance, EventType::Warning, reason, waiting).await;
+    }
+
     /// The pods cycles work on: the pod cache, less the pods of namespaces the namespace
     /// selector does not match. Their images are neither processed, annotated nor remembered.
     pub fn snapshot(&self) -> Vec<Arc<CachedPod>> {
@@ -144,6 +370,7 @@ fn work_list(ctx: &Context, pods: &[Arc<CachedPod>]) -> Vec<WorkItem> {
         annotation_prefix: &ctx.settings.annotation_prefix,
         ignore_annotations: ctx.settings.ignore_annotations,
         cluster_id: &ctx.settings.cluster_id,
+        refused: &ctx.refused,
     });
     for s in skipped {
         warn!(namespace = %s.namespace, pod = %s.pod, container = %s.container, reason = %s.reason, "container skipped");
@@ -176,16 +403,17 @@ async fn apply_cache(ctx: &Context, pods: &[Arc<CachedPod>], items: Vec<WorkItem
         }
     };
     let now = chrono::Utc::now();
+    let identity = ctx.current_identity();
     let index = cache::by_digest(&records);
     let (hits, misses): (Vec<WorkItem>, Vec<WorkItem>) = items.into_iter().partition(|item| {
-        let decision = cache::lookup(index.get(item.digest.as_str()).copied(), &ctx.identity, now);
+        let decision = cache::lookup(index.get(item.digest.as_str()).copied(), &identity, now);
         ctx.metrics.cache(decision == CacheDecision::Hit);
         decision == CacheDecision::Hit
     });
     if !hits.is_empty() {
         let digests: HashSet<&str> = hits.iter().map(|i| i.digest.as_str()).collect();
         let prefix = &ctx.settings.annotation_prefix;
-        let report = annotate::annotate(&ctx.client, pods, prefix, &digests).await;
+        let report = annotate::annotate(&ctx.client, pods, prefix, &digests, &ctx.refused).await;
         ctx.metrics.annotated(report.patched.len());
         info!(
             images = hits.len(),
@@ -195,6 +423,18 @@ async fn apply_cache(ctx: &Context, pods: &[Arc<CachedPod>], items: Vec<WorkItem
         if ctx.settings.pod_events.processed() {
             let source = "image(s) catalogued earlier, found in the digest cache (no Job)";
             pod_events::processed(&ctx.client, &ctx.instance, &report.patched, source).await;
+        }
+        ctx.refused_annotations(&report.refused, "the digest cache").await;
+    }
+    // Failures recorded by an earlier run (or another replica) hold as they do in memory.
+    for record in &records {
+        if let Some(f) = record.failure()
+            && ctx
+                .failures
+                .get(&record.spec.digest)
+                .is_none_or(|m| m.attempts < f.attempts)
+        {
+            ctx.failures.insert(&record.spec.digest, f);
         }
     }
     let running = running_digests(pods);
@@ -209,29 +449,37 @@ async fn apply_cache(ctx: &Context, pods: &[Arc<CachedPod>], items: Vec<WorkItem
     misses
 }
 
-async fn run_plan(ctx: &Context, plan: JobPlan) -> (String, Outcome) {
+async fn run_plan(ctx: &Context, plan: JobPlan) -> (JobPlan, Finished) {
     let job = match jobs::launch(ctx, &plan).await {
         Ok(job) => job,
         Err(e) => {
             warn!(job = %plan.name, error = %e, "could not create Job; its images wait for the next cycle");
-            return (
-                plan.name,
-                Outcome::Failed {
+            let finished = Finished {
+                outcome: Outcome::Failed {
                     reason: "CreateFailed".into(),
                     message: e.to_string(),
                 },
-            );
+                evidence: Evidence::NotRun,
+                detail: "the Job could not be created".into(),
+            };
+            return (plan, finished);
         }
     };
     let ended = jobs::wait(ctx, &job).await;
-    let outcome = match jobs::finish(ctx, &ended).await {
-        Ok(o) => o,
+    let finished = match jobs::finish(ctx, &ended).await {
+        Ok(f) => f,
         Err(e) => {
             warn!(job = %plan.name, error = %e, "could not finish Job; the next cycle does");
-            jobs::outcome(&ended)
+            // Not re-planned: until its bookkeeping is done, its images are not known to be
+            // anything but in progress.
+            Finished {
+                outcome: jobs::outcome(&ended),
+                evidence: Evidence::NotRun,
+                detail: "its bookkeeping failed".into(),
+            }
         }
     };
-    (plan.name, outcome)
+    (plan, finished)
 }
 
 /// Reads the service accounts and pull secrets the work list refers to. Anything missing or
@@ -330,6 +578,7 @@ mod tests {
             annotation_prefix: "sbomjob.io",
             ignore_annotations: false,
             cluster_id: "c",
+            refused: &Default::default(),
         });
         let done: HashSet<String> = [digest(1)].into();
         let left: Vec<String> = without(items, &done).into_iter().map(|i| i.digest).collect();

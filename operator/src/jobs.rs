@@ -8,7 +8,10 @@ use std::{
     time::Duration,
 };
 
-use k8s_openapi::api::{batch::v1::Job, core::v1::Secret};
+use k8s_openapi::api::{
+    batch::v1::Job,
+    core::v1::{Pod, Secret},
+};
 use kube::{
     Api, Resource,
     api::{DeleteParams, ListParams, Patch, PatchParams, PostParams},
@@ -21,14 +24,27 @@ use serde_json::json;
 use tracing::{info, warn};
 
 use crate::{
-    Context as _, Result, annotate, cache,
+    Context as _, Result, annotate,
+    cache::{self, JobIdentity},
     cycle::Context,
+    image_id::ImageId,
     is_not_found,
     metrics::JobResult,
-    objects::{self, DIGESTS_ANNOTATION, JobPlan, SELECTOR, STATE_DONE, STATE_LABEL},
+    objects::{
+        self, DIGESTS_ANNOTATION, JobPlan, SELECTOR, SETTINGS_HASH_ANNOTATION, STATE_DONE, STATE_LABEL,
+    },
     pod::CachedPod,
-    pod_events, worklist,
+    pod_events,
+    replan::{Evidence, JobReport},
+    worklist,
 };
+
+/// The label the job controller puts on a Job's pods.
+const JOB_NAME_LABEL: &str = "batch.kubernetes.io/job-name";
+/// How often a running Job's config Secret is checked for.
+const CONFIG_CHECK: Duration = Duration::from_secs(10);
+/// The reason of a Job ended because its config Secret was gone.
+pub const CONFIG_GONE: &str = "ConfigSecretGone";
 
 /// Where a Job stands, from its conditions.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,12 +88,129 @@ pub fn is_done(job: &Job) -> bool {
 
 /// The digests a Job processed, from its annotation.
 pub fn digests(job: &Job) -> HashSet<&str> {
+    elements(job).into_iter().collect()
+}
+
+/// The digest of each element of the Job's `image-config.json`, in order.
+pub fn elements(job: &Job) -> Vec<&str> {
     job.metadata
         .annotations
         .as_ref()
         .and_then(|a| a.get(DIGESTS_ANNOTATION))
         .map(|v| v.lines().map(str::trim).filter(|l| !l.is_empty()).collect())
         .unwrap_or_default()
+}
+
+/// The identity the Job ran with: the job image and settings hash stored on it when it was
+/// created (not the operator's current ones: settings may have changed while it ran), and the
+/// job image's digest its pod reported.
+pub fn identity(job: &Job, current: &JobIdentity, image_digest: Option<String>) -> JobIdentity {
+    let image = job
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.spec.as_ref())
+        .and_then(|p| p.containers.iter().find(|c| c.name == objects::CONTAINER))
+        .and_then(|c| c.image.clone());
+    let hash = job
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(SETTINGS_HASH_ANNOTATION))
+        .cloned();
+    JobIdentity {
+        image: image.unwrap_or_else(|| current.image.clone()),
+        image_digest,
+        settings_hash: hash.unwrap_or_else(|| current.settings_hash.clone()),
+    }
+}
+
+/// What the job pod tells about how the tool ran (pure): the evidence for re-planning, a short
+/// description for logs, Events and records, and the job image's digest.
+pub fn read_pod(pod: Option<&Pod>) -> (Evidence, String, Option<String>) {
+    let Some(pod) = pod else {
+        return (Evidence::ExitOnly, "the job pod is gone".into(), None);
+    };
+    let status = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_ref())
+        .and_then(|l| l.iter().find(|c| c.name == objects::CONTAINER));
+    let Some(status) = status else {
+        let phase = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.phase.clone())
+            .unwrap_or_default();
+        return (
+            Evidence::NotRun,
+            format!("the job container never started (pod {phase})"),
+            None,
+        );
+    };
+    let image_digest = ImageId::parse(&status.image_id).ok().map(|id| id.digest);
+    let state = status.state.as_ref();
+    if let Some(t) = state.and_then(|s| s.terminated.as_ref()) {
+        let detail = match &t.reason {
+            Some(r) => format!("exit code {} ({r})", t.exit_code),
+            None => format!("exit code {}", t.exit_code),
+        };
+        let evidence = t
+            .message
+            .as_deref()
+            .and_then(JobReport::parse)
+            .map_or(Evidence::ExitOnly, Evidence::Report);
+        return (evidence, detail, image_digest);
+    }
+    if let Some(w) = state.and_then(|s| s.waiting.as_ref()) {
+        let reason = w.reason.clone().unwrap_or_else(|| "Waiting".into());
+        let message = w.message.as_deref().map(|m| format!(": {m}")).unwrap_or_default();
+        return (
+            Evidence::NotRun,
+            format!("the job container never ran ({reason}{message})"),
+            image_digest,
+        );
+    }
+    // Running when the Job ended: killed at the deadline.
+    (Evidence::ExitOnly, "stopped while running".into(), image_digest)
+}
+
+/// The newest pod of a Job, if any is left.
+async fn job_pod(ctx: &Context, job_name: &str) -> Option<Pod> {
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
+    let selector = format!("{JOB_NAME_LABEL}={job_name}");
+    match pods.list(&ListParams::default().labels(&selector)).await {
+        Ok(list) => list
+            .items
+            .into_iter()
+            .max_by_key(|p| p.metadata.creation_timestamp.clone().map(|t| t.0)),
+        Err(e) => {
+            warn!(job = %job_name, error = %e, "could not read the job's pod");
+            None
+        }
+    }
+}
+
+/// True when the pod has not started the job container and cannot any more: its config Secret
+/// is gone (deleted by hand or by a namespace clean-up), so it would wait for the volume until
+/// the deadline.
+async fn config_lost(ctx: &Context, job_name: &str) -> bool {
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
+    if !matches!(secrets.get_metadata_opt(job_name).await, Ok(None)) {
+        return false;
+    }
+    let pod = job_pod(ctx, job_name).await;
+    let started = pod
+        .as_ref()
+        .and_then(|p| p.status.as_ref())
+        .and_then(|s| s.container_statuses.as_ref())
+        .into_iter()
+        .flatten()
+        .any(|c| {
+            c.state
+                .as_ref()
+                .is_some_and(|s| s.running.is_some() || s.terminated.is_some())
+        });
+    !started
 }
 
 fn name(job: &Job) -> String {
@@ -97,16 +230,34 @@ pub async fn launch(ctx: &Context, plan: &JobPlan) -> Result<Job> {
         .create(&pp, &objects::secret(plan, &ctx.namespace))
         .await
         .context(|| format!("creating Secret {}/{}", ctx.namespace, plan.name))?;
-    let job = match jobs
-        .create(&pp, &objects::job(plan, &ctx.namespace, &ctx.settings.job))
-        .await
-    {
+    let mut manifest = objects::job(plan, &ctx.namespace, &ctx.settings.job);
+    manifest
+        .metadata
+        .annotations
+        .get_or_insert_with(Default::default)
+        .insert(
+            SETTINGS_HASH_ANNOTATION.into(),
+            ctx.identity.settings_hash.clone(),
+        );
+    let job = match jobs.create(&pp, &manifest).await {
         Ok(job) => job,
-        Err(e) => {
-            // Credentials must not outlive the Job that needed them.
-            let _ = secrets.delete(&plan.name, &DeleteParams::default()).await;
-            return Err(e).context(|| format!("creating Job {}/{}", ctx.namespace, plan.name));
-        }
+        Err(e) => match jobs.get_opt(&plan.name).await {
+            // The create went through although its answer was lost (a timeout, a broken
+            // connection): the Job needs its Secret.
+            Ok(Some(job)) if job.metadata.labels == manifest.metadata.labels => {
+                warn!(job = %plan.name, error = %e, "creating the Job reported an error, but it exists; following it");
+                job
+            }
+            found => {
+                // Credentials must not outlive the Job that needed them; when the API server
+                // cannot say whether the Job exists, the orphan clean-up of a later cycle
+                // deletes the Secret once no Job of ours runs.
+                if matches!(found, Ok(None)) {
+                    let _ = secrets.delete(&plan.name, &DeleteParams::default()).await;
+                }
+                return Err(e).context(|| format!("creating Job {}/{}", ctx.namespace, plan.name));
+            }
+        },
     };
     let owner = objects::owned_by_job(&name(&job), job.metadata.uid.as_deref().unwrap_or_default());
     let patch = Patch::Merge(json!({ "metadata": { "ownerReferences": [owner] } }));
@@ -118,8 +269,9 @@ pub async fn launch(ctx: &Context, plan: &JobPlan) -> Result<Job> {
     Ok(job)
 }
 
-/// Waits for the Job's terminal condition by a watch. Gives up (and deletes the Job) only well
-/// after its own deadline, should the job controller never report one.
+/// Waits for the Job's terminal condition by a watch. Ends it at once when its pod can never
+/// start (the config Secret is gone), and gives up (deleting the Job) only well after its own
+/// deadline, should the job controller never report one.
 pub async fn wait(ctx: &Context, job: &Job) -> Job {
     let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
     let job_name = name(job);
@@ -128,18 +280,35 @@ pub async fn wait(ctx: &Context, job: &Job) -> Job {
         .as_ref()
         .and_then(|s| s.active_deadline_seconds)
         .map_or(ctx.settings.job.timeout, |s| Duration::from_secs(s.max(0) as u64));
-    let give_up = tokio::time::Instant::now() + deadline + Duration::from_secs(300);
+    let give_up = tokio::time::Instant::now()
+        .checked_add(deadline.saturating_add(Duration::from_secs(300)))
+        .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(365 * 24 * 3600));
+    let finished = |j: Option<&Job>| j.is_none_or(|j| outcome(j) != Outcome::Running);
+    let watch = await_condition(jobs.clone(), &job_name, finished);
+    tokio::pin!(watch);
+    let mut check = tokio::time::interval(CONFIG_CHECK);
+    check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    check.tick().await;
     loop {
-        let finished = |j: Option<&Job>| j.is_none_or(|j| outcome(j) != Outcome::Running);
-        match tokio::time::timeout_at(give_up, await_condition(jobs.clone(), &job_name, finished)).await {
-            Ok(Ok(Some(job))) => return job,
-            Ok(Ok(None)) => return gone(job, "Deleted", "the Job was deleted before it finished"),
-            Ok(Err(e)) => {
-                // The watch broke (API server restart, network): watch again.
-                warn!(job = %job_name, error = %e, "watch of Job failed; watching again");
-                tokio::time::sleep(Duration::from_secs(2)).await;
+        tokio::select! {
+            result = &mut watch => match result {
+                Ok(Some(job)) => return job,
+                Ok(None) => return gone(job, "Deleted", "the Job was deleted before it finished"),
+                Err(e) => {
+                    // The watch broke (API server restart, network): watch again.
+                    warn!(job = %job_name, error = %e, "watch of Job failed; watching again");
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                    watch.set(await_condition(jobs.clone(), &job_name, finished));
+                }
+            },
+            _ = check.tick() => {
+                if config_lost(ctx, &job_name).await {
+                    warn!(job = %job_name, "the Job's config Secret is gone before its pod started; ending the Job");
+                    let _ = jobs.delete(&job_name, &DeleteParams::background()).await;
+                    return gone(job, CONFIG_GONE, "the config Secret was deleted before the job pod could mount it");
+                }
             }
-            Err(_) => {
+            _ = tokio::time::sleep_until(give_up) => {
                 warn!(job = %job_name, "Job has no terminal condition long after its deadline; deleting it");
                 let _ = jobs.delete(&job_name, &DeleteParams::background()).await;
                 return gone(job, "OperatorTimeout", "no terminal condition after the deadline");
@@ -162,9 +331,20 @@ fn gone(job: &Job, reason: &str, message: &str) -> Job {
     job
 }
 
-/// Bookkeeping of an ended Job: Secret deleted at once, pods annotated on success, events on
-/// the Job and its pods, then the Job marked done. Safe to repeat.
-pub async fn finish(ctx: &Context, job: &Job) -> Result<Outcome> {
+/// How an ended Job was finished.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finished {
+    pub outcome: Outcome,
+    /// What the job pod told about the run (for re-planning a failed Job).
+    pub evidence: Evidence,
+    /// A short description of how the tool ended, for logs, Events and records.
+    pub detail: String,
+}
+
+/// Bookkeeping of an ended Job: Secret deleted at once, pods annotated on success, Events on
+/// the Job and its pods, records written, then the Job marked done. Safe to repeat. Pods whose
+/// annotation the API server refuses for good get one Warning and do not keep the Job open.
+pub async fn finish(ctx: &Context, job: &Job) -> Result<Finished> {
     let job_name = name(job);
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
     match secrets.delete(&job_name, &DeleteParams::default()).await {
@@ -173,21 +353,37 @@ pub async fn finish(ctx: &Context, job: &Job) -> Result<Outcome> {
         Err(e) => return Err(e).context(|| format!("deleting Secret {}/{job_name}", ctx.namespace)),
     }
     let outcome = outcome(job);
+    if outcome == Outcome::Running {
+        return Ok(Finished {
+            outcome,
+            evidence: Evidence::ExitOnly,
+            detail: String::new(),
+        });
+    }
+    let (mut evidence, detail, image_digest) = read_pod(job_pod(ctx, &job_name).await.as_ref());
+    if matches!(&outcome, Outcome::Failed { reason, .. } if reason == CONFIG_GONE) {
+        evidence = Evidence::ConfigGone;
+    }
+    let identity = identity(job, &ctx.identity, image_digest);
+    ctx.learn_job_image(&identity);
     let reference = job.object_ref(&());
     match &outcome {
         Outcome::Complete => {
             let digests = digests(job);
             let pods = ctx.snapshot();
             let prefix = &ctx.settings.annotation_prefix;
-            let report = annotate::annotate(&ctx.client, &pods, prefix, &digests).await;
+            let report = annotate::annotate(&ctx.client, &pods, prefix, &digests, &ctx.refused).await;
             let patched = report.patched.len();
             ctx.metrics.job_done(JobResult::Complete, age(job));
             ctx.metrics.images(digests.len());
             ctx.metrics.annotated(patched);
-            if let Some(ttl) = ctx.cache_ttl {
-                remember(ctx, &pods, &digests, &job_name, ttl).await;
+            for d in &digests {
+                ctx.failures.clear(d);
             }
-            info!(job = %job_name, images = digests.len(), patched, gone = report.gone, failed = report.failed, "Job complete; pods annotated");
+            if let Some(ttl) = ctx.cache_ttl {
+                remember(ctx, &pods, &digests, &job_name, &identity, ttl).await;
+            }
+            info!(job = %job_name, images = digests.len(), patched, gone = report.gone, failed = report.failed, refused = report.refused.len(), "Job complete; pods annotated");
             ctx.event(
                 &reference,
                 EventType::Normal,
@@ -200,38 +396,29 @@ pub async fn finish(ctx: &Context, job: &Job) -> Result<Outcome> {
                 let source = format!("image(s) catalogued by Job {}/{job_name}", ctx.namespace);
                 pod_events::processed(&ctx.client, &ctx.instance, &report.patched, &source).await;
             }
+            ctx.refused_annotations(&report.refused, &format!("Job {}/{job_name}", ctx.namespace))
+                .await;
             if report.failed > 0 {
                 // Not marked done: the next finish (or cycle) annotates what is missing.
-                return Ok(outcome);
+                return Ok(Finished {
+                    outcome,
+                    evidence,
+                    detail,
+                });
             }
         }
         Outcome::Failed { reason, message } => {
-            warn!(job = %job_name, %reason, %message, "Job failed; nothing annotated");
+            warn!(job = %job_name, %reason, %message, %detail, "Job failed; nothing annotated");
             ctx.metrics.job_done(JobResult::Failed, age(job));
             ctx.event(
                 &reference,
                 EventType::Warning,
                 reason,
-                format!("Job failed, no pod annotated: {message}"),
+                format!("Job failed, no pod annotated: {message} ({detail})"),
             )
             .await;
-            if ctx.settings.pod_events.failures() {
-                let digests = digests(job);
-                let prefix = &ctx.settings.annotation_prefix;
-                // The pods that still wait for one of the Job's images: none was annotated.
-                let pods = ctx.snapshot();
-                let note = format!(
-                    "Job {}/{job_name} failed: {message}; not annotated, retried next cycle",
-                    ctx.namespace
-                );
-                let waiting = pods
-                    .iter()
-                    .filter(|p| !annotate::annotations_for(p, prefix, &digests).is_empty())
-                    .map(|p| (p.as_ref(), note.clone()));
-                pod_events::publish(&ctx.client, &ctx.instance, EventType::Warning, reason, waiting).await;
-            }
         }
-        Outcome::Running => return Ok(outcome),
+        Outcome::Running => unreachable!("returned above"),
     }
     let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
     let patch = Patch::Merge(json!({ "metadata": { "labels": { STATE_LABEL: STATE_DONE } } }));
@@ -240,7 +427,11 @@ pub async fn finish(ctx: &Context, job: &Job) -> Result<Outcome> {
         Err(e) if is_not_found(&e) => {}
         Err(e) => return Err(e).context(|| format!("marking Job {}/{job_name} done", ctx.namespace)),
     }
-    Ok(outcome)
+    Ok(Finished {
+        outcome,
+        evidence,
+        detail,
+    })
 }
 
 /// How long ago the Job was created: its duration once it ended.
@@ -263,6 +454,7 @@ async fn remember(
     pods: &[Arc<CachedPod>],
     digests: &HashSet<&str>,
     job_name: &str,
+    identity: &JobIdentity,
     ttl: Duration,
 ) {
     let mut repositories: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
@@ -284,7 +476,7 @@ async fn remember(
             cache::record_for(
                 d,
                 repos,
-                &ctx.identity,
+                identity,
                 job_name,
                 cache::RecordResult::Succeeded,
                 now,

@@ -6,6 +6,7 @@
 
 pub mod admin;
 pub mod annotate;
+pub mod backoff;
 pub mod cache;
 pub mod controller;
 pub mod credentials;
@@ -17,6 +18,7 @@ pub mod metrics;
 pub mod objects;
 pub mod pod;
 pub mod pod_events;
+pub mod replan;
 pub mod schedule;
 pub mod settings;
 pub mod telemetry;

@@ -82,6 +82,9 @@ pub struct Metrics {
     images: Counter,
     cache: Family<ResultLabel, Counter>,
     annotated: Counter,
+    backed_off: Counter,
+    refused: Counter,
+    backing_off: Gauge,
     leader: Gauge,
 }
 
@@ -107,6 +110,9 @@ impl Metrics {
             images: Counter::default(),
             cache: Family::default(),
             annotated: Counter::default(),
+            backed_off: Counter::default(),
+            refused: Counter::default(),
+            backing_off: Gauge::default(),
             leader: Gauge::default(),
             registry: Registry::default(),
         };
@@ -138,6 +144,21 @@ impl Metrics {
             "pods_annotated",
             "Pods annotated (a pod patched once for several containers counts once)",
             m.annotated.clone(),
+        );
+        registry.register(
+            "images_backed_off",
+            "Times an image failed alone in its Job and was put off to a later attempt",
+            m.backed_off.clone(),
+        );
+        registry.register(
+            "images_backing_off",
+            "Images waiting for their next attempt after failing alone",
+            m.backing_off.clone(),
+        );
+        registry.register(
+            "annotations_refused",
+            "Pods whose annotation patch the API server refused for good (counted once per pod and image)",
+            m.refused.clone(),
         );
         registry.register(
             "leader",
@@ -187,6 +208,21 @@ impl Metrics {
     /// `n` more pods were annotated.
     pub fn annotated(&self, n: usize) {
         self.annotated.inc_by(n as u64);
+    }
+
+    /// An image failed alone and backs off.
+    pub fn backed_off(&self) {
+        self.backed_off.inc();
+    }
+
+    /// How many images back off now.
+    pub fn backing_off(&self, n: usize) {
+        self.backing_off.set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+
+    /// `n` more pods had their annotation refused for good.
+    pub fn refused(&self, n: usize) {
+        self.refused.inc_by(n as u64);
     }
 
     /// Whether this replica leads now.

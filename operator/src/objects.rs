@@ -20,7 +20,10 @@ use k8s_openapi::{
 };
 use kube::api::ObjectMeta;
 
-use crate::settings::{ForwardedEnv, JobSettings};
+use crate::{
+    replan::Unit,
+    settings::{ForwardedEnv, JobSettings},
+};
 
 pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
 pub const MANAGED_BY: &str = "sbomjob";
@@ -30,9 +33,13 @@ pub const CYCLE_LABEL: &str = "sbomjob.io/cycle";
 /// Set on a Job once its Secret is gone and its pods are annotated: nothing left to do.
 pub const STATE_LABEL: &str = "sbomjob.io/state";
 pub const STATE_DONE: &str = "done";
-/// The digests a Job processes, one per line: what its success grants annotations for, readable
-/// after an operator restart without the (deleted) Secret.
+/// The digest of each element of a Job's `image-config.json`, one per line, in order: what its
+/// success grants annotations for and what its report's indices point at, readable after an
+/// operator restart without the (deleted) Secret.
 pub const DIGESTS_ANNOTATION: &str = "sbomjob.io/digests";
+/// The settings hash ([`crate::cache::settings_hash`]) a Job was created with: what its records
+/// are credited to, whatever the operator's settings are when it ends.
+pub const SETTINGS_HASH_ANNOTATION: &str = "sbomjob.io/settings-hash";
 pub const CONTAINER: &str = "sbom";
 pub const CONFIG_VOLUME: &str = "config";
 /// The user the job container runs as unless the image or settings say otherwise: non-root,
@@ -48,8 +55,12 @@ pub struct JobPlan {
     pub cycle: String,
     pub name: String,
     pub images: Vec<ImageConfig>,
-    /// Sorted, unique.
+    /// The digest of each element of `images`, in order: what a job's report points at.
+    pub elements: Vec<String>,
+    /// Unique, in element order.
     pub digests: Vec<String>,
+    /// The units the elements come from, for re-planning should the Job fail.
+    pub units: Vec<Unit>,
 }
 
 /// A cycle id that is a valid name part and sorts by time: `YYYYMMDD-HHMMSS-xxxx`.
@@ -95,16 +106,48 @@ pub fn plan_jobs_with_budget(
         .into_iter()
         .enumerate()
         .map(|(n, shard)| {
-            let mut digests: Vec<String> = shard.iter().map(|(d, _)| d.clone()).collect();
+            let elements: Vec<String> = shard.iter().map(|(d, _)| d.clone()).collect();
+            let mut digests = elements.clone();
             digests.dedup();
             JobPlan {
                 cycle: cycle.to_string(),
                 name: format!("sbomjob-{cycle}-{n}"),
                 images: shard.into_iter().map(|(_, i)| i).collect(),
+                elements,
                 digests,
+                units: Vec::new(),
             }
         })
         .collect()
+}
+
+/// Plans the Jobs of some units: each solo unit in Jobs of its own, the others together as
+/// [`plan_jobs`] does. Jobs are numbered from `*next` on, so the Jobs a cycle re-plans after a
+/// failure never take the name of an earlier one.
+pub fn plan_units(cycle: &str, units: Vec<Unit>, max_images: usize, next: &mut usize) -> Vec<JobPlan> {
+    let (solo, shared): (Vec<Unit>, Vec<Unit>) = units.into_iter().partition(|u| u.solo);
+    let groups = solo
+        .into_iter()
+        .map(|u| vec![u])
+        .chain((!shared.is_empty()).then_some(shared));
+    let mut plans = Vec::new();
+    for group in groups {
+        let images = group
+            .iter()
+            .map(|u| (u.digest.clone(), u.config().clone()))
+            .collect();
+        for mut plan in plan_jobs(cycle, images, max_images) {
+            plan.name = format!("sbomjob-{cycle}-{next}");
+            *next += 1;
+            plan.units = group
+                .iter()
+                .filter(|u| plan.digests.contains(&u.digest))
+                .cloned()
+                .collect();
+            plans.push(plan);
+        }
+    }
+    plans
 }
 
 fn split_element(image: ImageConfig, budget: usize) -> Vec<ImageConfig> {
@@ -251,7 +294,7 @@ pub fn job(plan: &JobPlan, namespace: &str, settings: &JobSettings) -> Job {
             name: Some(plan.name.clone()),
             namespace: Some(namespace.to_string()),
             labels: Some(labels.clone()),
-            annotations: Some([(DIGESTS_ANNOTATION.to_string(), plan.digests.join("\n"))].into()),
+            annotations: Some([(DIGESTS_ANNOTATION.to_string(), plan.elements.join("\n"))].into()),
             ..Default::default()
         },
         spec: Some(JobSpec {
@@ -418,7 +461,7 @@ mod tests {
         assert_eq!(job.metadata.name.as_deref(), Some(plan.name.as_str()));
         assert_eq!(
             job.metadata.annotations.as_ref().unwrap()[DIGESTS_ANNOTATION],
-            plan.digests.join("\n")
+            plan.elements.join("\n")
         );
         let spec = job.spec.unwrap();
         assert_eq!(spec.backoff_limit, Some(0));

@@ -502,6 +502,8 @@ pub struct OpsSettings {
     /// `SBOM_DEBOUNCE`: after a new image starts running, wait this long (collecting more)
     /// before the cycle it triggers.
     pub debounce: Duration,
+    pub backoff_initial: Duration,
+    pub backoff_max: Duration,
 }
 
 pub const DEFAULT_CACHE_TTL: Duration = Duration::from_secs(72 * 3600);
@@ -532,6 +534,8 @@ impl Default for OpsSettings {
             lease_name: DEFAULT_LEASE_NAME.into(),
             lease_duration: DEFAULT_LEASE_DURATION,
             debounce: DEFAULT_DEBOUNCE,
+            backoff_initial: Duration::from_secs(600),
+            backoff_max: Duration::from_secs(86400),
         }
     }
 }
@@ -574,6 +578,8 @@ impl OpsSettings {
             lease_duration: Duration::from_secs(lease_duration.as_secs()),
             debounce: parse_opt("SBOM_DEBOUNCE", raw.debounce, parse_duration, DURATION)?
                 .unwrap_or(default.debounce),
+            backoff_initial: default.backoff_initial,
+            backoff_max: default.backoff_max,
         })
     }
 }

@@ -45,6 +45,8 @@ pub struct WorkItem {
     pub digest: String,
     /// The reference handed to the job (`repo@sha256:...`, or a tag for a local image).
     pub image: String,
+    /// Other references the digest runs under, in pod order: tried should `image` fail.
+    pub alternatives: Vec<String>,
     /// One entry per container occurrence, as sbom-operator does.
     pub pods: Vec<PodRef>,
     /// The credential sources of the pods, in pod order, without repeats.
@@ -58,6 +60,9 @@ pub struct Snapshot<'a> {
     pub annotation_prefix: &'a str,
     pub ignore_annotations: bool,
     pub cluster_id: &'a str,
+    /// Annotations the API server refused for good: their containers are left out, or their
+    /// digest would make a Job every cycle for an annotation that can never be written.
+    pub refused: &'a crate::annotate::Refused,
 }
 
 /// The pod's containers that have an imageID, and those skipped with a reason.
@@ -146,6 +151,10 @@ pub fn build(snapshot: &Snapshot) -> (Vec<WorkItem>, Vec<Skipped>) {
             if !snapshot.ignore_annotations && is_done(pod, snapshot.annotation_prefix, &c) {
                 continue;
             }
+            let key = annotation_key(snapshot.annotation_prefix, &c.container);
+            if snapshot.refused.contains(pod, &key, &c.id.raw) {
+                continue;
+            }
             let image = if c.id.is_pullable() {
                 c.id.reference.clone()
             } else {
@@ -153,10 +162,14 @@ pub fn build(snapshot: &Snapshot) -> (Vec<WorkItem>, Vec<Skipped>) {
             };
             let item = items.entry(c.id.digest.clone()).or_insert_with(|| WorkItem {
                 digest: c.id.digest.clone(),
-                image,
+                image: image.clone(),
+                alternatives: Vec::new(),
                 pods: Vec::new(),
                 sources: Vec::new(),
             });
+            if item.image != image && !item.alternatives.contains(&image) {
+                item.alternatives.push(image);
+            }
             item.pods.push(PodRef {
                 pod: pod.name().to_string(),
                 namespace: namespace.clone(),
@@ -169,6 +182,10 @@ pub fn build(snapshot: &Snapshot) -> (Vec<WorkItem>, Vec<Skipped>) {
     }
     (items.into_values().collect(), skipped)
 }
+
+/// Most configs tried for one digest in a cycle: a tenant's many pods and secrets must not
+/// turn one failing image into many Jobs.
+pub const MAX_CANDIDATES: usize = 4;
 
 /// Pull secrets and service accounts as read for one cycle (by namespace and name); a secret
 /// that could not be read or parsed is absent (the caller already warned).
@@ -221,6 +238,49 @@ impl CredentialIndex {
             image: item.image.clone(),
             pods: item.pods.clone(),
         }
+    }
+
+    /// The ways a Job may get the item, best first and at most [`MAX_CANDIDATES`]: the
+    /// [`image_config`](Self::image_config), then each other reference with the first
+    /// credential that matches it, then each reference with the credential of each other pod
+    /// source. Tried in turn when the item fails alone, so a digest whose first copy is gone
+    /// (a deleted tag, a repository moved) is still processed from another.
+    pub fn candidates(&self, item: &WorkItem) -> Vec<ImageConfig> {
+        let mut out = vec![self.image_config(item)];
+        let refs = std::iter::once(&item.image).chain(&item.alternatives);
+        let by_reference = item.alternatives.iter().map(|image| {
+            self.image_config(&WorkItem {
+                image: image.clone(),
+                ..item.clone()
+            })
+        });
+        let by_source = refs.flat_map(|image| {
+            item.sources.iter().map(move |source| {
+                self.image_config(&WorkItem {
+                    image: image.clone(),
+                    sources: vec![source.clone()],
+                    ..item.clone()
+                })
+            })
+        });
+        for config in by_reference.chain(by_source) {
+            if out.len() >= MAX_CANDIDATES {
+                break;
+            }
+            let same = |c: &ImageConfig| {
+                (&c.image, &c.registry_host, &c.registry_user, &c.registry_password)
+                    == (
+                        &config.image,
+                        &config.registry_host,
+                        &config.registry_user,
+                        &config.registry_password,
+                    )
+            };
+            if !out.iter().any(same) {
+                out.push(config);
+            }
+        }
+        out
     }
 }
 
@@ -285,6 +345,7 @@ mod tests {
             annotation_prefix: "sbomjob.io",
             ignore_annotations: false,
             cluster_id: "prod",
+            refused: Box::leak(Box::default()),
         }
     }
 
