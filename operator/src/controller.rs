@@ -6,7 +6,7 @@
 
 use std::{future::ready, sync::Arc, time::Duration};
 
-use chrono::Utc;
+use chrono::{DateTime, TimeDelta, Utc};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::{
@@ -30,6 +30,7 @@ use crate::{
     metrics::{CycleResult, Metrics},
     pod::CachedPod,
     pod_events,
+    schedule::Schedule,
     settings::Settings,
     trigger::{self, NewDigests},
 };
@@ -146,12 +147,12 @@ enum Wake {
 
 async fn run_loop(ctx: &cycle::Context, mut leader: watch::Receiver<bool>, mut asks: trigger::Asks) {
     let mut shutdown = std::pin::pin!(shutdown_signal());
-    let mut due = Utc::now();
+    // `None`: the schedule fires no more; only new images start cycles.
+    let mut due = Some(Utc::now());
     let debounce = ctx.settings.ops.debounce;
     loop {
-        let wait = (due - Utc::now()).to_std().unwrap_or_default();
         let wake = tokio::select! {
-            _ = tokio::time::sleep(wait) => Wake::Schedule,
+            _ = sleep_until(due) => Wake::Schedule,
             Some(()) = asks.next(debounce) => Wake::NewImage,
             _ = &mut shutdown => return,
         };
@@ -176,27 +177,46 @@ async fn run_loop(ctx: &cycle::Context, mut leader: watch::Receiver<bool>, mut a
             _ = &mut shutdown => return,
         };
         // Ticks missed while the cycle ran collapse into the next one.
-        let next = ctx
-            .settings
-            .schedule
-            .next_after(Utc::now())
-            .unwrap_or_else(|| Utc::now() + chrono::Duration::hours(1));
-        due = match result {
-            Some(Ok(_)) => {
-                ctx.metrics.cycle_done(CycleResult::Ok, started.elapsed());
-                next
-            }
+        let failed = matches!(result, Some(Err(_)));
+        match result {
+            Some(Ok(_)) => ctx.metrics.cycle_done(CycleResult::Ok, started.elapsed()),
             Some(Err(e)) => {
                 ctx.metrics.cycle_done(CycleResult::Error, started.elapsed());
                 span.in_scope(|| error!(error = %e, "cycle failed; retrying soon"));
-                next.min(Utc::now() + chrono::Duration::from_std(RETRY_AFTER_ERROR).expect("small duration"))
             }
-            None => {
-                span.in_scope(|| warn!("leadership lost during the cycle; stopped"));
-                next
-            }
-        };
-        info!(next = %due, "next scheduled cycle");
+            None => span.in_scope(|| warn!("leadership lost during the cycle; stopped")),
+        }
+        due = next_due(&ctx.settings.schedule, Utc::now(), failed);
+        match due {
+            Some(due) => info!(next = %due, "next scheduled cycle"),
+            None => warn!("the schedule fires no more: only new images start cycles"),
+        }
+    }
+}
+
+/// When the next cycle is due: the schedule's next time after `now`, or sooner after a failed
+/// cycle. `None` when the schedule has no next time (it was checked at start-up to have one,
+/// but a cron expression with a year can run out).
+fn next_due(schedule: &Schedule, now: DateTime<Utc>, failed: bool) -> Option<DateTime<Utc>> {
+    let next = schedule.next_after(now);
+    if !failed {
+        return next;
+    }
+    let retry = TimeDelta::from_std(RETRY_AFTER_ERROR)
+        .ok()
+        .and_then(|d| now.checked_add_signed(d));
+    match (next, retry) {
+        (Some(next), Some(retry)) => Some(next.min(retry)),
+        (next, retry) => next.or(retry),
+    }
+}
+
+/// Sleeps until `due` (at once if it is past); never returns for `None`.
+async fn sleep_until(due: Option<DateTime<Utc>>) {
+    match due {
+        // No overflow: tokio caps a sleep at about 30 years.
+        Some(due) => tokio::time::sleep((due - Utc::now()).to_std().unwrap_or_default()).await,
+        None => std::future::pending().await,
     }
 }
 
@@ -251,4 +271,50 @@ fn namespace_cache(client: &Client, selector: &str) -> Store<Namespace> {
         .for_each(|_| ready(()));
     tokio::spawn(stream);
     reader
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn now() -> DateTime<Utc> {
+        DateTime::from_timestamp(1_800_000_000, 0).unwrap()
+    }
+
+    #[test]
+    fn next_due_follows_the_schedule_and_retries_a_failed_cycle_sooner() {
+        let hourly = Schedule::Interval(Duration::from_secs(3600));
+        assert_eq!(next_due(&hourly, now(), false), Some(now() + TimeDelta::hours(1)));
+        assert_eq!(
+            next_due(&hourly, now(), true),
+            Some(now() + TimeDelta::seconds(30))
+        );
+        let often = Schedule::Interval(Duration::from_secs(10));
+        assert_eq!(
+            next_due(&often, now(), true),
+            Some(now() + TimeDelta::seconds(10))
+        );
+    }
+
+    #[test]
+    fn next_due_does_not_overflow_and_has_no_hourly_fallback() {
+        for d in [Duration::from_secs(10_000_000_000_000), Duration::MAX] {
+            let huge = Schedule::Interval(d);
+            assert_eq!(next_due(&huge, now(), false), None, "{d:?}");
+            assert_eq!(
+                next_due(&huge, now(), true),
+                Some(now() + TimeDelta::seconds(30)),
+                "{d:?}"
+            );
+        }
+        // At the end of chrono's time nothing is due, not even a retry, and nothing panics.
+        assert_eq!(
+            next_due(
+                &Schedule::Interval(Duration::from_secs(1)),
+                DateTime::<Utc>::MAX_UTC,
+                true
+            ),
+            None
+        );
+    }
 }

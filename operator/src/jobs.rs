@@ -269,6 +269,14 @@ pub async fn launch(ctx: &Context, plan: &JobPlan) -> Result<Job> {
     Ok(job)
 }
 
+/// When [`wait`] stops waiting for a Job whose deadline is `deadline` from `now`: five minutes
+/// after it. Checked: `now + deadline` panics for an `activeDeadlineSeconds` near i64::MAX;
+/// such a Job is waited for about 30 years (tokio's own "far future").
+fn give_up_at(now: tokio::time::Instant, deadline: Duration) -> tokio::time::Instant {
+    now.checked_add(deadline.saturating_add(Duration::from_secs(300)))
+        .unwrap_or_else(|| now + Duration::from_secs(30 * 365 * 86400))
+}
+
 /// Waits for the Job's terminal condition by a watch. Ends it at once when its pod can never
 /// start (the config Secret is gone), and gives up (deleting the Job) only well after its own
 /// deadline, should the job controller never report one.
@@ -280,9 +288,7 @@ pub async fn wait(ctx: &Context, job: &Job) -> Job {
         .as_ref()
         .and_then(|s| s.active_deadline_seconds)
         .map_or(ctx.settings.job.timeout, |s| Duration::from_secs(s.max(0) as u64));
-    let give_up = tokio::time::Instant::now()
-        .checked_add(deadline.saturating_add(Duration::from_secs(300)))
-        .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(365 * 24 * 3600));
+    let give_up = give_up_at(tokio::time::Instant::now(), deadline);
     let finished = |j: Option<&Job>| j.is_none_or(|j| outcome(j) != Outcome::Running);
     let watch = await_condition(jobs.clone(), &job_name, finished);
     tokio::pin!(watch);
@@ -646,5 +652,21 @@ mod tests {
             summary(&[("a".into(), Outcome::Complete), ("b".into(), outcome(&j))])["failed"],
             1
         );
+    }
+
+    #[test]
+    fn give_up_time_does_not_overflow() {
+        let now = tokio::time::Instant::now();
+        assert_eq!(
+            give_up_at(now, Duration::from_secs(600)),
+            now + Duration::from_secs(900)
+        );
+        // activeDeadlineSeconds = i64::MAX (a Job made elsewhere), and beyond.
+        for d in [Duration::from_secs(i64::MAX as u64), Duration::MAX] {
+            assert!(
+                give_up_at(now, d) > now + Duration::from_secs(365 * 86400),
+                "{d:?}"
+            );
+        }
     }
 }

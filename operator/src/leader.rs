@@ -146,6 +146,18 @@ pub fn poll_period(duration: Duration) -> Duration {
     (duration / 6).max(Duration::from_millis(100))
 }
 
+/// How often the holder renews: every third of the duration.
+pub fn renew_period(duration: Duration) -> Duration {
+    duration / 3
+}
+
+/// A holder that could not renew for this long steps down: two thirds of the duration.
+/// Divided first: `duration * 2` overflows (and panicked the election task) near
+/// `Duration::MAX`.
+pub fn renew_deadline(duration: Duration) -> Duration {
+    duration / 3 * 2
+}
+
 fn sub(t: Timestamp, d: Duration) -> Timestamp {
     SignedDuration::try_from(d)
         .ok()
@@ -297,8 +309,8 @@ async fn elect(
     metrics: Arc<Metrics>,
     mut stop: oneshot::Receiver<()>,
 ) {
-    let period = config.duration / 3;
-    let renew_deadline = config.duration * 2 / 3;
+    let period = renew_period(config.duration);
+    let renew_deadline = renew_deadline(config.duration);
     let poll = poll_period(config.duration);
     let set = |value: bool| {
         leader.send_if_modified(|current| {
@@ -538,6 +550,36 @@ mod tests {
         assert_eq!(gone.spec.as_ref().unwrap().holder_identity, None);
         assert_eq!(decide(Some(&gone), "next", ts(26), ts(26), D), Action::Acquire);
         assert_eq!(gone.spec.unwrap().lease_transitions, Some(4));
+    }
+
+    #[test]
+    fn extreme_durations_do_not_overflow() {
+        for d in [
+            Duration::ZERO,
+            Duration::from_secs(u64::MAX),
+            Duration::from_secs(u64::MAX - 1),
+            Duration::MAX,
+        ] {
+            assert!(renew_period(d) <= d && renew_deadline(d) <= d, "{d:?}");
+            assert!(poll_period(d) >= Duration::from_millis(100), "{d:?}");
+            // A Lease of another holder is waited for until the end of time, not panicked on.
+            let theirs = lease(Some("other"), Some(0), None);
+            assert_eq!(
+                decide(Some(&theirs), "me", ts(5), ts(1), d),
+                if d.is_zero() {
+                    Action::Acquire
+                } else {
+                    Action::Wait(Timestamp::MAX)
+                },
+                "{d:?}"
+            );
+            let c = claimed(None, "sbomjob-leader", "me", ts(0), d);
+            let stored = c.spec.as_ref().unwrap().lease_duration_seconds;
+            assert!(stored.is_some_and(|s| s >= 1), "{d:?}: {stored:?}");
+            assert_eq!(renewed(&c, ts(1), d).spec.unwrap().lease_duration_seconds, stored);
+        }
+        assert_eq!(renew_deadline(D), Duration::from_secs(10));
+        assert_eq!(renew_period(D), Duration::from_secs(5));
     }
 
     #[tokio::test]

@@ -299,7 +299,8 @@ pub fn job(plan: &JobPlan, namespace: &str, settings: &JobSettings) -> Job {
         },
         spec: Some(JobSpec {
             backoff_limit: Some(0),
-            active_deadline_seconds: Some(settings.timeout.as_secs() as i64),
+            // Saturating: `as i64` would turn a timeout above i64::MAX seconds negative.
+            active_deadline_seconds: Some(i64::try_from(settings.timeout.as_secs()).unwrap_or(i64::MAX)),
             ttl_seconds_after_finished: Some(settings.ttl.as_secs().min(i32::MAX as u64) as i32),
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {
@@ -636,5 +637,16 @@ mod tests {
             .filter(|p| p.digests.contains(&format!("sha256:{:064x}", 0)))
             .collect();
         assert!(big.len() > 1, "the big image is split across Jobs");
+    }
+
+    #[test]
+    fn job_deadline_and_ttl_saturate() {
+        // Past the settings' bounds (JobSettings built by hand): never negative, never wrapped.
+        let mut s = settings(&[]);
+        s.timeout = std::time::Duration::MAX;
+        s.ttl = std::time::Duration::MAX;
+        let spec = job(&plan(), "sbomjob", &s).spec.unwrap();
+        assert_eq!(spec.active_deadline_seconds, Some(i64::MAX));
+        assert_eq!(spec.ttl_seconds_after_finished, Some(i32::MAX));
     }
 }

@@ -29,8 +29,13 @@ impl fmt::Debug for Schedule {
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("not a cron expression ({0}); expected 5 fields, 6 with seconds first, or @hourly / @every 1h")]
-pub struct CronError(String);
+pub enum CronError {
+    #[error("not a cron expression ({0}); expected 5 fields, 6 with seconds first, or @hourly / @every 1h")]
+    Syntax(String),
+    /// Parses, but no time from now on matches it (`0 0 0 30 2 *`, a past year, ...).
+    #[error("a cron expression that fires: none of the times it describes is still to come")]
+    NeverFires,
+}
 
 impl Schedule {
     pub fn cron(expr: &str) -> Result<Self, CronError> {
@@ -40,20 +45,30 @@ impl Schedule {
             return parse_duration(every.trim())
                 .filter(|d| !d.is_zero())
                 .map(Schedule::Interval)
-                .ok_or_else(|| CronError(format!("bad duration {every:?}")));
+                .ok_or_else(|| CronError::Syntax(format!("bad duration {every:?}")));
         }
         let parser = CronParser::builder().seconds(Seconds::Optional).build();
-        parser
+        let schedule = parser
             .parse(expr)
             .map(|c| Schedule::Cron(Box::new(c)))
-            .map_err(|e| CronError(e.to_string()))
+            .map_err(|e| CronError::Syntax(e.to_string()))?;
+        // Refused here rather than found out after the first cycle, when there would be no
+        // next one.
+        if schedule.next_after(Utc::now()).is_none() {
+            return Err(CronError::NeverFires);
+        }
+        Ok(schedule)
     }
 
-    /// The first run strictly after `now`.
+    /// The first run strictly after `now`; `None` when there is none (a cron expression whose
+    /// times are all past, or an interval beyond the last time chrono represents).
     pub fn next_after(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
         match self {
             Self::Cron(c) => c.find_next_occurrence(&now, false).ok(),
-            Self::Interval(d) => chrono::Duration::from_std(*d).ok().map(|d| now + d),
+            // Checked: `now + d` panics beyond chrono's range (an interval of 1e13 s).
+            Self::Interval(d) => chrono::Duration::from_std(*d)
+                .ok()
+                .and_then(|d| now.checked_add_signed(d)),
         }
     }
 }
@@ -127,5 +142,30 @@ mod tests {
         ] {
             assert!(Schedule::cron(bad).is_err(), "{bad:?} should not parse");
         }
+    }
+
+    #[test]
+    fn crons_that_never_fire_are_refused() {
+        // February 30th; a year in the past (croner takes a seventh field, the year).
+        for never in ["0 0 0 30 2 *", "0 0 31 4 *", "0 0 0 1 1 * 2020"] {
+            let err = Schedule::cron(never).unwrap_err();
+            assert!(matches!(err, CronError::NeverFires), "{never:?}: {err}");
+        }
+        // A year still to come is fine.
+        assert!(Schedule::cron("0 0 0 1 1 * 2999").is_ok());
+    }
+
+    #[test]
+    fn huge_intervals_do_not_overflow() {
+        for d in [
+            Duration::from_secs(10_000_000_000_000),
+            Duration::from_secs(i64::MAX as u64),
+            Duration::MAX,
+        ] {
+            assert_eq!(Schedule::Interval(d).next_after(at(0, 0, 0)), None, "{d:?}");
+        }
+        // The largest the settings allow is far from that.
+        let year = Duration::from_secs(366 * 86400);
+        assert!(Schedule::Interval(year).next_after(at(0, 0, 0)).is_some());
     }
 }

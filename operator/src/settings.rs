@@ -4,7 +4,7 @@
 //! that a bad value fails start-up with a message naming the variable and what it expected.
 //! Names match sbom-operator where a setting exists there.
 
-use std::{collections::BTreeMap, time::Duration};
+use std::{collections::BTreeMap, fmt::Display, ops::RangeInclusive, time::Duration};
 
 use k8s_openapi::api::core::v1::{Affinity, ResourceRequirements, Toleration};
 use serde::{Deserialize, de::DeserializeOwned};
@@ -188,7 +188,47 @@ pub struct Settings {
 pub const DEFAULT_JOB_TIMEOUT: Duration = Duration::from_secs(3600);
 pub const DEFAULT_JOB_TTL: Duration = Duration::from_secs(3600);
 pub const DEFAULT_MAX_IMAGES: usize = 200;
+pub const DEFAULT_MAX_PARALLEL: usize = 1;
 pub const DEFAULT_CRON: &str = "0 0 * * * *";
+
+/// The allowed range of every number and duration setting, checked at start-up (and listed in
+/// docs/configuration.md and the chart's values.schema.json). Besides keeping values sensible,
+/// they keep every sum and product the operator makes of a setting (deadlines, timestamps,
+/// Kubernetes' i32/i64 seconds) far from overflowing.
+pub mod bounds {
+    use std::{ops::RangeInclusive, time::Duration};
+
+    const S: u64 = 1;
+    const H: u64 = 3600;
+    const D: u64 = 86400;
+
+    const fn secs(from: u64, to: u64) -> RangeInclusive<Duration> {
+        Duration::from_secs(from)..=Duration::from_secs(to)
+    }
+
+    /// `SBOM_JOB_TIMEOUT`: `activeDeadlineSeconds` must be above zero.
+    pub const JOB_TIMEOUT: RangeInclusive<Duration> = secs(S, 7 * D);
+    /// `SBOM_JOB_TTL`: `ttlSecondsAfterFinished` (an i32); 0 deletes a Job when it ends.
+    pub const JOB_TTL: RangeInclusive<Duration> = secs(0, 30 * D);
+    /// `SBOM_JOB_MAX_IMAGES`.
+    pub const MAX_IMAGES: RangeInclusive<usize> = 1..=10_000;
+    /// `SBOM_JOB_MAX_PARALLEL`.
+    pub const MAX_PARALLEL: RangeInclusive<usize> = 1..=100;
+    /// `SBOM_INTERVAL`, and `SBOM_CRON=@every <duration>`.
+    pub const INTERVAL: RangeInclusive<Duration> = secs(S, 366 * D);
+    /// `SBOM_CACHE_TTL`; 0 turns the cache off.
+    pub const CACHE_TTL: RangeInclusive<Duration> = secs(0, 366 * D);
+    /// `SBOM_CACHE_GRACE`.
+    pub const CACHE_GRACE: RangeInclusive<Duration> = secs(0, 366 * D);
+    /// `SBOM_LEASE_DURATION`: renewed every third of it, in whole seconds, so at least 3 s.
+    pub const LEASE_DURATION: RangeInclusive<Duration> = secs(3 * S, H);
+    /// `SBOM_DEBOUNCE`.
+    pub const DEBOUNCE: RangeInclusive<Duration> = secs(0, H);
+    /// `SBOM_RETRY_BACKOFF`.
+    pub const RETRY_BACKOFF: RangeInclusive<Duration> = secs(S, 7 * D);
+    /// `SBOM_RETRY_BACKOFF_MAX`.
+    pub const RETRY_BACKOFF_MAX: RangeInclusive<Duration> = secs(S, 30 * D);
+}
 
 impl Settings {
     /// Settings from this process's environment.
@@ -219,17 +259,25 @@ impl Settings {
                     "SBOM_CRON and SBOM_INTERVAL are both set: choose one schedule".into(),
                 ));
             }
-            (Some(cron), None) => Schedule::cron(&cron).map_err(|e| invalid("SBOM_CRON", &cron, e))?,
+            (Some(cron), None) => {
+                let schedule = Schedule::cron(&cron).map_err(|e| invalid("SBOM_CRON", &cron, e))?;
+                // `@every <duration>` is an interval too: the same bound applies.
+                if let Schedule::Interval(d) = schedule
+                    && !bounds::INTERVAL.contains(&d)
+                {
+                    return Err(invalid(
+                        "SBOM_CRON",
+                        &cron,
+                        format!("@every with {}", duration_in(&bounds::INTERVAL)),
+                    ));
+                }
+                schedule
+            }
             (None, Some(every)) => Schedule::Interval(
-                parse_duration(&every).ok_or_else(|| invalid("SBOM_INTERVAL", &every, DURATION))?,
+                parse_duration_in("SBOM_INTERVAL", Some(every), &bounds::INTERVAL)?.expect("not empty"),
             ),
             (None, None) => Schedule::cron(DEFAULT_CRON).expect("default cron parses"),
         };
-        if let Schedule::Interval(d) = schedule
-            && d.is_zero()
-        {
-            return Err(invalid("SBOM_INTERVAL", "0", "a duration above zero"));
-        }
 
         let job = JobSettings {
             image: non_empty(raw.job_image).ok_or_else(|| SettingsError::Missing {
@@ -247,9 +295,9 @@ impl Settings {
                 },
                 "Always, IfNotPresent or Never",
             )?,
-            timeout: parse_opt("SBOM_JOB_TIMEOUT", raw.job_timeout, parse_duration, DURATION)?
+            timeout: parse_duration_in("SBOM_JOB_TIMEOUT", raw.job_timeout, &bounds::JOB_TIMEOUT)?
                 .unwrap_or(DEFAULT_JOB_TIMEOUT),
-            ttl: parse_opt("SBOM_JOB_TTL", raw.job_ttl, parse_duration, DURATION)?.unwrap_or(DEFAULT_JOB_TTL),
+            ttl: parse_duration_in("SBOM_JOB_TTL", raw.job_ttl, &bounds::JOB_TTL)?.unwrap_or(DEFAULT_JOB_TTL),
             service_account: non_empty(raw.job_service_account),
             privileged: parse_opt("SBOM_JOB_PRIVILEGED", raw.job_privileged, parse_bool, BOOL)?
                 .unwrap_or(false),
@@ -273,26 +321,16 @@ impl Settings {
             .unwrap_or_default(),
             affinity: parse_json("SBOM_JOB_AFFINITY", raw.job_affinity, "a JSON Affinity")?,
             priority_class: non_empty(raw.job_priority_class),
-            max_images: parse_opt(
-                "SBOM_JOB_MAX_IMAGES",
-                raw.job_max_images,
-                parse_positive,
-                POSITIVE,
-            )?
-            .unwrap_or(DEFAULT_MAX_IMAGES),
-            max_parallel: parse_opt(
+            max_images: parse_count_in("SBOM_JOB_MAX_IMAGES", raw.job_max_images, &bounds::MAX_IMAGES)?
+                .unwrap_or(DEFAULT_MAX_IMAGES),
+            max_parallel: parse_count_in(
                 "SBOM_JOB_MAX_PARALLEL",
                 raw.job_max_parallel,
-                parse_positive,
-                POSITIVE,
+                &bounds::MAX_PARALLEL,
             )?
-            .unwrap_or(1),
+            .unwrap_or(DEFAULT_MAX_PARALLEL),
             env: forwarded_env(&vars)?,
         };
-        if job.timeout.as_secs() == 0 {
-            return Err(invalid("SBOM_JOB_TIMEOUT", "0", "at least one second"));
-        }
-
         Ok(Settings {
             job,
             schedule,
@@ -343,9 +381,7 @@ impl Settings {
     }
 }
 
-const DURATION: &str = "a duration such as 3600 (seconds), 90s, 10m or 1h";
 const BOOL: &str = "true or false";
-const POSITIVE: &str = "a whole number above zero";
 
 /// The variables forwarded to the job container, sorted by their name in the job.
 pub fn forwarded_env(vars: &[(String, String)]) -> Result<Vec<ForwardedEnv>, SettingsError> {
@@ -443,8 +479,59 @@ fn parse_bool(v: &str) -> Option<bool> {
     }
 }
 
-fn parse_positive(v: &str) -> Option<usize> {
-    v.parse().ok().filter(|n| *n > 0)
+/// A duration setting within `range` (`None` when not set). Out of range is as invalid as
+/// unparsable: the message names the variable, the value and the range.
+fn parse_duration_in(
+    var: &str,
+    value: Option<String>,
+    range: &RangeInclusive<Duration>,
+) -> Result<Option<Duration>, SettingsError> {
+    parse_opt(
+        var,
+        value,
+        |v| parse_duration(v).filter(|d| range.contains(d)),
+        &format!("{}, such as 3600 (seconds), 90s, 10m or 1h", duration_in(range)),
+    )
+}
+
+/// A whole-number setting within `range` (`None` when not set).
+fn parse_count_in(
+    var: &str,
+    value: Option<String>,
+    range: &RangeInclusive<usize>,
+) -> Result<Option<usize>, SettingsError> {
+    parse_opt(
+        var,
+        value,
+        |v| v.parse().ok().filter(|n| range.contains(n)),
+        &format!("a whole number from {} to {}", range.start(), range.end()),
+    )
+}
+
+/// "a duration from 1s to 7d".
+fn duration_in(range: &RangeInclusive<Duration>) -> String {
+    format!(
+        "a duration from {} to {}",
+        Short(*range.start()),
+        Short(*range.end())
+    )
+}
+
+/// A bound as written in the docs: whole days, hours, minutes or seconds (`366d`, not
+/// humantime's `1year 17h 58m 48s`).
+struct Short(Duration);
+
+impl Display for Short {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let secs = self.0.as_secs();
+        match [(86400, "d"), (3600, "h"), (60, "m")]
+            .into_iter()
+            .find(|(unit, _)| secs >= *unit && secs.is_multiple_of(*unit))
+        {
+            Some((unit, suffix)) => write!(f, "{}{suffix}", secs / unit),
+            None => write!(f, "{secs}s"),
+        }
+    }
 }
 
 fn parse_string_map(v: &str) -> Option<BTreeMap<String, String>> {
@@ -502,7 +589,10 @@ pub struct OpsSettings {
     /// `SBOM_DEBOUNCE`: after a new image starts running, wait this long (collecting more)
     /// before the cycle it triggers.
     pub debounce: Duration,
+    /// `SBOM_RETRY_BACKOFF`: an image that failed alone in a Job is not retried before this,
+    /// doubled for every further failure ([`OpsSettings::backoff`]).
     pub backoff_initial: Duration,
+    /// `SBOM_RETRY_BACKOFF_MAX`: the longest wait between retries; at least `backoff_initial`.
     pub backoff_max: Duration,
 }
 
@@ -512,6 +602,8 @@ pub const DEFAULT_ADMIN_ADDR: &str = "0.0.0.0:8080";
 pub const DEFAULT_LEASE_NAME: &str = "sbomjob-leader";
 pub const DEFAULT_LEASE_DURATION: Duration = Duration::from_secs(15);
 pub const DEFAULT_DEBOUNCE: Duration = Duration::from_secs(30);
+pub const DEFAULT_RETRY_BACKOFF: Duration = Duration::from_secs(10 * 60);
+pub const DEFAULT_RETRY_BACKOFF_MAX: Duration = Duration::from_secs(24 * 3600);
 
 #[derive(Deserialize, Default, Debug)]
 struct RawOpsSettings {
@@ -522,6 +614,8 @@ struct RawOpsSettings {
     lease_name: Option<String>,
     lease_duration: Option<String>,
     debounce: Option<String>,
+    retry_backoff: Option<String>,
+    retry_backoff_max: Option<String>,
 }
 
 impl Default for OpsSettings {
@@ -534,8 +628,8 @@ impl Default for OpsSettings {
             lease_name: DEFAULT_LEASE_NAME.into(),
             lease_duration: DEFAULT_LEASE_DURATION,
             debounce: DEFAULT_DEBOUNCE,
-            backoff_initial: Duration::from_secs(600),
-            backoff_max: Duration::from_secs(86400),
+            backoff_initial: DEFAULT_RETRY_BACKOFF,
+            backoff_max: DEFAULT_RETRY_BACKOFF_MAX,
         }
     }
 }
@@ -545,19 +639,32 @@ impl OpsSettings {
         let raw: RawOpsSettings =
             envy::prefixed(PREFIX).from_iter(vars.iter().filter(|(k, _)| k.starts_with(PREFIX)).cloned())?;
         let default = OpsSettings::default();
-        let lease_duration = parse_opt(
-            "SBOM_LEASE_DURATION",
-            raw.lease_duration,
-            |v| parse_duration(v).filter(|d| d.as_secs() >= 3),
-            "a duration of at least 3s, such as 15s",
+        let lease_duration =
+            parse_duration_in("SBOM_LEASE_DURATION", raw.lease_duration, &bounds::LEASE_DURATION)?
+                .unwrap_or(default.lease_duration);
+        let backoff_initial =
+            parse_duration_in("SBOM_RETRY_BACKOFF", raw.retry_backoff, &bounds::RETRY_BACKOFF)?
+                .unwrap_or(default.backoff_initial);
+        let backoff_max = parse_duration_in(
+            "SBOM_RETRY_BACKOFF_MAX",
+            raw.retry_backoff_max,
+            &bounds::RETRY_BACKOFF_MAX,
         )?
-        .unwrap_or(default.lease_duration);
+        .unwrap_or(default.backoff_max);
+        if backoff_max < backoff_initial {
+            return Err(SettingsError::Conflict(format!(
+                "SBOM_RETRY_BACKOFF_MAX ({}) is below SBOM_RETRY_BACKOFF ({}): the longest wait \
+                 between retries must be at least the first",
+                humantime::format_duration(backoff_max),
+                humantime::format_duration(backoff_initial),
+            )));
+        }
         Ok(OpsSettings {
-            cache_ttl: match parse_opt("SBOM_CACHE_TTL", raw.cache_ttl, parse_duration, DURATION)? {
+            cache_ttl: match parse_duration_in("SBOM_CACHE_TTL", raw.cache_ttl, &bounds::CACHE_TTL)? {
                 None => default.cache_ttl,
                 Some(ttl) => Some(ttl).filter(|d| !d.is_zero()),
             },
-            cache_grace: parse_opt("SBOM_CACHE_GRACE", raw.cache_grace, parse_duration, DURATION)?
+            cache_grace: parse_duration_in("SBOM_CACHE_GRACE", raw.cache_grace, &bounds::CACHE_GRACE)?
                 .unwrap_or(default.cache_grace),
             admin_addr: parse_opt(
                 "SBOM_ADMIN_ADDR",
@@ -575,12 +682,20 @@ impl OpsSettings {
                 "a DNS subdomain such as sbomjob-leader",
             )?
             .unwrap_or(default.lease_name),
+            // The Lease stores whole seconds.
             lease_duration: Duration::from_secs(lease_duration.as_secs()),
-            debounce: parse_opt("SBOM_DEBOUNCE", raw.debounce, parse_duration, DURATION)?
+            debounce: parse_duration_in("SBOM_DEBOUNCE", raw.debounce, &bounds::DEBOUNCE)?
                 .unwrap_or(default.debounce),
-            backoff_initial: default.backoff_initial,
-            backoff_max: default.backoff_max,
+            backoff_initial,
+            backoff_max,
         })
+    }
+
+    /// How long an image that failed alone in `attempts` Jobs waits before its next Job:
+    /// `backoff_initial * 2^(attempts-1)`, at most `backoff_max` (`attempts` 0 counts as 1).
+    /// Saturating, so any number of attempts is fine.
+    pub fn backoff(&self, attempts: u32) -> Duration {
+        crate::backoff::delay(attempts, self.backoff_initial, self.backoff_max)
     }
 }
 
@@ -609,6 +724,365 @@ mod tests {
         assert_eq!(s.log_format, LogFormat::Plain);
         assert_eq!(s.pod_events, PodEvents::All);
         assert!(s.job.env.is_empty());
+        assert_eq!(s.job.ttl, Duration::from_secs(3600));
+        assert_eq!(s.job.max_images, 200);
+        assert_eq!(s.schedule, Schedule::cron("0 0 * * * *").unwrap());
+        assert_eq!(s.ops.debounce, Duration::from_secs(30));
+        assert_eq!(s.ops.backoff_initial, Duration::from_secs(600));
+        assert_eq!(s.ops.backoff_max, Duration::from_secs(24 * 3600));
+    }
+
+    #[test]
+    fn defaults_are_within_their_bounds() {
+        let ops = OpsSettings::default();
+        assert!(bounds::JOB_TIMEOUT.contains(&DEFAULT_JOB_TIMEOUT));
+        assert!(bounds::JOB_TTL.contains(&DEFAULT_JOB_TTL));
+        assert!(bounds::MAX_IMAGES.contains(&DEFAULT_MAX_IMAGES));
+        assert!(bounds::MAX_PARALLEL.contains(&DEFAULT_MAX_PARALLEL));
+        assert!(bounds::CACHE_TTL.contains(&ops.cache_ttl.unwrap()));
+        assert!(bounds::CACHE_GRACE.contains(&ops.cache_grace));
+        assert!(bounds::LEASE_DURATION.contains(&ops.lease_duration));
+        assert!(bounds::DEBOUNCE.contains(&ops.debounce));
+        assert!(bounds::RETRY_BACKOFF.contains(&ops.backoff_initial));
+        assert!(bounds::RETRY_BACKOFF_MAX.contains(&ops.backoff_max));
+        assert!(ops.backoff_initial <= ops.backoff_max);
+    }
+
+    /// A bounded variable: its range as the error states it, the smallest and largest values
+    /// accepted (and what they become, in seconds or as a count), a value just outside each end,
+    /// and other variables the accepted values need.
+    struct Bounded {
+        var: &'static str,
+        range: &'static str,
+        min: (&'static str, u64),
+        max: (&'static str, u64),
+        below: Option<&'static str>,
+        above: &'static str,
+        with: &'static [(&'static str, &'static str)],
+    }
+
+    const BOUNDED: &[Bounded] = &[
+        Bounded {
+            var: "SBOM_JOB_TIMEOUT",
+            range: "a duration from 1s to 7d",
+            min: ("1", 1),
+            max: ("7d", 604_800),
+            below: Some("500ms"),
+            above: "604801",
+            with: &[],
+        },
+        Bounded {
+            var: "SBOM_JOB_TTL",
+            range: "a duration from 0s to 30d",
+            min: ("0", 0),
+            max: ("30d", 2_592_000),
+            below: None,
+            above: "30d 1s",
+            with: &[],
+        },
+        Bounded {
+            var: "SBOM_JOB_MAX_IMAGES",
+            range: "a whole number from 1 to 10000",
+            min: ("1", 1),
+            max: ("10000", 10_000),
+            below: Some("0"),
+            above: "10001",
+            with: &[],
+        },
+        Bounded {
+            var: "SBOM_JOB_MAX_PARALLEL",
+            range: "a whole number from 1 to 100",
+            min: ("1", 1),
+            max: ("100", 100),
+            below: Some("0"),
+            above: "101",
+            with: &[],
+        },
+        Bounded {
+            var: "SBOM_INTERVAL",
+            range: "a duration from 1s to 366d",
+            min: ("1s", 1),
+            max: ("366d", 31_622_400),
+            below: Some("0"),
+            above: "366d 1s",
+            with: &[],
+        },
+        Bounded {
+            var: "SBOM_CACHE_TTL",
+            range: "a duration from 0s to 366d",
+            min: ("0", 0),
+            max: ("366d", 31_622_400),
+            below: None,
+            above: "31622401",
+            with: &[],
+        },
+        Bounded {
+            var: "SBOM_CACHE_GRACE",
+            range: "a duration from 0s to 366d",
+            min: ("0s", 0),
+            max: ("366d", 31_622_400),
+            below: None,
+            above: "367d",
+            with: &[],
+        },
+        Bounded {
+            var: "SBOM_LEASE_DURATION",
+            range: "a duration from 3s to 1h",
+            min: ("3", 3),
+            max: ("1h", 3600),
+            below: Some("2s"),
+            above: "3601",
+            with: &[],
+        },
+        Bounded {
+            var: "SBOM_DEBOUNCE",
+            range: "a duration from 0s to 1h",
+            min: ("0", 0),
+            max: ("60m", 3600),
+            below: None,
+            above: "1h 1s",
+            with: &[],
+        },
+        Bounded {
+            var: "SBOM_RETRY_BACKOFF",
+            range: "a duration from 1s to 7d",
+            min: ("1s", 1),
+            max: ("7d", 604_800),
+            below: Some("0"),
+            above: "7d 1s",
+            with: &[("SBOM_RETRY_BACKOFF_MAX", "30d")],
+        },
+        Bounded {
+            var: "SBOM_RETRY_BACKOFF_MAX",
+            range: "a duration from 1s to 30d",
+            min: ("1", 1),
+            max: ("30d", 2_592_000),
+            below: Some("0"),
+            above: "2592001",
+            with: &[("SBOM_RETRY_BACKOFF", "1s")],
+        },
+    ];
+
+    /// Values no bounded variable accepts: near and past the limits of i64 and u64 seconds,
+    /// and 1e13 s, which overflowed chrono's time.
+    const OVERFLOWING: &[&str] = &[
+        "9223372036854775807",
+        "9223372036854775808",
+        "18446744073709551615",
+        "18446744073709551616",
+        "10000000000000",
+        "10000000000000s",
+        "1e13s",
+        "1e13",
+        "584942417355y",
+        "-1",
+    ];
+
+    /// What a bounded variable became, in seconds (durations) or as a count.
+    fn value_of(s: &Settings, var: &str) -> u64 {
+        match var {
+            "SBOM_JOB_TIMEOUT" => s.job.timeout.as_secs(),
+            "SBOM_JOB_TTL" => s.job.ttl.as_secs(),
+            "SBOM_JOB_MAX_IMAGES" => s.job.max_images as u64,
+            "SBOM_JOB_MAX_PARALLEL" => s.job.max_parallel as u64,
+            "SBOM_INTERVAL" => match s.schedule {
+                Schedule::Interval(d) => d.as_secs(),
+                Schedule::Cron(_) => panic!("not an interval"),
+            },
+            "SBOM_CACHE_TTL" => s.ops.cache_ttl.unwrap_or_default().as_secs(),
+            "SBOM_CACHE_GRACE" => s.ops.cache_grace.as_secs(),
+            "SBOM_LEASE_DURATION" => s.ops.lease_duration.as_secs(),
+            "SBOM_DEBOUNCE" => s.ops.debounce.as_secs(),
+            "SBOM_RETRY_BACKOFF" => s.ops.backoff_initial.as_secs(),
+            "SBOM_RETRY_BACKOFF_MAX" => s.ops.backoff_max.as_secs(),
+            _ => panic!("{var} is not in the table"),
+        }
+    }
+
+    #[test]
+    fn every_bound_is_checked_and_its_error_names_variable_value_and_range() {
+        for b in BOUNDED {
+            for (value, want) in [b.min, b.max] {
+                let mut list = vec![("SBOM_JOB_IMAGE", "i"), (b.var, value)];
+                list.extend(b.with);
+                let s = settings(&list).unwrap_or_else(|e| panic!("{}={value:?}: {e}", b.var));
+                assert_eq!(value_of(&s, b.var), want, "{}={value:?}", b.var);
+            }
+            for value in b.below.iter().chain([&b.above]).chain(OVERFLOWING) {
+                match settings(&[("SBOM_JOB_IMAGE", "i"), (b.var, value)]) {
+                    Err(SettingsError::Invalid {
+                        var,
+                        value: v,
+                        expected,
+                    }) => {
+                        assert_eq!((var.as_str(), v.as_str()), (b.var, *value));
+                        assert!(expected.starts_with(b.range), "{}={value:?}: {expected}", b.var);
+                    }
+                    other => panic!("{}={value:?} gave {other:?}", b.var),
+                }
+            }
+        }
+        // One message in full, as the operator prints it.
+        let err = settings(&[
+            ("SBOM_JOB_IMAGE", "i"),
+            ("SBOM_JOB_TIMEOUT", "9223372036854775807"),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert_eq!(
+            err,
+            "SBOM_JOB_TIMEOUT=\"9223372036854775807\" is invalid: expected a duration from 1s to 7d, \
+             such as 3600 (seconds), 90s, 10m or 1h"
+        );
+    }
+
+    #[test]
+    fn bounds_are_documented() {
+        // The chart value of each bounded variable (values.schema.json), and its docs.
+        let chart = [
+            ("SBOM_JOB_TIMEOUT", "/properties/jobTimeout"),
+            ("SBOM_JOB_TTL", "/properties/jobTTL"),
+            ("SBOM_JOB_MAX_IMAGES", "/properties/job/properties/maxImages"),
+            ("SBOM_JOB_MAX_PARALLEL", "/properties/job/properties/maxParallel"),
+            ("SBOM_INTERVAL", "/properties/interval"),
+            ("SBOM_CACHE_TTL", "/properties/cache/properties/ttl"),
+            ("SBOM_CACHE_GRACE", "/properties/cache/properties/grace"),
+            (
+                "SBOM_LEASE_DURATION",
+                "/properties/leaderElection/properties/leaseDuration",
+            ),
+            ("SBOM_DEBOUNCE", "/properties/debounce"),
+            ("SBOM_RETRY_BACKOFF", "/properties/retryBackoff"),
+            ("SBOM_RETRY_BACKOFF_MAX", "/properties/retryBackoffMax"),
+        ];
+        let schema: serde_json::Value =
+            serde_json::from_str(include_str!("../../charts/sbomjob/values.schema.json")).unwrap();
+        let docs = include_str!("../../docs/configuration.md");
+        let readme = include_str!("../../README.md");
+        assert_eq!(chart.len(), BOUNDED.len());
+        for (b, (var, pointer)) in BOUNDED.iter().zip(chart) {
+            assert_eq!(b.var, var);
+            let prop = schema.pointer(pointer).unwrap_or_else(|| panic!("{pointer}"));
+            // Numbers in the chart are seconds (or counts), as for the operator.
+            assert_eq!(
+                (prop["minimum"].as_u64(), prop["maximum"].as_u64()),
+                (Some(b.min.1), Some(b.max.1)),
+                "{pointer}"
+            );
+            let range = &b.range[b.range.find("from").unwrap()..];
+            for (file, text) in [("docs/configuration.md", docs), ("README.md", readme)] {
+                let row = text
+                    .lines()
+                    .find(|l| l.starts_with(&format!("| `{var}` |")))
+                    .unwrap_or_else(|| panic!("{file} has no row for {var}"));
+                assert!(row.contains(range), "{file}: {var} row lacks {range:?}: {row}");
+            }
+        }
+    }
+
+    #[test]
+    fn cron_every_is_bounded_like_the_interval() {
+        let s = settings(&[("SBOM_JOB_IMAGE", "i"), ("SBOM_CRON", "@every 366d")]).unwrap();
+        assert_eq!(s.schedule, Schedule::Interval(Duration::from_secs(366 * 86400)));
+        for every in [
+            "@every 366d 1s",
+            "@every 10000000000000s",
+            "@every 18446744073709551615",
+        ] {
+            match settings(&[("SBOM_JOB_IMAGE", "i"), ("SBOM_CRON", every)]) {
+                Err(SettingsError::Invalid { var, value, expected }) => {
+                    assert_eq!((var.as_str(), value.as_str()), ("SBOM_CRON", every));
+                    assert!(expected.contains("from 1s to 366d"), "{expected}");
+                }
+                other => panic!("{every:?} gave {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_cron_that_never_fires_is_a_start_up_error() {
+        // February 30th; a year in the past.
+        for never in ["0 0 0 30 2 *", "0 0 0 1 1 * 2020"] {
+            let err = settings(&[("SBOM_JOB_IMAGE", "i"), ("SBOM_CRON", never)])
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.starts_with(&format!("SBOM_CRON={never:?} is invalid")) && err.contains("fires"),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn retry_backoff_settings() {
+        let ops = settings(&[
+            ("SBOM_JOB_IMAGE", "i"),
+            ("SBOM_RETRY_BACKOFF", "1m"),
+            ("SBOM_RETRY_BACKOFF_MAX", "5m"),
+        ])
+        .unwrap()
+        .ops;
+        assert_eq!(ops.backoff_initial, Duration::from_secs(60));
+        assert_eq!(ops.backoff_max, Duration::from_secs(300));
+        let waits: Vec<u64> = (0..6).map(|n| ops.backoff(n).as_secs()).collect();
+        assert_eq!(waits, [60, 60, 120, 240, 300, 300]);
+        // Equal is fine: a fixed delay.
+        let fixed = settings(&[
+            ("SBOM_JOB_IMAGE", "i"),
+            ("SBOM_RETRY_BACKOFF", "1h"),
+            ("SBOM_RETRY_BACKOFF_MAX", "3600"),
+        ])
+        .unwrap()
+        .ops;
+        assert_eq!(fixed.backoff(1), fixed.backoff(9));
+        // Not forwarded to the job.
+        assert!(
+            settings(&[("SBOM_JOB_IMAGE", "i"), ("SBOM_RETRY_BACKOFF", "1m")])
+                .unwrap()
+                .job
+                .env
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn retry_backoff_max_below_the_first_wait_is_a_conflict() {
+        for list in [
+            &[("SBOM_RETRY_BACKOFF", "2h"), ("SBOM_RETRY_BACKOFF_MAX", "1h")][..],
+            // Against the default maximum (24h).
+            &[("SBOM_RETRY_BACKOFF", "2d")][..],
+            // Against the default first wait (10m).
+            &[("SBOM_RETRY_BACKOFF_MAX", "5m")][..],
+        ] {
+            let mut vars = vec![("SBOM_JOB_IMAGE", "i")];
+            vars.extend(list);
+            match settings(&vars) {
+                Err(SettingsError::Conflict(msg)) => assert!(
+                    msg.starts_with("SBOM_RETRY_BACKOFF_MAX (") && msg.contains("below SBOM_RETRY_BACKOFF ("),
+                    "{msg}"
+                ),
+                other => panic!("{list:?} gave {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn backoff_saturates() {
+        let ops = OpsSettings::default();
+        assert_eq!(ops.backoff(1), Duration::from_secs(600));
+        assert_eq!(ops.backoff(2), Duration::from_secs(1200));
+        assert_eq!(ops.backoff(8), Duration::from_secs(76_800), "10m · 2^7");
+        assert_eq!(ops.backoff(9), Duration::from_secs(24 * 3600), "capped");
+        for attempts in [32, 33, 64, u32::MAX] {
+            assert_eq!(ops.backoff(attempts), ops.backoff_max, "{attempts}");
+        }
+        // Past the bounds (built by hand): still no overflow.
+        let extreme = OpsSettings {
+            backoff_initial: Duration::MAX,
+            backoff_max: Duration::MAX,
+            ..OpsSettings::default()
+        };
+        assert_eq!(extreme.backoff(u32::MAX), Duration::MAX);
     }
 
     #[test]
@@ -657,7 +1131,7 @@ mod tests {
     fn bad_values_name_the_variable() {
         for (var, value, expected) in [
             ("SBOM_JOB_PRIVILEGED", "maybe", "true or false"),
-            ("SBOM_JOB_MAX_IMAGES", "0", "above zero"),
+            ("SBOM_JOB_MAX_IMAGES", "0", "a whole number from 1 to 10000"),
             ("SBOM_JOB_RESOURCES", "{\"limits\":", "ResourceRequirements"),
             ("SBOM_LOG_FORMAT", "xml", "plain or json"),
             ("SBOM_POD_EVENTS", "some", "all, failures or none"),
@@ -838,7 +1312,7 @@ mod tests {
         for (var, value, expected) in [
             ("SBOM_CACHE_TTL", "forever", "duration"),
             ("SBOM_ADMIN_ADDR", "8080", "address and port"),
-            ("SBOM_LEASE_DURATION", "1s", "at least 3s"),
+            ("SBOM_LEASE_DURATION", "1s", "from 3s to 1h"),
             ("SBOM_LEADER_ELECTION", "sometimes", "true or false"),
             ("SBOM_LEASE_NAME", "Bad_Name", "DNS subdomain"),
         ] {

@@ -96,6 +96,8 @@ Settings that are only rendered when set, so that the operator's default applies
   (list $v.job.maxImages "SBOM_JOB_MAX_IMAGES")
   (list $v.job.maxParallel "SBOM_JOB_MAX_PARALLEL")
   (list $v.debounce "SBOM_DEBOUNCE")
+  (list $v.retryBackoff "SBOM_RETRY_BACKOFF")
+  (list $v.retryBackoffMax "SBOM_RETRY_BACKOFF_MAX")
   (list $v.cache.ttl "SBOM_CACHE_TTL")
   (list $v.cache.grace "SBOM_CACHE_GRACE")
   (list $v.leaderElection.leaseName "SBOM_LEASE_NAME")

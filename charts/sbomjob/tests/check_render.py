@@ -278,6 +278,8 @@ def check_full(c, docs, values, settings_rs=None, helpers=None):
         "SBOM_LOG_FORMAT": values["logging"]["format"],
         "RUST_LOG": values["logging"]["level"],
         "SBOM_DEBOUNCE": num(values["debounce"]),
+        "SBOM_RETRY_BACKOFF": num(values["retryBackoff"]),
+        "SBOM_RETRY_BACKOFF_MAX": num(values["retryBackoffMax"]),
         "SBOM_CACHE_TTL": num(values["cache"]["ttl"]),
         "SBOM_CACHE_GRACE": num(values["cache"]["grace"]),
         "SBOM_LEADER_ELECTION": str(values["leaderElection"]["enabled"]).lower(),
@@ -385,7 +387,8 @@ def check_full(c, docs, values, settings_rs=None, helpers=None):
         }
         c.check("settings.rs: the ops settings are among them",
                 {"SBOM_CACHE_TTL", "SBOM_CACHE_GRACE", "SBOM_ADMIN_ADDR", "SBOM_LEADER_ELECTION",
-                 "SBOM_LEASE_NAME", "SBOM_LEASE_DURATION", "SBOM_DEBOUNCE"} <= known, sorted(known))
+                 "SBOM_LEASE_NAME", "SBOM_LEASE_DURATION", "SBOM_DEBOUNCE", "SBOM_RETRY_BACKOFF",
+                 "SBOM_RETRY_BACKOFF_MAX"} <= known, sorted(known))
         own = set(re.findall(r'"(SBOM_JOB_[A-Z_]+)"', re.search(r"OWN_JOB_SETTINGS.*?\];", src, re.S).group(0)))
         chart_settings = {
             n for n in names

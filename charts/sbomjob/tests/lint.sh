@@ -252,6 +252,16 @@ refused "jobImage with a space" "jobImage: Does not match pattern" --set "jobIma
 refused "jobTimeout={}" "jobTimeout: Invalid type. Expected: [string,integer], given: object" \
   --set jobImage=x --set-json 'jobTimeout={}'
 refused "jobTimeout=0" "jobTimeout: Must be greater than or equal to 1" --set jobImage=x --set-json 'jobTimeout=0'
+refused "jobTimeout above 7d" "jobTimeout: Must be less than or equal to 604800" \
+  --set jobImage=x --set-json 'jobTimeout=604801'
+refused "jobTimeout=9223372036854775807" "jobTimeout: Must be less than or equal to 604800" \
+  --set jobImage=x --set-json 'jobTimeout=9223372036854775807'
+refused "job.maxImages=10001" "job.maxImages: Must be less than or equal to 10000" \
+  --set jobImage=x --set job.maxImages=10001
+refused "retryBackoff=0" "retryBackoff: Must be greater than or equal to 1" --set jobImage=x --set-json 'retryBackoff=0'
+refused "retryBackoffMax above 30d" "retryBackoffMax: Must be less than or equal to 2.592e+06" \
+  --set jobImage=x --set-json 'retryBackoffMax=2592001'
+refused "retryBackoff=soon" "retryBackoff: Does not match pattern" --set jobImage=x --set retryBackoff=soon
 refused "job.maxImages=\"x\"" "job.maxImages: Invalid type. Expected: integer, given: string" \
   --set jobImage=x --set-json 'job.maxImages="x"'
 refused "job.maxParallel=0" "job.maxParallel: Must be greater than or equal to 1" --set jobImage=x --set job.maxParallel=0
