@@ -669,4 +669,100 @@ mod tests {
             );
         }
     }
+
+    fn job_pod(state: Option<k8s_openapi::api::core::v1::ContainerState>, image_id: &str) -> Pod {
+        use k8s_openapi::api::core::v1::{ContainerStatus, PodStatus};
+        Pod {
+            status: Some(PodStatus {
+                phase: Some("Failed".into()),
+                container_statuses: state.map(|state| {
+                    vec![ContainerStatus {
+                        name: "sbom".into(),
+                        image_id: image_id.into(),
+                        state: Some(state),
+                        ..Default::default()
+                    }]
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn the_job_pod_tells_how_the_tool_ran() {
+        use k8s_openapi::api::core::v1::{
+            ContainerState, ContainerStateRunning, ContainerStateTerminated, ContainerStateWaiting,
+        };
+        let id = format!("r.io/job@sha256:{}", "ab".repeat(32));
+        let terminated = |message: Option<&str>| ContainerState {
+            terminated: Some(ContainerStateTerminated {
+                exit_code: 1,
+                reason: Some("Error".into()),
+                message: message.map(String::from),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let (evidence, detail, digest) = read_pod(Some(&job_pod(
+            Some(terminated(Some(r#"{"v":1,"n":2,"ok":[0],"failed":[1]}"#))),
+            &id,
+        )));
+        assert_eq!(
+            evidence,
+            Evidence::Report(JobReport {
+                n: 2,
+                ok: vec![0],
+                failed: vec![1]
+            })
+        );
+        assert_eq!(detail, "exit code 1 (Error)");
+        assert_eq!(digest, Some(format!("sha256:{}", "ab".repeat(32))));
+        // A shell job image leaves nothing, or its log's tail: halving.
+        let (evidence, ..) = read_pod(Some(&job_pod(Some(terminated(Some("jq: error"))), &id)));
+        assert_eq!(evidence, Evidence::ExitOnly);
+        let waiting = ContainerState {
+            waiting: Some(ContainerStateWaiting {
+                reason: Some("ImagePullBackOff".into()),
+                message: Some("not found".into()),
+            }),
+            ..Default::default()
+        };
+        let (evidence, detail, _) = read_pod(Some(&job_pod(Some(waiting), "")));
+        assert_eq!(evidence, Evidence::NotRun);
+        assert!(detail.contains("ImagePullBackOff: not found"), "{detail}");
+        assert_eq!(read_pod(Some(&job_pod(None, ""))).0, Evidence::NotRun);
+        let running = ContainerState {
+            running: Some(ContainerStateRunning::default()),
+            ..Default::default()
+        };
+        assert_eq!(read_pod(Some(&job_pod(Some(running), &id))).0, Evidence::ExitOnly);
+        assert_eq!(read_pod(None).0, Evidence::ExitOnly);
+    }
+
+    #[test]
+    fn a_job_is_credited_to_the_identity_it_was_created_with() {
+        let current = JobIdentity {
+            image: "r.io/job:2".into(),
+            image_digest: None,
+            settings_hash: "new".into(),
+        };
+        let mut job: Job = serde_json::from_value(serde_json::json!({
+            "metadata": {"annotations": {SETTINGS_HASH_ANNOTATION: "old"}},
+            "spec": {"template": {"spec": {"containers": [{"name": "sbom", "image": "r.io/job:1"}]}}}
+        }))
+        .unwrap();
+        let ran = identity(&job, &current, Some("sha256:j".into()));
+        assert_eq!(
+            ran,
+            JobIdentity {
+                image: "r.io/job:1".into(),
+                image_digest: Some("sha256:j".into()),
+                settings_hash: "old".into()
+            }
+        );
+        // A Job from before the annotation existed: today's settings.
+        job.metadata.annotations = None;
+        assert_eq!(identity(&job, &current, None).settings_hash, "new");
+    }
 }

@@ -649,4 +649,42 @@ mod tests {
         assert_eq!(spec.active_deadline_seconds, Some(i64::MAX));
         assert_eq!(spec.ttl_seconds_after_finished, Some(i32::MAX));
     }
+
+    #[test]
+    fn units_plan_solo_ones_alone_and_number_jobs_on() {
+        use crate::replan::Unit;
+        let unit = |n: usize, solo: bool| {
+            let (digest, config) = image(n, 1);
+            Unit {
+                solo,
+                ..Unit::new(digest, vec![config])
+            }
+        };
+        let mut next = 3;
+        let plans = plan_units(
+            "c",
+            vec![unit(1, false), unit(2, true), unit(3, false), unit(4, true)],
+            10,
+            &mut next,
+        );
+        let names: Vec<&str> = plans.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["sbomjob-c-3", "sbomjob-c-4", "sbomjob-c-5"]);
+        assert_eq!(next, 6);
+        let sizes: Vec<usize> = plans.iter().map(|p| p.images.len()).collect();
+        assert_eq!(sizes, [1, 1, 2]);
+        for plan in &plans {
+            assert_eq!(
+                plan.elements,
+                plan.units.iter().map(|u| u.digest.clone()).collect::<Vec<_>>()
+            );
+            assert_eq!(plan.digests, plan.elements);
+        }
+        assert!(plans[0].units[0].solo && plans[1].units[0].solo);
+        // The annotation lists every element in order: what a report's indices point at.
+        let job = job(&plans[2], "ns", &settings(&[]));
+        assert_eq!(
+            job.metadata.annotations.unwrap()[DIGESTS_ANNOTATION],
+            format!("{}\n{}", plans[2].elements[0], plans[2].elements[1])
+        );
+    }
 }

@@ -73,10 +73,12 @@ impl NewDigests {
         }
     }
 
-    /// At the start of a cycle: every digest of its snapshot is known from now on, so only
-    /// images that appear later ask for another cycle.
+    /// At the start of a cycle: the digests of its snapshot are what is known from now on, so
+    /// only images that appear later ask for another cycle. Digests no pod runs any more are
+    /// forgotten (the set never outgrows what the cluster runs), and one that comes back asks
+    /// again.
     pub fn remember(&self, digests: impl IntoIterator<Item = String>) {
-        self.known.lock().expect("lock").extend(digests);
+        *self.known.lock().expect("lock") = digests.into_iter().collect();
     }
 }
 
@@ -109,6 +111,15 @@ mod tests {
         let mut pending = pod("ns", "r", vec![status("c", &format!("r.io/c@{}", digest(3)))]);
         pending.status.phase = Some("Pending".into());
         assert!(unseen(&pending, "sbomjob.io", &mut known).is_empty());
+    }
+
+    #[test]
+    fn remembering_a_snapshot_forgets_digests_no_longer_running() {
+        let (new, _asks) = channel("sbomjob.io", None);
+        new.remember([digest(1), digest(2)]);
+        new.remember([digest(2)]);
+        let known = new.known.lock().unwrap().clone();
+        assert_eq!(known, [digest(2)].into());
     }
 
     #[tokio::test(start_paused = true)]

@@ -539,4 +539,98 @@ mod tests {
         );
         assert_eq!(index.image_config(&items[0]).registry_host, "reg.io");
     }
+
+    #[test]
+    fn candidates_try_other_references_and_credentials_of_the_same_digest() {
+        let entry = |host: &str, user: &str| AuthEntry {
+            host: host.into(),
+            path: String::new(),
+            username: user.into(),
+            password: "pw".into(),
+        };
+        let d = digest(5);
+        let pods: Vec<Arc<CachedPod>> = vec![
+            with_pull_secrets(
+                pod("a", "p", vec![status("c", &format!("old.io/x@{d}"))]),
+                &["s1"],
+            )
+            .into(),
+            with_pull_secrets(
+                pod("b", "q", vec![status("c", &format!("new.io/x@{d}"))]),
+                &["s2"],
+            )
+            .into(),
+            with_pull_secrets(
+                pod("c", "r", vec![status("c", &format!("new.io/x@{d}"))]),
+                &["s3"],
+            )
+            .into(),
+        ];
+        let (items, _) = build(&snapshot(&pods));
+        assert_eq!(items.len(), 1);
+        assert_eq!(items[0].image, format!("old.io/x@{d}"));
+        assert_eq!(items[0].alternatives, [format!("new.io/x@{d}")]);
+        let mut index = CredentialIndex::default();
+        index
+            .secrets
+            .insert(("b".into(), "s2".into()), vec![entry("new.io", "u2")]);
+        index
+            .secrets
+            .insert(("c".into(), "s3".into()), vec![entry("new.io", "u3")]);
+        let got: Vec<(String, String)> = index
+            .candidates(&items[0])
+            .into_iter()
+            .map(|c| (c.image, c.registry_user))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (format!("old.io/x@{d}"), String::new()),
+                (format!("new.io/x@{d}"), "u2".into()),
+                // The first pod's source has no credential for new.io: an anonymous pull.
+                (format!("new.io/x@{d}"), String::new()),
+                (format!("new.io/x@{d}"), "u3".into()),
+            ]
+        );
+        // Every candidate keeps every pod: whichever succeeds annotates them all.
+        assert!(index.candidates(&items[0]).iter().all(|c| c.pods.len() == 3));
+    }
+
+    #[test]
+    fn candidates_are_capped() {
+        let d = digest(6);
+        let pods: Vec<Arc<CachedPod>> = (0..10)
+            .map(|n| {
+                pod(
+                    "a",
+                    &format!("p{n}"),
+                    vec![status("c", &format!("r{n}.io/x@{d}"))],
+                )
+                .into()
+            })
+            .collect();
+        let (items, _) = build(&snapshot(&pods));
+        assert_eq!(
+            CredentialIndex::default().candidates(&items[0]).len(),
+            MAX_CANDIDATES
+        );
+    }
+
+    #[test]
+    fn refused_annotations_leave_their_container_out() {
+        let id = format!("r.io/x@{}", digest(1));
+        let mut p = pod("a", "p", vec![status("c", &id)]);
+        p.metadata.uid = Some("uid-1".into());
+        let pods: Vec<Arc<CachedPod>> = vec![p.into()];
+        let refused = crate::annotate::Refused::default();
+        refused.insert(&pods[0], &[("sbomjob.io/c".into(), id.clone())]);
+        let snap = Snapshot {
+            refused: &refused,
+            ..snapshot(&pods)
+        };
+        assert!(build(&snap).0.is_empty());
+        // The same pod running another image is processed again.
+        refused.retain_pods(&[]);
+        assert_eq!(build(&snap).0.len(), 1);
+    }
 }
