@@ -308,29 +308,12 @@ fn settings_errors_exit_2_naming_the_variable() {
 
 #[test]
 fn config_errors_exit_2_with_the_problem() {
-    let ok = config_json(&[image("a/b:1")]);
-    let ok = &ok[1..ok.len() - 1];
-    let no_image = ok.replace(r#""image":"a/b:1","#, "");
+    // A bad element is not one of them: see invalid_elements_fail_alone.
     let cases = [
         ("{not json".to_owned(), "config is not JSON: "),
         (
             r#"{"image":"a/b:1"}"#.to_owned(),
             "config must be a JSON array of images, found an object",
-        ),
-        (
-            format!("[{ok},{ok},{ok},{no_image}]"),
-            "config element 3: missing key `image`",
-        ),
-        (
-            format!(
-                "[{}]",
-                ok.replace(r#""registry-password":"""#, r#""registry-password":null"#)
-            ),
-            "config element 0: key `registry-password` is null, expected a string",
-        ),
-        (
-            format!("[{}]", ok.replace(r#""a/b:1""#, r#""docker-pullable://a/b:1""#)),
-            "config element 0: key `image` (\"docker-pullable://a/b:1\"): has a `scheme://` prefix",
         ),
     ];
     for (doc, message) in cases {
@@ -353,6 +336,75 @@ fn config_errors_exit_2_with_the_problem() {
             .contains(&format!("config file {} does not exist", missing.display())),
         "{run}"
     );
+}
+
+/// An element the entrypoint cannot use fails alone: logged with its index and reason, FAILED in
+/// the summary, exit 1; the other elements run.
+#[test]
+fn invalid_elements_fail_alone() {
+    // OCI digests are lower-case hex; the operator lower-cases them before writing the config.
+    let upper = format!("ghcr.io/a/upper@sha256:{}", "AB".repeat(32));
+    let doc = config_json(&[
+        image("ghcr.io/a/one:1"),
+        image("docker-pullable://ghcr.io/a/two:1"),
+        image("ghcr.io/a/three:1"),
+        image(&upper),
+        image("ghcr.io/a/five:1"),
+        image("ghcr.io/a/six:1"),
+    ]);
+    // Element 4 loses its `image` key, element 5 gets a null password.
+    let mut value: serde_json::Value = serde_json::from_str(&doc).unwrap();
+    value[4].as_object_mut().unwrap().remove("image");
+    value[5]["registry-password"] = serde_json::Value::Null;
+    let sb = Sandbox::new(&value.to_string());
+    let run = sb.run(&[
+        ("ENTRYPOINT_COMMAND", "printf %s {image}"),
+        ("ENTRYPOINT_OUTPUT_DIR", sb.out().to_str().unwrap()),
+    ]);
+    assert_eq!(run.code, Some(1), "{run}");
+    assert_eq!(run.result_of("ghcr.io/a/one:1"), "ok", "{run}");
+    assert_eq!(run.result_of("ghcr.io/a/three:1"), "ok", "{run}");
+    assert_eq!(
+        read(&sb.out().join("ghcr.io_a_three_1.stdout")),
+        "ghcr.io/a/three:1"
+    );
+    let two = "docker-pullable://ghcr.io/a/two:1";
+    assert_eq!(run.result_of(two), "FAILED", "{run}");
+    assert!(
+        run.summary_line(two)
+            .contains("attempts=0 duration=0.000s image=docker-pullable://ghcr.io/a/two:1 (invalid config element: key `image`"),
+        "{run}"
+    );
+    assert_eq!(run.result_of(&upper), "FAILED", "{run}");
+    assert_eq!(run.result_of("#4"), "FAILED", "{run}");
+    assert_eq!(run.result_of("ghcr.io/a/six:1"), "FAILED", "{run}");
+    assert!(
+        run.stdout.starts_with("summary: 6 images: 2 ok, 4 failed"),
+        "{run}"
+    );
+    for message in [
+        "config element 1: key `image` (\"docker-pullable://ghcr.io/a/two:1\"): has a `scheme://` prefix",
+        "config element 3: key `image`",
+        "config element 4: missing key `image`",
+        "config element 5: key `registry-password` is null, expected a string",
+    ] {
+        assert!(
+            run.stderr
+                .lines()
+                .any(|l| l.contains(message) && l.contains("reported failed")),
+            "{message}: {run}"
+        );
+    }
+    // For fail-fast an invalid element is a failure like any other: nothing starts after it.
+    let run = sb.run(&[
+        ("ENTRYPOINT_COMMAND", "printf %s {image}"),
+        ("ENTRYPOINT_FAIL_FAST", "true"),
+    ]);
+    assert_eq!(run.code, Some(1), "{run}");
+    assert_eq!(run.result_of("ghcr.io/a/one:1"), "ok", "{run}");
+    assert_eq!(run.result_of(two), "FAILED", "{run}");
+    assert_eq!(run.result_of("ghcr.io/a/three:1"), "SKIPPED", "{run}");
+    assert_eq!(run.result_of(&upper), "FAILED", "{run}");
 }
 
 #[test]
