@@ -87,7 +87,10 @@ async fn run() -> u8 {
         Err(e) => return usage(format_args!("{e}")),
     };
     info!(images = elements.len(), config = %settings.config.display(), "loaded the image config");
-    let (code, _results) = run_config(settings, template, attacher, elements, cancel, &got_signal).await;
+    // From here on every exit reports which elements ran ok and which failed.
+    let (n, termination_log) = (elements.len(), settings.termination_log.clone());
+    let (code, results) = run_config(settings, template, attacher, elements, cancel, &got_signal).await;
+    crate::termination::write(&termination_log, n, &results);
     code
 }
 
