@@ -82,21 +82,37 @@ async fn run() -> u8 {
             Err(e) => return usage(format_args!("{e}")),
         },
     };
-    let images = match config::load(&settings.config) {
-        Ok(images) => images,
+    let elements = match config::load(&settings.config) {
+        Ok(elements) => elements,
         Err(e) => return usage(format_args!("{e}")),
     };
-    info!(images = images.len(), config = %settings.config.display(), "loaded the image config");
+    info!(images = elements.len(), config = %settings.config.display(), "loaded the image config");
+    // From here on every exit reports which elements ran ok and which failed.
+    let (n, termination_log) = (elements.len(), settings.termination_log.clone());
+    let (code, results) = run_config(settings, template, attacher, elements, cancel, &got_signal).await;
+    crate::termination::write(&termination_log, n, &results);
+    code
+}
 
+/// Runs the loaded config and returns the exit code and one result per element (none when a
+/// usage error stops it before anything runs).
+async fn run_config(
+    settings: Settings,
+    template: Template,
+    attacher: Option<Arc<Attacher>>,
+    elements: Vec<config::Element>,
+    cancel: watch::Receiver<bool>,
+    got_signal: &AtomicI32,
+) -> (u8, Vec<summary::ImageResult>) {
     // The scratch directory (when no output dir is set) lives until the end of this function.
     let (output_dir, _scratch) = match output_dir(&settings, &template) {
         Ok(dirs) => dirs,
-        Err(e) => return usage(format_args!("{e}")),
+        Err(e) => return (usage(format_args!("{e}")), Vec::new()),
     };
-    let jobs = match batch::plan(images, &output_dir) {
-        Ok(jobs) => jobs,
-        Err((index, e)) => return usage(format_args!("config element {index}: key `image`: {e}")),
-    };
+    let jobs = batch::plan(elements, &output_dir);
+    for invalid in jobs.iter().filter_map(|j| j.as_ref().err()) {
+        error!("{invalid}; reported failed, the other images run");
+    }
     let results = if jobs.is_empty() {
         info!("nothing to do: the config lists no images");
         Vec::new()
@@ -118,7 +134,7 @@ async fn run() -> u8 {
         Some(s) => warn!(exit_code = code, "stopped by signal {s}"),
         None => info!(exit_code = code, "finished"),
     }
-    code
+    (code, results)
 }
 
 fn usage(message: std::fmt::Arguments<'_>) -> u8 {

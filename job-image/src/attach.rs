@@ -687,9 +687,7 @@ mod tests {
             image: image.into(),
             pods: vec![],
         };
-        crate::batch::plan(vec![config], Path::new("/o"))
-            .unwrap()
-            .remove(0)
+        crate::batch::plan_valid(vec![config], Path::new("/o")).remove(0)
     }
 
     fn attacher(docker: &[(&str, RegistryAuth)]) -> Attacher {
@@ -765,7 +763,7 @@ mod tests {
                 ..Default::default()
             })
             .collect();
-        let jobs = crate::batch::plan(configs, dir.path()).unwrap();
+        let jobs = crate::batch::plan_valid(configs, dir.path());
         let (one, one_dot_zero) = (&jobs[0], &jobs[1]);
         assert_eq!(one.other_stems, ["docker.io_a_b_1.0"]);
         assert!(one_dot_zero.other_stems.is_empty());
@@ -799,14 +797,13 @@ mod tests {
             ["docker.io_a_b_1.old", "docker.io_a_b_1.spdx.json"]
         );
         // A missing output directory is just no files.
-        let gone = crate::batch::plan(
+        let gone = crate::batch::plan_valid(
             vec![ImageConfig {
                 image: "x:1".into(),
                 ..Default::default()
             }],
             &dir.path().join("missing"),
-        )
-        .unwrap();
+        );
         assert!(Snapshot::default().written(&gone[0]).unwrap().is_empty());
     }
 

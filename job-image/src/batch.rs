@@ -14,7 +14,7 @@ use tracing::{Instrument, error, info, info_span, warn};
 
 use crate::attach::{Attacher, Snapshot};
 use crate::auth::WorkDir;
-use crate::config::ImageConfig;
+use crate::config::{self, Element, ImageConfig, InvalidElement};
 use crate::image_ref::ImageRef;
 use crate::runner::{self, Attempt, AttemptOutcome, cancelled};
 use crate::settings::Settings;
@@ -63,19 +63,17 @@ impl Job {
     }
 }
 
-/// Pairs each image with its parsed reference and a unique `{output}` path: the stem from
-/// [`ImageRef::output_stem`], and `_2`, `_3`, ... for later images whose stem is already taken.
-/// Fails on the first unparsable reference (already checked by [`crate::config::parse`]).
-pub fn plan(
-    images: Vec<ImageConfig>,
-    output_dir: &Path,
-) -> Result<Vec<Job>, (usize, crate::image_ref::RefError)> {
+/// Pairs each valid element with its parsed reference and a unique `{output}` path: the stem
+/// from [`ImageRef::output_stem`], and `_2`, `_3`, ... for later images whose stem is already
+/// taken. Invalid elements stay in their place, as they are.
+pub fn plan(elements: Vec<Element>, output_dir: &Path) -> Vec<Result<Job, InvalidElement>> {
     let mut used = HashSet::new();
-    let mut jobs: Vec<Job> = images
+    let mut jobs: Vec<Result<Job, InvalidElement>> = elements
         .into_iter()
         .enumerate()
-        .map(|(i, config)| {
-            let reference = ImageRef::parse(&config.image).map_err(|e| (i, e))?;
+        .map(|(i, element)| {
+            let config = element?;
+            let reference = config::check_image(i, &config)?;
             let stem = reference.output_stem();
             let name = (1..)
                 .map(|n| {
@@ -95,8 +93,8 @@ pub fn plan(
                 other_stems: Vec::new(),
             })
         })
-        .collect::<Result<_, _>>()?;
-    for job in &mut jobs {
+        .collect();
+    for job in jobs.iter_mut().flatten() {
         let stem = job
             .output
             .file_name()
@@ -109,20 +107,30 @@ pub fn plan(
             .collect();
         job.other_stems.sort();
     }
-    Ok(jobs)
+    jobs
+}
+
+/// [`plan`] for configs that must all be valid (tests).
+#[cfg(test)]
+pub(crate) fn plan_valid(images: Vec<ImageConfig>, output_dir: &Path) -> Vec<Job> {
+    plan(images.into_iter().map(Ok).collect(), output_dir)
+        .into_iter()
+        .collect::<Result<_, _>>()
+        .expect("valid images")
 }
 
 /// Runs every job and returns their results in the order given.
 ///
 /// The loop below is the launcher: it takes a concurrency permit, then starts the next image in
 /// config order; after a failure with fail-fast, or once cancelled, it starts nothing more and
-/// records the rest as skipped or cancelled. Running images always finish (or are stopped by the
-/// cancel) before this returns.
+/// records the rest as skipped or cancelled. An invalid element is recorded as failed where it
+/// stands (and counts as a failure for fail-fast). Running images always finish (or are stopped
+/// by the cancel) before this returns.
 pub async fn run_all(
     settings: Arc<Settings>,
     template: Arc<Template>,
     attacher: Option<Arc<Attacher>>,
-    jobs: Vec<Job>,
+    jobs: Vec<Result<Job, InvalidElement>>,
     mut cancel: watch::Receiver<bool>,
 ) -> Vec<ImageResult> {
     let semaphore = Arc::new(Semaphore::new(settings.concurrency));
@@ -130,6 +138,16 @@ pub async fn run_all(
     let mut running = JoinSet::new();
     let mut results: Vec<Option<ImageResult>> = vec![None; jobs.len()];
     for (index, job) in jobs.into_iter().enumerate() {
+        let job = match job {
+            Ok(job) => job,
+            Err(invalid) => {
+                results[index] = Some(invalid_result(&invalid));
+                if settings.fail_fast {
+                    stop.store(true, Ordering::SeqCst);
+                }
+                continue;
+            }
+        };
         let span = info_span!("image", image = %job.config.image);
         let permit = tokio::select! {
             permit = semaphore.clone().acquire_owned() => Some(permit.expect("semaphore is never closed")),
@@ -184,6 +202,20 @@ pub async fn run_all(
             })
         })
         .collect()
+}
+
+/// An element that was never run because it is invalid: FAILED, with the problem.
+pub fn invalid_result(invalid: &InvalidElement) -> ImageResult {
+    ImageResult {
+        image: if invalid.image.is_empty() {
+            format!("#{}", invalid.index)
+        } else {
+            invalid.image.clone()
+        },
+        outcome: Outcome::Failed(format!("invalid config element: {}", invalid.problem)),
+        attempts: 0,
+        duration: Default::default(),
+    }
 }
 
 fn result(job: &Job, outcome: Outcome, attempts: u32, started: Instant) -> ImageResult {
@@ -303,6 +335,10 @@ mod tests {
     use super::*;
     use crate::config::PodRef;
 
+    fn plan_ok(images: Vec<ImageConfig>, dir: &str) -> Vec<Job> {
+        plan_valid(images, Path::new(dir))
+    }
+
     fn image(image: &str, pods: &[(&str, &str, &str)]) -> ImageConfig {
         ImageConfig {
             image: image.into(),
@@ -322,7 +358,7 @@ mod tests {
 
     #[test]
     fn values_for_placeholders() {
-        let jobs = plan(
+        let jobs = plan_ok(
             vec![image(
                 &format!("nginx:1.27@{D}"),
                 &[
@@ -332,9 +368,8 @@ mod tests {
                     ("c", "x", "c2"),
                 ],
             )],
-            Path::new("/out"),
-        )
-        .unwrap();
+            "/out",
+        );
         let job = &jobs[0];
         let v = |p| job.value(p);
         assert_eq!(v(Placeholder::Image), format!("nginx:1.27@{D}"));
@@ -361,7 +396,7 @@ mod tests {
             image("a/b_c:1", &[]),
             image("x:1", &[]),
         ];
-        let jobs = plan(images, Path::new("/o")).unwrap();
+        let jobs = plan_ok(images, "/o");
         let outputs: Vec<_> = jobs
             .iter()
             .map(|j| j.output.to_str().unwrap().to_owned())
@@ -382,7 +417,42 @@ mod tests {
         let mut c = image("a:1", &[]);
         c.registry_user = "u".into();
         c.registry_password = "pw".into();
-        let job = &plan(vec![c], Path::new("/o")).unwrap()[0];
+        let job = &plan_ok(vec![c], "/o")[0];
         assert_eq!(job.secrets(), vec!["pw".to_owned(), "dTpwdw==".to_owned()]);
+    }
+
+    #[test]
+    fn invalid_elements_keep_their_place() {
+        let bad = InvalidElement {
+            index: 1,
+            image: String::new(),
+            problem: "missing key `image`".into(),
+        };
+        let elements = vec![
+            Ok(image("a:1", &[])),
+            Err(bad.clone()),
+            // Reaches plan unchecked (hand-built): plan checks the reference itself.
+            Ok(image(&D.to_uppercase(), &[])),
+            Ok(image("b:1", &[])),
+        ];
+        let jobs = plan(elements, Path::new("/o"));
+        assert_eq!(jobs.len(), 4);
+        assert_eq!(jobs[0].as_ref().unwrap().config.image, "a:1");
+        assert_eq!(jobs[1].as_ref().unwrap_err(), &bad);
+        let e = jobs[2].as_ref().unwrap_err();
+        assert_eq!(e.index, 2);
+        assert_eq!(e.image, D.to_uppercase());
+        assert!(e.problem.starts_with("key `image` (\"SHA256:"), "{e}");
+        assert_eq!(
+            jobs[3].as_ref().unwrap().output,
+            Path::new("/o/docker.io_library_b_1")
+        );
+
+        let r = invalid_result(&bad);
+        assert_eq!((r.image.as_str(), r.attempts), ("#1", 0));
+        assert_eq!(
+            r.outcome,
+            Outcome::Failed("invalid config element: missing key `image`".into())
+        );
     }
 }

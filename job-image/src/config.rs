@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use thiserror::Error;
 
-use crate::image_ref::ImageRef;
+use crate::image_ref::{ImageRef, RefError, validate_config_image};
 
 /// Directory the operator mounts the config Secret at inside the job container.
 pub const MOUNT_DIR: &str = "/sbom";
@@ -79,12 +79,37 @@ pub enum ConfigError {
     NotJson(serde_json::Error),
     #[error("config must be a JSON array of images, found {found}")]
     NotArray { found: &'static str },
-    #[error("config element {index}: {problem}")]
-    Element { index: usize, problem: String },
+    #[error(transparent)]
+    Element(#[from] InvalidElement),
 }
 
-/// Reads and parses the config file; see [`parse`].
-pub fn load(path: &Path) -> Result<Vec<ImageConfig>, ConfigError> {
+/// One element of the array that cannot be processed: the entrypoint reports it failed and runs
+/// the others (the document itself is fine).
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+#[error("config element {index}: {problem}")]
+pub struct InvalidElement {
+    pub index: usize,
+    /// Its `image` when that is a string, else empty (for the summary line).
+    pub image: String,
+    pub problem: String,
+}
+
+impl InvalidElement {
+    /// An element whose `image` [`validate_config_image`] rejects.
+    pub fn bad_image(index: usize, image: &str, e: RefError) -> InvalidElement {
+        InvalidElement {
+            index,
+            image: image.to_owned(),
+            problem: format!("key `image` ({image:?}): {e}"),
+        }
+    }
+}
+
+/// Each element of the array: its config, or why it cannot be processed.
+pub type Element = Result<ImageConfig, InvalidElement>;
+
+/// Reads and parses the config file; see [`parse_elements`].
+pub fn load(path: &Path) -> Result<Vec<Element>, ConfigError> {
     let bytes = std::fs::read(path).map_err(|source| {
         if source.kind() == std::io::ErrorKind::NotFound {
             ConfigError::Missing {
@@ -97,37 +122,58 @@ pub fn load(path: &Path) -> Result<Vec<ImageConfig>, ConfigError> {
             }
         }
     })?;
-    parse(&bytes)
+    parse_elements(&bytes)
 }
 
 const STRING_KEYS: [&str; 4] = ["registry-host", "registry-user", "registry-password", "image"];
 const POD_KEYS: [&str; 3] = ["pod", "namespace", "cluster"];
 
-/// Parses an `image-config.json` document.
-///
-/// Accepts exactly the spec's shape: a top-level array whose elements carry the five keys, all
-/// strings (empty strings allowed for credentials), `pods` an array of `{pod, namespace,
-/// cluster}`. Unknown extra keys are ignored because the contract allows keys to be added.
-/// `image` must be an image reference (digest or tag form, see [`ImageRef::parse`]).
-/// A missing key or a `null` is an error naming the element and the key, so a broken operator
-/// (or a hand-edited Secret) is caught before any tool runs.
+/// Parses an `image-config.json` document in which every element must be valid; the first
+/// invalid one is the error. See [`parse_elements`].
 pub fn parse(bytes: &[u8]) -> Result<Vec<ImageConfig>, ConfigError> {
+    Ok(parse_elements(bytes)?.into_iter().collect::<Result<_, _>>()?)
+}
+
+/// Parses an `image-config.json` document, element by element.
+///
+/// The document must be a JSON array (else an error: nothing can run). Each element must have
+/// exactly the spec's shape: the five keys, all strings (empty strings allowed for credentials),
+/// `pods` an array of `{pod, namespace, cluster}`; unknown extra keys are ignored because the
+/// contract allows keys to be added. `image` must pass [`validate_config_image`]. An element that
+/// does not is an [`InvalidElement`] naming the element and the key, so a broken operator (or a
+/// hand-edited Secret) is caught before any tool runs, without holding back the other elements.
+pub fn parse_elements(bytes: &[u8]) -> Result<Vec<Element>, ConfigError> {
     let doc: Value = serde_json::from_slice(bytes).map_err(ConfigError::NotJson)?;
     let Value::Array(elements) = doc else {
         return Err(ConfigError::NotArray { found: kind(&doc) });
     };
-    elements
+    Ok(elements
         .into_iter()
         .enumerate()
-        .map(|(index, element)| {
-            let problem = |problem: String| ConfigError::Element { index, problem };
-            check_element(&element).map_err(problem)?;
-            let config: ImageConfig = serde_json::from_value(element).map_err(|e| problem(e.to_string()))?;
-            ImageRef::parse(&config.image)
-                .map_err(|e| problem(format!("key `image` ({:?}): {e}", config.image)))?;
-            Ok(config)
-        })
-        .collect()
+        .map(|(index, element)| parse_element(index, element))
+        .collect())
+}
+
+fn parse_element(index: usize, element: Value) -> Element {
+    let image = element
+        .get("image")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    let invalid = |problem: String| InvalidElement {
+        index,
+        image: image.clone(),
+        problem,
+    };
+    check_element(&element).map_err(invalid)?;
+    let config: ImageConfig = serde_json::from_value(element).map_err(|e| invalid(e.to_string()))?;
+    check_image(index, &config)?;
+    Ok(config)
+}
+
+/// The element's reference, as the entrypoint will use it.
+pub fn check_image(index: usize, config: &ImageConfig) -> Result<ImageRef, InvalidElement> {
+    validate_config_image(&config.image).map_err(|e| InvalidElement::bad_image(index, &config.image, e))
 }
 
 /// Checks the shape by hand: serde's own messages do not name the key for a `null`.
@@ -354,6 +400,41 @@ mod tests {
         let scheme = err(&with("docker-pullable://nginx@sha256:00"));
         assert!(scheme.starts_with("config element 0: key `image`"), "{scheme}");
         assert!(err(&with("nginx@sha256:xyz")).contains("digest"));
+    }
+
+    #[test]
+    fn an_invalid_element_stands_alone() {
+        let ok = r#"{"registry-host":"","registry-user":"","registry-password":"","image":"a:1","pods":[]}"#;
+        let bad_image = ok.replace("a:1", "docker-pullable://a:1");
+        let no_image = ok.replace(r#""image":"a:1","#, "");
+        let doc = format!("[{ok},{bad_image},{no_image},7,{ok}]");
+        let elements = parse_elements(doc.as_bytes()).unwrap();
+        assert_eq!(elements.len(), 5);
+        assert!(elements[0].is_ok() && elements[4].is_ok());
+        let e = elements[1].as_ref().unwrap_err();
+        assert_eq!((e.index, e.image.as_str()), (1, "docker-pullable://a:1"));
+        assert!(
+            e.to_string()
+                .starts_with("config element 1: key `image` (\"docker-pullable://a:1\"): has a `scheme://`"),
+            "{e}"
+        );
+        let e = elements[2].as_ref().unwrap_err();
+        assert_eq!((e.index, e.image.as_str()), (2, ""));
+        assert_eq!(e.problem, "missing key `image`");
+        assert_eq!(
+            elements[3].as_ref().unwrap_err().problem,
+            "expected an object, found a number"
+        );
+        // The strict parse rejects the document at the first of them; the document-level errors
+        // stay errors for both.
+        assert_eq!(
+            err(&doc),
+            element(
+                1,
+                "key `image` (\"docker-pullable://a:1\"): has a `scheme://` prefix; expected a plain reference"
+            )
+        );
+        assert!(parse_elements(b"{}").is_err());
     }
 
     #[test]

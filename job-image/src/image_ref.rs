@@ -42,7 +42,16 @@ pub enum RefError {
     BadRepository(String),
 }
 
+/// THE definition of an `image` value of `image-config.json` that the entrypoint accepts: the
+/// entrypoint runs an element only if this succeeds (else the element is reported failed), and
+/// the operator never writes an element for which it fails.
+pub fn validate_config_image(image: &str) -> Result<ImageRef, RefError> {
+    ImageRef::parse(image)
+}
+
 impl ImageRef {
+    /// Parses any image reference (also used for settings such as `ENTRYPOINT_ATTACH_REPOSITORY`);
+    /// for a config's `image` use [`validate_config_image`].
     pub fn parse(reference: &str) -> Result<Self, RefError> {
         if reference.is_empty() {
             return Err(RefError::Empty);
@@ -364,6 +373,31 @@ mod tests {
         }
         // Upper-case sha256 hex is not a sha256 digest, so it is read as repo:tag and rejected.
         assert!(ImageRef::parse(&D.to_uppercase()).is_err());
+    }
+
+    #[test]
+    fn config_images() {
+        // The forms job-image/README.md documents as accepted, and what it rejects.
+        for ok in [
+            format!("docker.io/library/nginx@{D}"),
+            format!("nginx@{D}"),
+            format!("nginx:1.27@{D}"),
+            format!("10.0.0.5:5000/shop/web@{D}"),
+            "bitnami/redis".to_owned(),
+            "localhost/app:dev".to_owned(),
+            D.to_owned(),
+        ] {
+            assert!(validate_config_image(&ok).is_ok(), "{ok}");
+        }
+        let upper = format!("nginx@sha256:{}", D[7..].to_uppercase());
+        for bad in [
+            upper.as_str(),
+            "docker-pullable://nginx",
+            "Shop/Web:1",
+            "nginx@sha512:abc",
+        ] {
+            assert!(validate_config_image(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

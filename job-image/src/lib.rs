@@ -16,5 +16,6 @@ pub mod runner;
 pub mod settings;
 pub mod summary;
 pub mod template;
+pub mod termination;
 
 pub use config::{ImageConfig, PodRef};

@@ -17,7 +17,7 @@ pub const PREFIX: &str = "ENTRYPOINT_";
 
 /// The variable names (without prefix) this entrypoint reads; anything else with the prefix is
 /// most likely a typo and gets a warning.
-pub const NAMES: [&str; 18] = [
+pub const NAMES: [&str; 19] = [
     "COMMAND",
     "PRESET_FILE",
     "CONCURRENCY",
@@ -36,6 +36,7 @@ pub const NAMES: [&str; 18] = [
     "ATTACH_REPOSITORY",
     "ATTACH_DOCKER_CONFIG",
     "ATTACH_INSECURE_REGISTRIES",
+    "TERMINATION_LOG",
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,10 +72,27 @@ pub struct Settings {
     /// `ENTRYPOINT_ATTACH_*` variables that are set while `ENTRYPOINT_ATTACH` is not true
     /// (reported as a warning: they do nothing).
     pub attach_ignored: Vec<String>,
+    /// Where the per-image outcomes go at exit (see [`crate::termination`]).
+    pub termination_log: TerminationLog,
     /// The image's preset defaults for the tool's environment (keys other than `ENTRYPOINT_*`
     /// that the container's environment does not set); see [`crate::preset`].
     pub tool_env: Vec<(String, String)>,
 }
+
+/// `ENTRYPOINT_TERMINATION_LOG`: the file the per-image outcomes are written to at exit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TerminationLog {
+    /// `off`.
+    Off,
+    /// Unset: Kubernetes' default `terminationMessagePath`, written only if it exists (outside
+    /// Kubernetes it does not, and nothing may be created in `/dev`).
+    IfExists(PathBuf),
+    /// Set to a path: written, created if missing.
+    Path(PathBuf),
+}
+
+/// Kubernetes' default `terminationMessagePath`.
+pub const DEFAULT_TERMINATION_LOG: &str = "/dev/termination-log";
 
 /// The `ENTRYPOINT_ATTACH_*` settings, validated (see [`crate::attach`]).
 #[derive(Debug, Clone, PartialEq)]
@@ -139,6 +157,7 @@ struct Raw {
     attach_repository: Option<String>,
     attach_docker_config: Option<String>,
     attach_insecure_registries: Option<String>,
+    termination_log: Option<String>,
 }
 
 const DURATION: &str = "a duration such as `10m`, `90s`, `1h 30m` or plain seconds";
@@ -303,6 +322,11 @@ impl Settings {
             log_level: set(raw.log_level).unwrap_or_else(|| "info".to_owned()),
             attach: attach_on.then_some(attach),
             attach_ignored,
+            termination_log: match set(raw.termination_log) {
+                None => TerminationLog::IfExists(PathBuf::from(DEFAULT_TERMINATION_LOG)),
+                Some(v) if v.trim().eq_ignore_ascii_case("off") => TerminationLog::Off,
+                Some(v) => TerminationLog::Path(PathBuf::from(v)),
+            },
             tool_env: Vec::new(),
         };
         Ok((settings, unknown))
@@ -662,6 +686,22 @@ mod tests {
             let e = settings(&vars).unwrap_err().to_string();
             assert!(e.starts_with(want), "{name}={value}: {e}");
         }
+    }
+
+    #[test]
+    fn termination_log() {
+        let log = |v: &str| {
+            settings(&[("COMMAND", "x"), ("TERMINATION_LOG", v)])
+                .unwrap()
+                .0
+                .termination_log
+        };
+        assert_eq!(
+            log(""),
+            TerminationLog::IfExists(PathBuf::from("/dev/termination-log"))
+        );
+        assert_eq!(log("OFF"), TerminationLog::Off);
+        assert_eq!(log("/tmp/t"), TerminationLog::Path(PathBuf::from("/tmp/t")));
     }
 
     #[test]

@@ -31,11 +31,16 @@ fn every_image_succeeds_and_values_stay_single_words() {
         ("ENTRYPOINT_COMMAND", "printf %s| {image} {registry} {repository} {tag} {digest} {pods} {namespaces} {cluster} {output}"),
         ("ENTRYPOINT_OUTPUT_DIR", sb.out().to_str().unwrap()),
         ("ENTRYPOINT_CONCURRENCY", "2"),
+        ("ENTRYPOINT_TERMINATION_LOG", &sb.termination_log()),
     ]);
     assert_eq!(run.code, Some(0), "{run}");
     assert!(
         run.stdout.starts_with("summary: 4 images: 4 ok, 0 failed"),
         "{run}"
+    );
+    assert_eq!(
+        sb.termination_message().as_deref(),
+        Some(r#"{"v":1,"n":4,"ok":[0,1,2,3],"failed":[]}"#)
     );
     for i in &images {
         assert_eq!(run.result_of(i.image), "ok", "{run}");
@@ -83,9 +88,17 @@ fn one_failing_image_fails_the_run_but_not_the_others() {
         image("ghcr.io/a/three:good"),
     ];
     let sb = Sandbox::new(&config_json(&images));
-    // /usr/bin/test exits 1 for the `bad` tag.
-    let run = sb.run(&[("ENTRYPOINT_COMMAND", "test {tag} != bad")]);
+    // A stub CLI that fails for the `bad` tag only.
+    let stub = sb.script("stub", r#"[ "$1" != bad ]"#);
+    let run = sb.run(&[
+        ("ENTRYPOINT_COMMAND", &format!("{} {{tag}}", stub.display())),
+        ("ENTRYPOINT_TERMINATION_LOG", &sb.termination_log()),
+    ]);
     assert_eq!(run.code, Some(1), "{run}");
+    assert_eq!(
+        sb.termination_message().as_deref(),
+        Some(r#"{"v":1,"n":3,"ok":[0,2],"failed":[1]}"#)
+    );
     assert_eq!(run.result_of("ghcr.io/a/one:good"), "ok");
     assert_eq!(run.result_of("ghcr.io/a/two:bad"), "FAILED");
     assert!(
@@ -111,12 +124,18 @@ fn fail_fast_launches_nothing_after_a_failure() {
     let run = sb.run(&[
         ("ENTRYPOINT_COMMAND", "test {tag} != bad"),
         ("ENTRYPOINT_FAIL_FAST", "true"),
+        ("ENTRYPOINT_TERMINATION_LOG", &sb.termination_log()),
     ]);
     assert_eq!(run.code, Some(1), "{run}");
     assert_eq!(run.result_of("a/one:good"), "ok");
     assert_eq!(run.result_of("a/two:bad"), "FAILED");
     assert_eq!(run.result_of("a/three:good"), "SKIPPED");
     assert_eq!(run.result_of("a/four:good"), "SKIPPED");
+    // Skipped images were not run: in neither list.
+    assert_eq!(
+        sb.termination_message().as_deref(),
+        Some(r#"{"v":1,"n":4,"ok":[0],"failed":[1]}"#)
+    );
     // Without fail-fast the later images run.
     let run = sb.run(&[("ENTRYPOINT_COMMAND", "test {tag} != bad")]);
     assert_eq!(run.result_of("a/four:good"), "ok", "{run}");
@@ -308,38 +327,26 @@ fn settings_errors_exit_2_naming_the_variable() {
 
 #[test]
 fn config_errors_exit_2_with_the_problem() {
-    let ok = config_json(&[image("a/b:1")]);
-    let ok = &ok[1..ok.len() - 1];
-    let no_image = ok.replace(r#""image":"a/b:1","#, "");
+    // A bad element is not one of them: see invalid_elements_fail_alone.
     let cases = [
         ("{not json".to_owned(), "config is not JSON: "),
         (
             r#"{"image":"a/b:1"}"#.to_owned(),
             "config must be a JSON array of images, found an object",
         ),
-        (
-            format!("[{ok},{ok},{ok},{no_image}]"),
-            "config element 3: missing key `image`",
-        ),
-        (
-            format!(
-                "[{}]",
-                ok.replace(r#""registry-password":"""#, r#""registry-password":null"#)
-            ),
-            "config element 0: key `registry-password` is null, expected a string",
-        ),
-        (
-            format!("[{}]", ok.replace(r#""a/b:1""#, r#""docker-pullable://a/b:1""#)),
-            "config element 0: key `image` (\"docker-pullable://a/b:1\"): has a `scheme://` prefix",
-        ),
     ];
     for (doc, message) in cases {
         let sb = Sandbox::new(&doc);
         let marker = sb.path("ran");
-        let run = sb.run(&[("ENTRYPOINT_COMMAND", &format!("touch {}", marker.display()))]);
+        let run = sb.run(&[
+            ("ENTRYPOINT_COMMAND", &format!("touch {}", marker.display())),
+            ("ENTRYPOINT_TERMINATION_LOG", &sb.termination_log()),
+        ]);
         assert_eq!(run.code, Some(2), "{doc}: {run}");
         assert!(run.stderr.contains(message), "{doc}: {run}");
         assert!(!marker.exists());
+        // The config was never read: there is nothing to report.
+        assert_eq!(sb.termination_message(), None, "{doc}");
     }
     let sb = Sandbox::new("[]");
     let missing = sb.path("absent.json");
@@ -353,6 +360,122 @@ fn config_errors_exit_2_with_the_problem() {
             .contains(&format!("config file {} does not exist", missing.display())),
         "{run}"
     );
+}
+
+/// An element the entrypoint cannot use fails alone: logged with its index and reason, FAILED in
+/// the summary and the termination message, exit 1; the other elements run.
+#[test]
+fn invalid_elements_fail_alone() {
+    // OCI digests are lower-case hex; the operator lower-cases them before writing the config.
+    let upper = format!("ghcr.io/a/upper@sha256:{}", "AB".repeat(32));
+    let doc = config_json(&[
+        image("ghcr.io/a/one:1"),
+        image("docker-pullable://ghcr.io/a/two:1"),
+        image("ghcr.io/a/three:1"),
+        image(&upper),
+        image("ghcr.io/a/five:1"),
+        image("ghcr.io/a/six:1"),
+    ]);
+    // Element 4 loses its `image` key, element 5 gets a null password.
+    let mut value: serde_json::Value = serde_json::from_str(&doc).unwrap();
+    value[4].as_object_mut().unwrap().remove("image");
+    value[5]["registry-password"] = serde_json::Value::Null;
+    let sb = Sandbox::new(&value.to_string());
+    let run = sb.run(&[
+        ("ENTRYPOINT_COMMAND", "printf %s {image}"),
+        ("ENTRYPOINT_OUTPUT_DIR", sb.out().to_str().unwrap()),
+        ("ENTRYPOINT_TERMINATION_LOG", &sb.termination_log()),
+    ]);
+    assert_eq!(run.code, Some(1), "{run}");
+    assert_eq!(
+        sb.termination_message().as_deref(),
+        Some(r#"{"v":1,"n":6,"ok":[0,2],"failed":[1,3,4,5]}"#)
+    );
+    assert_eq!(run.result_of("ghcr.io/a/one:1"), "ok", "{run}");
+    assert_eq!(run.result_of("ghcr.io/a/three:1"), "ok", "{run}");
+    assert_eq!(
+        read(&sb.out().join("ghcr.io_a_three_1.stdout")),
+        "ghcr.io/a/three:1"
+    );
+    let two = "docker-pullable://ghcr.io/a/two:1";
+    assert_eq!(run.result_of(two), "FAILED", "{run}");
+    assert!(
+        run.summary_line(two)
+            .contains("attempts=0 duration=0.000s image=docker-pullable://ghcr.io/a/two:1 (invalid config element: key `image`"),
+        "{run}"
+    );
+    assert_eq!(run.result_of(&upper), "FAILED", "{run}");
+    assert_eq!(run.result_of("#4"), "FAILED", "{run}");
+    assert_eq!(run.result_of("ghcr.io/a/six:1"), "FAILED", "{run}");
+    assert!(
+        run.stdout.starts_with("summary: 6 images: 2 ok, 4 failed"),
+        "{run}"
+    );
+    for message in [
+        "config element 1: key `image` (\"docker-pullable://ghcr.io/a/two:1\"): has a `scheme://` prefix",
+        "config element 3: key `image`",
+        "config element 4: missing key `image`",
+        "config element 5: key `registry-password` is null, expected a string",
+    ] {
+        assert!(
+            run.stderr
+                .lines()
+                .any(|l| l.contains(message) && l.contains("reported failed")),
+            "{message}: {run}"
+        );
+    }
+    // For fail-fast an invalid element is a failure like any other: nothing starts after it.
+    let run = sb.run(&[
+        ("ENTRYPOINT_COMMAND", "printf %s {image}"),
+        ("ENTRYPOINT_FAIL_FAST", "true"),
+    ]);
+    assert_eq!(run.code, Some(1), "{run}");
+    assert_eq!(run.result_of("ghcr.io/a/one:1"), "ok", "{run}");
+    assert_eq!(run.result_of(two), "FAILED", "{run}");
+    assert_eq!(run.result_of("ghcr.io/a/three:1"), "SKIPPED", "{run}");
+    assert_eq!(run.result_of(&upper), "FAILED", "{run}");
+}
+
+/// The termination message on the paths around a normal run.
+#[test]
+fn termination_message_on_usage_errors_and_write_errors() {
+    let sb = Sandbox::new(&config_json(&[image("a/b:1")]));
+    // A usage error after the config was read: reported, with nothing run.
+    let not_a_dir = sb.path("image-config.json").join("out");
+    let run = sb.run(&[
+        ("ENTRYPOINT_COMMAND", "true"),
+        ("ENTRYPOINT_OUTPUT_DIR", not_a_dir.to_str().unwrap()),
+        ("ENTRYPOINT_TERMINATION_LOG", &sb.termination_log()),
+    ]);
+    assert_eq!(run.code, Some(2), "{run}");
+    assert_eq!(
+        sb.termination_message().as_deref(),
+        Some(r#"{"v":1,"n":1,"ok":[],"failed":[]}"#)
+    );
+    // Before the config is read (a bad setting): nothing written.
+    fs::remove_file(sb.path("termination-log")).unwrap();
+    let run = sb.run(&[
+        ("ENTRYPOINT_COMMAND", "true"),
+        ("ENTRYPOINT_CONCURRENCY", "0"),
+        ("ENTRYPOINT_TERMINATION_LOG", &sb.termination_log()),
+    ]);
+    assert_eq!(run.code, Some(2), "{run}");
+    assert_eq!(sb.termination_message(), None);
+    // A file that cannot be written: a warning, the exit code stays.
+    let unwritable = sb.path("no/such/dir/termination-log");
+    let run = sb.run(&[
+        ("ENTRYPOINT_COMMAND", "true"),
+        ("ENTRYPOINT_TERMINATION_LOG", unwritable.to_str().unwrap()),
+    ]);
+    assert_eq!(run.code, Some(0), "{run}");
+    assert!(
+        run.stderr.contains("WARN") && run.stderr.contains("cannot write the termination message"),
+        "{run}"
+    );
+    // `off`, as the sandbox sets it by default: nothing anywhere.
+    let run = sb.run(&[("ENTRYPOINT_COMMAND", "true")]);
+    assert_eq!(run.code, Some(0), "{run}");
+    assert_eq!(sb.termination_message(), None);
 }
 
 #[test]

@@ -13,9 +13,11 @@ use nix::unistd::Pid;
 fn sigterm_kills_every_child_cleans_up_and_exits_143() {
     let images = [image("a/one:1"), image("a/two:1"), image("a/three:1")];
     let sb = Sandbox::new(&config_json(&images));
+    let log = sb.termination_log();
     let child = sb.spawn(&[
         ("ENTRYPOINT_COMMAND", "sleep 300"),
         ("ENTRYPOINT_CONCURRENCY", "2"),
+        ("ENTRYPOINT_TERMINATION_LOG", &log),
     ]);
     let entrypoint = child.id();
     // Both permitted sleeps run (the third waits for a slot).
@@ -52,6 +54,47 @@ fn sigterm_kills_every_child_cleans_up_and_exits_143() {
     assert!(
         run.summary_line("a/three:1").contains("attempts=0"),
         "never started: {run}"
+    );
+    assert_eq!(
+        sb.termination_message().as_deref(),
+        Some(r#"{"v":1,"n":3,"ok":[],"failed":[0,1]}"#)
+    );
+}
+
+/// The termination message after a SIGTERM: the image that finished is ok, the one the signal
+/// stopped is failed, the ones never started are in neither list.
+#[test]
+fn sigterm_reports_finished_cancelled_and_never_started_images() {
+    let images = [
+        image("a/fast:1"),
+        image("a/slow:1"),
+        image("a/three:1"),
+        image("a/four:1"),
+    ];
+    let sb = Sandbox::new(&config_json(&images));
+    let stub = sb.script("stub", r#"case "$1" in *fast*) exit 0;; esac; exec sleep 300"#);
+    let log = sb.termination_log();
+    let child = sb.spawn(&[
+        ("ENTRYPOINT_COMMAND", &format!("{} {{image}}", stub.display())),
+        ("ENTRYPOINT_TERMINATION_LOG", &log),
+    ]);
+    let entrypoint = child.id();
+    // One image at a time: the fast one is done once the slow one's sleep runs.
+    wait_for(Duration::from_secs(10), "the slow image's sleep", || {
+        children_of(entrypoint)
+            .into_iter()
+            .find(|p| cmdline(*p) == "sleep 300")
+    });
+    kill(Pid::from_raw(entrypoint as i32), Signal::SIGTERM).unwrap();
+    let run = child.finish(Duration::from_secs(10));
+    assert_eq!(run.code, Some(143), "{run}");
+    assert_eq!(run.result_of("a/fast:1"), "ok", "{run}");
+    assert_eq!(run.result_of("a/slow:1"), "CANCELLED", "{run}");
+    assert_eq!(run.result_of("a/four:1"), "CANCELLED", "{run}");
+    assert_eq!(
+        sb.termination_message().as_deref(),
+        Some(r#"{"v":1,"n":4,"ok":[0],"failed":[1]}"#),
+        "{run}"
     );
 }
 

@@ -160,6 +160,16 @@ pub fn build(snapshot: &Snapshot) -> (Vec<WorkItem>, Vec<Skipped>) {
             } else {
                 c.image.clone()
             };
+            // Never write an element the entrypoint would reject (and so fail alone every cycle).
+            if let Err(e) = job_image::image_ref::validate_config_image(&image) {
+                skipped.push(Skipped {
+                    namespace: namespace.clone(),
+                    pod: pod.name().to_string(),
+                    container: c.container.clone(),
+                    reason: format!("the job would get image {image:?}, which the entrypoint rejects: {e}"),
+                });
+                continue;
+            }
             let item = items.entry(c.id.digest.clone()).or_insert_with(|| WorkItem {
                 digest: c.id.digest.clone(),
                 image: image.clone(),
@@ -485,6 +495,114 @@ mod tests {
         let (items, _) = build(&snapshot(&pods));
         assert_eq!(items[0].image, "img-c:1");
         assert_eq!(items[0].digest, digest(7));
+    }
+
+    #[test]
+    fn digests_differing_in_case_are_one_item() {
+        let hex = "ab".repeat(32);
+        let pods: Vec<Arc<CachedPod>> = vec![
+            pod("a", "p", vec![status("c", &format!("reg.io/x@sha256:{hex}"))]).into(),
+            pod(
+                "a",
+                "q",
+                vec![status("c", &format!("reg.io/x@sha256:{}", hex.to_uppercase()))],
+            )
+            .into(),
+        ];
+        let (items, skipped) = build(&snapshot(&pods));
+        assert!(skipped.is_empty(), "{skipped:?}");
+        assert_eq!(items.len(), 1, "{items:?}");
+        assert_eq!(items[0].digest, format!("sha256:{hex}"));
+        assert_eq!(items[0].image, format!("reg.io/x@sha256:{hex}"));
+        assert_eq!(items[0].pods.len(), 2);
+    }
+
+    #[test]
+    fn unprocessable_images_are_skipped_with_a_reason() {
+        let sha512 = format!("sha512:{}", "cd".repeat(64));
+        let mut local_no_tag = pod(
+            "a",
+            "local",
+            vec![status("c", &format!("docker://{}", digest(3)))],
+        );
+        local_no_tag.status.container_statuses[0].image = "Not A Reference".into();
+        let pods: Vec<Arc<CachedPod>> = vec![
+            pod("a", "sha512", vec![status("c", &format!("reg.io/x@{sha512}"))]).into(),
+            pod("a", "junk", vec![status("c", "docker://junk")]).into(),
+            // Upper case in the repository: a pull would fail, the entrypoint rejects it.
+            pod(
+                "a",
+                "upper",
+                vec![status("c", &format!("reg.io/Team/App@{}", digest(2)))],
+            )
+            .into(),
+            local_no_tag.into(),
+            pod("a", "fine", vec![status("c", &format!("reg.io/x@{}", digest(1)))]).into(),
+        ];
+        let (items, skipped) = build(&snapshot(&pods));
+        assert_eq!(items.len(), 1, "{items:?}");
+        assert_eq!(items[0].digest, digest(1));
+        let reasons: BTreeMap<&str, &str> = skipped
+            .iter()
+            .map(|s| (s.pod.as_str(), s.reason.as_str()))
+            .collect();
+        assert_eq!(reasons.len(), 4, "{skipped:?}");
+        assert!(
+            reasons["sha512"].contains("has a sha512 digest; only sha256"),
+            "{reasons:?}"
+        );
+        assert!(reasons["junk"].contains("has no digest"), "{reasons:?}");
+        assert!(
+            reasons["upper"].starts_with(r#"the job would get image "reg.io/Team/App@sha256:"#)
+                && reasons["upper"].contains("which the entrypoint rejects: repository"),
+            "{reasons:?}"
+        );
+        assert!(reasons["local"].contains(r#""Not A Reference""#), "{reasons:?}");
+        assert!(skipped.iter().all(|s| s.namespace == "a" && s.container == "c"));
+    }
+
+    /// Whatever the runtimes report, every element the operator writes passes the entrypoint's
+    /// own check of `image`.
+    #[test]
+    fn every_work_item_passes_the_entrypoints_validation() {
+        let hex = "0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0";
+        let upper = hex.to_uppercase();
+        let ids = [
+            format!("10.0.0.5:5000/shop/web@sha256:{hex}"),
+            format!("containerd://localhost:5000/team/app@sha256:{upper}"),
+            format!("localhost/app@sha256:{hex}"),
+            format!("docker-pullable://nginx@sha256:{upper}"),
+            format!("docker-pullable://bitnami/redis@sha256:{hex}"),
+            format!("docker.io/library/nginx@sha256:{upper}"),
+            format!("[::1]:5000/app@sha256:{hex}"),
+            format!("Registry.Example.com/a/b@sha256:{hex}"),
+            format!("docker://sha256:{upper}"),
+            format!("sha256:{hex}"),
+        ];
+        let local_tags = [
+            "img-c:1",
+            "localhost/dev/app:latest",
+            "app",
+            "10.0.0.5:5000/x:dev",
+        ];
+        let mut pods: Vec<Arc<CachedPod>> = Vec::new();
+        for (i, id) in ids.iter().enumerate() {
+            // A different digest per pod, so that every case becomes its own item.
+            let id = id
+                .replace(&hex[..2], &format!("{i:02x}"))
+                .replace(&upper[..2], &format!("{i:02X}"));
+            let mut p = pod("a", &format!("p{i}"), vec![status("c", &id)]);
+            p.status.container_statuses[0].image = local_tags[i % local_tags.len()].into();
+            pods.push(p.into());
+        }
+        let (items, skipped) = build(&snapshot(&pods));
+        assert!(skipped.is_empty(), "{skipped:?}");
+        assert_eq!(items.len(), ids.len(), "{items:?}");
+        for item in &items {
+            job_image::image_ref::validate_config_image(&item.image)
+                .unwrap_or_else(|e| panic!("{:?}: {e}", item.image));
+            assert_eq!(item.digest, item.digest.to_ascii_lowercase());
+        }
     }
 
     #[test]

@@ -16,7 +16,13 @@ fuzz_target!(|data: &[u8]| {
     let again = config::parse(&bytes).expect("a serialised config parses");
     assert_eq!(again, images);
     // Every parsed element has a usable reference (parse checked it), so planning succeeds.
-    let jobs = batch::plan(images, Path::new("/fuzz-output")).expect("planning parsed images");
+    let jobs: Vec<_> = batch::plan(images.into_iter().map(Ok).collect(), Path::new("/fuzz-output"))
+        .into_iter()
+        .collect::<Result<_, _>>()
+        .expect("planning parsed images");
+    // Element by element, the same document gives the same verdicts.
+    let elements = config::parse_elements(data).expect("the document parsed");
+    assert!(elements.iter().all(Result::is_ok));
     let mut outputs = std::collections::HashSet::new();
     for job in &jobs {
         for p in Placeholder::ALL {

@@ -95,6 +95,8 @@ impl Sandbox {
             .env("HOME", self.dir.path())
             .env("TMPDIR", self.tmp())
             .env("ENTRYPOINT_CONFIG", self.path("image-config.json"))
+            // Never the real /dev/termination-log of a CI pod; tests that check it set a path.
+            .env("ENTRYPOINT_TERMINATION_LOG", "off")
             .stdin(Stdio::null());
         for (k, v) in vars {
             cmd.env(k, v);
@@ -117,6 +119,16 @@ impl Sandbox {
             .spawn()
             .unwrap();
         Spawned(Some(child))
+    }
+
+    /// A value for `ENTRYPOINT_TERMINATION_LOG`: `termination-log` in the sandbox.
+    pub fn termination_log(&self) -> String {
+        self.path("termination-log").to_str().unwrap().to_owned()
+    }
+
+    /// What the entrypoint wrote as its termination message, if anything.
+    pub fn termination_message(&self) -> Option<String> {
+        fs::read_to_string(self.path("termination-log")).ok()
     }
 
     /// Entries left in the entrypoint's TMPDIR.
