@@ -38,8 +38,9 @@ pub fn main() -> u8 {
 async fn run() -> u8 {
     // Signal handlers first: from here on SIGTERM no longer kills us before we clean up.
     let (cancel_tx, cancel) = watch::channel(false);
+    let cancel_tx = Arc::new(cancel_tx);
     let got_signal = Arc::new(AtomicI32::new(0));
-    if let Err(e) = watch_signals(cancel_tx, got_signal.clone()) {
+    if let Err(e) = watch_signals(cancel_tx.clone(), got_signal.clone()) {
         eprintln!("error: cannot install signal handlers: {e}");
         return summary::EXIT_FAILED;
     }
@@ -52,6 +53,16 @@ async fn run() -> u8 {
         Ok(s) => s,
         Err(e) => return usage(format_args!("{e}")),
     };
+    if let Some(deadline) = settings.deadline {
+        tokio::spawn(async move {
+            tokio::time::sleep(deadline).await;
+            warn!(
+                "{PREFIX}DEADLINE of {} reached; stopping all tools (images still running count as failed)",
+                humantime::format_duration(deadline)
+            );
+            let _ = cancel_tx.send(true);
+        });
+    }
     for name in unknown {
         warn!(
             "{name} is not a setting of this entrypoint; ignored (known: {})",
@@ -152,7 +163,7 @@ fn known_names() -> String {
 
 /// The first SIGTERM/SIGINT records itself and cancels everything; the run then winds down
 /// (children stopped, directories removed) and exits with 128 + the signal.
-fn watch_signals(cancel: watch::Sender<bool>, got: Arc<AtomicI32>) -> std::io::Result<()> {
+fn watch_signals(cancel: Arc<watch::Sender<bool>>, got: Arc<AtomicI32>) -> std::io::Result<()> {
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     tokio::spawn(async move {

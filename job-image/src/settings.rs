@@ -17,7 +17,7 @@ pub const PREFIX: &str = "ENTRYPOINT_";
 
 /// The variable names (without prefix) this entrypoint reads; anything else with the prefix is
 /// most likely a typo and gets a warning.
-pub const NAMES: [&str; 19] = [
+pub const NAMES: [&str; 20] = [
     "COMMAND",
     "PRESET_FILE",
     "CONCURRENCY",
@@ -37,6 +37,7 @@ pub const NAMES: [&str; 19] = [
     "ATTACH_DOCKER_CONFIG",
     "ATTACH_INSECURE_REGISTRIES",
     "TERMINATION_LOG",
+    "DEADLINE",
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,6 +75,11 @@ pub struct Settings {
     pub attach_ignored: Vec<String>,
     /// Where the per-image outcomes go at exit (see [`crate::termination`]).
     pub termination_log: TerminationLog,
+    /// `ENTRYPOINT_DEADLINE`: the whole run's time, from the entrypoint's start. When it is
+    /// up, every tool is stopped as on SIGTERM and the images still running count as failed,
+    /// so a slow image is named in the report before the Job's own deadline kills the pod
+    /// (and with it the report). The operator sets it a margin below activeDeadlineSeconds.
+    pub deadline: Option<Duration>,
     /// The image's preset defaults for the tool's environment (keys other than `ENTRYPOINT_*`
     /// that the container's environment does not set); see [`crate::preset`].
     pub tool_env: Vec<(String, String)>,
@@ -158,6 +164,7 @@ struct Raw {
     attach_docker_config: Option<String>,
     attach_insecure_registries: Option<String>,
     termination_log: Option<String>,
+    deadline: Option<String>,
 }
 
 const DURATION: &str = "a duration such as `10m`, `90s`, `1h 30m` or plain seconds";
@@ -235,6 +242,15 @@ impl Settings {
                 name: "TIMEOUT",
                 value: v,
                 expected: "a duration such as `10m`, `90s`, `1h 30m` or plain seconds; 0 for none",
+            })?)
+            .filter(|d| !d.is_zero()),
+        };
+        let deadline = match set(raw.deadline) {
+            None => None,
+            Some(v) => Some(parse_duration(&v).ok_or(SettingsError::Invalid {
+                name: "DEADLINE",
+                value: v,
+                expected: "a duration such as `55m`, `3300s` or plain seconds; 0 for none",
             })?)
             .filter(|d| !d.is_zero()),
         };
@@ -327,6 +343,7 @@ impl Settings {
                 Some(v) if v.trim().eq_ignore_ascii_case("off") => TerminationLog::Off,
                 Some(v) => TerminationLog::Path(PathBuf::from(v)),
             },
+            deadline,
             tool_env: Vec::new(),
         };
         Ok((settings, unknown))

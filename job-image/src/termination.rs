@@ -28,6 +28,32 @@ struct Message<'a> {
     failed: &'a [usize],
 }
 
+/// The message as the operator reads it back: the one definition both ends use.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+pub struct Report {
+    /// The number of elements the job read.
+    pub n: usize,
+    /// Absent when the full message would not fit.
+    #[serde(default)]
+    pub ok: Vec<usize>,
+    pub failed: Vec<usize>,
+}
+
+impl Report {
+    /// Reads a termination message; `None` for anything else a job image may leave there (a
+    /// shell job image's text, another version).
+    pub fn parse(message: &str) -> Option<Self> {
+        #[derive(serde::Deserialize)]
+        struct Versioned {
+            v: u32,
+            #[serde(flatten)]
+            report: Report,
+        }
+        let parsed: Versioned = serde_json::from_str(message.trim()).ok()?;
+        (parsed.v == 1).then_some(parsed.report)
+    }
+}
+
 /// The indices of the elements that succeeded and of those that failed, ascending.
 pub fn outcomes(results: &[ImageResult]) -> (Vec<usize>, Vec<usize>) {
     let (mut ok, mut failed) = (Vec::new(), Vec::new());
@@ -90,6 +116,19 @@ fn write_file(path: &Path, create: bool, line: &str) -> std::io::Result<()> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn what_is_written_reads_back() {
+        let line = super::message(5, &[0, 3], &[1, 4]).unwrap();
+        assert_eq!(
+            super::Report::parse(&line),
+            Some(super::Report {
+                n: 5,
+                ok: vec![0, 3],
+                failed: vec![1, 4]
+            })
+        );
+    }
+
     use std::time::Duration;
 
     use super::*;

@@ -98,6 +98,34 @@ fn sigterm_reports_finished_cancelled_and_never_started_images() {
     );
 }
 
+/// ENTRYPOINT_DEADLINE ends the run on its own before the Job's deadline would: the slow image
+/// is reported failed, the fast ones ok, the exit code is 1 (a failure, not a signal).
+#[test]
+fn the_deadline_stops_a_slow_image_and_reports_it() {
+    let images = [image("a/fast:1"), image("a/slow:1"), image("b/fast:1")];
+    let sb = Sandbox::new(&config_json(&images));
+    let stub = sb.script("stub", r#"case "$1" in *fast*) exit 0;; esac; exec sleep 300"#);
+    let log = sb.termination_log();
+    let started = Instant::now();
+    let child = sb.spawn(&[
+        ("ENTRYPOINT_COMMAND", &format!("{} {{image}}", stub.display())),
+        ("ENTRYPOINT_CONCURRENCY", "3"),
+        ("ENTRYPOINT_DEADLINE", "2s"),
+        ("ENTRYPOINT_TERMINATION_LOG", &log),
+    ]);
+    let run = child.finish(Duration::from_secs(20));
+    assert!(started.elapsed() >= Duration::from_secs(2), "{run}");
+    assert_eq!(run.code, Some(1), "{run}");
+    assert_eq!(run.result_of("a/fast:1"), "ok", "{run}");
+    assert_eq!(run.result_of("b/fast:1"), "ok", "{run}");
+    assert_eq!(run.result_of("a/slow:1"), "CANCELLED", "{run}");
+    assert_eq!(
+        sb.termination_message().as_deref(),
+        Some(r#"{"v":1,"n":3,"ok":[0,2],"failed":[1]}"#),
+        "{run}"
+    );
+}
+
 #[test]
 fn sigint_also_kills_grandchildren_and_exits_130() {
     let images = [image("a/one:1"), image("a/two:1")];

@@ -1,6 +1,6 @@
 //! The Secret and Job of a cycle, built from the work list and the settings (pure).
 
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, time::Duration};
 
 use job_image::{
     ImageConfig,
@@ -242,10 +242,31 @@ fn env_var(e: &ForwardedEnv) -> EnvVar {
     }
 }
 
+/// The variable our entrypoint reads its own deadline from; other job images ignore it.
+pub const DEADLINE_ENV: &str = "ENTRYPOINT_DEADLINE";
+
+/// The entrypoint's own deadline for a Job timeout: a tenth less (at least 10 s, or half the
+/// timeout if it is shorter, at most 10 min), leaving the pod time to start and to report.
+pub fn entrypoint_deadline(timeout: Duration) -> Duration {
+    let margin = (timeout / 10)
+        .max(Duration::from_secs(10).min(timeout / 2))
+        .min(Duration::from_secs(600));
+    timeout.saturating_sub(margin).max(Duration::from_secs(1))
+}
+
 /// The Job of a plan. Hardened to pass the `restricted` Pod Security Standard unless
 /// `privileged` was asked for.
 pub fn job(plan: &JobPlan, namespace: &str, settings: &JobSettings) -> Job {
     let mut env: Vec<EnvVar> = settings.env.iter().map(env_var).collect();
+    // Our entrypoint stops itself a margin before activeDeadlineSeconds, so the images still
+    // running are named as failed in its report instead of the pod being killed with it.
+    if !env.iter().any(|e| e.name == DEADLINE_ENV) {
+        env.push(EnvVar {
+            name: DEADLINE_ENV.into(),
+            value: Some(format!("{}s", entrypoint_deadline(settings.timeout).as_secs())),
+            ..Default::default()
+        });
+    }
     // Tools keep caches under $HOME; the root filesystem is read-only, /tmp is not.
     if !env.iter().any(|e| e.name == "HOME") {
         env.push(EnvVar {
@@ -549,7 +570,7 @@ mod tests {
             .clone()
             .unwrap();
         let names: Vec<&str> = env.iter().map(|e| e.name.as_str()).collect();
-        assert_eq!(names, ["API_KEY", "FOO", "HOME"]);
+        assert_eq!(names, ["API_KEY", "FOO", DEADLINE_ENV, "HOME"]);
         assert_eq!(env[1].value.as_deref(), Some("https://x:443/a b=c"));
         let dollars = super::job(&plan(), "ns", &settings(&[("SBOM_JOB_D", "a$(HOME)b$$c$")]));
         let env_d = dollars.spec.unwrap().template.spec.unwrap().containers[0]
@@ -686,5 +707,47 @@ mod tests {
             job.metadata.annotations.unwrap()[DIGESTS_ANNOTATION],
             format!("{}\n{}", plans[2].elements[0], plans[2].elements[1])
         );
+    }
+
+    #[test]
+    fn the_entrypoint_stops_a_margin_before_the_job_deadline() {
+        let secs = |s: u64| entrypoint_deadline(Duration::from_secs(s)).as_secs();
+        assert_eq!(secs(3600), 3240);
+        assert_eq!(secs(20), 10);
+        assert_eq!(secs(60), 50);
+        assert_eq!(secs(7 * 86400), 7 * 86400 - 600);
+        assert_eq!(secs(1), 1);
+        let env = job(&plan(), "ns", &settings(&[("SBOM_JOB_TIMEOUT", "600")]))
+            .spec
+            .unwrap()
+            .template
+            .spec
+            .unwrap()
+            .containers
+            .remove(0)
+            .env
+            .unwrap();
+        assert!(
+            env.iter()
+                .any(|e| e.name == DEADLINE_ENV && e.value.as_deref() == Some("540s"))
+        );
+        // A value the user forwards wins.
+        let env = job(
+            &plan(),
+            "ns",
+            &settings(&[("SBOM_JOB_ENTRYPOINT_DEADLINE", "1m")]),
+        )
+        .spec
+        .unwrap()
+        .template
+        .spec
+        .unwrap()
+        .containers
+        .remove(0)
+        .env
+        .unwrap();
+        let ours: Vec<_> = env.iter().filter(|e| e.name == DEADLINE_ENV).collect();
+        assert_eq!(ours.len(), 1);
+        assert_eq!(ours[0].value.as_deref(), Some("1m"));
     }
 }

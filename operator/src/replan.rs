@@ -48,29 +48,7 @@ impl Unit {
 }
 
 /// The per-image report of a job's entrypoint: indices into its `image-config.json`.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
-pub struct JobReport {
-    /// The number of elements the job read.
-    pub n: usize,
-    #[serde(default)]
-    pub ok: Vec<usize>,
-    #[serde(default)]
-    pub failed: Vec<usize>,
-}
-
-impl JobReport {
-    /// Reads a termination message; `None` for anything else a job image may leave there.
-    pub fn parse(message: &str) -> Option<Self> {
-        #[derive(serde::Deserialize)]
-        struct Versioned {
-            v: u32,
-            #[serde(flatten)]
-            report: JobReport,
-        }
-        let parsed: Versioned = serde_json::from_str(message.trim()).ok()?;
-        (parsed.v == 1).then_some(parsed.report)
-    }
-}
+pub use job_image::termination::Report as JobReport;
 
 /// What is known about how a failed Job's tool ran.
 #[derive(Debug, Clone, PartialEq, Eq)]
