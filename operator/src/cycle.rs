@@ -23,7 +23,7 @@ use tracing::{info, warn};
 use crate::{
     Result, annotate,
     backoff::{self, Gate},
-    cache::{self, CacheDecision, JobIdentity},
+    cache::{self, CacheDecision, JobIdentity, MissReason},
     credentials,
     jobs::{self, Finished, Outcome},
     metrics::Metrics,
@@ -369,6 +369,7 @@ fn work_list(ctx: &Context, pods: &[Arc<CachedPod>]) -> Vec<WorkItem> {
         pods,
         annotation_prefix: &ctx.settings.annotation_prefix,
         ignore_annotations: ctx.settings.ignore_annotations,
+        keep_annotated: ctx.cache_ttl.is_some(),
         cluster_id: &ctx.settings.cluster_id,
         refused: &ctx.refused,
     });
@@ -392,24 +393,43 @@ pub fn running_digests(pods: &[Arc<CachedPod>]) -> BTreeSet<String> {
 }
 
 /// Splits off the items a fresh cache record covers and annotates their pods without a Job;
-/// then collects records of images that stopped running. A cache that cannot be read is
-/// logged and skipped: the cycle goes on as if it were empty.
+/// then collects records of images that stopped running. Items whose pods are all annotated
+/// already stay only when their record was made by another job image or other settings (they
+/// are processed again under today's). A cache that cannot be read is logged and skipped: the
+/// cycle goes on as if it were empty.
 async fn apply_cache(ctx: &Context, pods: &[Arc<CachedPod>], items: Vec<WorkItem>) -> Vec<WorkItem> {
     let records = match cache::load(&ctx.client).await {
         Ok(r) => r,
         Err(e) => {
             warn!(error = %e, "could not read the digest cache; processing every image");
-            return items;
+            return items.into_iter().filter(|i| !i.annotated).collect();
         }
     };
     let now = chrono::Utc::now();
     let identity = ctx.current_identity();
     let index = cache::by_digest(&records);
-    let (hits, misses): (Vec<WorkItem>, Vec<WorkItem>) = items.into_iter().partition(|item| {
+    let mut hits = Vec::new();
+    let mut misses = Vec::new();
+    let mut again = 0;
+    for item in items {
         let decision = cache::lookup(index.get(item.digest.as_str()).copied(), &identity, now);
+        match (item.annotated, decision) {
+            (false, CacheDecision::Hit) => hits.push(item),
+            (false, CacheDecision::Miss(_)) => misses.push(item),
+            (true, CacheDecision::Miss(MissReason::OtherJobImage | MissReason::SettingsChanged)) => {
+                again += 1;
+                misses.push(item);
+            }
+            (true, _) => continue,
+        }
         ctx.metrics.cache(decision == CacheDecision::Hit);
-        decision == CacheDecision::Hit
-    });
+    }
+    if again > 0 {
+        info!(
+            images = again,
+            "annotated images processed by another job image or other settings: processing them again"
+        );
+    }
     if !hits.is_empty() {
         let digests: HashSet<&str> = hits.iter().map(|i| i.digest.as_str()).collect();
         let prefix = &ctx.settings.annotation_prefix;
@@ -577,6 +597,7 @@ mod tests {
             pods: &pods,
             annotation_prefix: "sbomjob.io",
             ignore_annotations: false,
+            keep_annotated: false,
             cluster_id: "c",
             refused: &Default::default(),
         });

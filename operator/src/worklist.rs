@@ -51,6 +51,9 @@ pub struct WorkItem {
     pub pods: Vec<PodRef>,
     /// The credential sources of the pods, in pod order, without repeats.
     pub sources: Vec<CredentialSources>,
+    /// Every container running the digest carries its annotation already (only with
+    /// [`Snapshot::keep_annotated`]): processed again only if the job identity changed.
+    pub annotated: bool,
 }
 
 /// What the work list is built from.
@@ -59,6 +62,9 @@ pub struct Snapshot<'a> {
     pub pods: &'a [std::sync::Arc<CachedPod>],
     pub annotation_prefix: &'a str,
     pub ignore_annotations: bool,
+    /// Keep digests every container of which is annotated (marked [`WorkItem::annotated`]), so
+    /// the digest cache can tell whether they were processed by today's job identity.
+    pub keep_annotated: bool,
     pub cluster_id: &'a str,
     /// Annotations the API server refused for good: their containers are left out, or their
     /// digest would make a Job every cycle for an annotation that can never be written.
@@ -148,7 +154,8 @@ pub fn build(snapshot: &Snapshot) -> (Vec<WorkItem>, Vec<Skipped>) {
                 .unwrap_or_else(|| "default".into()),
         };
         for c in containers {
-            if !snapshot.ignore_annotations && is_done(pod, snapshot.annotation_prefix, &c) {
+            let done = !snapshot.ignore_annotations && is_done(pod, snapshot.annotation_prefix, &c);
+            if done && !snapshot.keep_annotated {
                 continue;
             }
             let key = annotation_key(snapshot.annotation_prefix, &c.container);
@@ -176,7 +183,9 @@ pub fn build(snapshot: &Snapshot) -> (Vec<WorkItem>, Vec<Skipped>) {
                 alternatives: Vec::new(),
                 pods: Vec::new(),
                 sources: Vec::new(),
+                annotated: true,
             });
+            item.annotated &= done;
             if item.image != image && !item.alternatives.contains(&image) {
                 item.alternatives.push(image);
             }
@@ -354,6 +363,7 @@ mod tests {
             pods,
             annotation_prefix: "sbomjob.io",
             ignore_annotations: false,
+            keep_annotated: false,
             cluster_id: "prod",
             refused: Box::leak(Box::default()),
         }
@@ -750,5 +760,31 @@ mod tests {
         // The same pod running another image is processed again.
         refused.retain_pods(&[]);
         assert_eq!(build(&snap).0.len(), 1);
+    }
+
+    #[test]
+    fn keep_annotated_marks_digests_whose_every_container_is_annotated() {
+        let a = format!("r.io/a@{}", digest(1));
+        let b = format!("r.io/b@{}", digest(2));
+        let pods: Vec<Arc<CachedPod>> = vec![
+            annotated(pod("n", "p", vec![status("c", &a)]), "sbomjob.io/c", &a).into(),
+            annotated(pod("n", "q", vec![status("c", &b)]), "sbomjob.io/c", &b).into(),
+            pod("n", "r", vec![status("c", &b)]).into(),
+        ];
+        assert_eq!(
+            build(&snapshot(&pods)).0.len(),
+            1,
+            "annotated ones left out by default"
+        );
+        let keep = Snapshot {
+            keep_annotated: true,
+            ..snapshot(&pods)
+        };
+        let marks: Vec<(String, bool)> = build(&keep)
+            .0
+            .into_iter()
+            .map(|i| (i.digest, i.annotated))
+            .collect();
+        assert_eq!(marks, [(digest(1), true), (digest(2), false)]);
     }
 }
