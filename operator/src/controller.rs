@@ -131,6 +131,7 @@ pub async fn run(settings: Settings) -> Result<()> {
         failures: Default::default(),
         refused: Default::default(),
         job_image_digest: Default::default(),
+        skip_warned: Default::default(),
     };
     run_loop(&ctx, leadership.subscribe(), asks).await;
     ready.clear();

@@ -63,6 +63,8 @@ pub struct Context {
     /// The digest the job image last ran as (from a finished job pod's imageID): a re-pushed
     /// mutable tag makes earlier records another job image's.
     pub job_image_digest: Mutex<Option<String>>,
+    /// Skipped containers already warned about, by pod uid and container + reason.
+    pub skip_warned: Mutex<HashSet<(String, String)>>,
 }
 
 /// The reason of the Warning on a pod whose annotation the API server refused for good.
@@ -117,7 +119,7 @@ pub async fn run(ctx: &Context, cycle: &str) -> Result<Report> {
     //    images backing off after failing alone wait for their next attempt.
     let pods = ctx.snapshot();
     ctx.refused.retain_pods(&pods);
-    let items = without(work_list(ctx, &pods), &just_done);
+    let items = without(work_list(ctx, &pods).await, &just_done);
     let items = match ctx.cache_ttl {
         Some(_) => apply_cache(ctx, &pods, items).await,
         None => items,
@@ -280,6 +282,9 @@ async fn back_off(ctx: &Context, unit: &Unit, job_name: &str, why: &str) {
     }
 }
 
+/// The reason of the Warning on a pod whose container's imageID cannot be processed.
+pub const IMAGE_SKIPPED: &str = "ImageSkipped";
+
 /// The reason of the Warning on the pods of an image that failed alone.
 pub const IMAGE_FAILED: &str = "ImageFailed";
 
@@ -341,6 +346,43 @@ impl Context {
         .await;
     }
 
+    /// One Warning Event per pod, container and reason skipped (a Warning each cycle would
+    /// bury the pod's other Events).
+    async fn warn_skipped(&self, pods: &[Arc<CachedPod>], skipped: Vec<worklist::Skipped>) {
+        if !self.settings.pod_events.failures() {
+            return;
+        }
+        let by_name: std::collections::HashMap<(&str, &str), &Arc<CachedPod>> =
+            pods.iter().map(|p| ((p.namespace(), p.name()), p)).collect();
+        let events = {
+            let mut warned = self.skip_warned.lock().expect("lock");
+            let uids: HashSet<&str> = pods.iter().filter_map(|p| p.metadata.uid.as_deref()).collect();
+            warned.retain(|(uid, _)| uids.contains(uid.as_str()));
+            let mut events = Vec::new();
+            for s in &skipped {
+                let Some(&pod) = by_name.get(&(s.namespace.as_str(), s.pod.as_str())) else {
+                    continue;
+                };
+                let uid = pod.metadata.uid.clone().unwrap_or_default();
+                if warned.insert((uid, format!("{}\n{}", s.container, s.reason))) {
+                    let note = format!("container {} skipped, not catalogued: {}", s.container, s.reason);
+                    events.push((pod.as_ref(), note));
+                }
+            }
+            events
+        };
+        if !events.is_empty() {
+            pod_events::publish(
+                &self.client,
+                &self.instance,
+                EventType::Warning,
+                IMAGE_SKIPPED,
+                events,
+            )
+            .await;
+        }
+    }
+
     /// A Warning on each pod that still waits for one of the digests (none is annotated).
     async fn warn_waiting(&self, digests: &HashSet<&str>, reason: &str, note: &str) {
         let prefix = &self.settings.annotation_prefix;
@@ -363,7 +405,7 @@ impl Context {
     }
 }
 
-fn work_list(ctx: &Context, pods: &[Arc<CachedPod>]) -> Vec<WorkItem> {
+async fn work_list(ctx: &Context, pods: &[Arc<CachedPod>]) -> Vec<WorkItem> {
     ctx.new_digests.remember(running_digests(pods));
     let (items, skipped) = worklist::build(&Snapshot {
         pods,
@@ -373,9 +415,10 @@ fn work_list(ctx: &Context, pods: &[Arc<CachedPod>]) -> Vec<WorkItem> {
         cluster_id: &ctx.settings.cluster_id,
         refused: &ctx.refused,
     });
-    for s in skipped {
+    for s in &skipped {
         warn!(namespace = %s.namespace, pod = %s.pod, container = %s.container, reason = %s.reason, "container skipped");
     }
+    ctx.warn_skipped(pods, skipped).await;
     items
 }
 
