@@ -109,9 +109,11 @@ async fn s1_happy_path() {
     );
 }
 
-/// 2. The CLI fails for one image: the Job fails, no pod is annotated, the next cycle retries.
+/// 2. The CLI fails for one image: the Job fails and annotates nothing; its images are
+/// re-planned at once, the healthy one is annotated by a Job of its own and the failing one,
+/// failing alone too, backs off with a Warning on its pod.
 #[tokio::test]
-async fn s2_failure_annotates_nothing_and_retries() {
+async fn s2_failure_annotates_nothing_and_isolates_the_bad_image() {
     let cluster = Cluster::connect().await;
     let mut s = Scenario::new(&cluster, "failure", 1).await;
     let ns = s.namespaces[0].clone();
@@ -132,34 +134,52 @@ async fn s2_failure_annotates_nothing_and_retries() {
     assert_eq!(end, "Failed");
     let logs = s.job_logs(&first).await;
     assert!(logs.contains("summary: 2 images: 1 ok, 1 failed"), "{logs}");
-    // The next cycle retries with a new Job.
-    let jobs = s.wait_jobs(2, 2 * MIN).await;
-    assert!(job_name(&jobs[1]) != first);
-    assert!(
-        s.annotations(PREFIX).await.iter().all(|(_, _, _, v)| v.is_none()),
-        "nothing may be annotated"
-    );
-    // Each pod whose images the Job held back gets a Warning with the Job's reason, and no
-    // Processed.
-    for (pod, events) in s.wait_pod_events("Warning", &reason, MIN).await {
-        let name = pod.metadata.name.unwrap();
-        assert!(
-            events.iter().any(|e| e.reason.as_deref() == Some(reason.as_str())
-                && e.note
-                    .as_deref()
-                    .is_some_and(|n| n.contains(&first) && n.contains("not annotated"))),
-            "{name}: no {reason} Warning naming {first}: {events:?}"
-        );
-        assert!(
-            events.iter().all(|e| e.reason.as_deref() != Some("Processed")),
-            "{name}: Processed although nothing was annotated: {events:?}"
-        );
+    // Re-planned in the same cycle: each image in a Job of its own.
+    let jobs = s.wait_jobs(3, 2 * MIN).await;
+    for job in &jobs[1..] {
+        s.wait_job_end(&job_name(job), 3 * MIN).await;
     }
-    wait_for("no Secret left after the failed Job", MIN, || async {
-        s.secrets()
+    wait_for("the healthy pod annotated", MIN, || async {
+        s.annotations(PREFIX)
             .await
             .iter()
-            .all(|sec| sec.metadata.name.as_deref() != Some(first.as_str()))
+            .any(|(_, pod, id, v)| pod == "ok" && v.as_deref() == Some(id.as_str()))
+    })
+    .await;
+    let annotations = s.annotations(PREFIX).await;
+    assert!(
+        annotations
+            .iter()
+            .any(|(_, pod, _, v)| pod == "doomed" && v.is_none()),
+        "the failing image must not be annotated: {annotations:?}"
+    );
+    // The failing image's pod gets an ImageFailed Warning naming its Job's reason; the healthy
+    // pod no Warning, and a Processed.
+    let events = s.pod_events().await;
+    for (pod, events) in &events {
+        let name = pod.metadata.name.clone().unwrap();
+        if name == "doomed" {
+            assert!(
+                events.iter().any(|e| e.type_.as_deref() == Some("Warning")
+                    && e.reason.as_deref() == Some("ImageFailed")
+                    && e.note
+                        .as_deref()
+                        .is_some_and(|n| n.contains(&reason) && n.contains("not annotated"))),
+                "{name}: no ImageFailed Warning with {reason}: {events:?}"
+            );
+            assert!(events.iter().all(|e| e.reason.as_deref() != Some("Processed")));
+        } else {
+            assert!(
+                events.iter().any(|e| e.reason.as_deref() == Some("Processed")),
+                "{name}: {events:?}"
+            );
+        }
+    }
+    // Backing off (10 min by default): the next cycles make no Job.
+    tokio::time::sleep(Duration::from_secs(25)).await;
+    assert_eq!(s.jobs().await.len(), 3, "no Job while the image backs off");
+    wait_for("no Secret left after the failed Jobs", MIN, || async {
+        s.secrets().await.is_empty()
     })
     .await;
 }
@@ -176,6 +196,10 @@ async fn s3_deadline() {
         ("SBOM_JOB_IMAGE", cluster.var("JOB_E2E_IMAGE")),
         ("SBOM_JOB_ENTRYPOINT_COMMAND", "busybox sleep 3600"),
         ("SBOM_JOB_TIMEOUT", "20"),
+        // As a job image that ignores the entrypoint's own deadline: Kubernetes' must hold.
+        ("SBOM_JOB_ENTRYPOINT_DEADLINE", "0"),
+        // The image failed alone: retried by the next cycle, not ten minutes later.
+        ("SBOM_RETRY_BACKOFF", "1s"),
     ]);
     let job = s.wait_jobs(1, 2 * MIN).await.remove(0);
     assert_eq!(job.spec.as_ref().unwrap().active_deadline_seconds, Some(20));
