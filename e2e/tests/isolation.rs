@@ -118,6 +118,7 @@ async fn a_bad_image_is_isolated_in_the_same_cycle_and_backs_off() {
         ("SBOM_JOB_IMAGE", cluster.var("JOB_SKOPEO_IMAGE")),
         ("SBOM_JOB_ENTRYPOINT_COMMAND", SKOPEO_INSPECT),
         ("SBOM_RETRY_BACKOFF", "60s"),
+        ("SBOM_CACHE_TTL", "72h"),
         (k, &v),
     ]);
     let jobs = wait_jobs_ended(&s, 3, 4 * MIN).await;
@@ -207,7 +208,11 @@ async fn b_an_exit_code_only_job_image_is_isolated_by_halving() {
     let images = four_pods_one_doomed(&s, &cluster).await;
     let doomed = &images[2];
     let (k, v) = unique_identity();
-    s.start_operator(&[("SBOM_JOB_IMAGE", cluster.var("JOB_COMPAT_IMAGE")), (k, &v)]);
+    s.start_operator(&[
+        ("SBOM_JOB_IMAGE", cluster.var("JOB_COMPAT_IMAGE")),
+        ("SBOM_CACHE_TTL", "72h"),
+        (k, &v),
+    ]);
     // 4 -> 2 + 2 -> (the bad half) 1 + 1: five Jobs, three of them failed.
     let jobs = wait_jobs_ended(&s, 5, 5 * MIN).await;
     let mut healthy = annotated_pods(&s).await;
@@ -506,6 +511,7 @@ async fn g_a_job_is_credited_to_the_settings_it_ran_with() {
         ("SBOM_JOB_IMAGE", cluster.var("JOB_E2E_IMAGE")),
         ("SBOM_JOB_ENTRYPOINT_COMMAND", "busybox sleep 20"),
         ("SBOM_LEADER_ELECTION", "false"),
+        ("SBOM_CACHE_TTL", "72h"),
     ];
     let mut first_env = common.to_vec();
     first_env.push((k, &old));
