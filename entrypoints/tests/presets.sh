@@ -111,7 +111,7 @@ done
 
 declare -A expected=(
   [syft]="syft|scan|registry:docker.io/library/nginx@$digest|--quiet|--output|syft-table|--output|spdx-json=$out.spdx.json"
-  [trivy]="trivy|image|--quiet|--image-src|remote|--cache-dir|$WORK/tmp/trivy-cache|--format|cyclonedx|--output|$out.cdx.json|docker.io/library/nginx@$digest"
+  [trivy]="trivy|image|--quiet|--image-src|remote|--cache-backend|memory|--cache-dir|$WORK/tmp/trivy-cache|--format|cyclonedx|--output|$out.cdx.json|docker.io/library/nginx@$digest"
   [skopeo]="skopeo|inspect|--no-tags|--retry-times|2|docker://docker.io/library/nginx@$digest"
   [vcn-compatible]="vcn|notarize|--bom|--attr|pod=web-1,web-2|--attr|namespace=shop|--attr|cluster=prod-eu|image://nginx:1.27@$digest"
 )

@@ -187,8 +187,11 @@ pub struct Settings {
 
 pub const DEFAULT_JOB_TIMEOUT: Duration = Duration::from_secs(3600);
 pub const DEFAULT_JOB_TTL: Duration = Duration::from_secs(3600);
-pub const DEFAULT_MAX_IMAGES: usize = 200;
-pub const DEFAULT_MAX_PARALLEL: usize = 1;
+/// 50 images per Job, 3 Jobs at once: a first cycle of 500 images at 30 s each finishes, every Job
+/// within half its deadline at the presets' concurrency of 2, and at concurrency 1 too
+/// (e2e/bench/defaults.sh; e2e/bench/RESULTS.md).
+pub const DEFAULT_MAX_IMAGES: usize = 50;
+pub const DEFAULT_MAX_PARALLEL: usize = 3;
 pub const DEFAULT_CRON: &str = "0 0 * * * *";
 
 /// The allowed range of every number and duration setting, checked at start-up (and listed in
@@ -720,12 +723,12 @@ mod tests {
         assert_eq!(s.annotation_prefix, "sbomjob.io");
         assert!(!s.job.privileged);
         assert!(!s.ignore_annotations);
-        assert_eq!(s.job.max_parallel, 1);
+        assert_eq!(s.job.max_parallel, 3);
         assert_eq!(s.log_format, LogFormat::Plain);
         assert_eq!(s.pod_events, PodEvents::All);
         assert!(s.job.env.is_empty());
         assert_eq!(s.job.ttl, Duration::from_secs(3600));
-        assert_eq!(s.job.max_images, 200);
+        assert_eq!(s.job.max_images, 50);
         assert_eq!(s.schedule, Schedule::cron("0 0 * * * *").unwrap());
         assert_eq!(s.ops.debounce, Duration::from_secs(30));
         assert_eq!(s.ops.backoff_initial, Duration::from_secs(600));

@@ -219,6 +219,7 @@ fn start_operator(bin: &Path, log: &Path, kubeconfig: &str, digests: usize) -> R
         )
         // As few Jobs as the 512 KiB config budget allows; they run one after the other.
         .env("SBOM_JOB_MAX_IMAGES", digests.to_string())
+        .env("SBOM_JOB_MAX_PARALLEL", "1")
         .env("SBOM_JOB_NODE_SELECTOR", node_selector)
         .env("SBOM_JOB_TOLERATIONS", tolerations)
         .stdin(Stdio::null())
