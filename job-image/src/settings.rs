@@ -236,24 +236,20 @@ impl Settings {
                     expected: "an integer of at least 1",
                 })?,
         };
-        let timeout = match set(raw.timeout) {
-            None => None,
-            Some(v) => Some(parse_duration(&v).ok_or(SettingsError::Invalid {
-                name: "TIMEOUT",
-                value: v,
-                expected: "a duration such as `10m`, `90s`, `1h 30m` or plain seconds; 0 for none",
-            })?)
-            .filter(|d| !d.is_zero()),
+        // A limit: unset or 0 means none.
+        let limit = |name: &'static str, v: Option<String>| match v {
+            None => Ok(None),
+            Some(v) => match parse_duration(&v) {
+                Some(d) => Ok(Some(d).filter(|d| !d.is_zero())),
+                None => Err(SettingsError::Invalid {
+                    name,
+                    value: v,
+                    expected: "a duration such as `10m`, `90s`, `1h 30m` or plain seconds; 0 for none",
+                }),
+            },
         };
-        let deadline = match set(raw.deadline) {
-            None => None,
-            Some(v) => Some(parse_duration(&v).ok_or(SettingsError::Invalid {
-                name: "DEADLINE",
-                value: v,
-                expected: "a duration such as `55m`, `3300s` or plain seconds; 0 for none",
-            })?)
-            .filter(|d| !d.is_zero()),
-        };
+        let timeout = limit("TIMEOUT", set(raw.timeout))?;
+        let deadline = limit("DEADLINE", set(raw.deadline))?;
         let retries = match set(raw.retries) {
             None => 0,
             Some(v) => v

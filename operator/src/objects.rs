@@ -717,35 +717,19 @@ mod tests {
         assert_eq!(secs(60), 50);
         assert_eq!(secs(7 * 86400), 7 * 86400 - 600);
         assert_eq!(secs(1), 1);
-        let env = job(&plan(), "ns", &settings(&[("SBOM_JOB_TIMEOUT", "600")]))
-            .spec
-            .unwrap()
-            .template
-            .spec
-            .unwrap()
-            .containers
-            .remove(0)
-            .env
-            .unwrap();
+        let env_with = |vars: &[(&str, &str)]| {
+            job(&plan(), "ns", &settings(vars)).spec.unwrap().template.spec.unwrap().containers[0]
+                .env
+                .clone()
+                .unwrap()
+        };
+        let env = env_with(&[("SBOM_JOB_TIMEOUT", "600")]);
         assert!(
             env.iter()
                 .any(|e| e.name == DEADLINE_ENV && e.value.as_deref() == Some("540s"))
         );
         // A value the user forwards wins.
-        let env = job(
-            &plan(),
-            "ns",
-            &settings(&[("SBOM_JOB_ENTRYPOINT_DEADLINE", "1m")]),
-        )
-        .spec
-        .unwrap()
-        .template
-        .spec
-        .unwrap()
-        .containers
-        .remove(0)
-        .env
-        .unwrap();
+        let env = env_with(&[("SBOM_JOB_ENTRYPOINT_DEADLINE", "1m")]);
         let ours: Vec<_> = env.iter().filter(|e| e.name == DEADLINE_ENV).collect();
         assert_eq!(ours.len(), 1);
         assert_eq!(ours[0].value.as_deref(), Some("1m"));
