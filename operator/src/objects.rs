@@ -718,7 +718,13 @@ mod tests {
         assert_eq!(secs(7 * 86400), 7 * 86400 - 600);
         assert_eq!(secs(1), 1);
         let env_with = |vars: &[(&str, &str)]| {
-            job(&plan(), "ns", &settings(vars)).spec.unwrap().template.spec.unwrap().containers[0]
+            job(&plan(), "ns", &settings(vars))
+                .spec
+                .unwrap()
+                .template
+                .spec
+                .unwrap()
+                .containers[0]
                 .env
                 .clone()
                 .unwrap()
