@@ -9,6 +9,8 @@ cd "$(dirname "$0")/.."
 . e2e/cluster/lib/common.sh
 
 if ! command -v shellcheck >/dev/null; then
+  # Read by ensure_apt_packages, from the sourced lib/common.sh.
+  # shellcheck disable=SC2034
   APT_PACKAGES=(shellcheck)
   ensure_apt_packages
 fi

@@ -40,6 +40,8 @@ step "dependencies"
 . "$ROOT/e2e/cluster/lib/common.sh"
 # The cluster's installer, with the bench's list: it keeps docker-registry's own service (on
 # the e2e registry's port 5000) from starting.
+# Read by ensure_apt_packages, from the sourced lib/common.sh.
+# shellcheck disable=SC2034
 APT_PACKAGES=(docker-registry skopeo umoci jq bc curl openssl g++ procps)
 ensure_apt_packages
 "$ROOT/e2e/cluster/tools.sh" >/dev/null
