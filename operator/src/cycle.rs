@@ -119,12 +119,14 @@ pub async fn run(ctx: &Context, cycle: &str) -> Result<Report> {
     //    images backing off after failing alone wait for their next attempt.
     let pods = ctx.snapshot();
     ctx.refused.retain_pods(&pods);
-    let items = without(work_list(ctx, &pods).await, &just_done);
+    // Every digest the snapshot runs, worked out once for the trigger, the sweep and the book.
+    let running = running_digests(&pods);
+    let items = without(work_list(ctx, &pods, &running).await, &just_done);
     let items = match ctx.cache_ttl {
-        Some(_) => apply_cache(ctx, &pods, items).await,
+        Some(_) => apply_cache(ctx, &pods, &running, items).await,
         None => items,
     };
-    let (items, due) = gate(ctx, &pods, items);
+    let (items, due) = gate(ctx, &running, items);
     report.images = items.len();
     if items.is_empty() {
         info!("nothing to process; no Job created");
@@ -204,8 +206,7 @@ async fn follow(ctx: &Context, cycle: &str, units: Vec<Unit>) -> Vec<(String, Ou
 
 /// Splits off the items backing off (no Job before their next attempt) and names those due
 /// again (each runs alone). Forgets failures of digests that no longer run.
-fn gate(ctx: &Context, pods: &[Arc<CachedPod>], items: Vec<WorkItem>) -> (Vec<WorkItem>, HashSet<String>) {
-    let running = running_digests(pods);
+fn gate(ctx: &Context, running: &BTreeSet<String>, items: Vec<WorkItem>) -> (Vec<WorkItem>, HashSet<String>) {
     ctx.failures
         .retain_running(&running.iter().map(String::as_str).collect());
     let now = chrono::Utc::now();
@@ -349,6 +350,9 @@ impl Context {
     /// One Warning Event per pod, container and reason skipped (a Warning each cycle would
     /// bury the pod's other Events).
     async fn warn_skipped(&self, pods: &[Arc<CachedPod>], skipped: Vec<worklist::Skipped>) {
+        if skipped.is_empty() && self.skip_warned.lock().expect("lock").is_empty() {
+            return;
+        }
         if !self.settings.pod_events.failures() {
             return;
         }
@@ -405,8 +409,8 @@ impl Context {
     }
 }
 
-async fn work_list(ctx: &Context, pods: &[Arc<CachedPod>]) -> Vec<WorkItem> {
-    ctx.new_digests.remember(running_digests(pods));
+async fn work_list(ctx: &Context, pods: &[Arc<CachedPod>], running: &BTreeSet<String>) -> Vec<WorkItem> {
+    ctx.new_digests.remember(running.iter().cloned());
     let (items, skipped) = worklist::build(&Snapshot {
         pods,
         annotation_prefix: &ctx.settings.annotation_prefix,
@@ -440,7 +444,12 @@ pub fn running_digests(pods: &[Arc<CachedPod>]) -> BTreeSet<String> {
 /// already stay only when their record was made by another job image or other settings (they
 /// are processed again under today's). A cache that cannot be read is logged and skipped: the
 /// cycle goes on as if it were empty.
-async fn apply_cache(ctx: &Context, pods: &[Arc<CachedPod>], items: Vec<WorkItem>) -> Vec<WorkItem> {
+async fn apply_cache(
+    ctx: &Context,
+    pods: &[Arc<CachedPod>],
+    running: &BTreeSet<String>,
+    items: Vec<WorkItem>,
+) -> Vec<WorkItem> {
     let records = match cache::load(&ctx.client).await {
         Ok(r) => r,
         Err(e) => {
@@ -500,7 +509,6 @@ async fn apply_cache(ctx: &Context, pods: &[Arc<CachedPod>], items: Vec<WorkItem
             ctx.failures.insert(&record.spec.digest, f);
         }
     }
-    let running = running_digests(pods);
     let running: HashSet<&str> = running.iter().map(String::as_str).collect();
     let sweep = cache::sweep(&records, &running, now, ctx.settings.ops.cache_grace);
     if let Err(e) = cache::delete(&ctx.client, &sweep.delete).await {
