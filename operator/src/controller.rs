@@ -11,6 +11,7 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::{
     Api, Client,
+    client::ClientBuilder,
     runtime::{
         WatchStreamExt,
         events::{Recorder, Reporter},
@@ -26,6 +27,7 @@ use crate::{
     admin::{AdminServer, Ready},
     cache::{self, JobIdentity},
     cycle,
+    fence::{Fence, FenceLayer},
     leader::{self, Leadership},
     metrics::{CycleResult, Metrics},
     pod::CachedPod,
@@ -39,9 +41,25 @@ use crate::{
 const RETRY_AFTER_ERROR: Duration = Duration::from_secs(30);
 
 pub async fn run(settings: Settings) -> Result<()> {
-    let client = Client::try_default()
+    let kube_config = kube::Config::infer()
         .await
-        .context(|| "connecting to the Kubernetes API".into())?;
+        .map_err(|e| Error::KubeConfig(e.to_string()))?;
+    // Every write of the operator passes the fence: only while this replica holds the Lease.
+    let fence = if settings.ops.leader_election {
+        Fence::closed()
+    } else {
+        Fence::always()
+    };
+    let client = ClientBuilder::try_from(kube_config.clone())
+        .context(|| "connecting to the Kubernetes API".into())?
+        .with_layer(&FenceLayer(fence.clone()))
+        .build();
+    // The Lease has a client of its own: not fenced, and without kube's retries of 429/503/504
+    // (each Lease request has a timeout well inside the renew deadline instead).
+    let mut lease_config = kube_config;
+    lease_config.default_retry = false;
+    let lease_client =
+        Client::try_from(lease_config).context(|| "connecting to the Kubernetes API".into())?;
     let namespace = settings
         .namespace
         .clone()
@@ -104,9 +122,10 @@ pub async fn run(settings: Settings) -> Result<()> {
     };
     let leadership = if settings.ops.leader_election {
         Leadership::start(
-            client.clone(),
+            lease_client,
             leader::Config::new(&namespace, &settings.ops),
             metrics.clone(),
+            fence,
         )
     } else {
         Leadership::always(&metrics)

@@ -3,11 +3,16 @@
 //!
 //! The scheme is client-go's: every write is a create or a replace carrying the resourceVersion
 //! that was read, so of two replicas racing for the Lease exactly one wins (the other gets 409).
-//! The holder renews every `duration / 3`; others take over once the holder has not renewed for
-//! `duration`, measured from the later of the Lease's `renewTime` and the moment this replica
-//! first saw that version of the Lease, so a clock running ahead here cannot steal a live Lease.
-//! A leader that cannot renew for `2/3 · duration` steps down before anyone may take over. On
-//! shutdown the holder clears the Lease, so the next replica takes over at once.
+//! The holder renews every `duration / 3`. Others take over once the Lease has not changed for
+//! `duration` by their own clock, counted from when they first saw its current version (the
+//! holder's `renewTime` may bring that earlier by at most a poll period, never later: a dead
+//! holder whose clock ran ahead does not delay the failover by its skew).
+//!
+//! Every Lease request times out after [`request_timeout`], a fraction of the renew deadline, and
+//! the Lease client does not retry. A leader that could not renew for [`renew_deadline`]
+//! (`2/3 · duration` from when its last successful renewal was sent) steps down at that moment,
+//! even while a request hangs, and the [`Fence`] it keeps refuses the operator's writes from
+//! then on. On shutdown the holder clears the Lease, so the next replica takes over at once.
 //!
 //! No crate fit: kube-runtime 5 has no leader election, kube-leader-election and kube-coordinate
 //! target older kube majors, and kube-lease-manager (kube 5) takes over expired Leases and renews
@@ -45,6 +50,7 @@ use tokio::{
 use tracing::{debug, info, warn};
 
 use crate::{
+    fence::Fence,
     metrics::Metrics,
     objects::{MANAGED_BY, MANAGED_BY_LABEL},
     settings::OpsSettings,
@@ -127,12 +133,13 @@ pub fn decide(
         .as_ref()
         .or(spec.acquire_time.as_ref())
         .map(|t| t.0);
-    // The holder's renewTime counts once it is not newer than when we first saw it, less our
-    // polling period: a clock that runs fast can then bring a takeover forward by at most that
-    // period (the holder renews three times per duration), and a takeover comes within the
-    // lease duration of the holder's last renewal rather than of our noticing it.
+    // Our own sighting of this version of the Lease is what counts, as in client-go. The
+    // holder's renewTime may bring it earlier by up to one polling period (we notice a renewal
+    // up to that late), never later: a holder whose clock runs ahead (or a dead one that wrote a
+    // renewTime in the future) cannot delay a takeover. A clock running behind ours can bring it
+    // forward by at most that period, while a live holder renews three times per duration.
     let floor = sub(seen, poll_period(held_for));
-    let base = renewed.map_or(seen, |r| r.max(floor));
+    let base = renewed.map_or(seen, |r| r.clamp(floor, seen));
     let until = add(base, held_for);
     if now >= until {
         Action::Acquire
@@ -144,6 +151,12 @@ pub fn decide(
 /// How often a follower reads the Lease.
 pub fn poll_period(duration: Duration) -> Duration {
     (duration / 6).max(Duration::from_millis(100))
+}
+
+/// How long one Lease request may take: a sixth of the duration (at least half a second), well
+/// inside the renew deadline, so a hung connection costs a try, not the Lease.
+pub fn request_timeout(duration: Duration) -> Duration {
+    (duration / 6).max(Duration::from_millis(500))
 }
 
 /// How often the holder renews: every third of the duration.
@@ -233,15 +246,17 @@ pub struct Leadership {
 }
 
 impl Leadership {
-    /// Starts competing for the Lease in the background. Dropping the returned value also
-    /// stops and releases, but without waiting: prefer [`Leadership::release`].
-    pub fn start(client: Client, config: Config, metrics: Arc<Metrics>) -> Self {
+    /// Starts competing for the Lease in the background, opening `fence` while leading.
+    /// `client` is for the Lease alone: without the fence layer, and best without retries (the
+    /// requests have their own timeout). Dropping the returned value also stops and releases,
+    /// but without waiting: prefer [`Leadership::release`].
+    pub fn start(client: Client, config: Config, metrics: Arc<Metrics>, fence: Fence) -> Self {
         let (tx, rx) = watch::channel(false);
         let (stop_tx, stop_rx) = oneshot::channel();
         metrics.set_leader(false);
         info!(lease = %config.lease_name, identity = %config.identity, duration = ?config.duration, "leader election: competing for the Lease");
         let api: Api<Lease> = Api::namespaced(client, &config.namespace);
-        let task = tokio::spawn(elect(api, config, tx, metrics, stop_rx));
+        let task = tokio::spawn(elect(api, config, tx, metrics, fence, stop_rx));
         Leadership {
             leader: rx,
             _always: None,
@@ -307,10 +322,12 @@ async fn elect(
     config: Config,
     leader: watch::Sender<bool>,
     metrics: Arc<Metrics>,
+    fence: Fence,
     mut stop: oneshot::Receiver<()>,
 ) {
     let period = renew_period(config.duration);
     let renew_deadline = renew_deadline(config.duration);
+    let request_timeout = request_timeout(config.duration);
     let poll = poll_period(config.duration);
     let set = |value: bool| {
         leader.send_if_modified(|current| {
@@ -319,50 +336,75 @@ async fn elect(
             changed
         })
     };
+    let step_down = |why: &str| {
+        fence.close();
+        if set(false) {
+            metrics.set_leader(false);
+            warn!(lease = %config.lease_name, why, "leader election: stepping down");
+        }
+    };
     let mut seen: Seen = None;
-    // When the last successful write as holder was sent: the Lease is ours until `duration`
-    // after that, whatever the clocks say.
-    let mut renewed_at: Option<Instant> = None;
-    loop {
+    // Leading until then: the renew deadline counted from when the last successful renewal was
+    // sent. A follower takes over no earlier than the duration after it saw that renewal.
+    let mut lead_until: Option<Instant> = None;
+    'rounds: loop {
         let started = Instant::now();
-        let pause = match round(&api, &config, &mut seen).await {
-            Ok(Round::Leading) => {
-                renewed_at = Some(started);
+        let attempt = tokio::time::timeout(request_timeout, round(&api, &config, &mut seen));
+        tokio::pin!(attempt);
+        // The round runs while the lead may run out: step down at that instant, not after it.
+        let outcome = loop {
+            tokio::select! {
+                r = &mut attempt => break r,
+                _ = tokio::time::sleep_until(lead_until.unwrap_or(started)), if lead_until.is_some() => {
+                    lead_until = None;
+                    step_down("could not renew within the renew deadline");
+                }
+                _ = &mut stop => break 'rounds,
+            }
+        };
+        let pause = match outcome {
+            Ok(Ok(Round::Leading)) => {
+                let until = started + renew_deadline;
+                lead_until = Some(until);
+                fence.hold_until(until);
                 if set(true) {
                     metrics.set_leader(true);
                     info!(lease = %config.lease_name, identity = %config.identity, "leader election: leading");
                 }
                 period
             }
-            Ok(Round::Following(until)) => {
-                renewed_at = None;
-                if set(false) {
-                    metrics.set_leader(false);
-                    info!(lease = %config.lease_name, "leader election: another replica leads");
+            Ok(Ok(Round::Following(until))) => {
+                if lead_until.take().is_some() || *leader.borrow() {
+                    step_down("another replica holds the Lease");
                 }
                 let left = Timestamp::now().duration_until(until);
                 Duration::try_from(left).unwrap_or_default().min(poll)
             }
-            Ok(Round::Raced) => Duration::ZERO,
-            Err(e) => {
+            Ok(Ok(Round::Raced)) => Duration::ZERO,
+            Ok(Err(e)) => {
                 warn!(lease = %config.lease_name, error = %e, "leader election: reading or writing the Lease failed");
-                if renewed_at.is_some_and(|at| at.elapsed() >= renew_deadline) {
-                    renewed_at = None;
-                    if set(false) {
-                        metrics.set_leader(false);
-                        warn!(lease = %config.lease_name, "leader election: could not renew in time; stepping down");
-                    }
-                }
+                poll
+            }
+            Err(_) => {
+                warn!(lease = %config.lease_name, timeout = ?request_timeout, "leader election: a Lease request timed out");
                 poll
             }
         };
+        // Never sleep past the end of the lead: the step-down happens on time.
+        let wake = Instant::now() + pause;
+        let wake = lead_until.map_or(wake, |until| wake.min(until));
         tokio::select! {
-            _ = tokio::time::sleep(pause) => {}
+            _ = tokio::time::sleep_until(wake) => {}
             // Sent, or the Leadership was dropped: stop either way.
             _ = &mut stop => break,
         }
+        if lead_until.is_some_and(|until| Instant::now() >= until) {
+            lead_until = None;
+            step_down("could not renew within the renew deadline");
+        }
     }
     let was_leader = *leader.borrow();
+    fence.close();
     set(false);
     metrics.set_leader(false);
     if was_leader {
@@ -523,6 +565,32 @@ mod tests {
     }
 
     #[test]
+    fn a_holder_clock_far_ahead_does_not_delay_the_takeover() {
+        // A dead holder whose clock ran an hour ahead wrote renewTime 3600; we first saw that
+        // version at 100 by our clock: it expires a duration after our sighting, not its own.
+        let theirs = lease(Some("other"), Some(3600), Some(15));
+        assert_eq!(
+            decide(Some(&theirs), "me", ts(101), ts(100), D),
+            Action::Wait(ts(115))
+        );
+        assert_eq!(decide(Some(&theirs), "me", ts(115), ts(100), D), Action::Acquire);
+        // A live holder renewing (a new version seen each time) is still waited for.
+        assert_eq!(
+            decide(Some(&theirs), "me", ts(116), ts(110), D),
+            Action::Wait(ts(125))
+        );
+    }
+
+    #[test]
+    fn lease_requests_time_out_well_inside_the_renew_deadline() {
+        for secs in [3, 15, 60, 3600] {
+            let d = Duration::from_secs(secs);
+            assert!(request_timeout(d) * 2 < renew_deadline(d), "{d:?}");
+            assert!(request_timeout(d) >= Duration::from_millis(500), "{d:?}");
+        }
+    }
+
+    #[test]
     fn claims_renewals_and_releases() {
         let theirs = lease(Some("other"), Some(0), Some(15));
         let c = claimed(Some(&theirs), "sbomjob-leader", "me", ts(20), D);
@@ -618,6 +686,8 @@ mod tests {
         struct Store {
             lease: Option<Lease>,
             version: u64,
+            /// A hung connection: requests are read and never answered.
+            hang: bool,
         }
 
         fn status(code: StatusCode, reason: &str) -> Response<Full<Bytes>> {
@@ -637,6 +707,9 @@ mod tests {
         async fn handle(store: Arc<Mutex<Store>>, req: Request<Incoming>) -> Response<Full<Bytes>> {
             let (method, path) = (req.method().clone(), req.uri().path().to_string());
             let body = req.into_body().collect().await.unwrap().to_bytes();
+            if store.lock().unwrap().hang {
+                std::future::pending::<()>().await;
+            }
             let mut s = store.lock().unwrap();
             let base = "/apis/coordination.k8s.io/v1/namespaces/ns/leases";
             let named = format!("{base}/sbomjob-leader");
@@ -721,12 +794,17 @@ mod tests {
         async fn one_leader_then_fast_failover_on_release() {
             let (client, store) = fake_api().await;
             let metrics = Arc::new(Metrics::new());
-            let a = Leadership::start(client.clone(), config("a"), metrics.clone());
+            let a = Leadership::start(client.clone(), config("a"), metrics.clone(), Fence::closed());
             leads(&a, true).await;
             assert_eq!(holder(&store).as_deref(), Some("a"));
             assert!(metrics.encode().contains("sbomjob_leader 1"));
 
-            let b = Leadership::start(client.clone(), config("b"), Arc::new(Metrics::new()));
+            let b = Leadership::start(
+                client.clone(),
+                config("b"),
+                Arc::new(Metrics::new()),
+                Fence::closed(),
+            );
             // b reads a live Lease held by a: it waits through several of a's renewals.
             tokio::time::sleep(Duration::from_millis(1500)).await;
             assert!(a.is_leader() && !b.is_leader());
@@ -741,13 +819,64 @@ mod tests {
         }
 
         #[tokio::test]
+        async fn a_leader_whose_requests_hang_steps_down_by_the_renew_deadline() {
+            let (client, store) = fake_api().await;
+            let fence = Fence::closed();
+            let cfg = Config {
+                duration: Duration::from_secs(3),
+                ..config("a")
+            };
+            let a = Leadership::start(client.clone(), cfg, Arc::new(Metrics::new()), fence.clone());
+            leads(&a, true).await;
+            assert!(fence.open(), "writes pass while leading");
+            store.lock().unwrap().hang = true;
+            let hung = Instant::now();
+            let mut rx = a.subscribe();
+            tokio::time::timeout(Duration::from_secs(5), rx.wait_for(|v| !*v))
+                .await
+                .expect("stepped down")
+                .unwrap();
+            assert!(
+                hung.elapsed() <= renew_deadline(Duration::from_secs(3)),
+                "stepped down within the renew deadline of its last renewal: {:?}",
+                hung.elapsed()
+            );
+            assert!(!fence.open(), "and the fence refuses writes");
+            // Connection back: another replica took the Lease meanwhile; a stays a follower.
+            {
+                let mut s = store.lock().unwrap();
+                s.hang = false;
+                s.version += 1;
+                let version = s.version.to_string();
+                let l = s.lease.as_mut().unwrap();
+                l.spec.as_mut().unwrap().holder_identity = Some("b".into());
+                l.spec.as_mut().unwrap().renew_time = Some(MicroTime(Timestamp::now()));
+                l.metadata.resource_version = Some(version);
+            }
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            assert!(!a.is_leader() && !fence.open());
+            a.release().await;
+            assert_eq!(holder(&store).as_deref(), Some("b"), "a released nothing of b's");
+        }
+
+        #[tokio::test]
         async fn a_crashed_leader_is_replaced_after_the_lease_duration() {
             let (client, store) = fake_api().await;
-            let mut a = Leadership::start(client.clone(), config("a"), Arc::new(Metrics::new()));
+            let mut a = Leadership::start(
+                client.clone(),
+                config("a"),
+                Arc::new(Metrics::new()),
+                Fence::closed(),
+            );
             leads(&a, true).await;
             // A crash: the task ends without releasing.
             a.task.take().unwrap().abort();
-            let b = Leadership::start(client.clone(), config("b"), Arc::new(Metrics::new()));
+            let b = Leadership::start(
+                client.clone(),
+                config("b"),
+                Arc::new(Metrics::new()),
+                Fence::closed(),
+            );
             let started = Instant::now();
             leads(&b, true).await;
             assert!(

@@ -11,6 +11,7 @@ pub mod cache;
 pub mod controller;
 pub mod credentials;
 pub mod cycle;
+pub mod fence;
 pub mod image_id;
 pub mod jobs;
 pub mod leader;
@@ -36,6 +37,8 @@ pub enum Error {
     },
     #[error(transparent)]
     Settings(#[from] settings::SettingsError),
+    #[error("no Kubernetes client configuration (in-cluster service account or kubeconfig): {0}")]
+    KubeConfig(String),
     #[error("the {0} cache stopped before it was filled")]
     CacheNotReady(&'static str),
     #[error(transparent)]
