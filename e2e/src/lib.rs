@@ -711,6 +711,31 @@ fn kubectl(args: &[&str]) -> String {
 }
 
 /// A plain HTTP GET on loopback; returns the body.
+/// The ImageRecords of a digest (one per job identity that processed it), newest first, as
+/// JSON, read with kubectl as a person would.
+pub fn image_records(digest: &str) -> Vec<serde_json::Value> {
+    let out = std::process::Command::new("kubectl")
+        .args(["get", "imagerecords", "-o", "json"])
+        .output()
+        .expect("running kubectl");
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    let mut records: Vec<serde_json::Value> = list["items"]
+        .as_array()
+        .map(|items| {
+            items
+                .iter()
+                .filter(|r| r["spec"]["digest"] == digest)
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_default();
+    records.sort_by(|a, b| {
+        let at = |r: &serde_json::Value| r["spec"]["processedAt"].as_str().unwrap_or_default().to_string();
+        at(b).cmp(&at(a))
+    });
+    records
+}
+
 pub fn http_get(addr: &str, path: &str) -> String {
     use std::io::{Read, Write};
     let mut stream =

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use e2e::{Cluster, Scenario, http_get, job_end, job_name, registry::copy_image, wait_for};
+use e2e::{Cluster, Scenario, http_get, image_records, job_end, job_name, registry::copy_image, wait_for};
 
 const PREFIX: &str = "sbomjob.io";
 const MIN: Duration = Duration::from_secs(60);
@@ -35,8 +35,19 @@ async fn cache_annotates_known_digests_without_a_job() {
 
     // The record, as a person would look for it.
     let digest = cluster.var("WORKLOAD_ALPHA_IMAGE_DIGEST");
-    let record = format!("sha256-{}", digest.trim_start_matches("sha256:"));
     wait_for("the cache record", MIN, || async {
+        !image_records(digest).is_empty()
+    })
+    .await;
+    let record = image_records(digest)[0]["metadata"]["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        record.starts_with(&format!("sha256-{}-", digest.trim_start_matches("sha256:"))),
+        "named by digest and identity: {record}"
+    );
+    wait_for("the cache record by name", MIN, || async {
         let out = std::process::Command::new("kubectl")
             .args(["get", "imagerecords", &record])
             .output()

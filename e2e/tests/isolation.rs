@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use e2e::{
-    Cluster, SKOPEO_INSPECT, Scenario, job_end, job_name,
+    Cluster, SKOPEO_INSPECT, Scenario, image_records, job_end, job_name,
     registry::{Image, copy_image, delete_manifest},
     sim::{self, SimContainer},
     wait_for,
@@ -41,14 +41,9 @@ fn job_digests(job: &Job) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// The ImageRecord of a digest, as JSON (`None` while there is none).
+/// The newest ImageRecord of a digest, as JSON (`None` while there is none).
 fn record(digest: &str) -> Option<Value> {
-    let name = format!("sha256-{}", digest.trim_start_matches("sha256:"));
-    let out = std::process::Command::new("kubectl")
-        .args(["get", "imagerecord", &name, "-o", "json", "--ignore-not-found"])
-        .output()
-        .expect("running kubectl");
-    serde_json::from_slice(&out.stdout).ok()
+    image_records(digest).into_iter().next()
 }
 
 /// Waits for the digest's record to say it failed alone `attempts` times; returns the record.

@@ -1,31 +1,44 @@
-//! The digest cache: one cluster-scoped `ImageRecord` (`sbomjob.io/v1alpha1`) per processed
-//! digest, so a new pod running a known digest is annotated without a Job.
+//! The digest cache: cluster-scoped `ImageRecord`s (`sbomjob.io/v1alpha1`), one per processed
+//! digest and job identity, so a new pod running a known digest is annotated without a Job.
 //!
 //! A record says which job image, with which settings, processed the digest, when, in which Job,
 //! and with what result. It counts as done ([`lookup`] → [`CacheDecision::Hit`]) while it is
 //! unexpired (`SBOM_CACHE_TTL`, default 72 h), succeeded, and was made by the same job image with
-//! the same settings ([`JobIdentity`]). Records are collected when they expire or when no watched
-//! pod has run their digest for `SBOM_CACHE_GRACE` ([`sweep`]).
+//! the same settings ([`JobIdentity`]).
 //!
-//! Pure core: [`name_for`], [`JobIdentity`], [`lookup`], [`record_for`], [`mark_running`],
-//! [`to_collect`], [`sweep`]. Shell: [`load`], [`write`] (server-side apply, field manager
-//! `sbomjob`, forced), [`delete`], [`installed`].
+//! **Several releases.** The record's name is the digest plus a key of the settings hash
+//! ([`name_for`]): releases with the same job identity (job image and forwarded settings) share
+//! one record, so the second creates no Job for what the first did, and releases with other
+//! identities keep records of their own, never overwriting each other's. A record lists the
+//! releases that use it (`<namespace>/<release>`) and, for each, since when none of its watched
+//! pods runs the digest. A release collects a record of its identity once it has expired or no
+//! listed release has run the digest for `SBOM_CACHE_GRACE` ([`sweep`]); records of other
+//! identities only once they have expired (nobody can use them then). So uninstalling a release
+//! leaves the others' records working, and its own expire.
 //!
-//! Everything is in `spec` (no status subresource): the operator is the only writer, a record is
-//! observed data rather than desired state, and one apply writes it whole. `notRunningSince` is
-//! the one field that changes without a Job: set when the digest is first seen not running,
-//! removed when it runs again, so records are written on those transitions only, not every cycle.
+//! **Writes** are read-modify-write with the resourceVersion that was read (create, or replace;
+//! a delete carries it as a precondition): of two releases updating a record at once, one gets
+//! 409 and reads it again, and neither loses the other's entry.
+//!
+//! Pure core: [`name_for`], [`JobIdentity`], [`lookup`], [`record_for`], [`split`],
+//! [`sweep`], [`changed`]. Shell: [`load`], [`save`], [`delete`], [`installed`].
+//!
+//! Everything is in `spec` (no status subresource): a record is observed data rather than desired
+//! state, and one write carries it whole. The releases' entries are the only fields that change
+//! without a Job, and only on transitions (a release starts or stops running the digest).
 
 use std::{
     collections::{BTreeMap, HashSet},
     time::Duration,
 };
 
+use kube::api::{PostParams, Preconditions};
+
 use chrono::{DateTime, SubsecRound, Utc};
 use futures::{StreamExt, stream};
 use kube::{
     Api, Client, CustomResource, CustomResourceExt,
-    api::{DeleteParams, ListParams, ObjectMeta, Patch, PatchParams},
+    api::{DeleteParams, ListParams, ObjectMeta},
 };
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -42,6 +55,11 @@ use crate::{
 
 /// The field manager of every record write.
 pub const FIELD_MANAGER: &str = "sbomjob";
+/// Hex digits of the settings hash in a record's name: 64 bits, no collision among the
+/// identities of one cluster.
+pub const IDENTITY_KEY_LEN: usize = 16;
+/// Tries of one record write when other writers keep changing it (409).
+const WRITE_TRIES: usize = 4;
 /// Writes and deletes in flight at once.
 const CONCURRENCY: usize = 8;
 /// Records per list page.
@@ -123,12 +141,23 @@ pub struct ImageRecordSpec {
     pub job: String,
     /// How the Job ended; only `Succeeded` spares a later Job.
     pub result: RecordResult,
-    /// Since when no pod the operator watches runs the digest; absent while one does.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub not_running_since: Option<DateTime<Utc>>,
+    /// The releases that use the record: each ran the digest or found it here.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub releases: Vec<ReleaseUse>,
     /// Set when the digest failed alone: how often in a row, why, and when it is tried again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure: Option<RecordFailure>,
+}
+
+/// A release that uses a record.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReleaseUse {
+    /// `<namespace>/<release>` (`POD_NAMESPACE`, `SBOM_RELEASE`).
+    pub release: String,
+    /// Since when none of the release's watched pods runs the digest; absent while one does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_running_since: Option<DateTime<Utc>>,
 }
 
 /// The back-off of a digest that failed alone in its Job ([`crate::backoff`]).
@@ -254,9 +283,21 @@ pub fn settings_hash(job: &JobSettings) -> String {
     format!("{:x}", Sha256::digest(&input))
 }
 
-/// The record name of a digest: `sha256:<hex>` → `sha256-<hex>` (lower case). `None` for a
-/// value that cannot make a valid object name.
-pub fn name_for(digest: &str) -> Option<String> {
+/// The record name of a digest processed under a settings hash: `sha256:<hex>` →
+/// `sha256-<hex>-<first 16 hex digits of the hash>` (lower case). `None` for a value that
+/// cannot make a valid object name.
+pub fn name_for(digest: &str, settings_hash: &str) -> Option<String> {
+    let key = settings_hash.get(..IDENTITY_KEY_LEN).filter(|k| {
+        k.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    })?;
+    let name = format!("{}-{key}", digest_name(digest)?);
+    (name.len() <= 253).then_some(name)
+}
+
+/// `sha256:<hex>` → `sha256-<hex>`: the name of records before several releases shared the
+/// cache (collected once they expire).
+fn digest_name(digest: &str) -> Option<String> {
     let (algorithm, hex) = digest.split_once(':')?;
     let ok = !algorithm.is_empty()
         && algorithm
@@ -354,7 +395,7 @@ pub fn record_for(
     now: DateTime<Utc>,
     ttl: Duration,
 ) -> Option<ImageRecord> {
-    let name = name_for(digest)?;
+    let name = name_for(digest, &identity.settings_hash)?;
     let now = now.trunc_subsecs(0);
     let ttl = chrono::Duration::from_std(ttl.min(MAX_TTL)).expect("ten years fit");
     let mut repositories = repositories;
@@ -374,7 +415,7 @@ pub fn record_for(
             expires_at: now + ttl,
             job: job_name.to_string(),
             result,
-            not_running_since: None,
+            releases: Vec::new(),
             failure: None,
         },
     ))
@@ -391,67 +432,126 @@ fn with_meta(name: &str, spec: ImageRecordSpec) -> ImageRecord {
     record
 }
 
-/// The records whose `notRunningSince` must change: set to `now` when none of `running` (the
-/// digests watched pods run now) is theirs, removed when one is again. Write them with [`write`].
-pub fn mark_running(
-    records: &[ImageRecord],
-    running: &HashSet<&str>,
-    now: DateTime<Utc>,
-) -> Vec<ImageRecord> {
-    records
-        .iter()
-        .filter_map(|r| {
-            let is_running = running.contains(r.spec.digest.as_str());
-            let since = match (is_running, r.spec.not_running_since) {
-                (true, Some(_)) => None,
-                (false, None) => Some(now.trunc_subsecs(0)),
-                _ => return None,
-            };
-            let mut record = r.clone();
-            record.spec.not_running_since = since;
-            Some(record)
-        })
-        .collect()
+/// The records of one cycle, by whose they are.
+#[derive(Debug, Default, PartialEq)]
+pub struct Loaded {
+    /// The records of our identity (settings hash), by digest: what lookups and the sweep use.
+    pub own: BTreeMap<String, ImageRecord>,
+    /// Other releases' records (other identities, or from before records were shared) that have
+    /// expired, as (name, resourceVersion): nobody can use them, so any release collects them.
+    pub expired: Vec<(String, Option<String>)>,
 }
 
-/// Names of the records to delete: expired ones, and those whose digest no watched pod has run
-/// for `grace` (per `notRunningSince`; a record not yet marked is marked first by
-/// [`mark_running`]).
-pub fn to_collect(
-    records: &[ImageRecord],
+/// Sorts a page of records into [`Loaded`]; the other identities' live records are dropped, so a
+/// release holds only its own in memory.
+pub fn split(loaded: &mut Loaded, page: Vec<ImageRecord>, settings_hash: &str, now: DateTime<Utc>) {
+    for r in page {
+        let Some(name) = r.metadata.name.clone() else {
+            continue;
+        };
+        let ours = r.spec.settings_hash == settings_hash
+            && name_for(&r.spec.digest, settings_hash).as_deref() == Some(name.as_str());
+        if ours {
+            loaded.own.insert(r.spec.digest.clone(), r);
+        } else if now >= r.spec.expires_at {
+            loaded.expired.push((name, r.metadata.resource_version.clone()));
+        }
+    }
+}
+
+/// One release's use of a record, set to `since` (`None`: running it now).
+fn set_use(releases: &mut Vec<ReleaseUse>, release: &str, since: Option<DateTime<Utc>>) {
+    match releases.iter_mut().find(|u| u.release == release) {
+        Some(u) => u.not_running_since = since,
+        None => releases.push(ReleaseUse {
+            release: release.to_string(),
+            not_running_since: since,
+        }),
+    }
+    releases.sort_by(|a, b| a.release.cmp(&b.release));
+}
+
+/// What a write does to a record.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Change {
+    /// A Job of ours processed the digest: this is the new record (result, Job, times), and we
+    /// run the digest. The other releases' entries stay.
+    Processed(Box<ImageRecordSpec>),
+    /// Our release starts (`None`) or stopped (`Some(since)`) running the digest. Nothing is
+    /// created for a record that is gone.
+    Mark(Option<DateTime<Utc>>),
+}
+
+/// The record after `change` by `release`, from the record as it is now (`None`: absent);
+/// `None` when there is nothing to write.
+pub fn changed(current: Option<&ImageRecordSpec>, change: &Change, release: &str) -> Option<ImageRecordSpec> {
+    match change {
+        Change::Processed(new) => {
+            let mut spec = ImageRecordSpec::clone(new);
+            spec.releases = current.map(|c| c.releases.clone()).unwrap_or_default();
+            set_use(&mut spec.releases, release, None);
+            Some(spec)
+        }
+        Change::Mark(since) => {
+            let mut spec = current?.clone();
+            set_use(&mut spec.releases, release, *since);
+            (Some(&spec) != current).then_some(spec)
+        }
+    }
+}
+
+/// What a cycle does to the records it loaded: delete these (name, resourceVersion), then mark
+/// those (our entry changes).
+#[derive(Debug, Default, PartialEq)]
+pub struct Sweep {
+    pub delete: Vec<(String, Option<String>)>,
+    pub mark: Vec<(ImageRecord, Option<DateTime<Utc>>)>,
+}
+
+/// Our entry in each of our records follows whether our watched pods run its digest (`running`):
+/// set to `now` when they stopped, removed when they run it again, added when we run a digest
+/// another release recorded. A record is deleted when it expired, or when every release listed
+/// (us included, after this cycle's mark) has not run it for `grace`. Expired records of others
+/// are deleted too.
+pub fn sweep(
+    loaded: &Loaded,
+    release: &str,
     running: &HashSet<&str>,
     now: DateTime<Utc>,
     grace: Duration,
-) -> Vec<String> {
+) -> Sweep {
     let grace = chrono::Duration::from_std(grace.min(MAX_TTL)).expect("ten years fit");
-    records
-        .iter()
-        .filter(|r| {
-            let spec = &r.spec;
-            let gone = !running.contains(spec.digest.as_str())
-                && spec.not_running_since.is_some_and(|since| now - since >= grace);
-            now >= spec.expires_at || gone
-        })
-        .filter_map(|r| r.metadata.name.clone())
-        .collect()
-}
-
-/// What a cycle does to the records it loaded: delete these, then write those.
-#[derive(Debug, Default, PartialEq)]
-pub struct Sweep {
-    pub delete: Vec<String>,
-    pub update: Vec<ImageRecord>,
-}
-
-/// [`to_collect`] and [`mark_running`] together; deleted records are not also updated.
-pub fn sweep(records: &[ImageRecord], running: &HashSet<&str>, now: DateTime<Utc>, grace: Duration) -> Sweep {
-    let delete = to_collect(records, running, now, grace);
-    let doomed: HashSet<&str> = delete.iter().map(String::as_str).collect();
-    let update = mark_running(records, running, now)
-        .into_iter()
-        .filter(|r| !r.metadata.name.as_deref().is_some_and(|n| doomed.contains(n)))
-        .collect();
-    Sweep { delete, update }
+    let now = now.trunc_subsecs(0);
+    let mut out = Sweep {
+        delete: loaded.expired.clone(),
+        mark: Vec::new(),
+    };
+    for (digest, record) in &loaded.own {
+        let spec = &record.spec;
+        let mine = spec.releases.iter().find(|u| u.release == release);
+        let since = match (running.contains(digest.as_str()), mine) {
+            (true, _) => None,
+            (false, Some(u)) => Some(u.not_running_since.unwrap_or(now)),
+            // Not ours to mark: we never ran it.
+            (false, None) => None,
+        };
+        let mut after = spec.releases.clone();
+        if running.contains(digest.as_str()) || mine.is_some() {
+            set_use(&mut after, release, since);
+        }
+        let gone = !after.is_empty()
+            && after
+                .iter()
+                .all(|u| u.not_running_since.is_some_and(|s| now - s >= grace));
+        if now >= spec.expires_at || gone {
+            if let Some(name) = record.metadata.name.clone() {
+                out.delete.push((name, record.metadata.resource_version.clone()));
+            }
+        } else if after != spec.releases {
+            out.mark.push((record.clone(), since));
+        }
+    }
+    out
 }
 
 /// Whether the ImageRecord CRD is installed (a list of one succeeds). The operator runs without
@@ -465,10 +565,11 @@ pub async fn installed(client: &Client) -> Result<bool> {
     }
 }
 
-/// Every record, page by page.
-pub async fn load(client: &Client) -> Result<Vec<ImageRecord>> {
+/// Every record, page by page, sorted by whose it is ([`split`]).
+pub async fn load(client: &Client, settings_hash: &str) -> Result<Loaded> {
     let api: Api<ImageRecord> = Api::all(client.clone());
-    let mut records = Vec::new();
+    let mut loaded = Loaded::default();
+    let now = Utc::now();
     let mut token: Option<String> = None;
     loop {
         let mut params = ListParams::default().limit(PAGE);
@@ -479,49 +580,121 @@ pub async fn load(client: &Client) -> Result<Vec<ImageRecord>> {
             .list(&params)
             .await
             .context(|| "listing ImageRecords".into())?;
-        records.extend(page.items);
+        split(&mut loaded, page.items, settings_hash, now);
         token = page.metadata.continue_.filter(|t| !t.is_empty());
         if token.is_none() {
             break;
         }
     }
-    debug!(records = records.len(), "image records loaded");
-    Ok(records)
+    debug!(
+        own = loaded.own.len(),
+        expired = loaded.expired.len(),
+        "image records loaded"
+    );
+    Ok(loaded)
 }
 
-/// Applies the records (server-side apply, field manager `sbomjob`, forced); only their name,
-/// the managed-by label and the spec are sent. Fields the operator set before and left out now
-/// (such as `notRunningSince`) are removed. Every record is tried; the error names the first
-/// failure and how many failed.
-pub async fn write(client: &Client, records: &[ImageRecord]) -> Result<()> {
+/// One record write: the change, and the record as this cycle read it (saves a GET).
+#[derive(Debug, Clone)]
+pub struct Update {
+    pub name: String,
+    pub current: Option<ImageRecord>,
+    pub change: Change,
+}
+
+impl Update {
+    /// A record a Job just made (its current version is read when the create finds one).
+    pub fn processed(record: ImageRecord) -> Option<Self> {
+        Some(Update {
+            name: record.metadata.name.clone()?,
+            current: None,
+            change: Change::Processed(Box::new(record.spec)),
+        })
+    }
+
+    /// Our entry in a loaded record.
+    pub fn mark(record: &ImageRecord, since: Option<DateTime<Utc>>) -> Option<Self> {
+        Some(Update {
+            name: record.metadata.name.clone()?,
+            current: Some(record.clone()),
+            change: Change::Mark(since),
+        })
+    }
+}
+
+/// Writes each update as `release`: a create when the record is absent, else a replace with
+/// the resourceVersion read, read again and retried on 409 (another release wrote it meanwhile),
+/// so no writer loses another's entry. Every update is tried; the error names the first failure
+/// and how many failed.
+pub async fn save(client: &Client, release: &str, updates: Vec<Update>) -> Result<()> {
     let api: Api<ImageRecord> = Api::all(client.clone());
-    let params = PatchParams::apply(FIELD_MANAGER).force();
-    let results: Vec<(String, std::result::Result<(), kube::Error>)> = stream::iter(records)
-        .filter_map(|r| std::future::ready(r.metadata.name.clone().map(|name| (name, r.spec.clone()))))
-        .map(|(name, spec)| {
-            let (api, params) = (&api, &params);
+    let total = updates.len();
+    let results: Vec<(String, std::result::Result<(), kube::Error>)> = stream::iter(updates)
+        .map(|u| {
+            let api = &api;
             async move {
-                let body = with_meta(&name, spec);
-                let result = api.patch(&name, params, &Patch::Apply(&body)).await.map(drop);
-                (name, result)
+                let result = save_one(api, release, &u).await;
+                (u.name, result)
             }
         })
         .buffer_unordered(CONCURRENCY)
         .collect()
         .await;
-    first_failure(results, records.len(), "writing")
+    first_failure(results, total, "writing")
 }
 
-/// Deletes records by name; one already gone is fine.
-pub async fn delete(client: &Client, names: &[String]) -> Result<()> {
+async fn save_one(api: &Api<ImageRecord>, release: &str, u: &Update) -> std::result::Result<(), kube::Error> {
+    let pp = PostParams {
+        field_manager: Some(FIELD_MANAGER.into()),
+        ..Default::default()
+    };
+    let mut current = u.current.clone();
+    let mut known = current.is_some();
+    for _ in 0..WRITE_TRIES {
+        if !known {
+            current = api.get_opt(&u.name).await?;
+        }
+        let Some(spec) = changed(current.as_ref().map(|r| &r.spec), &u.change, release) else {
+            return Ok(());
+        };
+        let mut body = with_meta(&u.name, spec);
+        let written = match &current {
+            None => api.create(&pp, &body).await,
+            Some(cur) => {
+                body.metadata.resource_version = cur.metadata.resource_version.clone();
+                api.replace(&u.name, &pp, &body).await
+            }
+        };
+        match written {
+            Ok(_) => return Ok(()),
+            // AlreadyExists, a stale resourceVersion, or gone meanwhile: read it and try again.
+            Err(kube::Error::Api(s)) if s.code == 409 || s.code == 404 => known = false,
+            Err(e) => return Err(e),
+        }
+    }
+    debug!(record = %u.name, "image record kept changing under us; left for the next cycle");
+    Ok(())
+}
+
+/// Deletes records by (name, resourceVersion read): one already gone, or changed since it was
+/// read (another release just used it), is left alone.
+pub async fn delete(client: &Client, records: &[(String, Option<String>)]) -> Result<()> {
     let api: Api<ImageRecord> = Api::all(client.clone());
-    let results: Vec<(String, std::result::Result<(), kube::Error>)> = stream::iter(names)
-        .map(|name| {
+    let results: Vec<(String, std::result::Result<(), kube::Error>)> = stream::iter(records)
+        .map(|(name, version)| {
             let api = &api;
             async move {
-                let result = match api.delete(name, &DeleteParams::default()).await {
+                let params = DeleteParams {
+                    preconditions: Some(Preconditions {
+                        resource_version: version.clone(),
+                        uid: None,
+                    }),
+                    ..Default::default()
+                };
+                let result = match api.delete(name, &params).await {
                     Ok(_) => Ok(()),
                     Err(e) if is_not_found(&e) => Ok(()),
+                    Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
                     Err(e) => Err(e),
                 };
                 (name.clone(), result)
@@ -530,10 +703,10 @@ pub async fn delete(client: &Client, names: &[String]) -> Result<()> {
         .buffer_unordered(CONCURRENCY)
         .collect()
         .await;
-    if !names.is_empty() {
-        info!(records = names.len(), "image records collected");
+    if !records.is_empty() {
+        info!(records = records.len(), "image records collected");
     }
-    first_failure(results, names.len(), "deleting")
+    first_failure(results, records.len(), "deleting")
 }
 
 fn first_failure(
@@ -617,13 +790,26 @@ mod tests {
     }
 
     #[test]
-    fn names_from_digests() {
+    fn names_from_digests_and_identities() {
+        let h = identity().settings_hash;
+        let name = name_for(D1, &h).unwrap();
         assert_eq!(
-            name_for(D1).as_deref(),
-            Some("sha256-1111111111111111111111111111111111111111111111111111111111111111")
+            name,
+            format!(
+                "sha256-1111111111111111111111111111111111111111111111111111111111111111-{}",
+                &h[..16]
+            )
         );
-        assert_eq!(name_for(D1).unwrap().len(), 71);
-        assert_eq!(name_for("sha256:ABCDEF").as_deref(), Some("sha256-abcdef"));
+        assert_eq!(name.len(), 88);
+        assert_ne!(
+            name_for(D1, &"0".repeat(64)),
+            Some(name),
+            "another identity, another record"
+        );
+        assert_eq!(
+            name_for("sha256:ABCDEF", &h),
+            Some(format!("sha256-abcdef-{}", &h[..16]))
+        );
         for bad in [
             "",
             "sha256",
@@ -633,8 +819,10 @@ mod tests {
             "sha256:xyz",
             "sha_256:abc",
         ] {
-            assert_eq!(name_for(bad), None, "{bad}");
+            assert_eq!(name_for(bad, &h), None, "{bad}");
         }
+        assert_eq!(name_for(D1, "short"), None);
+        assert_eq!(name_for(D1, &"G".repeat(64)), None);
     }
 
     #[test]
@@ -708,7 +896,7 @@ mod tests {
             TTL,
         )
         .unwrap();
-        assert_eq!(r.metadata.name.as_deref(), name_for(D1).as_deref());
+        assert_eq!(r.metadata.name, name_for(D1, &identity.settings_hash));
         assert_eq!(r.metadata.labels.as_ref().unwrap()[MANAGED_BY_LABEL], MANAGED_BY);
         assert_eq!(r.spec.repositories, ["reg/a", "reg/b"]);
         assert_eq!(r.spec.job_image.digest.as_deref(), Some(D2));
@@ -793,6 +981,29 @@ mod tests {
         assert_eq!(MissReason::SettingsChanged.as_str(), "settings_changed");
     }
 
+    const A: &str = "ns-a/syft";
+    const C: &str = "ns-a/syft-2";
+
+    fn uses(list: &[(&str, Option<DateTime<Utc>>)]) -> Vec<ReleaseUse> {
+        list.iter()
+            .map(|(r, since)| ReleaseUse {
+                release: r.to_string(),
+                not_running_since: *since,
+            })
+            .collect()
+    }
+
+    fn named(mut r: ImageRecord, version: &str) -> ImageRecord {
+        r.metadata.resource_version = Some(version.into());
+        r
+    }
+
+    fn loaded(records: Vec<ImageRecord>, now: DateTime<Utc>) -> Loaded {
+        let mut l = Loaded::default();
+        split(&mut l, records, &identity().settings_hash, now);
+        l
+    }
+
     #[test]
     fn by_digest_indexes_records() {
         let records = [
@@ -805,60 +1016,149 @@ mod tests {
     }
 
     #[test]
-    fn running_marks_change_only_on_transitions() {
-        let records = [
-            record(D1, RecordResult::Succeeded, t(0)),
-            record(D2, RecordResult::Succeeded, t(0)),
-        ];
-        let running: HashSet<&str> = [D1].into();
-        let marked = mark_running(&records, &running, t(1));
-        assert_eq!(marked.len(), 1);
-        assert_eq!(marked[0].spec.digest, D2);
-        assert_eq!(marked[0].spec.not_running_since, Some(t(1)));
+    fn records_are_sorted_into_ours_and_the_expired_of_others() {
+        let ours = named(record(D1, RecordResult::Succeeded, t(0)), "1");
+        let other_identity = JobIdentity::from_settings(&job_settings("reg/trivy:1", &[]));
+        let theirs_live = record_for(
+            D1,
+            vec![],
+            &other_identity,
+            "j",
+            RecordResult::Succeeded,
+            t(0),
+            TTL,
+        )
+        .unwrap();
+        let theirs_expired = named(
+            record_for(
+                D2,
+                vec![],
+                &other_identity,
+                "j",
+                RecordResult::Succeeded,
+                t(-100),
+                TTL,
+            )
+            .unwrap(),
+            "7",
+        );
+        // A record from before records were shared: named by digest only, same identity.
+        let mut legacy = record(D2, RecordResult::Succeeded, t(-100));
+        legacy.metadata.name = digest_name(D2);
+        assert_ne!(
+            theirs_live.metadata.name, ours.metadata.name,
+            "two identities, two records"
+        );
 
-        // Already marked: nothing to write. Running again: the mark goes.
-        let records = [records[0].clone(), marked[0].clone()];
-        assert!(mark_running(&records, &running, t(2)).is_empty());
-        let both: HashSet<&str> = [D1, D2].into();
-        let cleared = mark_running(&records, &both, t(2));
-        assert_eq!(cleared.len(), 1);
-        assert_eq!(cleared[0].spec.not_running_since, None);
-    }
-
-    #[test]
-    fn collection_of_expired_and_long_gone_records() {
-        let mut gone_long = record(D1, RecordResult::Succeeded, t(0));
-        gone_long.spec.not_running_since = Some(t(1));
-        let mut gone_briefly = record(D2, RecordResult::Succeeded, t(0));
-        gone_briefly.spec.not_running_since = Some(t(2) - chrono::Duration::minutes(30));
-        let d3 = "sha256:3333333333333333333333333333333333333333333333333333333333333333";
-        let unmarked = record(d3, RecordResult::Succeeded, t(0));
-        let d4 = "sha256:4444444444444444444444444444444444444444444444444444444444444444";
-        let expired_running = record(d4, RecordResult::Succeeded, t(-72));
-        let records = [gone_long, gone_briefly, unmarked, expired_running];
-        let running: HashSet<&str> = [d4].into();
-        let names = to_collect(&records, &running, t(2), GRACE);
-        assert_eq!(names, [name_for(D1).unwrap(), name_for(d4).unwrap()]);
-
-        // A marked record whose digest runs again is kept, however old the mark.
-        let back: HashSet<&str> = [D1, d4].into();
+        let l = loaded(
+            vec![ours.clone(), theirs_live, theirs_expired.clone(), legacy.clone()],
+            t(1),
+        );
+        assert_eq!(l.own.len(), 1);
+        assert_eq!(l.own[D1], ours);
         assert_eq!(
-            to_collect(&records[..1], &back, t(2), GRACE),
-            Vec::<String>::new()
+            l.expired,
+            [
+                (theirs_expired.metadata.name.clone().unwrap(), Some("7".into())),
+                (legacy.metadata.name.clone().unwrap(), None),
+            ],
+            "other identities' live records are neither kept nor collected"
         );
     }
 
     #[test]
-    fn sweep_deletes_then_marks_the_rest() {
-        let mut gone_long = record(D1, RecordResult::Succeeded, t(0));
-        gone_long.spec.not_running_since = Some(t(0));
-        let unmarked = record(D2, RecordResult::Succeeded, t(0));
-        let s = sweep(&[gone_long, unmarked], &HashSet::new(), t(2), GRACE);
-        assert_eq!(s.delete, [name_for(D1).unwrap()]);
-        assert_eq!(s.update.len(), 1);
-        assert_eq!(s.update[0].spec.digest, D2);
-        assert_eq!(s.update[0].spec.not_running_since, Some(t(2)));
-        assert_eq!(sweep(&[], &HashSet::new(), t(2), GRACE), Sweep::default());
+    fn a_processed_record_keeps_the_other_releases_entries() {
+        let mut current = record(D1, RecordResult::Failed, t(0)).spec;
+        current.releases = uses(&[(C, Some(t(1)))]);
+        let new = record(D1, RecordResult::Succeeded, t(2)).spec;
+        let written = changed(Some(&current), &Change::Processed(Box::new(new.clone())), A).unwrap();
+        assert_eq!(written.result, RecordResult::Succeeded);
+        assert_eq!(written.processed_at, t(2));
+        assert_eq!(written.releases, uses(&[(A, None), (C, Some(t(1)))]));
+        // Absent: created with our entry only.
+        assert_eq!(
+            changed(None, &Change::Processed(Box::new(new)), A)
+                .unwrap()
+                .releases,
+            uses(&[(A, None)])
+        );
+    }
+
+    #[test]
+    fn a_mark_changes_only_our_entry_and_creates_nothing() {
+        let mut current = record(D1, RecordResult::Succeeded, t(0)).spec;
+        current.releases = uses(&[(A, None), (C, None)]);
+        let marked = changed(Some(&current), &Change::Mark(Some(t(3))), A).unwrap();
+        assert_eq!(marked.releases, uses(&[(A, Some(t(3))), (C, None)]));
+        assert_eq!(
+            changed(None, &Change::Mark(Some(t(3))), A),
+            None,
+            "gone: nothing created"
+        );
+        assert_eq!(
+            changed(Some(&current), &Change::Mark(None), A),
+            None,
+            "no change: no write"
+        );
+    }
+
+    #[test]
+    fn the_sweep_marks_transitions_of_our_entry() {
+        let mut ran_by_us = record(D1, RecordResult::Succeeded, t(0));
+        ran_by_us.spec.releases = uses(&[(A, None)]);
+        let mut recorded_by_c = record(D2, RecordResult::Succeeded, t(0));
+        recorded_by_c.spec.releases = uses(&[(C, None)]);
+        let l = loaded(vec![ran_by_us.clone(), recorded_by_c.clone()], t(1));
+
+        // We stopped running D1; we run D2, which C recorded: both get our entry changed.
+        let running: HashSet<&str> = [D2].into();
+        let s = sweep(&l, A, &running, t(1), GRACE);
+        assert!(s.delete.is_empty());
+        assert_eq!(
+            s.mark,
+            [(ran_by_us.clone(), Some(t(1))), (recorded_by_c.clone(), None)]
+        );
+
+        // Nothing changed: nothing written. A digest we never ran is not ours to mark.
+        ran_by_us.spec.releases = uses(&[(A, Some(t(1)))]);
+        let l = loaded(vec![ran_by_us, recorded_by_c], t(1));
+        let s = sweep(&l, A, &[D2].into(), t(1) + chrono::Duration::minutes(10), GRACE);
+        assert_eq!(s.mark.len(), 1, "only D2, where our entry is new");
+        let s = sweep(&l, "other/x", &HashSet::new(), t(1), GRACE);
+        assert_eq!(s, Sweep::default());
+    }
+
+    #[test]
+    fn a_record_goes_only_when_no_release_ran_it_for_the_grace() {
+        let mut shared = named(record(D1, RecordResult::Succeeded, t(0)), "5");
+        // C still runs the digest: however long we have not, the record stays.
+        shared.spec.releases = uses(&[(A, Some(t(1))), (C, None)]);
+        let l = loaded(vec![shared.clone()], t(5));
+        assert!(sweep(&l, A, &HashSet::new(), t(5), GRACE).delete.is_empty());
+        // C stopped too, long enough ago: collected, with the version read as a precondition.
+        shared.spec.releases = uses(&[(A, Some(t(1))), (C, Some(t(2)))]);
+        let l = loaded(vec![shared.clone()], t(5));
+        assert_eq!(
+            sweep(&l, A, &HashSet::new(), t(5), GRACE).delete,
+            [(shared.metadata.name.clone().unwrap(), Some("5".into()))]
+        );
+        // Within the grace of C's mark: kept.
+        let l = loaded(vec![shared.clone()], t(2));
+        assert!(
+            sweep(
+                &l,
+                A,
+                &HashSet::new(),
+                t(2) + chrono::Duration::minutes(30),
+                GRACE
+            )
+            .delete
+            .is_empty()
+        );
+        // Expired: collected even while running.
+        let old = named(record(D2, RecordResult::Succeeded, t(-72)), "9");
+        let l = loaded(vec![old.clone()], t(0));
+        assert_eq!(sweep(&l, A, &[D2].into(), t(0), GRACE).delete.len(), 1);
     }
 
     #[test]

@@ -120,17 +120,20 @@ pub async fn run(settings: Settings) -> Result<()> {
             }
         },
     };
+    // This replica: the Lease holder identity, the Events' reporting instance, the creator named
+    // on its Jobs.
+    let identity = leader::identity();
     let leadership = if settings.ops.leader_election {
         Leadership::start(
             lease_client,
-            leader::Config::new(&namespace, &settings.ops),
+            leader::Config::new(&namespace, &settings.ops, &identity),
             metrics.clone(),
             fence,
         )
     } else {
         Leadership::always(&metrics)
     };
-    let instance = pod_events::reporting_instance();
+    let instance = identity;
     let reporter = Reporter {
         controller: pod_events::CONTROLLER.into(),
         instance: Some(instance.clone()),
@@ -183,7 +186,7 @@ async fn run_loop(ctx: &cycle::Context, mut leader: watch::Receiver<bool>, mut a
                 _ = &mut shutdown => return,
             }
         }
-        let id = crate::objects::cycle_id(Utc::now(), rand::random());
+        let id = crate::objects::cycle_id(&ctx.settings.ops.release, Utc::now(), rand::random());
         let span = info_span!("cycle", id = %id);
         span.in_scope(|| match wake {
             Wake::Schedule => info!("cycle starts (schedule)"),

@@ -266,7 +266,8 @@ async fn back_off(ctx: &Context, unit: &Unit, job_name: &str, why: &str) {
             .collect();
         let identity = ctx.current_identity();
         let record = cache::failure_record(&unit.digest, repos, &identity, job_name, &failure, ttl);
-        if let Err(e) = cache::write(&ctx.client, &record.into_iter().collect::<Vec<_>>()).await {
+        let update = record.and_then(cache::Update::processed);
+        if let Err(e) = cache::save(&ctx.client, &ctx.release_key(), update.into_iter().collect()).await {
             warn!(digest = %unit.digest, error = %e, "could not record the failure; it is kept in memory");
         }
     }
@@ -304,6 +305,11 @@ async fn waits(ctx: &Context, job_name: &str, units: &[Unit], reason: &str, why:
 }
 
 impl Context {
+    /// This release in the records it uses: `<namespace>/<release>`.
+    pub fn release_key(&self) -> String {
+        format!("{}/{}", self.namespace, self.settings.ops.release)
+    }
+
     /// The identity of Jobs made now, with the job image's digest once a job pod showed it.
     pub fn current_identity(&self) -> JobIdentity {
         let digest = self.job_image_digest.lock().expect("lock").clone();
@@ -450,7 +456,7 @@ async fn apply_cache(
     running: &BTreeSet<String>,
     items: Vec<WorkItem>,
 ) -> Vec<WorkItem> {
-    let records = match cache::load(&ctx.client).await {
+    let loaded = match cache::load(&ctx.client, &ctx.identity.settings_hash).await {
         Ok(r) => r,
         Err(e) => {
             warn!(error = %e, "could not read the digest cache; processing every image");
@@ -459,12 +465,11 @@ async fn apply_cache(
     };
     let now = chrono::Utc::now();
     let identity = ctx.current_identity();
-    let index = cache::by_digest(&records);
     let mut hits = Vec::new();
     let mut misses = Vec::new();
     let mut again = 0;
     for item in items {
-        let decision = cache::lookup(index.get(item.digest.as_str()).copied(), &identity, now);
+        let decision = cache::lookup(loaded.own.get(item.digest.as_str()), &identity, now);
         match (item.annotated, decision) {
             (false, CacheDecision::Hit) => hits.push(item),
             (false, CacheDecision::Miss(_)) => misses.push(item),
@@ -498,8 +503,9 @@ async fn apply_cache(
         }
         ctx.refused_annotations(&report.refused, "the digest cache").await;
     }
-    // Failures recorded by an earlier run (or another replica) hold as they do in memory.
-    for record in &records {
+    // Failures recorded by an earlier run (or another replica, or another release of the same
+    // identity) hold as they do in memory.
+    for record in loaded.own.values() {
         if let Some(f) = record.failure()
             && ctx
                 .failures
@@ -510,11 +516,17 @@ async fn apply_cache(
         }
     }
     let running: HashSet<&str> = running.iter().map(String::as_str).collect();
-    let sweep = cache::sweep(&records, &running, now, ctx.settings.ops.cache_grace);
+    let release = ctx.release_key();
+    let sweep = cache::sweep(&loaded, &release, &running, now, ctx.settings.ops.cache_grace);
     if let Err(e) = cache::delete(&ctx.client, &sweep.delete).await {
         warn!(error = %e, "could not delete stale cache records");
     }
-    if let Err(e) = cache::write(&ctx.client, &sweep.update).await {
+    let marks = sweep
+        .mark
+        .iter()
+        .filter_map(|(record, since)| cache::Update::mark(record, *since))
+        .collect();
+    if let Err(e) = cache::save(&ctx.client, &release, marks).await {
         warn!(error = %e, "could not update cache records");
     }
     misses

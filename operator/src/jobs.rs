@@ -31,7 +31,8 @@ use crate::{
     is_not_found,
     metrics::JobResult,
     objects::{
-        self, DIGESTS_ANNOTATION, JobPlan, SELECTOR, SETTINGS_HASH_ANNOTATION, STATE_DONE, STATE_LABEL,
+        self, CREATED_BY_ANNOTATION, DIGESTS_ANNOTATION, JobPlan, SETTINGS_HASH_ANNOTATION, STATE_DONE,
+        STATE_LABEL,
     },
     pod::CachedPod,
     pod_events,
@@ -227,18 +228,20 @@ pub async fn launch(ctx: &Context, plan: &JobPlan) -> Result<Job> {
         ..Default::default()
     };
     secrets
-        .create(&pp, &objects::secret(plan, &ctx.namespace))
+        .create(
+            &pp,
+            &objects::secret(plan, &ctx.namespace, &ctx.settings.ops.release),
+        )
         .await
         .context(|| format!("creating Secret {}/{}", ctx.namespace, plan.name))?;
-    let mut manifest = objects::job(plan, &ctx.namespace, &ctx.settings.job);
-    manifest
-        .metadata
-        .annotations
-        .get_or_insert_with(Default::default)
-        .insert(
-            SETTINGS_HASH_ANNOTATION.into(),
-            ctx.identity.settings_hash.clone(),
-        );
+    let mut manifest = objects::job(plan, &ctx.namespace, &ctx.settings.ops.release, &ctx.settings.job);
+    let annotations = manifest.metadata.annotations.get_or_insert_with(Default::default);
+    annotations.insert(
+        SETTINGS_HASH_ANNOTATION.into(),
+        ctx.identity.settings_hash.clone(),
+    );
+    // Which replica (the Lease holder) made it: two holders at once would show here.
+    annotations.insert(CREATED_BY_ANNOTATION.into(), ctx.instance.clone());
     let job = match jobs.create(&pp, &manifest).await {
         Ok(job) => job,
         Err(e) => match jobs.get_opt(&plan.name).await {
@@ -490,7 +493,8 @@ async fn remember(
             )
         })
         .collect();
-    if let Err(e) = cache::write(&ctx.client, &records).await {
+    let updates = records.into_iter().filter_map(cache::Update::processed).collect();
+    if let Err(e) = cache::save(&ctx.client, &ctx.release_key(), updates).await {
         warn!(job = %job_name, error = %e, "could not write cache records");
     }
 }
@@ -500,7 +504,7 @@ async fn remember(
 pub async fn unfinished(ctx: &Context) -> Result<Vec<Job>> {
     let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
     let mut list: Vec<Job> = jobs
-        .list(&ListParams::default().labels(SELECTOR))
+        .list(&ListParams::default().labels(&objects::selector(&ctx.settings.ops.release)))
         .await
         .context(|| format!("listing Jobs in {}", ctx.namespace))?
         .items
@@ -516,7 +520,7 @@ pub async fn unfinished(ctx: &Context) -> Result<Vec<Job>> {
 pub async fn delete_orphan_secrets(ctx: &Context) -> Result<()> {
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
     let list = secrets
-        .list_metadata(&ListParams::default().labels(SELECTOR))
+        .list_metadata(&ListParams::default().labels(&objects::selector(&ctx.settings.ops.release)))
         .await
         .context(|| format!("listing Secrets in {}", ctx.namespace))?;
     for s in list.items {

@@ -49,12 +49,7 @@ use tokio::{
 };
 use tracing::{debug, info, warn};
 
-use crate::{
-    fence::Fence,
-    metrics::Metrics,
-    objects::{MANAGED_BY, MANAGED_BY_LABEL},
-    settings::OpsSettings,
-};
+use crate::{fence::Fence, metrics::Metrics, objects, settings::OpsSettings};
 
 /// The field manager of the Lease writes.
 pub const FIELD_MANAGER: &str = "sbomjob";
@@ -66,6 +61,8 @@ const RELEASE_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct Config {
     pub namespace: String,
     pub lease_name: String,
+    /// `SBOM_RELEASE`, for the Lease's labels.
+    pub release: String,
     /// This replica's holder identity: unique among the replicas.
     pub identity: String,
     /// `SBOM_LEASE_DURATION` (whole seconds; the Lease stores seconds).
@@ -73,12 +70,13 @@ pub struct Config {
 }
 
 impl Config {
-    /// The Lease `settings.lease_name` in `namespace`, held as [`identity`].
-    pub fn new(namespace: &str, settings: &OpsSettings) -> Self {
+    /// The Lease `settings.lease_name` in `namespace`, held as `identity` ([`identity`]).
+    pub fn new(namespace: &str, settings: &OpsSettings, identity: &str) -> Self {
         Config {
             namespace: namespace.to_string(),
             lease_name: settings.lease_name.clone(),
-            identity: identity(),
+            release: settings.release.clone(),
+            identity: identity.to_string(),
             duration: settings.lease_duration,
         }
     }
@@ -191,7 +189,14 @@ fn seconds(d: Duration) -> i32 {
 
 /// The Lease after `me` takes it (keeps the read metadata, resourceVersion included, so the
 /// replace fails if anyone wrote in between).
-pub fn claimed(lease: Option<&Lease>, name: &str, me: &str, now: Timestamp, duration: Duration) -> Lease {
+pub fn claimed(
+    lease: Option<&Lease>,
+    name: &str,
+    release: &str,
+    me: &str,
+    now: Timestamp,
+    duration: Duration,
+) -> Lease {
     let old = lease.and_then(|l| l.spec.clone()).unwrap_or_default();
     let transitions = match (lease, old.holder_identity.as_deref()) {
         (None, _) => 0,
@@ -200,7 +205,7 @@ pub fn claimed(lease: Option<&Lease>, name: &str, me: &str, now: Timestamp, dura
     };
     let metadata = lease.map(|l| l.metadata.clone()).unwrap_or_else(|| ObjectMeta {
         name: Some(name.to_string()),
-        labels: Some([(MANAGED_BY_LABEL.to_string(), MANAGED_BY.to_string())].into()),
+        labels: Some(objects::release_labels(release)),
         ..Default::default()
     });
     Lease {
@@ -439,14 +444,21 @@ async fn round(api: &Api<Lease>, config: &Config, seen: &mut Seen) -> Result<Rou
     let written = match (decide(lease.as_ref(), me, now, seen_at, config.duration), &lease) {
         (Action::Wait(until), _) => return Ok(Round::Following(until)),
         (Action::Acquire, None) => {
-            api.create(&pp, &claimed(None, name, me, now, config.duration))
-                .await
+            api.create(
+                &pp,
+                &claimed(None, name, &config.release, me, now, config.duration),
+            )
+            .await
         }
         (Action::Acquire, Some(l)) => {
             let holder = l.spec.as_ref().and_then(|s| s.holder_identity.clone());
             debug!(lease = %name, ?holder, "leader election: taking over the Lease");
-            api.replace(name, &pp, &claimed(Some(l), name, me, now, config.duration))
-                .await
+            api.replace(
+                name,
+                &pp,
+                &claimed(Some(l), name, &config.release, me, now, config.duration),
+            )
+            .await
         }
         (Action::Renew, Some(l)) => api.replace(name, &pp, &renewed(l, now, config.duration)).await,
         (Action::Renew, None) => unreachable!("no Lease has no holder"),
@@ -593,7 +605,7 @@ mod tests {
     #[test]
     fn claims_renewals_and_releases() {
         let theirs = lease(Some("other"), Some(0), Some(15));
-        let c = claimed(Some(&theirs), "sbomjob-leader", "me", ts(20), D);
+        let c = claimed(Some(&theirs), "sbomjob-leader", "sbomjob", "me", ts(20), D);
         let spec = c.spec.as_ref().unwrap();
         assert_eq!(
             c.metadata.resource_version.as_deref(),
@@ -605,7 +617,7 @@ mod tests {
         assert_eq!(spec.lease_duration_seconds, Some(15));
         assert_eq!(spec.lease_transitions, Some(4));
 
-        let fresh = claimed(None, "sbomjob-leader", "me", ts(0), D);
+        let fresh = claimed(None, "sbomjob-leader", "sbomjob", "me", ts(0), D);
         assert_eq!(fresh.metadata.name.as_deref(), Some("sbomjob-leader"));
         assert_eq!(fresh.metadata.resource_version, None);
         assert_eq!(fresh.spec.unwrap().lease_transitions, Some(0));
@@ -641,7 +653,7 @@ mod tests {
                 },
                 "{d:?}"
             );
-            let c = claimed(None, "sbomjob-leader", "me", ts(0), d);
+            let c = claimed(None, "sbomjob-leader", "sbomjob", "me", ts(0), d);
             let stored = c.spec.as_ref().unwrap().lease_duration_seconds;
             assert!(stored.is_some_and(|s| s >= 1), "{d:?}: {stored:?}");
             assert_eq!(renewed(&c, ts(1), d).spec.unwrap().lease_duration_seconds, stored);
@@ -772,6 +784,7 @@ mod tests {
             Config {
                 namespace: "ns".into(),
                 lease_name: "sbomjob-leader".into(),
+                release: "sbomjob".into(),
                 identity: identity.into(),
                 duration: Duration::from_secs(1),
             }

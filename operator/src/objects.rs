@@ -28,7 +28,23 @@ use crate::{
 pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
 pub const MANAGED_BY: &str = "sbomjob";
 /// Selects every object the operator made.
-pub const SELECTOR: &str = "app.kubernetes.io/managed-by=sbomjob";
+/// The release (`SBOM_RELEASE`) an object belongs to: Jobs, Secrets, Leases and the job pods.
+pub const INSTANCE_LABEL: &str = "app.kubernetes.io/instance";
+
+/// The label selector of one release's Jobs and Secrets: by manager and by release, so two
+/// releases in one namespace never select each other's.
+pub fn selector(release: &str) -> String {
+    format!("{MANAGED_BY_LABEL}={MANAGED_BY},{INSTANCE_LABEL}={release}")
+}
+
+/// The labels of everything a release creates in its namespace besides Jobs and Secrets.
+pub fn release_labels(release: &str) -> BTreeMap<String, String> {
+    [
+        (MANAGED_BY_LABEL.to_string(), MANAGED_BY.to_string()),
+        (INSTANCE_LABEL.to_string(), release.to_string()),
+    ]
+    .into()
+}
 pub const CYCLE_LABEL: &str = "sbomjob.io/cycle";
 /// Set on a Job once its Secret is gone and its pods are annotated: nothing left to do.
 pub const STATE_LABEL: &str = "sbomjob.io/state";
@@ -40,6 +56,8 @@ pub const DIGESTS_ANNOTATION: &str = "sbomjob.io/digests";
 /// The settings hash ([`crate::cache::settings_hash`]) a Job was created with: what its records
 /// are credited to, whatever the operator's settings are when it ends.
 pub const SETTINGS_HASH_ANNOTATION: &str = "sbomjob.io/settings-hash";
+/// On Jobs: the replica (Lease holder identity, `POD_NAME`) that created the Job.
+pub const CREATED_BY_ANNOTATION: &str = "sbomjob.io/created-by";
 pub const CONTAINER: &str = "sbom";
 pub const CONFIG_VOLUME: &str = "config";
 /// The user the job container runs as unless the image or settings say otherwise: non-root,
@@ -63,9 +81,13 @@ pub struct JobPlan {
     pub units: Vec<Unit>,
 }
 
-/// A cycle id that is a valid name part and sorts by time: `YYYYMMDD-HHMMSS-xxxx`.
-pub fn cycle_id(now: chrono::DateTime<chrono::Utc>, random: u16) -> String {
-    format!("{}-{random:04x}", now.format("%Y%m%d-%H%M%S"))
+/// A cycle id that names its release, is a valid name part and label value, and sorts by time
+/// within a release: `<release>-YYYYMMDD-HHMMSS-xxxx`. The cycle's Jobs are `<cycle id>-<n>`:
+/// the release is cut to 36 characters so that a Job name stays within 63 (a label value on
+/// its pods) for up to 100,000 Jobs per cycle.
+pub fn cycle_id(release: &str, now: chrono::DateTime<chrono::Utc>, random: u16) -> String {
+    let release = release.get(..36).unwrap_or(release).trim_end_matches('-');
+    format!("{release}-{}-{random:04x}", now.format("%Y%m%d-%H%M%S"))
 }
 
 /// Splits the images into Jobs of at most `max_images` elements and [`SECRET_BUDGET`] bytes.
@@ -111,7 +133,7 @@ pub fn plan_jobs_with_budget(
             digests.dedup();
             JobPlan {
                 cycle: cycle.to_string(),
-                name: format!("sbomjob-{cycle}-{n}"),
+                name: format!("{cycle}-{n}"),
                 images: shard.into_iter().map(|(_, i)| i).collect(),
                 elements,
                 digests,
@@ -137,7 +159,7 @@ pub fn plan_units(cycle: &str, units: Vec<Unit>, max_images: usize, next: &mut u
             .map(|u| (u.digest.clone(), u.config().clone()))
             .collect();
         for mut plan in plan_jobs(cycle, images, max_images) {
-            plan.name = format!("sbomjob-{cycle}-{next}");
+            plan.name = format!("{cycle}-{next}");
             *next += 1;
             plan.units = group
                 .iter()
@@ -178,9 +200,10 @@ fn split_element(image: ImageConfig, budget: usize) -> Vec<ImageConfig> {
     parts
 }
 
-fn labels(cycle: &str) -> BTreeMap<String, String> {
+fn labels(cycle: &str, release: &str) -> BTreeMap<String, String> {
     [
         (MANAGED_BY_LABEL.to_string(), MANAGED_BY.to_string()),
+        (INSTANCE_LABEL.to_string(), release.to_string()),
         ("app.kubernetes.io/name".into(), "sbomjob".into()),
         ("app.kubernetes.io/component".into(), "job".into()),
         (CYCLE_LABEL.into(), cycle.to_string()),
@@ -189,13 +212,13 @@ fn labels(cycle: &str) -> BTreeMap<String, String> {
 }
 
 /// The Secret holding `image-config.json`. Immutable: nothing ever edits a job's input.
-pub fn secret(plan: &JobPlan, namespace: &str) -> Secret {
+pub fn secret(plan: &JobPlan, namespace: &str, release: &str) -> Secret {
     let json = serde_json::to_vec(&plan.images).expect("image configs serialize");
     Secret {
         metadata: ObjectMeta {
             name: Some(plan.name.clone()),
             namespace: Some(namespace.to_string()),
-            labels: Some(labels(&plan.cycle)),
+            labels: Some(labels(&plan.cycle, release)),
             ..Default::default()
         },
         type_: Some("Opaque".into()),
@@ -256,7 +279,7 @@ pub fn entrypoint_deadline(timeout: Duration) -> Duration {
 
 /// The Job of a plan. Hardened to pass the `restricted` Pod Security Standard unless
 /// `privileged` was asked for.
-pub fn job(plan: &JobPlan, namespace: &str, settings: &JobSettings) -> Job {
+pub fn job(plan: &JobPlan, namespace: &str, release: &str, settings: &JobSettings) -> Job {
     let mut env: Vec<EnvVar> = settings.env.iter().map(env_var).collect();
     // Our entrypoint stops itself a margin before activeDeadlineSeconds, so the images still
     // running are named as failed in its report instead of the pod being killed with it.
@@ -309,7 +332,7 @@ pub fn job(plan: &JobPlan, namespace: &str, settings: &JobSettings) -> Job {
             },
         )
     };
-    let labels = labels(&plan.cycle);
+    let labels = labels(&plan.cycle, release);
     Job {
         metadata: ObjectMeta {
             name: Some(plan.name.clone()),
@@ -426,7 +449,7 @@ mod tests {
 
     fn plan() -> JobPlan {
         let images = vec![image(1, 2), image(2, 1)];
-        plan_jobs("20261121-101500-00ff", images, 200).remove(0)
+        plan_jobs("sbomjob-20261121-101500-00ff", images, 200).remove(0)
     }
 
     fn settings(extra: &[(&str, &str)]) -> JobSettings {
@@ -442,19 +465,49 @@ mod tests {
     fn cycle_ids_are_names_that_sort_by_time() {
         use chrono::TimeZone;
         let t = chrono::Utc.with_ymd_and_hms(2026, 11, 21, 9, 5, 7).unwrap();
-        assert_eq!(cycle_id(t, 0xab), "20261121-090507-00ab");
+        assert_eq!(cycle_id("sbomjob", t, 0xab), "sbomjob-20261121-090507-00ab");
+        // A long release is cut so that `<cycle>-<n>` fits a name and a label value.
+        let long = "a".repeat(35) + "-bcdefghijklmnop";
+        let id = cycle_id(&long, t, 0xffff);
+        assert_eq!(id, format!("{}-20261121-090507-ffff", "a".repeat(35)));
+        assert!(format!("{id}-99999").len() <= 63);
+    }
+
+    #[test]
+    fn each_release_selects_only_its_own_objects() {
+        assert_eq!(
+            selector("syft"),
+            "app.kubernetes.io/managed-by=sbomjob,app.kubernetes.io/instance=syft"
+        );
+        let plan = plan();
+        for labels in [
+            secret(&plan, "ns", "syft").metadata.labels.unwrap(),
+            job(&plan, "ns", "syft", &settings(&[])).metadata.labels.unwrap(),
+            job(&plan, "ns", "syft", &settings(&[]))
+                .spec
+                .unwrap()
+                .template
+                .metadata
+                .unwrap()
+                .labels
+                .unwrap(),
+            release_labels("syft"),
+        ] {
+            assert_eq!(labels[MANAGED_BY_LABEL], MANAGED_BY);
+            assert_eq!(labels[INSTANCE_LABEL], "syft");
+        }
     }
 
     #[test]
     fn secret_holds_the_config_and_nothing_else() {
         let plan = plan();
-        let s = secret(&plan, "sbomjob");
+        let s = secret(&plan, "sbomjob", "sbomjob");
         assert_eq!(s.metadata.name.as_deref(), Some("sbomjob-20261121-101500-00ff-0"));
         assert_eq!(s.metadata.namespace.as_deref(), Some("sbomjob"));
         assert_eq!(s.metadata.labels.as_ref().unwrap()[MANAGED_BY_LABEL], "sbomjob");
         assert_eq!(
             s.metadata.labels.as_ref().unwrap()[CYCLE_LABEL],
-            "20261121-101500-00ff"
+            "sbomjob-20261121-101500-00ff"
         );
         assert_eq!(s.immutable, Some(true));
         let data = s.data.unwrap();
@@ -474,6 +527,7 @@ mod tests {
         let plan = plan();
         let job = job(
             &plan,
+            "sbomjob",
             "sbomjob",
             &settings(&[
                 ("SBOM_JOB_IMAGE_PULL_SECRET", "job-pull"),
@@ -520,11 +574,11 @@ mod tests {
     /// Every field the `restricted` Pod Security Standard checks (v1.33).
     #[test]
     fn job_pod_passes_restricted() {
-        let job = job(&plan(), "ns", &settings(&[]));
+        let job = job(&plan(), "ns", "sbomjob", &settings(&[]));
         let template = job.spec.unwrap().template;
         assert_eq!(
             template.metadata.unwrap().labels.unwrap()[CYCLE_LABEL],
-            "20261121-101500-00ff"
+            "sbomjob-20261121-101500-00ff"
         );
         let pod = template.spec.unwrap();
         assert!(pod.host_network.is_none() && pod.host_pid.is_none() && pod.host_ipc.is_none());
@@ -548,7 +602,12 @@ mod tests {
 
     #[test]
     fn privileged_only_on_request() {
-        let job = job(&plan(), "ns", &settings(&[("SBOM_JOB_PRIVILEGED", "true")]));
+        let job = job(
+            &plan(),
+            "ns",
+            "sbomjob",
+            &settings(&[("SBOM_JOB_PRIVILEGED", "true")]),
+        );
         let c = &job.spec.unwrap().template.spec.unwrap().containers[0];
         assert_eq!(c.security_context.as_ref().unwrap().privileged, Some(true));
     }
@@ -558,6 +617,7 @@ mod tests {
         let job = job(
             &plan(),
             "ns",
+            "sbomjob",
             &settings(&[
                 ("SBOM_JOB_FOO", "https://x:443/a b=c"),
                 ("SBOM_JOB_TIMEOUT", "60"),
@@ -572,7 +632,12 @@ mod tests {
         let names: Vec<&str> = env.iter().map(|e| e.name.as_str()).collect();
         assert_eq!(names, ["API_KEY", "FOO", DEADLINE_ENV, "HOME"]);
         assert_eq!(env[1].value.as_deref(), Some("https://x:443/a b=c"));
-        let dollars = super::job(&plan(), "ns", &settings(&[("SBOM_JOB_D", "a$(HOME)b$$c$")]));
+        let dollars = super::job(
+            &plan(),
+            "ns",
+            "sbomjob",
+            &settings(&[("SBOM_JOB_D", "a$(HOME)b$$c$")]),
+        );
         let env_d = dollars.spec.unwrap().template.spec.unwrap().containers[0]
             .env
             .clone()
@@ -605,7 +670,7 @@ mod tests {
             ("SBOM_JOB_TTL", "10m"),
             ("SBOM_JOB_RESOURCES", r#"{"limits":{"memory":"512Mi"}}"#),
         ]);
-        let spec = job(&plan(), "ns", &s).spec.unwrap();
+        let spec = job(&plan(), "ns", "sbomjob", &s).spec.unwrap();
         assert_eq!(spec.ttl_seconds_after_finished, Some(600));
         let pod = spec.template.spec.unwrap();
         assert_eq!(pod.node_selector.unwrap()["kubernetes.io/arch"], "amd64");
@@ -626,7 +691,7 @@ mod tests {
     #[test]
     fn shards_by_count() {
         let images: Vec<_> = (0..25).map(|n| image(n, 1)).collect();
-        let plans = plan_jobs("c", images, 10);
+        let plans = plan_jobs("sbomjob-c", images, 10);
         let sizes: Vec<usize> = plans.iter().map(|p| p.images.len()).collect();
         assert_eq!(sizes, [10, 10, 5]);
         assert_eq!(plans[2].name, "sbomjob-c-2");
@@ -635,7 +700,7 @@ mod tests {
 
     #[test]
     fn empty_work_list_makes_no_job() {
-        assert!(plan_jobs("c", Vec::new(), 10).is_empty());
+        assert!(plan_jobs("sbomjob-c", Vec::new(), 10).is_empty());
     }
 
     /// 20,000 pods of one image plus 500 images: every Secret stays under the budget (measured),
@@ -644,10 +709,12 @@ mod tests {
     fn shards_by_measured_size() {
         let mut images = vec![image(0, 20_000)];
         images.extend((1..=500).map(|n| image(n, 40)));
-        let plans = plan_jobs("c", images, 200);
+        let plans = plan_jobs("sbomjob-c", images, 200);
         assert!(plans.len() > 2);
         for p in &plans {
-            let bytes = secret(p, "sbomjob").data.unwrap()["image-config.json"].0.len();
+            let bytes = secret(p, "sbomjob", "sbomjob").data.unwrap()["image-config.json"]
+                .0
+                .len();
             assert!(bytes <= SECRET_BUDGET, "{} is {bytes} bytes", p.name);
             assert!(p.images.len() <= 200);
         }
@@ -666,7 +733,7 @@ mod tests {
         let mut s = settings(&[]);
         s.timeout = std::time::Duration::MAX;
         s.ttl = std::time::Duration::MAX;
-        let spec = job(&plan(), "sbomjob", &s).spec.unwrap();
+        let spec = job(&plan(), "sbomjob", "sbomjob", &s).spec.unwrap();
         assert_eq!(spec.active_deadline_seconds, Some(i64::MAX));
         assert_eq!(spec.ttl_seconds_after_finished, Some(i32::MAX));
     }
@@ -683,7 +750,7 @@ mod tests {
         };
         let mut next = 3;
         let plans = plan_units(
-            "c",
+            "sbomjob-c",
             vec![unit(1, false), unit(2, true), unit(3, false), unit(4, true)],
             10,
             &mut next,
@@ -702,7 +769,7 @@ mod tests {
         }
         assert!(plans[0].units[0].solo && plans[1].units[0].solo);
         // The annotation lists every element in order: what a report's indices point at.
-        let job = job(&plans[2], "ns", &settings(&[]));
+        let job = job(&plans[2], "ns", "sbomjob", &settings(&[]));
         assert_eq!(
             job.metadata.annotations.unwrap()[DIGESTS_ANNOTATION],
             format!("{}\n{}", plans[2].elements[0], plans[2].elements[1])
@@ -718,7 +785,7 @@ mod tests {
         assert_eq!(secs(7 * 86400), 7 * 86400 - 600);
         assert_eq!(secs(1), 1);
         let env_with = |vars: &[(&str, &str)]| {
-            job(&plan(), "ns", &settings(vars))
+            job(&plan(), "ns", "sbomjob", &settings(vars))
                 .spec
                 .unwrap()
                 .template

@@ -549,6 +549,14 @@ fn parse_string_map(v: &str) -> Option<BTreeMap<String, String>> {
         .collect()
 }
 
+fn parse_release(v: &str) -> Option<String> {
+    let ok = v.len() <= MAX_RELEASE_LEN
+        && !v.contains('.')
+        && parse_annotation_prefix(v).is_some()
+        && v.starts_with(|c: char| c.is_ascii_lowercase());
+    ok.then(|| v.to_string())
+}
+
 fn parse_annotation_prefix(v: &str) -> Option<String> {
     let ok = v.len() <= 253
         && v.split('.').all(|label| {
@@ -571,10 +579,14 @@ pub fn unescape(v: &str) -> String {
 
 // ---- Operations: digest cache, admin endpoint, leader election --------------------------------
 
-/// `SBOM_` settings of the digest cache ([`crate::cache`]), the admin endpoint ([`crate::admin`])
-/// and leader election ([`crate::leader`]).
+/// `SBOM_` settings of the release, the digest cache ([`crate::cache`]), the admin endpoint
+/// ([`crate::admin`]) and leader election ([`crate::leader`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct OpsSettings {
+    /// `SBOM_RELEASE`: which installation this operator is (the chart sets the Helm release
+    /// name). Its Jobs, Secrets, Lease and Events carry it and it selects only those, so several
+    /// releases, two in one namespace included, never touch each other's work.
+    pub release: String,
     /// `SBOM_CACHE_TTL`: how long a processed digest counts as done; `None` when set to `0`,
     /// which disables the cache.
     pub cache_ttl: Option<Duration>,
@@ -602,7 +614,13 @@ pub struct OpsSettings {
 pub const DEFAULT_CACHE_TTL: Duration = Duration::from_secs(72 * 3600);
 pub const DEFAULT_CACHE_GRACE: Duration = Duration::from_secs(3600);
 pub const DEFAULT_ADMIN_ADDR: &str = "0.0.0.0:8080";
-pub const DEFAULT_LEASE_NAME: &str = "sbomjob-leader";
+pub const DEFAULT_RELEASE: &str = "sbomjob";
+/// The longest release name: Helm's limit, which leaves room in Job names for the cycle id.
+pub const MAX_RELEASE_LEN: usize = 53;
+/// The Lease name when `SBOM_LEASE_NAME` is not set: `<release>-leader` (`sbomjob-leader`).
+pub fn default_lease_name(release: &str) -> String {
+    format!("{release}-leader")
+}
 pub const DEFAULT_LEASE_DURATION: Duration = Duration::from_secs(15);
 pub const DEFAULT_DEBOUNCE: Duration = Duration::from_secs(30);
 pub const DEFAULT_RETRY_BACKOFF: Duration = Duration::from_secs(10 * 60);
@@ -610,6 +628,7 @@ pub const DEFAULT_RETRY_BACKOFF_MAX: Duration = Duration::from_secs(24 * 3600);
 
 #[derive(Deserialize, Default, Debug)]
 struct RawOpsSettings {
+    release: Option<String>,
     cache_ttl: Option<String>,
     cache_grace: Option<String>,
     admin_addr: Option<String>,
@@ -624,11 +643,12 @@ struct RawOpsSettings {
 impl Default for OpsSettings {
     fn default() -> Self {
         OpsSettings {
+            release: DEFAULT_RELEASE.into(),
             cache_ttl: Some(DEFAULT_CACHE_TTL),
             cache_grace: DEFAULT_CACHE_GRACE,
             admin_addr: DEFAULT_ADMIN_ADDR.parse().expect("default address parses"),
             leader_election: true,
-            lease_name: DEFAULT_LEASE_NAME.into(),
+            lease_name: default_lease_name(DEFAULT_RELEASE),
             lease_duration: DEFAULT_LEASE_DURATION,
             debounce: DEFAULT_DEBOUNCE,
             backoff_initial: DEFAULT_RETRY_BACKOFF,
@@ -642,6 +662,20 @@ impl OpsSettings {
         let raw: RawOpsSettings =
             envy::prefixed(PREFIX).from_iter(vars.iter().filter(|(k, _)| k.starts_with(PREFIX)).cloned())?;
         let default = OpsSettings::default();
+        let release = parse_opt(
+            "SBOM_RELEASE",
+            raw.release,
+            parse_release,
+            "a DNS label of at most 53 characters (lower-case letters, digits and '-'), such as sbomjob",
+        )?
+        .unwrap_or(default.release);
+        let lease_name = parse_opt(
+            "SBOM_LEASE_NAME",
+            raw.lease_name,
+            parse_annotation_prefix,
+            "a DNS subdomain such as sbomjob-leader",
+        )?
+        .unwrap_or_else(|| default_lease_name(&release));
         let lease_duration =
             parse_duration_in("SBOM_LEASE_DURATION", raw.lease_duration, &bounds::LEASE_DURATION)?
                 .unwrap_or(default.lease_duration);
@@ -663,6 +697,7 @@ impl OpsSettings {
             )));
         }
         Ok(OpsSettings {
+            release,
             cache_ttl: match parse_duration_in("SBOM_CACHE_TTL", raw.cache_ttl, &bounds::CACHE_TTL)? {
                 None => default.cache_ttl,
                 Some(ttl) => Some(ttl).filter(|d| !d.is_zero()),
@@ -678,13 +713,7 @@ impl OpsSettings {
             .unwrap_or(default.admin_addr),
             leader_election: parse_opt("SBOM_LEADER_ELECTION", raw.leader_election, parse_bool, BOOL)?
                 .unwrap_or(default.leader_election),
-            lease_name: parse_opt(
-                "SBOM_LEASE_NAME",
-                raw.lease_name,
-                parse_annotation_prefix,
-                "a DNS subdomain such as sbomjob-leader",
-            )?
-            .unwrap_or(default.lease_name),
+            lease_name,
             // The Lease stores whole seconds.
             lease_duration: Duration::from_secs(lease_duration.as_secs()),
             debounce: parse_duration_in("SBOM_DEBOUNCE", raw.debounce, &bounds::DEBOUNCE)?
