@@ -13,6 +13,7 @@ use tracing::{error, info, warn};
 use tracing_subscriber::EnvFilter;
 
 use crate::attach::Attacher;
+use crate::redact::{self, Credentials, Redactor};
 use crate::settings::{LogFormat, PREFIX, Settings};
 use crate::summary::{self, EXIT_USAGE};
 use crate::template::{Placeholder, Template};
@@ -93,14 +94,36 @@ async fn run() -> u8 {
             Err(e) => return usage(format_args!("{e}")),
         },
     };
-    let elements = match config::load(&settings.config) {
+    let document = match config::read(&settings.config) {
+        Ok(bytes) => bytes,
+        Err(e) => return usage(format_args!("{e}")),
+    };
+    // Before anything is said about the config: from here on the log, the summary and the
+    // captured output mask every credential of the whole config.
+    let mut credentials = Credentials::from_config(&document);
+    credentials.extend(&Credentials::from_env(std::env::vars_os()));
+    if let Some(attacher) = &attacher {
+        credentials.extend(attacher.credentials());
+    }
+    let redactor = Arc::new(Redactor::new(&credentials));
+    redact::install(redactor.clone());
+    let elements = match config::parse_elements(&document) {
         Ok(elements) => elements,
         Err(e) => return usage(format_args!("{e}")),
     };
     info!(images = elements.len(), config = %settings.config.display(), "loaded the image config");
     // From here on every exit reports which elements ran ok and which failed.
     let (n, termination_log) = (elements.len(), settings.termination_log.clone());
-    let (code, results) = run_config(settings, template, attacher, elements, cancel, &got_signal).await;
+    let (code, results) = run_config(
+        settings,
+        template,
+        attacher,
+        elements,
+        redactor,
+        cancel,
+        &got_signal,
+    )
+    .await;
     crate::termination::write(&termination_log, n, &results);
     code
 }
@@ -112,6 +135,7 @@ async fn run_config(
     template: Template,
     attacher: Option<Arc<Attacher>>,
     elements: Vec<config::Element>,
+    redactor: Arc<Redactor>,
     cancel: watch::Receiver<bool>,
     got_signal: &AtomicI32,
 ) -> (u8, Vec<summary::ImageResult>) {
@@ -128,7 +152,15 @@ async fn run_config(
         info!("nothing to do: the config lists no images");
         Vec::new()
     } else {
-        batch::run_all(Arc::new(settings), Arc::new(template), attacher, jobs, cancel).await
+        batch::run_all(
+            Arc::new(settings),
+            Arc::new(template),
+            attacher,
+            jobs,
+            redactor.clone(),
+            cancel,
+        )
+        .await
     };
     // No attempt runs any more: whatever detached from a tool and is still alive goes now.
     let killed = crate::reaper::kill_orphans();
@@ -138,6 +170,7 @@ async fn run_config(
 
     let signal = Some(got_signal.load(Ordering::SeqCst)).filter(|s| *s != 0);
     let text = summary::render(&results);
+    let text = redactor.redact(&text);
     let mut stdout = std::io::stdout().lock();
     let _ = stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush());
     let code = summary::exit_code(&results, signal);
@@ -193,8 +226,9 @@ fn init_logging() {
         level.trim()
     })
     .unwrap_or_else(|_| EnvFilter::new("info"));
+    // Every line through the redactor: also messages that quote a tool's error text.
     let builder = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
+        .with_writer(redact::RedactedStderr)
         .with_ansi(false)
         .with_target(false)
         .with_env_filter(filter);

@@ -22,8 +22,6 @@ use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
 use oci_client::client::{ClientConfig, ClientProtocol};
 use oci_client::manifest::{
     IMAGE_MANIFEST_LIST_MEDIA_TYPE, IMAGE_MANIFEST_MEDIA_TYPE, OCI_IMAGE_INDEX_MEDIA_TYPE,
@@ -37,7 +35,7 @@ use tracing::{debug, info};
 
 use crate::auth::{credentials_apply, decode_docker_auth, normalize_host};
 use crate::batch::Job;
-use crate::runner::redact_all;
+use crate::redact::{Credentials, Redactor};
 use crate::settings::{AttachSettings, PREFIX};
 
 /// `artifactType` / layer media type of SPDX JSON documents.
@@ -176,11 +174,15 @@ impl Snapshot {
 
 /// Credentials from a docker `config.json` (`auths` only), by normalised host.
 #[derive(Default, Clone)]
-pub struct DockerAuths(HashMap<String, RegistryAuth>);
+pub struct DockerAuths {
+    auths: HashMap<String, RegistryAuth>,
+    /// Every secret value of the file, for redaction (entries not used included).
+    credentials: Credentials,
+}
 
 impl std::fmt::Debug for DockerAuths {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_list().entries(self.0.keys()).finish()
+        f.debug_list().entries(self.auths.keys()).finish()
     }
 }
 
@@ -200,14 +202,25 @@ impl DockerAuths {
             return Err("expected a JSON object with `auths`".into());
         };
         let mut auths = HashMap::new();
+        let mut credentials = Credentials::default();
         let Some(entries) = doc.get("auths") else {
-            return Ok(DockerAuths(auths));
+            return Ok(DockerAuths { auths, credentials });
         };
         let Some(entries) = entries.as_object() else {
             return Err("`auths` is not an object".into());
         };
         for (key, entry) in entries {
             let field = |name: &str| entry.get(name).and_then(Value::as_str).filter(|s| !s.is_empty());
+            for name in ["auth", "password", "identitytoken", "registrytoken"] {
+                credentials.add(field(name).unwrap_or_default());
+            }
+            credentials.add_basic(
+                field("username").unwrap_or_default(),
+                field("password").unwrap_or_default(),
+            );
+            if let Some((user, password)) = field("auth").and_then(decode_docker_auth) {
+                credentials.add_basic(&user, &password);
+            }
             let auth = if let Some(encoded) = field("auth") {
                 let (user, password) = decode_docker_auth(encoded)
                     .ok_or_else(|| format!("`auths.{key}.auth` is not base64 of `user:password`"))?;
@@ -221,27 +234,16 @@ impl DockerAuths {
             };
             auths.insert(normalize_host(key), auth);
         }
-        Ok(DockerAuths(auths))
+        Ok(DockerAuths { auths, credentials })
     }
 
     pub fn get(&self, registry: &str) -> Option<&RegistryAuth> {
-        self.0.get(&normalize_host(registry))
+        self.auths.get(&normalize_host(registry))
     }
 
-    /// Every password, token and base64 `auth` string, for redaction.
-    pub fn secrets(&self) -> Vec<String> {
-        let mut out = Vec::new();
-        for auth in self.0.values() {
-            match auth {
-                RegistryAuth::Basic(user, password) => {
-                    out.push(password.clone());
-                    out.push(STANDARD.encode(format!("{user}:{password}")));
-                }
-                RegistryAuth::Bearer(token) => out.push(token.clone()),
-                RegistryAuth::Anonymous => {}
-            }
-        }
-        out
+    /// Every user name, password, token and `auth` string of the file, for redaction.
+    pub fn credentials(&self) -> &Credentials {
+        &self.credentials
     }
 }
 
@@ -350,14 +352,18 @@ impl Attacher {
         }
     }
 
+    /// The credentials of `ENTRYPOINT_ATTACH_DOCKER_CONFIG`, for redaction.
+    pub fn credentials(&self) -> &Credentials {
+        self.docker.credentials()
+    }
+
     /// Attaches `files` to the job's image. The error text is meant for the summary: it says
-    /// which step failed and is free of credentials.
-    pub async fn attach(&self, job: &Job, files: &[PathBuf]) -> Result<Attached, String> {
-        let mut secrets = job.secrets();
-        secrets.extend(self.docker.secrets());
+    /// which step failed and is free of credentials (`redact` holds the config's and those of
+    /// [`Self::credentials`]).
+    pub async fn attach(&self, job: &Job, files: &[PathBuf], redact: &Redactor) -> Result<Attached, String> {
         self.attach_inner(job, files)
             .await
-            .map_err(|e| redact_all(&e, &secrets))
+            .map_err(|e| redact.redact(&e).into_owned())
     }
 
     async fn attach_inner(&self, job: &Job, files: &[PathBuf]) -> Result<Attached, String> {
@@ -572,6 +578,9 @@ fn sources(e: &dyn std::error::Error) -> String {
 
 #[cfg(test)]
 mod tests {
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD;
+
     use super::*;
     use crate::config::ImageConfig;
 
@@ -642,8 +651,9 @@ mod tests {
         let doc = serde_json::json!({
             "auths": {
                 "https://index.docker.io/v1/": {"auth": STANDARD.encode("hub:pw:with:colons")},
-                "http://10.244.0.1:5000/v2/": {"username": "u", "password": "p"},
-                "ghcr.io": {"registrytoken": "tok"},
+                "http://10.244.0.1:5000/v2/": {"username": "u", "password": "pass"},
+                "ghcr.io": {"registrytoken": "tok-en"},
+                "unused.example": {"identitytoken": "idtoken"},
                 "empty.example": {},
             },
             "credsStore": "desktop",
@@ -655,14 +665,20 @@ mod tests {
         );
         assert_eq!(
             auths.get("10.244.0.1:5000"),
-            Some(&RegistryAuth::Basic("u".into(), "p".into()))
+            Some(&RegistryAuth::Basic("u".into(), "pass".into()))
         );
-        assert_eq!(auths.get("ghcr.io"), Some(&RegistryAuth::Bearer("tok".into())));
+        assert_eq!(auths.get("ghcr.io"), Some(&RegistryAuth::Bearer("tok-en".into())));
         assert_eq!(auths.get("empty.example"), None);
         assert_eq!(auths.get("quay.io"), None);
-        let secrets = auths.secrets();
-        for s in ["pw:with:colons", "p", "tok", &STANDARD.encode("u:p")] {
-            assert!(secrets.iter().any(|x| x == s), "{s}");
+        let forms = auths.credentials().forms();
+        for s in [
+            "pw:with:colons",
+            "tok-en",
+            "idtoken",
+            &STANDARD.encode("u:pass"),
+            &STANDARD.encode("hub:pw:with:colons"),
+        ] {
+            assert!(forms.iter().any(|x| x == s), "{s}");
         }
         assert!(!format!("{auths:?}").contains("pw:with"));
 
@@ -699,7 +715,10 @@ mod tests {
                 docker_config: None,
                 insecure_registries: vec![],
             },
-            docker: DockerAuths(docker.iter().map(|(h, a)| (h.to_string(), a.clone())).collect()),
+            docker: DockerAuths {
+                auths: docker.iter().map(|(h, a)| (h.to_string(), a.clone())).collect(),
+                credentials: Credentials::default(),
+            },
             timeout: None,
         }
     }

@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use base64::Engine;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 use tracing::{Instrument, error, info, info_span, warn};
@@ -16,6 +15,7 @@ use crate::attach::{Attacher, Snapshot};
 use crate::auth::WorkDir;
 use crate::config::{self, Element, ImageConfig, InvalidElement};
 use crate::image_ref::ImageRef;
+use crate::redact::Redactor;
 use crate::runner::{self, Attempt, AttemptOutcome, cancelled};
 use crate::settings::Settings;
 use crate::summary::{ImageResult, Outcome};
@@ -49,17 +49,6 @@ impl Job {
             Placeholder::Cluster => self.config.clusters().join(","),
             Placeholder::Output => self.output.to_string_lossy().into_owned(),
         }
-    }
-
-    /// What must never show up in the log: the password and the base64 `auth` built from it.
-    pub fn secrets(&self) -> Vec<String> {
-        let c = &self.config;
-        if c.registry_password.is_empty() {
-            return Vec::new();
-        }
-        let auth = base64::engine::general_purpose::STANDARD
-            .encode(format!("{}:{}", c.registry_user, c.registry_password));
-        vec![c.registry_password.clone(), auth]
     }
 }
 
@@ -125,12 +114,14 @@ pub(crate) fn plan_valid(images: Vec<ImageConfig>, output_dir: &Path) -> Vec<Job
 /// config order; after a failure with fail-fast, or once cancelled, it starts nothing more and
 /// records the rest as skipped or cancelled. An invalid element is recorded as failed where it
 /// stands (and counts as a failure for fail-fast). Running images always finish (or are stopped
-/// by the cancel) before this returns.
+/// by the cancel) before this returns. `redact` masks the whole config's credentials in what
+/// the tools print and in error texts.
 pub async fn run_all(
     settings: Arc<Settings>,
     template: Arc<Template>,
     attacher: Option<Arc<Attacher>>,
     jobs: Vec<Result<Job, InvalidElement>>,
+    redact: Arc<Redactor>,
     mut cancel: watch::Receiver<bool>,
 ) -> Vec<ImageResult> {
     let semaphore = Arc::new(Semaphore::new(settings.concurrency));
@@ -164,17 +155,26 @@ pub async fn run_all(
             results[index] = Some(result(&job, outcome, 0, Instant::now()));
             continue;
         }
-        let (settings, template, attacher, stop, mut cancel) = (
+        let (settings, template, attacher, redact, stop, mut cancel) = (
             settings.clone(),
             template.clone(),
             attacher.clone(),
+            redact.clone(),
             stop.clone(),
             cancel.clone(),
         );
         running.spawn(
             async move {
                 let _permit = permit;
-                let r = run_one(&settings, &template, attacher.as_deref(), &job, &mut cancel).await;
+                let r = run_one(
+                    &settings,
+                    &template,
+                    attacher.as_deref(),
+                    &redact,
+                    &job,
+                    &mut cancel,
+                )
+                .await;
                 if settings.fail_fast && matches!(r.outcome, Outcome::Failed(_) | Outcome::TimedOut(_)) {
                     stop.store(true, Ordering::SeqCst);
                 }
@@ -231,6 +231,7 @@ async fn run_one(
     settings: &Settings,
     template: &Template,
     attacher: Option<&Attacher>,
+    redact: &Arc<Redactor>,
     job: &Job,
     cancel: &mut watch::Receiver<bool>,
 ) -> ImageResult {
@@ -257,11 +258,11 @@ async fn run_one(
             timeout: settings.timeout,
             kill_grace: settings.kill_grace,
             capture: settings.output_dir.as_ref().map(|_| job.output.clone()),
-            redact: job.secrets(),
+            redact: redact.clone(),
         };
         let mut outcome = runner::run(attempt, cancel).await;
         if let (AttemptOutcome::Succeeded, Some(attacher), Some(before)) = (&outcome, attacher, &before) {
-            outcome = attach(attacher, job, before, cancel).await;
+            outcome = attach(attacher, job, before, redact, cancel).await;
         }
         match &outcome {
             AttemptOutcome::Succeeded => info!(attempt = attempts, "succeeded"),
@@ -304,6 +305,7 @@ async fn attach(
     attacher: &Attacher,
     job: &Job,
     before: &Snapshot,
+    redact: &Redactor,
     cancel: &mut watch::Receiver<bool>,
 ) -> AttemptOutcome {
     let files = match before.written(job) {
@@ -312,7 +314,7 @@ async fn attach(
             return AttemptOutcome::Failed(format!("attach: cannot list the {{output}}.* files: {e}"));
         }
     };
-    let work = attacher.attach(job, &files);
+    let work = attacher.attach(job, &files, redact);
     let limited = async {
         match attacher.timeout {
             Some(limit) => tokio::time::timeout(limit, work)
@@ -410,15 +412,6 @@ mod tests {
                 "/o/docker.io_library_x_1"
             ]
         );
-    }
-
-    #[test]
-    fn secrets_include_the_auth_string() {
-        let mut c = image("a:1", &[]);
-        c.registry_user = "u".into();
-        c.registry_password = "pw".into();
-        let job = &plan_ok(vec![c], "/o")[0];
-        assert_eq!(job.secrets(), vec!["pw".to_owned(), "dTpwdw==".to_owned()]);
     }
 
     #[test]

@@ -110,7 +110,12 @@ pub type Element = Result<ImageConfig, InvalidElement>;
 
 /// Reads and parses the config file; see [`parse_elements`].
 pub fn load(path: &Path) -> Result<Vec<Element>, ConfigError> {
-    let bytes = std::fs::read(path).map_err(|source| {
+    parse_elements(&read(path)?)
+}
+
+/// The config file's bytes.
+pub fn read(path: &Path) -> Result<Vec<u8>, ConfigError> {
+    std::fs::read(path).map_err(|source| {
         if source.kind() == std::io::ErrorKind::NotFound {
             ConfigError::Missing {
                 path: path.to_owned(),
@@ -121,8 +126,7 @@ pub fn load(path: &Path) -> Result<Vec<Element>, ConfigError> {
                 source,
             }
         }
-    })?;
-    parse_elements(&bytes)
+    })
 }
 
 const STRING_KEYS: [&str; 4] = ["registry-host", "registry-user", "registry-password", "image"];

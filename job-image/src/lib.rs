@@ -12,6 +12,7 @@ pub mod config;
 pub mod image_ref;
 pub mod preset;
 pub mod reaper;
+pub mod redact;
 pub mod runner;
 pub mod settings;
 pub mod summary;

@@ -11,6 +11,7 @@ use std::fmt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
+use std::sync::Arc;
 use std::time::Duration;
 
 use nix::sys::signal::{Signal, killpg};
@@ -22,6 +23,7 @@ use tokio::sync::watch;
 use tracing::{Instrument, Span, debug, info, warn};
 
 use crate::reaper;
+use crate::redact::{Redactor, StreamRedactor};
 
 /// Longest log line kept from the tool; the rest of a longer line is cut (files get it all).
 const MAX_LOG_LINE: usize = 8 * 1024;
@@ -38,10 +40,10 @@ pub struct Attempt<'a> {
     pub env: Vec<(&'static str, PathBuf)>,
     pub timeout: Option<Duration>,
     pub kill_grace: Duration,
-    /// When set, stdout and stderr are also written, raw, to `<capture>.stdout`/`.stderr`.
+    /// When set, stdout and stderr are also written, redacted, to `<capture>.stdout`/`.stderr`.
     pub capture: Option<PathBuf>,
-    /// Strings replaced by `***` in log lines (the image's credentials).
-    pub redact: Vec<String>,
+    /// The credentials of the whole config, masked in the log and the captured copies.
+    pub redact: Arc<Redactor>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -218,17 +220,18 @@ async fn open_capture(stem: Option<&Path>) -> std::io::Result<(Option<File>, Opt
     Ok((Some(open(".stdout").await?), Some(open(".stderr").await?)))
 }
 
-/// Copies one output stream to the log (line by line, redacted, long lines cut) and, raw, to
-/// the capture file. Reads in chunks so a huge line without newlines cannot exhaust memory.
+/// Copies one output stream, redacted, to the log (line by line, long lines cut) and to the
+/// capture file. Reads in chunks so a huge line without newlines cannot exhaust memory; the
+/// redaction holds back only what may begin a credential (see [`StreamRedactor`]).
 async fn pump(
     stream: impl AsyncRead + Unpin,
     name: &'static str,
     mut file: Option<File>,
-    redact: Vec<String>,
+    redact: Arc<Redactor>,
 ) {
     let mut reader = BufReader::new(stream);
-    let mut line = Vec::new();
-    let mut cut = 0usize;
+    let mut redactor = StreamRedactor::new(redact);
+    let mut log = LogLines::new(name);
     loop {
         let chunk = match reader.fill_buf().await {
             Ok([]) => break,
@@ -238,28 +241,16 @@ async fn pump(
                 break;
             }
         };
-        let (take, end_of_line) = match chunk.iter().position(|b| *b == b'\n') {
-            Some(i) => (i + 1, true),
-            None => (chunk.len(), false),
-        };
-        let piece = &chunk[..take];
-        if let Some(f) = file.as_mut()
-            && let Err(e) = f.write_all(piece).await
-        {
-            warn!("cannot write captured {name}: {e}; no longer capturing it");
-            file = None;
-        }
-        let room = MAX_LOG_LINE.saturating_sub(line.len());
-        line.extend_from_slice(&piece[..piece.len().min(room)]);
-        cut += piece.len().saturating_sub(room);
+        let take = chunk.len();
+        let out = redactor.push(chunk);
         reader.consume(take);
-        if end_of_line {
-            emit(name, &mut line, &mut cut, &redact);
-        }
+        write_capture(&mut file, name, &out).await;
+        log.feed(&out);
     }
-    if !line.is_empty() {
-        emit(name, &mut line, &mut cut, &redact);
-    }
+    let out = redactor.finish();
+    write_capture(&mut file, name, &out).await;
+    log.feed(&out);
+    log.finish();
     if let Some(mut f) = file
         && let Err(e) = f.flush().await
     {
@@ -267,39 +258,74 @@ async fn pump(
     }
 }
 
-fn emit(name: &str, line: &mut Vec<u8>, cut: &mut usize, redact: &[String]) {
-    let text = String::from_utf8_lossy(line);
-    let text = redact_all(text.trim_end_matches(['\n', '\r']), redact);
-    if *cut > 0 {
-        info!("{name}: {text} [... {} more bytes]", *cut);
-    } else {
-        info!("{name}: {text}");
+async fn write_capture(file: &mut Option<File>, name: &str, bytes: &[u8]) {
+    if bytes.is_empty() {
+        return;
     }
-    line.clear();
-    *cut = 0;
+    if let Some(f) = file.as_mut()
+        && let Err(e) = f.write_all(bytes).await
+    {
+        warn!("cannot write captured {name}: {e}; no longer capturing it");
+        *file = None;
+    }
 }
 
-/// Replaces every occurrence of each non-empty secret with `***`.
-pub fn redact_all(text: &str, secrets: &[String]) -> String {
-    secrets
-        .iter()
-        .filter(|s| !s.is_empty())
-        .fold(text.to_owned(), |acc, secret| acc.replace(secret.as_str(), "***"))
+/// Splits (redacted) output into log lines of at most [`MAX_LOG_LINE`] bytes.
+struct LogLines {
+    name: &'static str,
+    line: Vec<u8>,
+    /// Bytes of the current line past the limit, dropped.
+    cut: usize,
+}
+
+impl LogLines {
+    fn new(name: &'static str) -> LogLines {
+        LogLines {
+            name,
+            line: Vec::new(),
+            cut: 0,
+        }
+    }
+
+    fn feed(&mut self, mut bytes: &[u8]) {
+        while !bytes.is_empty() {
+            let (piece, end_of_line) = match bytes.iter().position(|b| *b == b'\n') {
+                Some(i) => (&bytes[..=i], true),
+                None => (bytes, false),
+            };
+            let room = MAX_LOG_LINE.saturating_sub(self.line.len());
+            self.line.extend_from_slice(&piece[..piece.len().min(room)]);
+            self.cut += piece.len().saturating_sub(room);
+            bytes = &bytes[piece.len()..];
+            if end_of_line {
+                self.emit();
+            }
+        }
+    }
+
+    fn finish(&mut self) {
+        if !self.line.is_empty() || self.cut > 0 {
+            self.emit();
+        }
+    }
+
+    fn emit(&mut self) {
+        let name = self.name;
+        let text = String::from_utf8_lossy(&self.line);
+        let text = text.trim_end_matches(['\n', '\r']);
+        if self.cut > 0 {
+            info!("{name}: {text} [... {} more bytes]", self.cut);
+        } else {
+            info!("{name}: {text}");
+        }
+        self.line.clear();
+        self.cut = 0;
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn redacts_every_secret() {
-        let secrets = vec!["hunter2".to_owned(), String::new(), "dTpodW50ZXIy".to_owned()];
-        assert_eq!(
-            redact_all("login hunter2 ok, auth=dTpodW50ZXIy, again hunter2", &secrets),
-            "login *** ok, auth=***, again ***"
-        );
-        assert_eq!(redact_all("nothing", &[]), "nothing");
-    }
 
     #[test]
     fn describes_exit_statuses() {
@@ -322,7 +348,7 @@ mod tests {
             timeout,
             kill_grace: Duration::from_secs(1),
             capture: None,
-            redact: vec![],
+            redact: Arc::new(Redactor::NONE),
         }
     }
 
@@ -386,5 +412,48 @@ mod tests {
             std::fs::read_to_string(dir.path().join("img.stderr")).unwrap(),
             ""
         );
+    }
+
+    /// What a tool prints of any image's credentials is masked in the copies it leaves, also
+    /// when it writes a credential in pieces (here: byte by byte, with pauses).
+    #[tokio::test]
+    async fn captured_output_is_redacted() {
+        use crate::redact::Credentials;
+        let (_tx, mut rx) = watch::channel(false);
+        let dir = tempfile::tempdir().unwrap();
+        let stem = dir.path().join("img");
+        let script = r#"
+            printf 'first: other-password\n'
+            for c in h u n t e r 2 - s e c r e t; do printf %s "$c"; sleep 0.01; done
+            printf ' end\n' >&2
+            printf 'tail without newline: hunter2-secret'
+        "#;
+        let argv = ["sh".to_owned(), "-c".to_owned(), script.to_owned()];
+        let mut credentials = Credentials::default();
+        credentials.add_basic("user-a", "hunter2-secret");
+        credentials.add_basic("user-b", "other-password");
+        let mut a = attempt(&argv, None);
+        a.capture = Some(stem.clone());
+        a.redact = Arc::new(Redactor::new(&credentials));
+        assert_eq!(run(a, &mut rx).await, AttemptOutcome::Succeeded);
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("img.stdout")).unwrap(),
+            "first: ***\n***tail without newline: ***"
+        );
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("img.stderr")).unwrap(),
+            " end\n"
+        );
+    }
+
+    #[test]
+    fn log_lines_are_cut_after_the_limit() {
+        let mut lines = LogLines::new("stdout");
+        let long = vec![b'x'; MAX_LOG_LINE + 10];
+        lines.feed(&long);
+        lines.feed(b"\nnext");
+        assert!(lines.line.starts_with(b"next") && lines.cut == 0);
+        lines.feed(b" line\n");
+        assert!(lines.line.is_empty());
     }
 }

@@ -129,10 +129,11 @@ pub enum SettingsError {
         name: &'static str,
         expected: &'static str,
     },
-    #[error("{PREFIX}{name}={value:?}: expected {expected}")]
+    /// The value is not shown: every `ENTRYPOINT_*` variable is forwarded by the operator from
+    /// the user's settings, and a value put in the wrong variable may be a secret.
+    #[error("{PREFIX}{name} is invalid (value not shown): expected {expected}")]
     Invalid {
         name: &'static str,
-        value: String,
         expected: &'static str,
     },
     #[error(transparent)]
@@ -232,7 +233,6 @@ impl Settings {
                 .filter(|n| *n >= 1)
                 .ok_or(SettingsError::Invalid {
                     name: "CONCURRENCY",
-                    value: v,
                     expected: "an integer of at least 1",
                 })?,
         };
@@ -243,7 +243,6 @@ impl Settings {
                 Some(d) => Ok(Some(d).filter(|d| !d.is_zero())),
                 None => Err(SettingsError::Invalid {
                     name,
-                    value: v,
                     expected: "a duration such as `10m`, `90s`, `1h 30m` or plain seconds; 0 for none",
                 }),
             },
@@ -259,7 +258,6 @@ impl Settings {
                 .filter(|n| *n <= 100)
                 .ok_or(SettingsError::Invalid {
                     name: "RETRIES",
-                    value: v,
                     expected: "an integer from 0 to 100",
                 })?,
         };
@@ -269,7 +267,6 @@ impl Settings {
             None => false,
             Some(v) => parse_bool(&v).ok_or(SettingsError::Invalid {
                 name: "FAIL_FAST",
-                value: v,
                 expected: "true or false (also 1/0, yes/no, on/off)",
             })?,
         };
@@ -281,7 +278,6 @@ impl Settings {
                 _ => {
                     return Err(SettingsError::Invalid {
                         name: "LOG_FORMAT",
-                        value: v,
                         expected: "plain or json",
                     });
                 }
@@ -291,7 +287,6 @@ impl Settings {
             None => false,
             Some(v) => parse_bool(&v).ok_or(SettingsError::Invalid {
                 name: "ATTACH",
-                value: v,
                 expected: "true or false (also 1/0, yes/no, on/off)",
             })?,
         };
@@ -372,7 +367,6 @@ impl AttachSettings {
                 if !ok {
                     return Err(SettingsError::Invalid {
                         name: "ATTACH_SUFFIX",
-                        value: v,
                         expected: "1 to 56 letters, digits, `_`, `.` or `-` (it ends a tag)",
                     });
                 }
@@ -382,10 +376,9 @@ impl AttachSettings {
         let artifact_type = match artifact_type {
             None => None,
             Some(v) if is_media_type(v.trim()) => Some(v.trim().to_owned()),
-            Some(v) => {
+            Some(_) => {
                 return Err(SettingsError::Invalid {
                     name: "ATTACH_ARTIFACT_TYPE",
-                    value: v,
                     expected: "a media type such as `application/spdx+json`",
                 });
             }
@@ -398,7 +391,6 @@ impl AttachSettings {
                     .filter(|r| r.tag.is_none() && r.digest.is_none() && !r.repository.is_empty());
                 Some(parsed.ok_or(SettingsError::Invalid {
                     name: "ATTACH_REPOSITORY",
-                    value: v,
                     expected: "a repository `registry[:port]/path`, without tag or digest",
                 })?)
             }
@@ -415,7 +407,6 @@ impl AttachSettings {
                 if hosts.iter().any(|h| !crate::image_ref::is_host(h)) {
                     return Err(SettingsError::Invalid {
                         name: "ATTACH_INSECURE_REGISTRIES",
-                        value: v,
                         expected: "a comma-separated list of `host[:port]`, e.g. `10.244.0.1:5000,localhost:5000`",
                     });
                 }
@@ -461,7 +452,6 @@ fn duration_or(
         None => Ok(default),
         Some(v) => parse_duration(&v).ok_or(SettingsError::Invalid {
             name,
-            value: v,
             expected: DURATION,
         }),
     }
@@ -559,37 +549,37 @@ mod tests {
             (
                 "CONCURRENCY",
                 "0",
-                "ENTRYPOINT_CONCURRENCY=\"0\": expected an integer of at least 1",
+                "ENTRYPOINT_CONCURRENCY is invalid (value not shown): expected an integer of at least 1",
             ),
             (
                 "CONCURRENCY",
                 "two",
-                "ENTRYPOINT_CONCURRENCY=\"two\": expected an integer of at least 1",
+                "ENTRYPOINT_CONCURRENCY is invalid (value not shown): expected an integer of at least 1",
             ),
             (
                 "TIMEOUT",
                 "soon",
-                "ENTRYPOINT_TIMEOUT=\"soon\": expected a duration",
+                "ENTRYPOINT_TIMEOUT is invalid (value not shown): expected a duration",
             ),
             (
                 "RETRIES",
                 "-1",
-                "ENTRYPOINT_RETRIES=\"-1\": expected an integer from 0 to 100",
+                "ENTRYPOINT_RETRIES is invalid (value not shown): expected an integer from 0 to 100",
             ),
             (
                 "FAIL_FAST",
                 "maybe",
-                "ENTRYPOINT_FAIL_FAST=\"maybe\": expected true or false",
+                "ENTRYPOINT_FAIL_FAST is invalid (value not shown): expected true or false",
             ),
             (
                 "LOG_FORMAT",
                 "xml",
-                "ENTRYPOINT_LOG_FORMAT=\"xml\": expected plain or json",
+                "ENTRYPOINT_LOG_FORMAT is invalid (value not shown): expected plain or json",
             ),
             (
                 "RETRY_BACKOFF",
-                "x",
-                "ENTRYPOINT_RETRY_BACKOFF=\"x\": expected a duration",
+                "whenever",
+                "ENTRYPOINT_RETRY_BACKOFF is invalid (value not shown): expected a duration",
             ),
         ];
         for (name, value, want) in cases {
@@ -597,6 +587,7 @@ mod tests {
                 .unwrap_err()
                 .to_string();
             assert!(e.starts_with(want), "{name}={value}: {e}");
+            assert!(!e.contains(value), "{name}: the value is never shown: {e}");
         }
     }
 
@@ -656,38 +647,42 @@ mod tests {
             (
                 "ATTACH",
                 "sometimes",
-                "ENTRYPOINT_ATTACH=\"sometimes\": expected true or false",
+                "ENTRYPOINT_ATTACH is invalid (value not shown): expected true or false",
             ),
             (
                 "ATTACH_SUFFIX",
                 "s b",
-                "ENTRYPOINT_ATTACH_SUFFIX=\"s b\": expected 1 to 56",
+                "ENTRYPOINT_ATTACH_SUFFIX is invalid (value not shown): expected 1 to 56",
             ),
-            ("ATTACH_SUFFIX", &"s".repeat(57), "ENTRYPOINT_ATTACH_SUFFIX="),
+            (
+                "ATTACH_SUFFIX",
+                &"s".repeat(57),
+                "ENTRYPOINT_ATTACH_SUFFIX is invalid (value not shown): expected 1 to 56",
+            ),
             (
                 "ATTACH_ARTIFACT_TYPE",
-                "spdx",
-                "ENTRYPOINT_ATTACH_ARTIFACT_TYPE=\"spdx\": expected a media type",
+                "sbom-document",
+                "ENTRYPOINT_ATTACH_ARTIFACT_TYPE is invalid (value not shown): expected a media type",
             ),
             (
                 "ATTACH_ARTIFACT_TYPE",
                 "a/b/c",
-                "ENTRYPOINT_ATTACH_ARTIFACT_TYPE=",
+                "ENTRYPOINT_ATTACH_ARTIFACT_TYPE is invalid (value not shown): expected",
             ),
             (
                 "ATTACH_REPOSITORY",
                 "reg:5000/sboms:latest",
-                "ENTRYPOINT_ATTACH_REPOSITORY=\"reg:5000/sboms:latest\": expected a repository",
+                "ENTRYPOINT_ATTACH_REPOSITORY is invalid (value not shown): expected a repository",
             ),
             (
                 "ATTACH_REPOSITORY",
                 "https://reg/sboms",
-                "ENTRYPOINT_ATTACH_REPOSITORY=",
+                "ENTRYPOINT_ATTACH_REPOSITORY is invalid (value not shown): expected",
             ),
             (
                 "ATTACH_INSECURE_REGISTRIES",
                 "http://reg:5000",
-                "ENTRYPOINT_ATTACH_INSECURE_REGISTRIES=\"http://reg:5000\": expected a comma-separated list",
+                "ENTRYPOINT_ATTACH_INSECURE_REGISTRIES is invalid (value not shown): expected a comma-separated list",
             ),
         ];
         for (name, value, want) in cases {
@@ -698,6 +693,7 @@ mod tests {
             }
             let e = settings(&vars).unwrap_err().to_string();
             assert!(e.starts_with(want), "{name}={value}: {e}");
+            assert!(!e.contains(value), "{name}: the value is never shown: {e}");
         }
     }
 

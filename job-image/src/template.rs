@@ -79,17 +79,17 @@ pub enum TemplateError {
     Empty,
     #[error("the command template cannot be split into words: {0}")]
     Quoting(String),
-    #[error("unknown placeholder `{{{name}}}` in word {word} ({text:?}); known: {known}")]
+    // The words are not quoted: the template is a forwarded setting and may hold a token.
+    #[error("unknown placeholder `{{{name}}}` in word {word}; known: {known}")]
     Unknown {
         word: usize,
-        text: String,
         name: String,
         known: String,
     },
-    #[error("unclosed `{{` in word {word} ({text:?}); write `{{{{` for a literal brace")]
-    Unclosed { word: usize, text: String },
-    #[error("stray `}}` in word {word} ({text:?}); write `}}}}` for a literal brace")]
-    StrayClose { word: usize, text: String },
+    #[error("unclosed `{{` in word {word}; write `{{{{` for a literal brace")]
+    Unclosed { word: usize },
+    #[error("stray `}}` in word {word}; write `}}}}` for a literal brace")]
+    StrayClose { word: usize },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -171,10 +171,7 @@ fn parse_word(word: usize, text: &str) -> Result<Vec<Piece>, TemplateError> {
                         Some('}') => break,
                         Some(c) => name.push(c),
                         None => {
-                            return Err(TemplateError::Unclosed {
-                                word,
-                                text: text.to_owned(),
-                            });
+                            return Err(TemplateError::Unclosed { word });
                         }
                     }
                 }
@@ -184,12 +181,7 @@ fn parse_word(word: usize, text: &str) -> Result<Vec<Piece>, TemplateError> {
                         .map(ToString::to_string)
                         .collect::<Vec<_>>()
                         .join(" ");
-                    return Err(TemplateError::Unknown {
-                        word,
-                        text: text.to_owned(),
-                        name,
-                        known,
-                    });
+                    return Err(TemplateError::Unknown { word, name, known });
                 };
                 if !literal.is_empty() {
                     pieces.push(Piece::Literal(std::mem::take(&mut literal)));
@@ -197,10 +189,7 @@ fn parse_word(word: usize, text: &str) -> Result<Vec<Piece>, TemplateError> {
                 pieces.push(Piece::Value(p));
             }
             '}' => {
-                return Err(TemplateError::StrayClose {
-                    word,
-                    text: text.to_owned(),
-                });
+                return Err(TemplateError::StrayClose { word });
             }
             c => literal.push(c),
         }
@@ -277,6 +266,15 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+        // The word itself is not quoted: it may hold a token.
+        let e = Template::parse("tool --token=s3cr3t-value{x}")
+            .unwrap_err()
+            .to_string();
+        assert!(!e.contains("s3cr3t-value"), "{e}");
+        let e = Template::parse("tool --token=s3cr3t-value{x")
+            .unwrap_err()
+            .to_string();
+        assert!(!e.contains("s3cr3t-value") && e.contains("word 1"), "{e}");
         let e = Template::parse("syft {outptu}").unwrap_err().to_string();
         assert!(
             e.contains("`{outptu}`") && e.contains("{image}") && e.contains("{output}"),

@@ -347,7 +347,7 @@ fn attach_setting_errors_stop_before_anything_runs() {
                 ("ENTRYPOINT_ATTACH", "true"),
                 ("ENTRYPOINT_ATTACH_INSECURE_REGISTRIES", "http://127.0.0.1:1"),
             ],
-            "ENTRYPOINT_ATTACH_INSECURE_REGISTRIES=\"http://127.0.0.1:1\": expected",
+            "ENTRYPOINT_ATTACH_INSECURE_REGISTRIES is invalid (value not shown): expected",
         ),
         (
             // No CA certificate anywhere: a clear start-up error, not a panic per image.

@@ -294,19 +294,19 @@ fn settings_errors_exit_2_naming_the_variable() {
         ),
         (
             &[("ENTRYPOINT_COMMAND", &touch), ("ENTRYPOINT_CONCURRENCY", "0")],
-            r#"ENTRYPOINT_CONCURRENCY="0": expected an integer of at least 1"#,
+            "ENTRYPOINT_CONCURRENCY is invalid (value not shown): expected an integer of at least 1",
         ),
         (
             &[("ENTRYPOINT_COMMAND", &touch), ("ENTRYPOINT_TIMEOUT", "soon")],
-            r#"ENTRYPOINT_TIMEOUT="soon": expected a duration"#,
+            "ENTRYPOINT_TIMEOUT is invalid (value not shown): expected a duration",
         ),
         (
             &[("ENTRYPOINT_COMMAND", &touch), ("ENTRYPOINT_FAIL_FAST", "maybe")],
-            r#"ENTRYPOINT_FAIL_FAST="maybe": expected true or false"#,
+            "ENTRYPOINT_FAIL_FAST is invalid (value not shown): expected true or false",
         ),
         (
             &[("ENTRYPOINT_COMMAND", &touch), ("ENTRYPOINT_LOG_FORMAT", "xml")],
-            r#"ENTRYPOINT_LOG_FORMAT="xml": expected plain or json"#,
+            "ENTRYPOINT_LOG_FORMAT is invalid (value not shown): expected plain or json",
         ),
     ];
     for (vars, message) in cases {
@@ -552,6 +552,96 @@ cat "$DOCKER_CONFIG/config.json" >&2"#,
             & 0o600,
         0o600
     );
+}
+
+/// A tool that prints the whole config, its docker config and its environment, byte by byte
+/// on stdout: no image's credential reaches the log, the summary or the captured copies, in
+/// any form, plain or JSON log.
+#[test]
+fn every_credential_of_the_config_is_redacted_everywhere() {
+    use base64::Engine;
+    const FIRST: &str = r#"first-"Pa55\word"#;
+    const SECOND: &str = "second-Pa55word<&>";
+    let images = [
+        Image {
+            host: "one.example.test",
+            user: "robot-one",
+            password: FIRST,
+            ..image("one.example.test/app:1")
+        },
+        Image {
+            host: "two.example.test",
+            user: "robot-two",
+            password: SECOND,
+            ..image("two.example.test/app:1")
+        },
+    ];
+    let sb = Sandbox::new(&config_json(&images));
+    let script = sb.script(
+        "show-all",
+        r#"cat "$ENTRYPOINT_CONFIG"; echo
+cat "$DOCKER_CONFIG/config.json" >&2
+env
+# One byte at a time: a credential split across reads.
+while IFS= read -r line; do printf '%s' "$line" | fold -w 1 | while IFS= read -r c; do printf '%s' "$c"; done; echo; done < "$ENTRYPOINT_CONFIG"
+echo "auth: $(printf '%s' "robot-one:$FIRST_PW" | base64 -w0)"
+exit 3"#,
+    );
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let forms: Vec<String> = [FIRST, SECOND]
+        .iter()
+        .flat_map(|p| {
+            [
+                p.to_string(),
+                b64(p),
+                serde_json::to_string(p).unwrap().trim_matches('"').to_string(),
+            ]
+        })
+        .chain([
+            b64(&format!("robot-one:{FIRST}")),
+            b64(&format!("robot-two:{SECOND}")),
+            r#"second-Pa55word\u003c\u0026\u003e"#.to_string(),
+        ])
+        .collect();
+    for format in ["plain", "json"] {
+        let run = sb.run(&[
+            ("ENTRYPOINT_COMMAND", script.to_str().unwrap()),
+            ("ENTRYPOINT_OUTPUT_DIR", sb.out().to_str().unwrap()),
+            ("ENTRYPOINT_LOG_FORMAT", format),
+            ("FIRST_PW", FIRST),
+        ]);
+        assert_eq!(run.code, Some(1), "{run}");
+        // The tool did print the config: the keys are there, the values masked.
+        assert!(
+            run.stderr.contains("registry-password") && run.stderr.contains("***"),
+            "{run}"
+        );
+        let mut captured = String::new();
+        for entry in fs::read_dir(sb.out()).unwrap() {
+            captured += &read(&entry.unwrap().path());
+        }
+        assert!(
+            captured.contains("registry-password") && captured.contains("***"),
+            "{captured}"
+        );
+        for form in &forms {
+            assert!(
+                !run.stdout.contains(form.as_str()),
+                "{form} in stdout ({format}):\n{run}"
+            );
+            assert!(
+                !run.stderr.contains(form.as_str()),
+                "{form} in the log ({format}):\n{run}"
+            );
+            assert!(
+                !captured.contains(form.as_str()),
+                "{form} in the captured output ({format}):\n{captured}"
+            );
+        }
+        for entry in fs::read_dir(sb.out()).unwrap() {
+            fs::remove_file(entry.unwrap().path()).unwrap();
+        }
+    }
 }
 
 #[test]

@@ -92,7 +92,12 @@ pub async fn run(ctx: &Context, cycle: &str) -> Result<Report> {
 
     // 1. Never overlap: Jobs of ours still running (an earlier cycle, or one from before a
     //    restart) are waited for and finished first; ended ones are finished now.
-    let (running, ended) = blocking(jobs::unfinished(ctx).await?);
+    //    A Job left suspended by a launch cut short is resumed or deleted first.
+    let mut unfinished = Vec::new();
+    for job in jobs::unfinished(ctx).await? {
+        unfinished.extend(jobs::adopt(ctx, job).await?);
+    }
+    let (running, ended) = blocking(unfinished);
     report.adopted = running.len() + ended.len();
     if !running.is_empty() {
         let names: Vec<_> = running.iter().filter_map(|j| j.metadata.name.clone()).collect();

@@ -1,6 +1,7 @@
-//! The life of a Job: launch (Secret, Job, ownership), follow its conditions by a watch, and
-//! finish it (delete the Secret, annotate on success, mark it done). Finishing is idempotent,
-//! so a restarted operator can finish Jobs that ended while it was down.
+//! The life of a Job: launch (the Job suspended, its Secret owned by it, then the resume),
+//! follow its conditions by a watch, and finish it (delete the Secret, annotate on success, mark
+//! it done). Finishing is idempotent, so a restarted operator can finish Jobs that ended while
+//! it was down, and a launch cut short is settled at adoption.
 
 use std::{
     collections::{BTreeMap, BTreeSet, HashSet},
@@ -14,7 +15,7 @@ use k8s_openapi::api::{
 };
 use kube::{
     Api, Resource,
-    api::{DeleteParams, ListParams, Patch, PatchParams, PostParams},
+    api::{DeleteParams, ListParams, PartialObjectMeta, Patch, PatchParams, PostParams},
     runtime::{
         events::{Event, EventType},
         wait::await_condition,
@@ -218,8 +219,10 @@ fn name(job: &Job) -> String {
     job.metadata.name.clone().unwrap_or_default()
 }
 
-/// Creates the Secret, then the Job, then hands the Secret to the Job for garbage collection.
-/// The Secret comes first so the job pod never waits for its volume.
+/// Creates the Job suspended, then its config Secret owned by it, then resumes it. At no instant
+/// is there a credential Secret without an owner: whatever fails in between, deleting the Job
+/// takes the Secret with it (garbage collection), and a suspended Job starts no pod that could
+/// wait for its volume. A Job left suspended by a crash is settled by [`adopt`].
 pub async fn launch(ctx: &Context, plan: &JobPlan) -> Result<Job> {
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
     let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
@@ -227,13 +230,6 @@ pub async fn launch(ctx: &Context, plan: &JobPlan) -> Result<Job> {
         field_manager: Some(annotate::FIELD_MANAGER.into()),
         ..Default::default()
     };
-    secrets
-        .create(
-            &pp,
-            &objects::secret(plan, &ctx.namespace, &ctx.settings.ops.release),
-        )
-        .await
-        .context(|| format!("creating Secret {}/{}", ctx.namespace, plan.name))?;
     let mut manifest = objects::job(plan, &ctx.namespace, &ctx.settings.ops.release, &ctx.settings.job);
     let annotations = manifest.metadata.annotations.get_or_insert_with(Default::default);
     annotations.insert(
@@ -246,30 +242,118 @@ pub async fn launch(ctx: &Context, plan: &JobPlan) -> Result<Job> {
         Ok(job) => job,
         Err(e) => match jobs.get_opt(&plan.name).await {
             // The create went through although its answer was lost (a timeout, a broken
-            // connection): the Job needs its Secret.
+            // connection): go on with it.
             Ok(Some(job)) if job.metadata.labels == manifest.metadata.labels => {
-                warn!(job = %plan.name, error = %e, "creating the Job reported an error, but it exists; following it");
+                warn!(job = %plan.name, error = %e, "creating the Job reported an error, but it exists; going on with it");
                 job
             }
-            found => {
-                // Credentials must not outlive the Job that needed them; when the API server
-                // cannot say whether the Job exists, the orphan clean-up of a later cycle
-                // deletes the Secret once no Job of ours runs.
-                if matches!(found, Ok(None)) {
-                    let _ = secrets.delete(&plan.name, &DeleteParams::default()).await;
-                }
-                return Err(e).context(|| format!("creating Job {}/{}", ctx.namespace, plan.name));
-            }
+            // No Secret exists yet: nothing to clean up. A suspended Job whose creation did go
+            // through is settled by the next cycle's adoption.
+            _ => return Err(e).context(|| format!("creating Job {}/{}", ctx.namespace, plan.name)),
         },
     };
     let owner = objects::owned_by_job(&name(&job), job.metadata.uid.as_deref().unwrap_or_default());
-    let patch = Patch::Merge(json!({ "metadata": { "ownerReferences": [owner] } }));
-    if let Err(e) = secrets.patch(&plan.name, &PatchParams::default(), &patch).await {
-        // Not fatal: the Secret is still deleted when the Job ends.
-        warn!(secret = %plan.name, error = %e, "could not hand the Secret to its Job");
+    if let Err(e) = secrets
+        .create(
+            &pp,
+            &objects::secret(plan, &ctx.namespace, &ctx.settings.ops.release, owner),
+        )
+        .await
+    {
+        // Should the Secret exist after all (a lost answer), it goes with its Job.
+        abandon(ctx, &plan.name).await;
+        return Err(e).context(|| format!("creating Secret {}/{}", ctx.namespace, plan.name));
     }
+    let job = match resume(ctx, &plan.name).await {
+        Ok(job) => job,
+        Err(e) => {
+            abandon(ctx, &plan.name).await;
+            return Err(e).context(|| format!("resuming Job {}/{}", ctx.namespace, plan.name));
+        }
+    };
     info!(job = %plan.name, images = plan.images.len(), "Job created");
     Ok(job)
+}
+
+/// Lets a suspended Job start its pod.
+async fn resume(ctx: &Context, job_name: &str) -> kube::Result<Job> {
+    let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
+    let patch = Patch::Merge(json!({ "spec": { "suspend": false } }));
+    jobs.patch(job_name, &PatchParams::default(), &patch).await
+}
+
+/// Deletes a Job that never ran; its Secret, if any, is collected with it. A failure is only
+/// logged: the Job stays suspended and the next cycle's [`adopt`] deletes it.
+async fn abandon(ctx: &Context, job_name: &str) {
+    let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
+    match jobs.delete(job_name, &DeleteParams::background()).await {
+        Ok(_) => {}
+        Err(e) if is_not_found(&e) => {}
+        Err(e) => {
+            warn!(job = %job_name, error = %e, "could not delete the unstarted Job; the next cycle does")
+        }
+    }
+}
+
+/// True while the Job is suspended: its launch was interrupted before the resume.
+pub fn is_suspended(job: &Job) -> bool {
+    job.spec.as_ref().and_then(|s| s.suspend) == Some(true)
+}
+
+/// What to do with an unfinished Job of ours found at the start of a cycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Adoption {
+    /// Running or ended: wait for it or finish it, as it is.
+    Keep,
+    /// Suspended with its Secret: its launch was cut short after the Secret; let it run.
+    Resume,
+    /// Suspended without its Secret: it can never run; delete it (its images are planned again).
+    Delete,
+}
+
+/// The decision for one unfinished Job (pure); `secret_exists` only matters when it is
+/// suspended.
+pub fn adoption(job: &Job, secret_exists: bool) -> Adoption {
+    match (
+        is_suspended(job) && outcome(job) == Outcome::Running,
+        secret_exists,
+    ) {
+        (false, _) => Adoption::Keep,
+        (true, true) => Adoption::Resume,
+        (true, false) => Adoption::Delete,
+    }
+}
+
+/// Settles an unfinished Job found at the start of a cycle (after a restart, or a launch cut
+/// short): a suspended one is resumed when its Secret exists and deleted otherwise. Returns the
+/// Job to wait for or finish, `None` when it was deleted. An API error fails the cycle (retried
+/// soon): a suspended Job must not be waited for, it would never end.
+pub async fn adopt(ctx: &Context, job: Job) -> Result<Option<Job>> {
+    if !is_suspended(&job) {
+        return Ok(Some(job));
+    }
+    let job_name = name(&job);
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
+    let exists = secrets
+        .get_metadata_opt(&job_name)
+        .await
+        .context(|| format!("looking for Secret {}/{job_name}", ctx.namespace))?
+        .is_some();
+    match adoption(&job, exists) {
+        Adoption::Keep => Ok(Some(job)),
+        Adoption::Resume => {
+            let resumed = resume(ctx, &job_name)
+                .await
+                .context(|| format!("resuming Job {}/{job_name}", ctx.namespace))?;
+            info!(job = %job_name, "resumed a Job whose launch was cut short");
+            Ok(Some(resumed))
+        }
+        Adoption::Delete => {
+            info!(job = %job_name, "deleting a suspended Job without its config Secret; its images are planned again");
+            abandon(ctx, &job_name).await;
+            Ok(None)
+        }
+    }
 }
 
 /// When [`wait`] stops waiting for a Job whose deadline is `deadline` from `now`: five minutes
@@ -515,17 +599,27 @@ pub async fn unfinished(ctx: &Context) -> Result<Vec<Job>> {
     Ok(list)
 }
 
-/// Deletes every Secret of ours: called once all our Jobs have ended, so any left is an orphan
-/// (a crash between two calls).
+/// The Secrets of ours nothing collects (pure): those without a Job as owner, left by versions
+/// that created the Secret before its Job (a crash or a cancel in between). Owned ones go with
+/// their Job by garbage collection, and belong to a running Job of this or another release.
+pub fn orphans(secrets: &[PartialObjectMeta<Secret>]) -> Vec<String> {
+    secrets
+        .iter()
+        .filter(|s| !objects::owned_by_a_job(&s.metadata))
+        .filter_map(|s| s.metadata.name.clone())
+        .collect()
+}
+
+/// Deletes the Secrets of ours without an owner ([`orphans`]): called once all our Jobs have
+/// ended.
 pub async fn delete_orphan_secrets(ctx: &Context) -> Result<()> {
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
     let list = secrets
         .list_metadata(&ListParams::default().labels(&objects::selector(&ctx.settings.ops.release)))
         .await
         .context(|| format!("listing Secrets in {}", ctx.namespace))?;
-    for s in list.items {
-        let secret_name = s.metadata.name.unwrap_or_default();
-        info!(secret = %secret_name, "deleting Secret left without a running Job");
+    for secret_name in orphans(&list.items) {
+        info!(secret = %secret_name, "deleting a Secret without an owning Job (left by an older version)");
         match secrets.delete(&secret_name, &DeleteParams::default()).await {
             Ok(_) => {}
             Err(e) if is_not_found(&e) => {}
@@ -656,6 +750,65 @@ mod tests {
             summary(&[("a".into(), Outcome::Complete), ("b".into(), outcome(&j))])["failed"],
             1
         );
+    }
+
+    fn suspended(suspend: Option<bool>, condition: Option<&str>) -> Job {
+        let mut job = match condition {
+            Some(c) => job_with(&[(c, "True", "")]),
+            None => Job::default(),
+        };
+        job.spec = Some(k8s_openapi::api::batch::v1::JobSpec {
+            suspend,
+            ..Default::default()
+        });
+        job
+    }
+
+    #[test]
+    fn a_suspended_job_is_resumed_with_its_secret_and_deleted_without() {
+        let cut_short = suspended(Some(true), None);
+        assert!(is_suspended(&cut_short));
+        assert_eq!(adoption(&cut_short, true), Adoption::Resume);
+        assert_eq!(adoption(&cut_short, false), Adoption::Delete);
+        // Running (resumed, or made by a version that never suspended) and ended Jobs are kept.
+        for job in [
+            suspended(Some(false), None),
+            suspended(None, None),
+            Job::default(),
+            suspended(Some(true), Some("Failed")),
+            suspended(Some(true), Some("Complete")),
+        ] {
+            for secret in [true, false] {
+                assert_eq!(adoption(&job, secret), Adoption::Keep, "{:?}", job.spec);
+            }
+        }
+    }
+
+    #[test]
+    fn only_secrets_without_an_owning_job_are_orphans() {
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+        let secret = |name: &str, owners: Option<Vec<OwnerReference>>| PartialObjectMeta::<Secret> {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                owner_references: owners,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let other = OwnerReference {
+            api_version: "v1".into(),
+            kind: "ConfigMap".into(),
+            name: "x".into(),
+            uid: "u".into(),
+            ..Default::default()
+        };
+        let list = [
+            secret("owned", Some(vec![objects::owned_by_job("owned", "u1")])),
+            secret("old", None),
+            secret("empty", Some(vec![])),
+            secret("elsewhere", Some(vec![other])),
+        ];
+        assert_eq!(orphans(&list), ["old", "empty", "elsewhere"]);
     }
 
     #[test]

@@ -211,14 +211,17 @@ fn labels(cycle: &str, release: &str) -> BTreeMap<String, String> {
     .into()
 }
 
-/// The Secret holding `image-config.json`. Immutable: nothing ever edits a job's input.
-pub fn secret(plan: &JobPlan, namespace: &str, release: &str) -> Secret {
+/// The Secret holding `image-config.json`, owned by its Job from its first version: the
+/// credentials never exist without an owner the garbage collector removes them with.
+/// Immutable: nothing ever edits a job's input.
+pub fn secret(plan: &JobPlan, namespace: &str, release: &str, owner: OwnerReference) -> Secret {
     let json = serde_json::to_vec(&plan.images).expect("image configs serialize");
     Secret {
         metadata: ObjectMeta {
             name: Some(plan.name.clone()),
             namespace: Some(namespace.to_string()),
             labels: Some(labels(&plan.cycle, release)),
+            owner_references: Some(vec![owner]),
             ..Default::default()
         },
         type_: Some("Opaque".into()),
@@ -235,10 +238,20 @@ pub fn owned_by_job(job_name: &str, job_uid: &str) -> OwnerReference {
         kind: "Job".into(),
         name: job_name.to_string(),
         uid: job_uid.to_string(),
-        // No blockOwnerDeletion: it would need `update` on jobs/finalizers, and nothing is
-        // gained by making the Job wait for its Secret.
+        // No blockOwnerDeletion: with the OwnerReferencesPermissionEnforcement admission plugin
+        // it needs `update` on jobs/finalizers, and nothing is gained by making the Job wait for
+        // its Secret. Without it, setting an ownerReference needs no permission beyond `create`.
         ..Default::default()
     }
+}
+
+/// True when the object is owned by a Job (a config Secret of this version, or one whose
+/// ownerReference an older version patched in): the garbage collector removes it with its Job.
+pub fn owned_by_a_job(meta: &ObjectMeta) -> bool {
+    meta.owner_references
+        .iter()
+        .flatten()
+        .any(|o| o.kind == "Job" && o.api_version == "batch/v1")
 }
 
 fn env_var(e: &ForwardedEnv) -> EnvVar {
@@ -342,8 +355,14 @@ pub fn job(plan: &JobPlan, namespace: &str, release: &str, settings: &JobSetting
             ..Default::default()
         },
         spec: Some(JobSpec {
+            // Created suspended: no pod starts (and nothing waits for the config volume) until
+            // the Secret exists, owned by this Job, and the operator resumes it.
+            suspend: Some(true),
             backoff_limit: Some(0),
             // Saturating: `as i64` would turn a timeout above i64::MAX seconds negative.
+            // Counted from the resume, not the creation: the job controller resets the Job's
+            // status.startTime when it resumes a suspended Job, and activeDeadlineSeconds runs
+            // from startTime (the time spent suspended does not count).
             active_deadline_seconds: Some(i64::try_from(settings.timeout.as_secs()).unwrap_or(i64::MAX)),
             ttl_seconds_after_finished: Some(settings.ttl.as_secs().min(i32::MAX as u64) as i32),
             template: PodTemplateSpec {
@@ -481,7 +500,10 @@ mod tests {
         );
         let plan = plan();
         for labels in [
-            secret(&plan, "ns", "syft").metadata.labels.unwrap(),
+            secret(&plan, "ns", "syft", owned_by_job(&plan.name, "u"))
+                .metadata
+                .labels
+                .unwrap(),
             job(&plan, "ns", "syft", &settings(&[])).metadata.labels.unwrap(),
             job(&plan, "ns", "syft", &settings(&[]))
                 .spec
@@ -501,8 +523,23 @@ mod tests {
     #[test]
     fn secret_holds_the_config_and_nothing_else() {
         let plan = plan();
-        let s = secret(&plan, "sbomjob", "sbomjob");
+        let s = secret(&plan, "sbomjob", "sbomjob", owned_by_job(&plan.name, "uid-1"));
         assert_eq!(s.metadata.name.as_deref(), Some("sbomjob-20261121-101500-00ff-0"));
+        // Owned by its Job from its first version, without blockOwnerDeletion (extra RBAC).
+        let owners = s.metadata.owner_references.clone().unwrap();
+        assert_eq!(owners.len(), 1);
+        assert_eq!(
+            (
+                owners[0].api_version.as_str(),
+                owners[0].kind.as_str(),
+                owners[0].name.as_str(),
+                owners[0].uid.as_str()
+            ),
+            ("batch/v1", "Job", plan.name.as_str(), "uid-1")
+        );
+        assert_eq!(owners[0].block_owner_deletion, None);
+        assert!(owned_by_a_job(&s.metadata));
+        assert!(!owned_by_a_job(&ObjectMeta::default()));
         assert_eq!(s.metadata.namespace.as_deref(), Some("sbomjob"));
         assert_eq!(s.metadata.labels.as_ref().unwrap()[MANAGED_BY_LABEL], "sbomjob");
         assert_eq!(
@@ -540,6 +577,8 @@ mod tests {
             plan.elements.join("\n")
         );
         let spec = job.spec.unwrap();
+        // Created suspended: resumed once its Secret exists.
+        assert_eq!(spec.suspend, Some(true));
         assert_eq!(spec.backoff_limit, Some(0));
         assert_eq!(spec.active_deadline_seconds, Some(600));
         assert_eq!(spec.ttl_seconds_after_finished, Some(3600));
@@ -712,7 +751,9 @@ mod tests {
         let plans = plan_jobs("sbomjob-c", images, 200);
         assert!(plans.len() > 2);
         for p in &plans {
-            let bytes = secret(p, "sbomjob", "sbomjob").data.unwrap()["image-config.json"]
+            let bytes = secret(p, "sbomjob", "sbomjob", owned_by_job(&p.name, "u"))
+                .data
+                .unwrap()["image-config.json"]
                 .0
                 .len();
             assert!(bytes <= SECRET_BUDGET, "{} is {bytes} bytes", p.name);

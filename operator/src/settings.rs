@@ -48,6 +48,12 @@ pub enum SettingsError {
         value: String,
         expected: String,
     },
+    /// A variable forwarded to the job (`SBOM_JOB_*`, `SBOM_JOBSECRET_*`): its value is never
+    /// shown, it may be a secret (say, a token put where a `<secret>/<key>` belongs).
+    #[error(
+        "{var} is invalid (value not shown: it is forwarded to the job and may be a secret): expected {expected}"
+    )]
+    InvalidForwarded { var: String, expected: &'static str },
     #[error("{0}")]
     Conflict(String),
     #[error("reading SBOM_ settings: {0}")]
@@ -84,8 +90,8 @@ struct RawSettings {
     log_format: Option<String>,
 }
 
-/// How the job container gets one forwarded variable.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// How the job container gets one forwarded variable. `{:?}` shows no literal value.
+#[derive(Clone, PartialEq, Eq)]
 pub enum ForwardedEnv {
     /// `SBOM_JOB_<name>=<value>`: the value, byte for byte.
     Literal { name: String, value: String },
@@ -96,6 +102,24 @@ pub enum ForwardedEnv {
         secret: String,
         key: String,
     },
+}
+
+impl std::fmt::Debug for ForwardedEnv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Literal { name, value } => f
+                .debug_struct("Literal")
+                .field("name", name)
+                .field("value", &format_args!("<{} bytes>", value.len()))
+                .finish(),
+            Self::SecretRef { name, secret, key } => f
+                .debug_struct("SecretRef")
+                .field("name", name)
+                .field("secret", secret)
+                .field("key", key)
+                .finish(),
+        }
+    }
 }
 
 impl ForwardedEnv {
@@ -403,12 +427,16 @@ pub fn forwarded_env(vars: &[(String, String)]) -> Result<Vec<ForwardedEnv>, Set
                 },
             );
         } else if let Some(name) = key.strip_prefix(SECRET_REF_PREFIX) {
+            let forwarded = |expected| SettingsError::InvalidForwarded {
+                var: key.clone(),
+                expected,
+            };
             let (secret, secret_key) = value
                 .split_once('/')
                 .filter(|(s, k)| !s.is_empty() && !k.is_empty())
-                .ok_or_else(|| invalid(key, value, "<secret-name>/<key>"))?;
+                .ok_or_else(|| forwarded("<secret-name>/<key>"))?;
             if name.is_empty() {
-                return Err(invalid(key, value, "a variable name after SBOM_JOBSECRET_"));
+                return Err(forwarded("a variable name after SBOM_JOBSECRET_"));
             }
             let literal = format!("{FORWARD_PREFIX}{name}");
             if vars.iter().any(|(k, _)| *k == literal) && !OWN_JOB_SETTINGS.contains(&literal.as_str()) {
@@ -1177,6 +1205,38 @@ mod tests {
                 .to_string();
             assert!(err.contains(var) && err.contains(expected), "{var}: {err}");
         }
+    }
+
+    /// A token put where `<secret>/<key>` belongs (or any forwarded value) never reaches the
+    /// log of a failed start; the message still names the variable and what was expected.
+    #[test]
+    fn forwarded_values_are_never_shown() {
+        for (var, value, expected) in [
+            ("SBOM_JOBSECRET_API_KEY", "ghp_s3cr3tT0ken", "<secret-name>/<key>"),
+            ("SBOM_JOBSECRET_TOKEN", "/ghp_s3cr3tT0ken", "<secret-name>/<key>"),
+            (
+                "SBOM_JOBSECRET_",
+                "s/ghp_s3cr3tT0ken",
+                "a variable name after SBOM_JOBSECRET_",
+            ),
+        ] {
+            let err = settings(&[("SBOM_JOB_IMAGE", "i"), (var, value)]).unwrap_err();
+            assert!(matches!(&err, SettingsError::InvalidForwarded { .. }), "{err:?}");
+            let text = format!("{err} {err:?}");
+            assert!(text.contains(var) && text.contains(expected), "{text}");
+            assert!(!text.contains("s3cr3t"), "{var}: the value is shown: {text}");
+        }
+        // Nor does `{:?}` of the settings show a literal forwarded value.
+        let s = settings(&[
+            ("SBOM_JOB_IMAGE", "i"),
+            ("SBOM_JOB_DTRACK_API_KEY", "s3cr3t-literal"),
+        ])
+        .unwrap();
+        let shown = format!("{s:?}");
+        assert!(
+            shown.contains("DTRACK_API_KEY") && !shown.contains("s3cr3t"),
+            "{shown}"
+        );
     }
 
     #[test]

@@ -149,6 +149,12 @@ def common(c, docs, label):
     c.check(f"{label}: events.k8s.io events: create, patch, in the Role (the Jobs' Events)",
             [r["verbs"] for r in rules(role, "events.k8s.io", "events")] == [["create", "patch"]],
             rules(role, "events.k8s.io", "events"))
+    c.check(f"{label}: config Secrets: create (owned by its Job from the start), delete, list; no patch",
+            [r["verbs"] for r in rules(role, "", "secrets")] == [["create", "delete", "list"]],
+            rules(role, "", "secrets"))
+    c.check(f"{label}: Jobs: create, get, list, watch, patch (resume, done label), delete",
+            [r["verbs"] for r in rules(role, "batch", "jobs")] == [["create", "get", "list", "watch", "patch", "delete"]],
+            rules(role, "batch", "jobs"))
     pod_events = next((e.get("value") for e in env if e["name"] == "SBOM_POD_EVENTS"), None)
     c.check(f"{label}: SBOM_POD_EVENTS rendered as all, failures or none",
             pod_events in ("all", "failures", "none"), pod_events)

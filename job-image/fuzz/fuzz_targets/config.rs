@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use job_image::{batch, config, template::Placeholder};
+use job_image::{batch, config, redact, template::Placeholder};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -23,12 +23,20 @@ fuzz_target!(|data: &[u8]| {
     // Element by element, the same document gives the same verdicts.
     let elements = config::parse_elements(data).expect("the document parsed");
     assert!(elements.iter().all(Result::is_ok));
+    // Every credential of the document is masked by the redactor built from it.
+    let redactor = redact::Redactor::new(&redact::Credentials::from_config(data));
+    for image in &again {
+        for value in [&image.registry_user, &image.registry_password] {
+            if value.len() >= redact::MIN_LEN {
+                assert!(!redactor.redact(value).contains(value.as_str()), "a credential left unmasked");
+            }
+        }
+    }
     let mut outputs = std::collections::HashSet::new();
     for job in &jobs {
         for p in Placeholder::ALL {
             let _ = job.value(p);
         }
-        let _ = job.secrets();
         // `{output}` paths stay inside the output directory and are unique.
         assert_eq!(job.output.parent(), Some(Path::new("/fuzz-output")), "{:?}", job.output);
         let name = job.output.file_name().expect("a file name").to_string_lossy();
