@@ -391,7 +391,7 @@ pub fn job(plan: &JobPlan, namespace: &str, release: &str, settings: &JobSetting
                         image: Some(settings.image.clone()),
                         image_pull_policy: settings.image_pull_policy.clone(),
                         env: Some(env),
-                        resources: settings.resources.clone(),
+                        resources: Some(settings.resources.clone()),
                         security_context: Some(container_security),
                         volume_mounts: Some(vec![
                             VolumeMount {
@@ -419,9 +419,13 @@ pub fn job(plan: &JobPlan, namespace: &str, release: &str, settings: &JobSetting
                             }),
                             ..Default::default()
                         },
+                        // Bounded: without a sizeLimit one job pod could fill the node's disk.
                         Volume {
                             name: "tmp".into(),
-                            empty_dir: Some(EmptyDirVolumeSource::default()),
+                            empty_dir: Some(EmptyDirVolumeSource {
+                                size_limit: Some(settings.tmp_size.clone()),
+                                ..Default::default()
+                            }),
                             ..Default::default()
                         },
                     ]),
@@ -444,6 +448,7 @@ fn runtime_default() -> SeccompProfile {
 #[cfg(test)]
 mod tests {
     use job_image::PodRef;
+    use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
     use super::*;
     use crate::settings::Settings;
@@ -607,7 +612,63 @@ mod tests {
             config.secret.as_ref().unwrap().secret_name.as_deref(),
             Some(plan.name.as_str())
         );
-        assert!(volumes.iter().any(|v| v.name == "tmp" && v.empty_dir.is_some()));
+        let tmp = volumes.iter().find(|v| v.name == "tmp").unwrap();
+        let size = tmp.empty_dir.as_ref().unwrap().size_limit.as_ref();
+        assert_eq!(
+            size.map(|q| q.0.as_str()),
+            Some(crate::settings::DEFAULT_JOB_TMP_SIZE)
+        );
+    }
+
+    /// Without SBOM_JOB_RESOURCES the job container still has requests and a memory limit, and
+    /// `/tmp` a size limit; both follow their settings.
+    #[test]
+    fn job_pod_is_bounded_by_default_and_by_settings() {
+        let quantity = |m: &Option<BTreeMap<String, Quantity>>, k: &str| {
+            m.as_ref().and_then(|m| m.get(k)).map(|q| q.0.clone())
+        };
+        let pod = |vars: &[(&str, &str)]| {
+            job(&plan(), "ns", &settings(vars))
+                .spec
+                .unwrap()
+                .template
+                .spec
+                .unwrap()
+        };
+        let default = pod(&[]);
+        let r = default.containers[0].resources.clone().unwrap();
+        assert_eq!(quantity(&r.requests, "cpu").as_deref(), Some("100m"));
+        assert_eq!(quantity(&r.requests, "memory").as_deref(), Some("256Mi"));
+        assert_eq!(quantity(&r.limits, "memory").as_deref(), Some("2Gi"));
+        assert_eq!(quantity(&r.limits, "cpu"), None);
+
+        let custom = pod(&[
+            ("SBOM_JOB_TMP_SIZE", "10Gi"),
+            (
+                "SBOM_JOB_RESOURCES",
+                r#"{"requests":{"memory":"1Gi"},"limits":{"memory":"4Gi"}}"#,
+            ),
+        ]);
+        let r = custom.containers[0].resources.clone().unwrap();
+        assert_eq!(quantity(&r.requests, "memory").as_deref(), Some("1Gi"));
+        assert_eq!(
+            quantity(&r.requests, "cpu"),
+            None,
+            "the setting replaces the defaults"
+        );
+        assert_eq!(quantity(&r.limits, "memory").as_deref(), Some("4Gi"));
+        let tmp = custom
+            .volumes
+            .unwrap()
+            .into_iter()
+            .find(|v| v.name == "tmp")
+            .unwrap();
+        assert_eq!(tmp.empty_dir.unwrap().size_limit.unwrap().0, "10Gi");
+
+        // `{}`: no requests or limits at all (the namespace's LimitRange, if any, decides).
+        let none = pod(&[("SBOM_JOB_RESOURCES", "{}")]);
+        let r = none.containers[0].resources.clone().unwrap();
+        assert!(r.requests.is_none() && r.limits.is_none());
     }
 
     /// Every field the `restricted` Pod Security Standard checks (v1.33).

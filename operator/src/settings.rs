@@ -6,7 +6,10 @@
 
 use std::{collections::BTreeMap, fmt::Display, ops::RangeInclusive, time::Duration};
 
-use k8s_openapi::api::core::v1::{Affinity, ResourceRequirements, Toleration};
+use k8s_openapi::{
+    api::core::v1::{Affinity, ResourceRequirements, Toleration},
+    apimachinery::pkg::api::resource::Quantity,
+};
 use serde::{Deserialize, de::DeserializeOwned};
 
 use crate::schedule::Schedule;
@@ -29,6 +32,7 @@ pub const OWN_JOB_SETTINGS: &[&str] = &[
     "SBOM_JOB_SERVICE_ACCOUNT",
     "SBOM_JOB_PRIVILEGED",
     "SBOM_JOB_RESOURCES",
+    "SBOM_JOB_TMP_SIZE",
     "SBOM_JOB_NODE_SELECTOR",
     "SBOM_JOB_TOLERATIONS",
     "SBOM_JOB_AFFINITY",
@@ -72,6 +76,7 @@ struct RawSettings {
     job_service_account: Option<String>,
     job_privileged: Option<String>,
     job_resources: Option<String>,
+    job_tmp_size: Option<String>,
     job_node_selector: Option<String>,
     job_tolerations: Option<String>,
     job_affinity: Option<String>,
@@ -176,7 +181,11 @@ pub struct JobSettings {
     pub service_account: Option<String>,
     /// Run the job container privileged (for daemon-based job images); off by default.
     pub privileged: bool,
-    pub resources: Option<ResourceRequirements>,
+    /// Requests and limits of the job container: `SBOM_JOB_RESOURCES`, or
+    /// [`DEFAULT_JOB_RESOURCES`] when it is not set (`{}` sets none).
+    pub resources: ResourceRequirements,
+    /// `sizeLimit` of the job pod's `/tmp` emptyDir, in bytes, as written (`2Gi`).
+    pub tmp_size: Quantity,
     pub node_selector: BTreeMap<String, String>,
     pub tolerations: Vec<Toleration>,
     pub affinity: Option<Affinity>,
@@ -217,6 +226,19 @@ pub const DEFAULT_JOB_TTL: Duration = Duration::from_secs(3600);
 pub const DEFAULT_MAX_IMAGES: usize = 50;
 pub const DEFAULT_MAX_PARALLEL: usize = 3;
 pub const DEFAULT_CRON: &str = "0 0 * * * *";
+pub const DEFAULT_ANNOTATION_PREFIX: &str = "sbomjob.io";
+/// The job container's resources when `SBOM_JOB_RESOURCES` is not set. The requests are what
+/// syft or trivy need to catalogue an ordinary image at the presets' `ENTRYPOINT_CONCURRENCY`
+/// of 2, and small enough that `SBOM_JOB_MAX_PARALLEL` (3) Jobs fit a small node (300m CPU,
+/// 768Mi); the memory limit stops one huge image from taking the node's memory (the Job fails,
+/// its images are retried alone). No CPU limit: throttling would only slow a Job towards its
+/// deadline. The chart's `job.resources` default is the same (charts/sbomjob/tests checks it).
+pub const DEFAULT_JOB_RESOURCES: &str =
+    r#"{"requests":{"cpu":"100m","memory":"256Mi"},"limits":{"memory":"2Gi"}}"#;
+/// `sizeLimit` of the job pod's `/tmp` when `SBOM_JOB_TMP_SIZE` is not set: the tools' caches
+/// and output, and an image pulled into an OCI layout there (`ENTRYPOINT_PULL`) for each of the
+/// presets' 2 images at a time. A pod that writes more is evicted by the kubelet.
+pub const DEFAULT_JOB_TMP_SIZE: &str = "4Gi";
 
 /// The allowed range of every number and duration setting, checked at start-up (and listed in
 /// docs/configuration.md and the chart's values.schema.json). Besides keeping values sensible,
@@ -255,6 +277,8 @@ pub mod bounds {
     pub const RETRY_BACKOFF: RangeInclusive<Duration> = secs(S, 7 * D);
     /// `SBOM_RETRY_BACKOFF_MAX`.
     pub const RETRY_BACKOFF_MAX: RangeInclusive<Duration> = secs(S, 30 * D);
+    /// `SBOM_JOB_TMP_SIZE`, in bytes: room for a small image at least, and never unbounded.
+    pub const JOB_TMP_SIZE: RangeInclusive<u64> = 64 << 20..=1 << 40;
 }
 
 impl Settings {
@@ -332,7 +356,12 @@ impl Settings {
                 "SBOM_JOB_RESOURCES",
                 raw.job_resources,
                 "a JSON ResourceRequirements",
-            )?,
+            )?
+            .unwrap_or_else(|| serde_json::from_str(DEFAULT_JOB_RESOURCES).expect("default resources parse")),
+            tmp_size: Quantity(
+                parse_size_in("SBOM_JOB_TMP_SIZE", raw.job_tmp_size, &bounds::JOB_TMP_SIZE)?
+                    .unwrap_or_else(|| DEFAULT_JOB_TMP_SIZE.to_string()),
+            ),
             node_selector: parse_opt(
                 "SBOM_JOB_NODE_SELECTOR",
                 raw.job_node_selector,
@@ -378,7 +407,7 @@ impl Settings {
                 parse_annotation_prefix,
                 "a DNS subdomain such as sbomjob.io",
             )?
-            .unwrap_or_else(|| "sbomjob.io".into()),
+            .unwrap_or_else(|| DEFAULT_ANNOTATION_PREFIX.into()),
             pod_events: parse_opt(
                 "SBOM_POD_EVENTS",
                 raw.pod_events,
@@ -537,6 +566,62 @@ fn parse_count_in(
         |v| v.parse().ok().filter(|n| range.contains(n)),
         &format!("a whole number from {} to {}", range.start(), range.end()),
     )
+}
+
+/// A size in bytes with an optional binary or decimal suffix, as Kubernetes writes quantities
+/// (`2Gi`, `500M`, `1073741824`). Whole numbers only: enough for a size limit.
+pub fn parse_size(v: &str) -> Option<u64> {
+    let split = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
+    let (digits, suffix) = v.split_at(split);
+    let unit: u64 = match suffix {
+        "" => 1,
+        "k" => 1000,
+        "M" => 1000_u64.pow(2),
+        "G" => 1000_u64.pow(3),
+        "T" => 1000_u64.pow(4),
+        "Ki" => 1 << 10,
+        "Mi" => 1 << 20,
+        "Gi" => 1 << 30,
+        "Ti" => 1 << 40,
+        _ => return None,
+    };
+    if digits.is_empty() {
+        return None;
+    }
+    digits.parse::<u64>().ok()?.checked_mul(unit)
+}
+
+/// A size setting within `range` (`None` when not set), kept as written: Kubernetes reads it.
+fn parse_size_in(
+    var: &str,
+    value: Option<String>,
+    range: &RangeInclusive<u64>,
+) -> Result<Option<String>, SettingsError> {
+    parse_opt(
+        var,
+        value,
+        |v| parse_size(v).filter(|n| range.contains(n)).map(|_| v.to_string()),
+        &format!(
+            "a size from {} to {}, such as 2Gi or 512Mi",
+            ShortSize(*range.start()),
+            ShortSize(*range.end())
+        ),
+    )
+}
+
+/// A size bound as written in the docs: `64Mi`, `1Ti`.
+struct ShortSize(u64);
+
+impl Display for ShortSize {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match [(1 << 40, "Ti"), (1 << 30, "Gi"), (1 << 20, "Mi"), (1 << 10, "Ki")]
+            .into_iter()
+            .find(|(unit, _)| self.0 >= *unit && self.0.is_multiple_of(*unit))
+        {
+            Some((unit, suffix)) => write!(f, "{}{suffix}", self.0 / unit),
+            None => write!(f, "{}", self.0),
+        }
+    }
 }
 
 /// "a duration from 1s to 7d".
@@ -790,6 +875,51 @@ mod tests {
         assert_eq!(s.ops.debounce, Duration::from_secs(30));
         assert_eq!(s.ops.backoff_initial, Duration::from_secs(600));
         assert_eq!(s.ops.backoff_max, Duration::from_secs(24 * 3600));
+        assert_eq!(s.job.tmp_size.0, "4Gi");
+        let resources = &s.job.resources;
+        let quantity = |m: &Option<BTreeMap<String, Quantity>>, k: &str| m.as_ref().map(|m| m[k].0.clone());
+        assert_eq!(quantity(&resources.requests, "cpu").as_deref(), Some("100m"));
+        assert_eq!(quantity(&resources.requests, "memory").as_deref(), Some("256Mi"));
+        assert_eq!(quantity(&resources.limits, "memory").as_deref(), Some("2Gi"));
+        assert!(
+            !resources.limits.as_ref().unwrap().contains_key("cpu"),
+            "no CPU limit"
+        );
+    }
+
+    #[test]
+    fn job_resources_default_unless_set_and_empty_sets_none() {
+        let s = settings(&[("SBOM_JOB_IMAGE", "i"), ("SBOM_JOB_RESOURCES", "{}")]).unwrap();
+        assert_eq!(s.job.resources, ResourceRequirements::default());
+        let s = settings(&[("SBOM_JOB_IMAGE", "i"), ("SBOM_JOB_RESOURCES", "  ")]).unwrap();
+        assert_eq!(
+            s.job.resources,
+            serde_json::from_str::<ResourceRequirements>(DEFAULT_JOB_RESOURCES).unwrap()
+        );
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("2Gi"), Some(2 << 30));
+        assert_eq!(parse_size("500M"), Some(500_000_000));
+        assert_eq!(parse_size("1073741824"), Some(1 << 30));
+        assert_eq!(parse_size("64Mi"), Some(64 << 20));
+        for bad in [
+            "",
+            "Gi",
+            "1.5Gi",
+            "2 Gi",
+            "2gi",
+            "-1Gi",
+            "2GiB",
+            "1e9",
+            "18446744073709551615Ki",
+        ] {
+            assert_eq!(parse_size(bad), None, "{bad:?}");
+        }
+        // Kept as written: it is the Quantity Kubernetes reads.
+        let s = settings(&[("SBOM_JOB_IMAGE", "i"), ("SBOM_JOB_TMP_SIZE", " 512Mi ")]).unwrap();
+        assert_eq!(s.job.tmp_size.0, "512Mi");
     }
 
     #[test]
@@ -806,6 +936,7 @@ mod tests {
         assert!(bounds::RETRY_BACKOFF.contains(&ops.backoff_initial));
         assert!(bounds::RETRY_BACKOFF_MAX.contains(&ops.backoff_max));
         assert!(ops.backoff_initial <= ops.backoff_max);
+        assert!(bounds::JOB_TMP_SIZE.contains(&parse_size(DEFAULT_JOB_TMP_SIZE).unwrap()));
     }
 
     /// A bounded variable: its range as the error states it, the smallest and largest values
@@ -921,6 +1052,15 @@ mod tests {
             above: "2592001",
             with: &[("SBOM_RETRY_BACKOFF", "1s")],
         },
+        Bounded {
+            var: "SBOM_JOB_TMP_SIZE",
+            range: "a size from 64Mi to 1Ti",
+            min: ("64Mi", 64 << 20),
+            max: ("1099511627776", 1 << 40),
+            below: Some("67108863"),
+            above: "1025Gi",
+            with: &[],
+        },
     ];
 
     /// Values no bounded variable accepts: near and past the limits of i64 and u64 seconds,
@@ -955,6 +1095,7 @@ mod tests {
             "SBOM_DEBOUNCE" => s.ops.debounce.as_secs(),
             "SBOM_RETRY_BACKOFF" => s.ops.backoff_initial.as_secs(),
             "SBOM_RETRY_BACKOFF_MAX" => s.ops.backoff_max.as_secs(),
+            "SBOM_JOB_TMP_SIZE" => parse_size(&s.job.tmp_size.0).unwrap(),
             _ => panic!("{var} is not in the table"),
         }
     }
@@ -1014,6 +1155,7 @@ mod tests {
             ("SBOM_DEBOUNCE", "/properties/debounce"),
             ("SBOM_RETRY_BACKOFF", "/properties/retryBackoff"),
             ("SBOM_RETRY_BACKOFF_MAX", "/properties/retryBackoffMax"),
+            ("SBOM_JOB_TMP_SIZE", "/properties/job/properties/tmpSize"),
         ];
         let schema: serde_json::Value =
             serde_json::from_str(include_str!("../../charts/sbomjob/values.schema.json")).unwrap();
@@ -1023,7 +1165,7 @@ mod tests {
         for (b, (var, pointer)) in BOUNDED.iter().zip(chart) {
             assert_eq!(b.var, var);
             let prop = schema.pointer(pointer).unwrap_or_else(|| panic!("{pointer}"));
-            // Numbers in the chart are seconds (or counts), as for the operator.
+            // Numbers in the chart are seconds (or counts, or bytes), as for the operator.
             assert_eq!(
                 (prop["minimum"].as_u64(), prop["maximum"].as_u64()),
                 (Some(b.min.1), Some(b.max.1)),
@@ -1274,7 +1416,9 @@ mod tests {
         );
         assert_eq!(s.job.node_selector.get("pool").map(String::as_str), Some("scan"));
         assert_eq!(s.job.tolerations[0].key.as_deref(), Some("scan"));
-        assert!(s.job.resources.unwrap().limits.unwrap().contains_key("memory"));
+        let limits = s.job.resources.limits.unwrap();
+        assert_eq!(limits.keys().collect::<Vec<_>>(), ["memory"]);
+        assert_eq!(limits["memory"].0, "1Gi");
         assert!(s.job.privileged);
         assert_eq!(s.pod_label_selector.as_deref(), Some("app in (a,b)"));
     }

@@ -32,6 +32,38 @@ app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end -}}
 
+{{/*
+Name of the release's cluster-scoped objects (ClusterRole, ClusterRoleBinding, the admission
+policy and its binding): "<namespace>.<fullname>". A namespace name has no dots, so two
+releases get the same name only with the same namespace and full name: the same release name
+installs in two namespaces, and two releases in one namespace differ by their full names.
+At most 63 + 1 + 63 characters, a DNS subdomain as the admission policy's name must be.
+*/}}
+{{- define "sbomjob.clusterName" -}}
+{{- printf "%s.%s" .Release.Namespace (include "sbomjob.fullname" .) -}}
+{{- end -}}
+
+{{/* The operator's annotation prefix: annotationPrefix, or the operator's default (settings.rs). */}}
+{{- define "sbomjob.annotationPrefix" -}}
+{{- default "sbomjob.io" .Values.annotationPrefix -}}
+{{- end -}}
+
+{{/* The Lease's name: leaderElection.leaseName, or the operator's default (settings.rs). */}}
+{{- define "sbomjob.leaseName" -}}
+{{- default "sbomjob-leader" .Values.leaderElection.leaseName -}}
+{{- end -}}
+
+{{/*
+"true" when the ValidatingAdmissionPolicy is rendered: admissionPolicy.enabled true, or "auto"
+and the cluster serves admissionregistration.k8s.io/v1 ValidatingAdmissionPolicies (1.30+).
+*/}}
+{{- define "sbomjob.admissionPolicyEnabled" -}}
+{{- $on := .Values.admissionPolicy.enabled -}}
+{{- if or (eq (toString $on) "true") (and (eq (toString $on) "auto") (.Capabilities.APIVersions.Has "admissionregistration.k8s.io/v1/ValidatingAdmissionPolicy")) -}}
+true
+{{- end -}}
+{{- end -}}
+
 {{- define "sbomjob.serviceAccountName" -}}
 {{- if .Values.serviceAccount.create -}}
 {{- default (include "sbomjob.fullname" .) .Values.serviceAccount.name -}}
@@ -70,7 +102,7 @@ jobEnv literal with one of these names would set the operator's setting instead 
 the job, so the chart refuses it.
 */}}
 {{- define "sbomjob.reservedJobEnv" -}}
-IMAGE IMAGE_PULL_SECRET IMAGE_PULL_POLICY TIMEOUT TTL SERVICE_ACCOUNT PRIVILEGED RESOURCES NODE_SELECTOR TOLERATIONS AFFINITY PRIORITY_CLASS MAX_IMAGES MAX_PARALLEL
+IMAGE IMAGE_PULL_SECRET IMAGE_PULL_POLICY TIMEOUT TTL SERVICE_ACCOUNT PRIVILEGED RESOURCES TMP_SIZE NODE_SELECTOR TOLERATIONS AFFINITY PRIORITY_CLASS MAX_IMAGES MAX_PARALLEL
 {{- end -}}
 
 {{/*
@@ -95,6 +127,7 @@ Settings that are only rendered when set, so that the operator's default applies
   (list $v.job.serviceAccountName "SBOM_JOB_SERVICE_ACCOUNT")
   (list $v.job.maxImages "SBOM_JOB_MAX_IMAGES")
   (list $v.job.maxParallel "SBOM_JOB_MAX_PARALLEL")
+  (list $v.job.tmpSize "SBOM_JOB_TMP_SIZE")
   (list $v.debounce "SBOM_DEBOUNCE")
   (list $v.retryBackoff "SBOM_RETRY_BACKOFF")
   (list $v.retryBackoffMax "SBOM_RETRY_BACKOFF_MAX")

@@ -6,6 +6,10 @@
     check_render.py off RENDERED.yaml       (cache.ttl=0, leaderElection.enabled=false, podEvents=none)
     check_render.py full RENDERED.yaml FULL_VALUES.yaml [SETTINGS_RS HELPERS_TPL]
       (the full render includes crds/: helm template --include-crds)
+    check_render.py policy RENDERED.yaml    (a 1.33 capability set: the admission policy on "auto")
+    check_render.py policyoff RENDERED.yaml (the same with admissionPolicy.enabled=false)
+    check_render.py names A.yaml B.yaml C.yaml
+      (one release name in namespaces a and b, and another release in namespace a)
 
 Prints one "ok <what>" or "FAIL <what>: <why>" line per check; lint.sh counts them.
 """
@@ -43,6 +47,18 @@ def kubelet_expand(value):
             out.append(value[i])
             i += 1
     return "".join(out)
+
+
+# The operator's defaults the chart repeats (settings.rs DEFAULT_LEASE_NAME, DEFAULT_ANNOTATION_PREFIX);
+# the full check compares them with settings.rs.
+DEFAULT_LEASE_NAME = "sbomjob-leader"
+DEFAULT_ANNOTATION_PREFIX = "sbomjob.io"
+
+
+def rust_const(src, name):
+    """The value of `pub const NAME: &str = "..."` (or r#"..."#) in settings.rs."""
+    m = re.search(rf'pub const {name}: &str =\s*(?:r#"(.*?)"#|"(.*?)");', src, re.S)
+    return None if m is None else (m.group(1) if m.group(1) is not None else m.group(2))
 
 
 class Checks:
@@ -113,6 +129,12 @@ def common(c, docs, label):
         )
     (cluster_role,) = by_kind(docs, "ClusterRole")
     (role,) = by_kind(docs, "Role")
+    (cluster_binding,) = by_kind(docs, "ClusterRoleBinding")
+    cluster_name = f"{deploy['metadata']['namespace']}.{deploy['metadata']['name']}"
+    c.check(f"{label}: ClusterRole and ClusterRoleBinding named <namespace>.<fullname>",
+            cluster_role["metadata"]["name"] == cluster_binding["metadata"]["name"] == cluster_name
+            and cluster_binding["roleRef"]["name"] == cluster_name,
+            (cluster_role["metadata"]["name"], cluster_binding["metadata"]["name"], cluster_name))
     for rule in cluster_role["rules"] + role["rules"]:
         c.check(
             f"{label}: no wildcard or write-all in {rule['resources']}",
@@ -143,9 +165,13 @@ def common(c, docs, label):
             == ([] if cache_off else [(["sbomjob.io"], ["imagerecords"], ["get", "list", "create", "update", "delete"])]),
             rules(cluster_role, "sbomjob.io", "imagerecords"))
     c.check(f"{label}: no imagerecords rule in the Role", not rules(role, "sbomjob.io", "imagerecords"))
-    lease_rules = [r["verbs"] for r in rules(role, "coordination.k8s.io", "leases")]
-    c.check(f"{label}: Lease rule (get, create, update) exactly when leader election is on",
-            lease_rules == ([["get", "create", "update"]] if leader == "true" else []), lease_rules)
+    lease_rules = [(r["verbs"], r.get("resourceNames")) for r in rules(role, "coordination.k8s.io", "leases")]
+    lease_name = next((e.get("value") for e in env if e["name"] == "SBOM_LEASE_NAME"), None) or DEFAULT_LEASE_NAME
+    c.check(f"{label}: Lease rules exactly when leader election is on: get, update on {lease_name} only; create",
+            lease_rules == ([(["get", "update"], [lease_name]), (["create"], None)] if leader == "true" else []),
+            lease_rules)
+    c.check(f"{label}: no rule but the Lease's has resourceNames",
+            all("resourceNames" not in r for r in cluster_role["rules"] + role["rules"] if r["resources"] != ["leases"]))
     c.check(f"{label}: events.k8s.io events: create, patch, in the Role (the Jobs' Events)",
             [r["verbs"] for r in rules(role, "events.k8s.io", "events")] == [["create", "patch"]],
             rules(role, "events.k8s.io", "events"))
@@ -192,16 +218,115 @@ def metrics_objects(c, docs, deploy, container, label, service_monitor):
     return svc
 
 
-def check_default(c, docs):
+def admission_policy(c, docs, label, expect):
+    """The ValidatingAdmissionPolicy and its binding: rendered as `expect` says, and right."""
+    policies = by_kind(docs, "ValidatingAdmissionPolicy")
+    bindings = by_kind(docs, "ValidatingAdmissionPolicyBinding")
+    c.check(f"{label}: admission policy and binding {'rendered' if expect else 'not rendered'}",
+            (len(policies), len(bindings)) == ((1, 1) if expect else (0, 0)), (len(policies), len(bindings)))
+    if not expect or len(policies) != 1 or len(bindings) != 1:
+        return
+    deploy, _, env = env_of(docs)
+    (policy,), (binding,) = policies, bindings
+    spec = policy["spec"]
+    ns = deploy["metadata"]["namespace"]
+    sa = deploy["spec"]["template"]["spec"]["serviceAccountName"]
+    cluster_name = f"{ns}.{deploy['metadata']['name']}"
+    c.check(f"{label}: policy and binding named <namespace>.<fullname>; the binding names the policy, Deny",
+            policy["metadata"]["name"] == binding["metadata"]["name"] == binding["spec"]["policyName"] == cluster_name
+            and binding["spec"]["validationActions"] == ["Deny"] and "paramRef" not in binding["spec"],
+            (policy["metadata"], binding["spec"]))
+    c.check(f"{label}: policy: failurePolicy Fail, no params",
+            spec.get("failurePolicy") == "Fail" and "paramKind" not in spec, spec.get("failurePolicy"))
+    c.check(f"{label}: policy matches UPDATE of pods (v1, no subresources) only",
+            spec["matchConstraints"] == {"resourceRules": [
+                {"apiGroups": [""], "apiVersions": ["v1"], "operations": ["UPDATE"], "resources": ["pods"]}]},
+            spec["matchConstraints"])
+    c.check(f"{label}: policy matches the operator's service account only",
+            [m["expression"] for m in spec.get("matchConditions", [])]
+            == [f'request.userInfo.username == "system:serviceaccount:{ns}:{sa}"'], spec.get("matchConditions"))
+    prefix = next((e.get("value") for e in env if e["name"] == "SBOM_ANNOTATION_PREFIX"), None) or DEFAULT_ANNOTATION_PREFIX
+    variables = {v["name"]: v["expression"] for v in spec.get("variables", [])}
+    c.check(f"{label}: policy's prefix is annotationPrefix + '/' ({prefix}/)",
+            variables.get("prefix") == f"'{prefix}/'", variables.get("prefix"))
+    c.check(f"{label}: every validation denies as Forbidden",
+            spec["validations"] and all(v.get("reason") == "Forbidden" for v in spec["validations"]), spec["validations"])
+
+
+def network_policy(c, docs, label, values=None):
+    """The job pods' NetworkPolicy: only with networkPolicy.enabled (`values` given)."""
+    policies = by_kind(docs, "NetworkPolicy")
+    c.check(f"{label}: NetworkPolicy {'rendered' if values else 'not rendered'}",
+            len(policies) == (1 if values else 0), len(policies))
+    if not values or len(policies) != 1:
+        return
+    deploy, _, _ = env_of(docs)
+    (np,) = policies
+    spec = np["spec"]
+    c.check(f"{label}: NetworkPolicy selects this release's job pods",
+            spec["podSelector"] == {"matchLabels": {
+                "app.kubernetes.io/managed-by": "sbomjob",
+                "app.kubernetes.io/instance": deploy["metadata"]["labels"]["app.kubernetes.io/instance"]}}
+            and np["metadata"]["namespace"] == deploy["metadata"]["namespace"], spec["podSelector"])
+    c.check(f"{label}: NetworkPolicy: no ingress, egress by one rule",
+            sorted(spec["policyTypes"]) == ["Egress", "Ingress"] and "ingress" not in spec
+            and len(spec["egress"]) == 1 and "ports" not in spec["egress"][0], spec)
+    blocks = {b["ipBlock"]["cidr"]: b["ipBlock"].get("except", []) for b in spec["egress"][0]["to"]}
+    np_values = values["networkPolicy"]
+
+    def cidr(a):
+        return a if "/" in a else a + ("/128" if ":" in a else "/32")
+
+    denied = {cidr(a) for a in np_values["apiServerCIDRs"] + np_values["extraDeniedCIDRs"]}
+    want = {
+        "0.0.0.0/0": sorted({"169.254.169.254/32"} | {a for a in denied if ":" not in a}),
+        "::/0": sorted({"fd00:ec2::254/128"} | {a for a in denied if ":" in a}),
+    }
+    c.check(f"{label}: NetworkPolicy: everywhere but the API server and the metadata address",
+            {k: sorted(v) for k, v in blocks.items()} == want, (blocks, want))
+
+
+def check_policy(c, docs, expect):
+    label = "policy" if expect else "policyoff"
+    common(c, docs, label)
+    admission_policy(c, docs, label, expect)
+
+
+def check_names(c, a, b, other):
+    """Cluster-scoped objects: one release name in two namespaces, two releases in one namespace."""
+    kinds = ("ClusterRole", "ClusterRoleBinding", "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding")
+    subdomain = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+    for kind in kinds:
+        names = [[d["metadata"]["name"] for d in by_kind(docs, kind)] for docs in (a, b, other)]
+        c.check(f"names: one {kind} per render", [len(n) for n in names] == [1, 1, 1], names)
+        flat = [n for ns in names for n in ns]
+        c.check(f"names: {kind} differs between namespaces and between releases", len(set(flat)) == len(flat), flat)
+        c.check(f"names: {kind} names are DNS subdomains of at most 253 characters",
+                all(len(n) <= 253 and subdomain.fullmatch(n) for n in flat), flat)
+
+
+def check_default(c, docs, settings_rs=None):
     deploy, container, env, cluster_role, role = common(c, docs, "default")
     values = {e["name"]: e.get("value") for e in env}
+    # helm template without --api-versions knows no ValidatingAdmissionPolicy API: "auto" is off.
+    admission_policy(c, docs, "default (no capabilities)", expect=False)
+    network_policy(c, docs, "default")
+    if settings_rs:
+        with open(settings_rs) as f:
+            default = rust_const(f.read(), "DEFAULT_JOB_RESOURCES")
+        try:
+            rendered = json.loads(values.get("SBOM_JOB_RESOURCES") or "")
+        except ValueError as e:
+            rendered = e
+        c.check("default: job.resources is the operator's DEFAULT_JOB_RESOURCES (settings.rs)",
+                default is not None and rendered == json.loads(default), (rendered, default))
     c.check("default: SBOM_JOB_IMAGE set", values.get("SBOM_JOB_IMAGE") == "x", values)
     c.check("default: SBOM_JOB_TIMEOUT 3600", values.get("SBOM_JOB_TIMEOUT") == "3600", values)
     c.check(
         "default: nothing unset is rendered (operator defaults apply)",
         not any(
             k in values
-            for k in ("SBOM_CRON", "SBOM_INTERVAL", "SBOM_JOB_RESOURCES", "SBOM_JOB_PRIVILEGED", "SBOM_JOB_TTL",
+            for k in ("SBOM_CRON", "SBOM_INTERVAL", "SBOM_JOB_TMP_SIZE", "SBOM_JOB_PRIVILEGED", "SBOM_JOB_TTL",
                       "SBOM_CACHE_TTL", "SBOM_CACHE_GRACE", "SBOM_LEASE_NAME", "SBOM_LEASE_DURATION",
                       "SBOM_DEBOUNCE")
         ),
@@ -283,6 +408,7 @@ def check_full(c, docs, values, settings_rs=None, helpers=None):
         "SBOM_JOB_PRIVILEGED": "true",
         "SBOM_JOB_MAX_IMAGES": num(job["maxImages"]),
         "SBOM_JOB_MAX_PARALLEL": num(job["maxParallel"]),
+        "SBOM_JOB_TMP_SIZE": num(job["tmpSize"]),
         "SBOM_LOG_FORMAT": values["logging"]["format"],
         "RUST_LOG": values["logging"]["level"],
         "SBOM_DEBOUNCE": num(values["debounce"]),
@@ -375,6 +501,8 @@ def check_full(c, docs, values, settings_rs=None, helpers=None):
                 crd["scope"] == "Cluster" and rule
                 and rule[0]["apiGroups"] == [crd["group"]] and rule[0]["resources"] == [crd["names"]["plural"]],
                 (crd["scope"], crd["group"], crd["names"]["plural"], rule))
+    admission_policy(c, docs, "full", expect=values["admissionPolicy"]["enabled"] is True)
+    network_policy(c, docs, "full", values if values["networkPolicy"]["enabled"] else None)
     (sa,) = by_kind(docs, "ServiceAccount")
     c.check("full: serviceAccount name and annotations",
             sa["metadata"]["name"] == values["serviceAccount"]["name"]
@@ -408,9 +536,16 @@ def check_full(c, docs, values, settings_rs=None, helpers=None):
         # SBOM_INTERVAL is exclusive with SBOM_CRON, so the full values cannot set both.
         c.check("settings.rs: every setting the operator reads has a chart value",
                 known - {"SBOM_INTERVAL"} <= chart_settings, sorted(known - chart_settings))
+        for name, want in (("DEFAULT_LEASE_NAME", DEFAULT_LEASE_NAME),
+                           ("DEFAULT_ANNOTATION_PREFIX", DEFAULT_ANNOTATION_PREFIX)):
+            c.check(f"settings.rs: {name} is {want!r}, as the chart and these checks assume",
+                    rust_const(src, name) == want, rust_const(src, name))
         if helpers:
             with open(helpers) as f:
                 tpl = f.read()
+            for want in (DEFAULT_LEASE_NAME, DEFAULT_ANNOTATION_PREFIX):
+                c.check(f"_helpers.tpl: defaults to {want!r} as the operator does",
+                        f'default "{want}"' in tpl)
             reserved = re.search(r'define "sbomjob.reservedJobEnv" -\}\}\s*(.*?)\s*\{\{', tpl, re.S).group(1).split()
             c.check("settings.rs: the chart's reserved jobEnv names are OWN_JOB_SETTINGS",
                     {"SBOM_JOB_" + r for r in reserved} == own, sorted(own ^ {"SBOM_JOB_" + r for r in reserved}))
@@ -421,7 +556,11 @@ def main():
     c = Checks()
     docs = load(rendered)
     if mode == "default":
-        check_default(c, docs)
+        check_default(c, docs, *sys.argv[3:4])
+    elif mode in ("policy", "policyoff"):
+        check_policy(c, docs, mode == "policy")
+    elif mode == "names":
+        check_names(c, docs, load(sys.argv[3]), load(sys.argv[4]))
     elif mode == "ha":
         check_ha(c, docs)
     elif mode == "off":

@@ -6,12 +6,17 @@
 #
 # - helm lint, with jobImage set
 # - helm template with the defaults (+ jobImage), with replicaCount=2 + metrics.enabled ("ha"),
-#   with cache.ttl=0 + leaderElection.enabled=false + podEvents=none ("off"), and with ci/full-values.yaml (every value; with crds/), all validated against the
+#   with cache.ttl=0 + leaderElection.enabled=false + podEvents=none ("off"), on a 1.33
+#   capability set with the admission policy "auto" and off ("policy", "policyoff"), and with
+#   ci/full-values.yaml (every value; with crds/), all validated against the
 #   Kubernetes 1.33 schemas (kubernetes-validate --strict; the ServiceMonitor, a Prometheus
 #   Operator CRD, has no schema there and is checked by check_render.py only)
 # - assertions on the renders (tests/check_render.py): env mapping, admin port and probes,
 #   strategy, metrics Service/ServiceMonitor, RBAC, security, and a cross-check with
 #   operator/src/settings.rs (RawSettings and RawOpsSettings: the variables the operator reads)
+# - the admission policy's CEL evaluated by the API server's code on allowed and denied pod
+#   updates (tests/policycheck; needs go; SBOMJOB_SKIP_POLICYCHECK=1 skips it); cluster-scoped
+#   names differ between namespaces and between releases
 # - crds/imagerecords.yaml: present, one cluster-scoped CRD, and (with a built crdgen) current
 # - values the schema or the templates must refuse, with the message a user sees
 # - NOTES.txt renders, and its jq query lists annotations of a sample pod list
@@ -153,17 +158,17 @@ count_checks() {
   done <"$out"
 }
 
-if render default --set jobImage=x; then
-  "$PY" "$CHART/tests/check_render.py" default "$WORK/default.yaml" >"$WORK/default.checks" 2>&1 ||
-    grep -q '^FAIL' "$WORK/default.checks" || fail "check_render.py default crashed" "$WORK/default.checks"
-  count_checks "$WORK/default.checks"
-fi
-
 settings_args=()
 if [[ -f $REPO_ROOT/operator/src/settings.rs ]]; then
   settings_args=("$REPO_ROOT/operator/src/settings.rs" "$CHART/templates/_helpers.tpl")
 else
   skip "cross-check with operator/src/settings.rs (not in this checkout)"
+fi
+
+if render default --set jobImage=x; then
+  "$PY" "$CHART/tests/check_render.py" default "$WORK/default.yaml" "${settings_args[@]:0:1}" >"$WORK/default.checks" 2>&1 ||
+    grep -q '^FAIL' "$WORK/default.checks" || fail "check_render.py default crashed" "$WORK/default.checks"
+  count_checks "$WORK/default.checks"
 fi
 if render ha --set jobImage=x --set replicaCount=2 --set metrics.enabled=true; then
   "$PY" "$CHART/tests/check_render.py" ha "$WORK/ha.yaml" >"$WORK/ha.checks" 2>&1 ||
@@ -184,6 +189,60 @@ if render full -f "$CHART/ci/full-values.yaml" --include-crds; then
     grep -q '^FAIL' "$WORK/full.checks" || fail "check_render.py full crashed" "$WORK/full.checks"
   count_checks "$WORK/full.checks"
 fi
+
+# --- the admission policy, the NetworkPolicy, names of cluster-scoped objects ------------------
+# What a 1.33 cluster serves: helm install finds the ValidatingAdmissionPolicy API there, helm
+# template only when told.
+CAPABILITIES=(--kube-version "$K8S_VERSION" --api-versions admissionregistration.k8s.io/v1/ValidatingAdmissionPolicy)
+if render policy --set jobImage=x "${CAPABILITIES[@]}"; then
+  "$PY" "$CHART/tests/check_render.py" policy "$WORK/policy.yaml" >"$WORK/policy.checks" 2>&1 ||
+    grep -q '^FAIL' "$WORK/policy.checks" || fail "check_render.py policy crashed" "$WORK/policy.checks"
+  count_checks "$WORK/policy.checks"
+fi
+if render policyoff --set jobImage=x "${CAPABILITIES[@]}" --set admissionPolicy.enabled=false; then
+  "$PY" "$CHART/tests/check_render.py" policyoff "$WORK/policyoff.yaml" >"$WORK/policyoff.checks" 2>&1 ||
+    grep -q '^FAIL' "$WORK/policyoff.checks" || fail "check_render.py policyoff crashed" "$WORK/policyoff.checks"
+  count_checks "$WORK/policyoff.checks"
+fi
+
+# The policy's CEL, evaluated by the API server's own admission code (tests/policycheck, Go, the
+# cluster's Kubernetes version) on pod updates that must be allowed or denied. Built once per
+# source into the cache; the first build compiles much of Kubernetes (many minutes on 2 cores):
+# SBOMJOB_SKIP_POLICYCHECK=1 skips it.
+policycheck_dir=$CHART/tests/policycheck
+if [[ ${SBOMJOB_SKIP_POLICYCHECK:-0} == 1 ]]; then
+  skip "admission policy evaluation (SBOMJOB_SKIP_POLICYCHECK=1)"
+elif command -v go >/dev/null && [[ -f $WORK/policy.yaml ]]; then
+  policycheck_key=$(cat "$policycheck_dir/go.mod" "$policycheck_dir/go.sum" "$policycheck_dir/main.go" | sha256sum | cut -c1-16)
+  policycheck_bin=$CACHE/tools/policycheck-$policycheck_key
+  if [[ ! -x $policycheck_bin ]]; then
+    log "building tests/policycheck (once per source)"
+    (cd "$policycheck_dir" && go build -o "$policycheck_bin.tmp" .) >"$WORK/policycheck.build" 2>&1 &&
+      mv "$policycheck_bin.tmp" "$policycheck_bin"
+  fi
+  if [[ -x $policycheck_bin ]]; then
+    # The operator's user name and prefix as the render has them: sbomjob in sbomjob, sbomjob.io.
+    "$policycheck_bin" -user system:serviceaccount:sbomjob:sbomjob -prefix sbomjob.io "$WORK/policy.yaml" \
+      >"$WORK/policycheck.checks" 2>&1 ||
+      grep -q '^FAIL' "$WORK/policycheck.checks" || fail "policycheck crashed" "$WORK/policycheck.checks"
+    count_checks "$WORK/policycheck.checks"
+  else
+    fail "tests/policycheck builds" "$WORK/policycheck.build"
+  fi
+else
+  skip "admission policy evaluation (tests/policycheck needs go)"
+fi
+
+# One release name in two namespaces, and a second release next to the first.
+for target in "sbomjob team-a" "sbomjob team-b" "other team-a"; do
+  read -r release namespace <<<"$target"
+  helm template "$release" "$CHART" --namespace "$namespace" --set jobImage=x --set admissionPolicy.enabled=true \
+    >"$WORK/names-$release-$namespace.yaml" 2>"$WORK/names.err" || fail "helm template $release -n $namespace" "$WORK/names.err"
+done
+"$PY" "$CHART/tests/check_render.py" names "$WORK/names-sbomjob-team-a.yaml" "$WORK/names-sbomjob-team-b.yaml" \
+  "$WORK/names-other-team-a.yaml" >"$WORK/names.checks" 2>&1 ||
+  grep -q '^FAIL' "$WORK/names.checks" || fail "check_render.py names crashed" "$WORK/names.checks"
+count_checks "$WORK/names.checks"
 
 # --- the ImageRecord CRD ------------------------------------------------------------------------
 # helm installs crds/ on install (never on upgrade); the operator's unit test and crdgen keep it
@@ -324,6 +383,15 @@ refused "metrics.serviceMonitor.interval=30sec" "metrics.serviceMonitor.interval
   --set jobImage=x --set metrics.enabled=true --set metrics.serviceMonitor.interval=30sec
 refused "serviceAccount.create=false without a name" "serviceAccount.name is required" \
   --set jobImage=x --set serviceAccount.create=false
+refused "job.tmpSize=2GB" "job.tmpSize: Does not match pattern" --set jobImage=x --set job.tmpSize=2GB
+refused "job.tmpSize below 64Mi" "job.tmpSize: Must be greater than or equal to" \
+  --set jobImage=x --set-json 'job.tmpSize=1024'
+refused "admissionPolicy.enabled=maybe" "admissionPolicy.enabled: admissionPolicy.enabled must be one of the following" \
+  --set jobImage=x --set admissionPolicy.enabled=maybe
+refused "networkPolicy without API server addresses (nothing to look up)" "set networkPolicy.apiServerCIDRs" \
+  --set jobImage=x --set networkPolicy.enabled=true
+refused "networkPolicy.apiServerCIDRs entry not an address" "networkPolicy.apiServerCIDRs.0: Does not match pattern" \
+  --set jobImage=x --set networkPolicy.enabled=true --set-json 'networkPolicy.apiServerCIDRs=["kubernetes.default"]'
 
 # --- NOTES.txt --------------------------------------------------------------------------------
 # helm template does not render NOTES.txt; render a copy of the chart where it is a ConfigMap.
