@@ -21,9 +21,12 @@
 //!
 //! ```no_run
 //! # use std::sync::Arc;
-//! # use sbomjob::{leader, metrics::Metrics, settings::Settings};
-//! # async fn example(client: kube::Client, namespace: String, settings: Settings, metrics: Arc<Metrics>) {
-//! let leadership = leader::Leadership::start(client.clone(), leader::Config::new(&namespace, &settings.ops), metrics.clone());
+//! # use sbomjob::{fence::Fence, leader, metrics::Metrics, settings::Settings};
+//! # async fn example(lease_client: kube::Client, namespace: String, settings: Settings, metrics: Arc<Metrics>) {
+//! // The operator's own client carries `FenceLayer(fence.clone())`: its writes pass while leading.
+//! let fence = Fence::closed();
+//! let config = leader::Config::new(&namespace, &settings.ops, &leader::identity());
+//! let leadership = leader::Leadership::start(lease_client, config, metrics.clone(), fence);
 //! let mut is_leader = leadership.subscribe();
 //! is_leader.wait_for(|l| *l).await.ok(); // before the first cycle
 //! // ... on shutdown:

@@ -628,7 +628,7 @@ mod tests {
             m.as_ref().and_then(|m| m.get(k)).map(|q| q.0.clone())
         };
         let pod = |vars: &[(&str, &str)]| {
-            job(&plan(), "ns", &settings(vars))
+            job(&plan(), "ns", "sbomjob", &settings(vars))
                 .spec
                 .unwrap()
                 .template
