@@ -16,6 +16,8 @@ setsid e2e/cluster/build-binaries.sh >"$bins_log" 2>&1 &
 bins_pid=$!
 trap 'kill -- -"$bins_pid" 2>/dev/null || true; rm -f "$bins_log"' EXIT
 
+DEBUG_BIN=${CARGO_TARGET_DIR:-target}/debug
+
 step "Rust toolchain components"
 rustup component add clippy rustfmt >/dev/null 2>&1 || true
 
@@ -30,15 +32,6 @@ step "unit and process tests"
 e2e/cluster/cluster.sh deps
 cargo test --locked
 
-step "Helm chart"
-# The chart's checks compare crds/ with crdgen and feed the operator every setting: build both
-# from this tree and name them (lint.sh would otherwise take a release or musl build left under
-# target/ by an earlier run, possibly stale).
-DEBUG_BIN=${CARGO_TARGET_DIR:-target}/debug
-cargo build --locked -p sbomjob-operator
-SBOMJOB_OPERATOR_BIN=$DEBUG_BIN/sbomjob-operator SBOMJOB_CRDGEN_BIN=$DEBUG_BIN/crdgen \
-  charts/sbomjob/tests/lint.sh
-
 step "Dockerfiles, presets, documented examples"
 hack/lint-images.sh
 cargo build --locked -p sbomjob-job-image
@@ -49,6 +42,15 @@ step "cluster binaries"
 bins_rc=0; wait "$bins_pid" || bins_rc=$?
 cat "$bins_log"; rm -f "$bins_log"
 ((bins_rc == 0)) || { echo "e2e/cluster/build-binaries.sh failed ($bins_rc)" >&2; exit "$bins_rc"; }
+
+# After the cluster binaries: the admission policy check runs with policycheck, built with them.
+step "Helm chart"
+# The chart's checks compare crds/ with crdgen and feed the operator every setting: build both
+# from this tree and name them (lint.sh would otherwise take a release or musl build left under
+# target/ by an earlier run, possibly stale).
+cargo build --locked -p sbomjob-operator
+SBOMJOB_OPERATOR_BIN=$DEBUG_BIN/sbomjob-operator SBOMJOB_CRDGEN_BIN=$DEBUG_BIN/crdgen \
+  charts/sbomjob/tests/lint.sh
 
 step "local cluster"
 trap 'step "stopping the local cluster"; e2e/cluster/cluster.sh down' EXIT

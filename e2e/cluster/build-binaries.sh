@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Builds etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubelet and
 # kube-proxy from the pinned Go modules in ./etcd and ./k8s into a version-keyed cache
-# directory ($K8S_BIN_DIR). Does nothing when that directory is already complete.
+# directory ($K8S_BIN_DIR), and policycheck (./k8s/cmd/policycheck: the chart's admission
+# policy run through the API server's own admission code, for charts/sbomjob/tests/lint.sh) in
+# the same go build, where it costs little. Does nothing when that directory is complete.
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=lib/common.sh
@@ -14,7 +16,19 @@ complete() {
   for b in "${BINS[@]}"; do [[ -x $K8S_BIN_DIR/$b ]] || return 1; done
 }
 
+# A cache made before policycheck existed: build it alone (once; it compiles part of the API
+# server again).
+policycheck_only() {
+  local go
+  go=$(find_go)
+  echo "building policycheck into $K8S_BIN_DIR"
+  (cd "$HERE/k8s" && GOTOOLCHAIN=local GOFLAGS=-buildvcs=false CGO_ENABLED=0 \
+    "$go" build -trimpath -ldflags "-s -w" -o "$K8S_BIN_DIR/policycheck.tmp" ./cmd/policycheck)
+  mv "$K8S_BIN_DIR/policycheck.tmp" "$K8S_BIN_DIR/policycheck"
+}
+
 if complete && [[ ${1:-} != --force ]]; then
+  [[ -x $K8S_BIN_DIR/policycheck ]] || policycheck_only
   echo "binaries present in $K8S_BIN_DIR"
   exit 0
 fi
@@ -50,13 +64,14 @@ for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
 done
 (
   cd "$HERE/k8s"
-  # One go build for all five commands: shared packages are compiled once.
+  # One go build for all six commands: shared packages are compiled once.
   "$GO" build -trimpath -ldflags "$ld" -o "$tmp/" \
     k8s.io/kubernetes/cmd/kube-apiserver \
     k8s.io/kubernetes/cmd/kube-controller-manager \
     k8s.io/kubernetes/cmd/kube-scheduler \
     k8s.io/kubernetes/cmd/kubelet \
-    k8s.io/kubernetes/cmd/kube-proxy
+    k8s.io/kubernetes/cmd/kube-proxy \
+    ./cmd/policycheck
 )
 echo "kubernetes built in $(( $(date +%s) - start ))s"
 

@@ -48,9 +48,9 @@ At most 63 + 1 + 63 characters, a DNS subdomain as the admission policy's name m
 {{- default "sbomjob.io" .Values.annotationPrefix -}}
 {{- end -}}
 
-{{/* The Lease's name: leaderElection.leaseName, or the operator's default (settings.rs). */}}
+{{/* The Lease's name: leaderElection.leaseName, or the operator's default <release>-leader (settings.rs). */}}
 {{- define "sbomjob.leaseName" -}}
-{{- default "sbomjob-leader" .Values.leaderElection.leaseName -}}
+{{- default (printf "%s-leader" .Release.Name) .Values.leaderElection.leaseName -}}
 {{- end -}}
 
 {{/*

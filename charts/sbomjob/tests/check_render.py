@@ -49,9 +49,9 @@ def kubelet_expand(value):
     return "".join(out)
 
 
-# The operator's defaults the chart repeats (settings.rs DEFAULT_LEASE_NAME, DEFAULT_ANNOTATION_PREFIX);
+# The operator's defaults the chart repeats (settings.rs default_lease_name, DEFAULT_ANNOTATION_PREFIX);
 # the full check compares them with settings.rs.
-DEFAULT_LEASE_NAME = "sbomjob-leader"
+DEFAULT_LEASE_SUFFIX = "-leader"
 DEFAULT_ANNOTATION_PREFIX = "sbomjob.io"
 
 
@@ -166,7 +166,10 @@ def common(c, docs, label):
             rules(cluster_role, "sbomjob.io", "imagerecords"))
     c.check(f"{label}: no imagerecords rule in the Role", not rules(role, "sbomjob.io", "imagerecords"))
     lease_rules = [(r["verbs"], r.get("resourceNames")) for r in rules(role, "coordination.k8s.io", "leases")]
-    lease_name = next((e.get("value") for e in env if e["name"] == "SBOM_LEASE_NAME"), None) or DEFAULT_LEASE_NAME
+    release = next((e.get("value") for e in env if e["name"] == "SBOM_RELEASE"), None)
+    c.check(f"{label}: SBOM_RELEASE is the release name", release == "sbomjob", release)
+    lease_name = (next((e.get("value") for e in env if e["name"] == "SBOM_LEASE_NAME"), None)
+                  or f"{release}{DEFAULT_LEASE_SUFFIX}")
     c.check(f"{label}: Lease rules exactly when leader election is on: get, update on {lease_name} only; create",
             lease_rules == ([(["get", "update"], [lease_name]), (["create"], None)] if leader == "true" else []),
             lease_rules)
@@ -536,16 +539,17 @@ def check_full(c, docs, values, settings_rs=None, helpers=None):
         # SBOM_INTERVAL is exclusive with SBOM_CRON, so the full values cannot set both.
         c.check("settings.rs: every setting the operator reads has a chart value",
                 known - {"SBOM_INTERVAL"} <= chart_settings, sorted(known - chart_settings))
-        for name, want in (("DEFAULT_LEASE_NAME", DEFAULT_LEASE_NAME),
-                           ("DEFAULT_ANNOTATION_PREFIX", DEFAULT_ANNOTATION_PREFIX)):
+        c.check(f"settings.rs: the default Lease name is <release>{DEFAULT_LEASE_SUFFIX}, as the chart assumes",
+                f'format!("{{release}}{DEFAULT_LEASE_SUFFIX}")' in src, DEFAULT_LEASE_SUFFIX)
+        for name, want in (("DEFAULT_ANNOTATION_PREFIX", DEFAULT_ANNOTATION_PREFIX),):
             c.check(f"settings.rs: {name} is {want!r}, as the chart and these checks assume",
                     rust_const(src, name) == want, rust_const(src, name))
         if helpers:
             with open(helpers) as f:
                 tpl = f.read()
-            for want in (DEFAULT_LEASE_NAME, DEFAULT_ANNOTATION_PREFIX):
-                c.check(f"_helpers.tpl: defaults to {want!r} as the operator does",
-                        f'default "{want}"' in tpl)
+            for want in ('default (printf "%s' + DEFAULT_LEASE_SUFFIX + '" .Release.Name)',
+                         f'default "{DEFAULT_ANNOTATION_PREFIX}"'):
+                c.check(f"_helpers.tpl: {want} as the operator does", want in tpl)
             reserved = re.search(r'define "sbomjob.reservedJobEnv" -\}\}\s*(.*?)\s*\{\{', tpl, re.S).group(1).split()
             c.check("settings.rs: the chart's reserved jobEnv names are OWN_JOB_SETTINGS",
                     {"SBOM_JOB_" + r for r in reserved} == own, sorted(own ^ {"SBOM_JOB_" + r for r in reserved}))

@@ -15,7 +15,7 @@
 #   strategy, metrics Service/ServiceMonitor, RBAC, security, and a cross-check with
 #   operator/src/settings.rs (RawSettings and RawOpsSettings: the variables the operator reads)
 # - the admission policy's CEL evaluated by the API server's code on allowed and denied pod
-#   updates (tests/policycheck; needs go; SBOMJOB_SKIP_POLICYCHECK=1 skips it); cluster-scoped
+#   updates (policycheck, built with the e2e cluster's binaries; skipped until it is); cluster-scoped
 #   names differ between namespaces and between releases
 # - crds/imagerecords.yaml: present, one cluster-scoped CRD, and (with a built crdgen) current
 # - values the schema or the templates must refuse, with the message a user sees
@@ -35,6 +35,9 @@ CHART=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 REPO_ROOT=$(cd "$CHART/../.." && pwd)
 CACHE=${SBOMJOB_CACHE:-$HOME/.cache/sbomjob}
 K8S_VERSION=1.33.0
+# K8S_BIN_DIR: where the cluster's binaries (and policycheck) are cached.
+# shellcheck source=../../../e2e/cluster/versions.sh
+. "$REPO_ROOT/e2e/cluster/versions.sh"
 KUBERNETES_VALIDATE_VERSION=1.37.0
 YAMLLINT_VERSION=1.38.0
 
@@ -205,32 +208,21 @@ if render policyoff --set jobImage=x "${CAPABILITIES[@]}" --set admissionPolicy.
   count_checks "$WORK/policyoff.checks"
 fi
 
-# The policy's CEL, evaluated by the API server's own admission code (tests/policycheck, Go, the
-# cluster's Kubernetes version) on pod updates that must be allowed or denied. Built once per
-# source into the cache; the first build compiles much of Kubernetes (many minutes on 2 cores):
-# SBOMJOB_SKIP_POLICYCHECK=1 skips it.
-policycheck_dir=$CHART/tests/policycheck
-if [[ ${SBOMJOB_SKIP_POLICYCHECK:-0} == 1 ]]; then
-  skip "admission policy evaluation (SBOMJOB_SKIP_POLICYCHECK=1)"
-elif command -v go >/dev/null && [[ -f $WORK/policy.yaml ]]; then
-  policycheck_key=$(cat "$policycheck_dir/go.mod" "$policycheck_dir/go.sum" "$policycheck_dir/main.go" | sha256sum | cut -c1-16)
-  policycheck_bin=$CACHE/tools/policycheck-$policycheck_key
-  if [[ ! -x $policycheck_bin ]]; then
-    log "building tests/policycheck (once per source)"
-    (cd "$policycheck_dir" && go build -o "$policycheck_bin.tmp" .) >"$WORK/policycheck.build" 2>&1 &&
-      mv "$policycheck_bin.tmp" "$policycheck_bin"
-  fi
-  if [[ -x $policycheck_bin ]]; then
-    # The operator's user name and prefix as the render has them: sbomjob in sbomjob, sbomjob.io.
-    "$policycheck_bin" -user system:serviceaccount:sbomjob:sbomjob -prefix sbomjob.io "$WORK/policy.yaml" \
-      >"$WORK/policycheck.checks" 2>&1 ||
-      grep -q '^FAIL' "$WORK/policycheck.checks" || fail "policycheck crashed" "$WORK/policycheck.checks"
-    count_checks "$WORK/policycheck.checks"
-  else
-    fail "tests/policycheck builds" "$WORK/policycheck.build"
-  fi
+# The policy's CEL, evaluated by the API server's own admission code (policycheck, Go, the
+# cluster's Kubernetes version) on pod updates that must be allowed or denied. The binary is
+# built with the cluster's (e2e/cluster/build-binaries.sh; hack/test.sh runs this script once
+# it is there); SBOMJOB_POLICYCHECK_BIN points at another build.
+policycheck_bin=${SBOMJOB_POLICYCHECK_BIN:-$K8S_BIN_DIR/policycheck}
+if [[ ! -x $policycheck_bin ]]; then
+  skip "admission policy evaluation (no $policycheck_bin yet: e2e/cluster/build-binaries.sh builds it)"
+elif [[ -f $WORK/policy.yaml ]]; then
+  # The operator's user name and prefix as the render has them: sbomjob in sbomjob, sbomjob.io.
+  "$policycheck_bin" -user system:serviceaccount:sbomjob:sbomjob -prefix sbomjob.io "$WORK/policy.yaml" \
+    >"$WORK/policycheck.checks" 2>&1 ||
+    grep -q '^FAIL' "$WORK/policycheck.checks" || fail "policycheck crashed" "$WORK/policycheck.checks"
+  count_checks "$WORK/policycheck.checks"
 else
-  skip "admission policy evaluation (tests/policycheck needs go)"
+  fail "admission policy evaluation: the policy render is missing"
 fi
 
 # One release name in two namespaces, and a second release next to the first.
