@@ -701,7 +701,7 @@ mod tests {
             registry_user: user.into(),
             registry_password: password.into(),
             image: image.into(),
-            pods: vec![],
+            ..Default::default()
         };
         crate::batch::plan_valid(vec![config], Path::new("/o")).remove(0)
     }

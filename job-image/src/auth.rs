@@ -176,7 +176,7 @@ mod tests {
             registry_user: user.into(),
             registry_password: password.into(),
             image: "ghcr.io/acme/app:1".into(),
-            pods: vec![],
+            ..Default::default()
         }
     }
 

@@ -32,8 +32,18 @@ pub struct ImageConfig {
     /// The image: a digest reference (`repo@sha256:...`, the container's imageID without its
     /// `scheme://`), or a tag reference as in the spec's example.
     pub image: String,
-    /// Every container occurrence that runs this image.
+    /// Every container occurrence that runs this image, or as many as fit the operator's Secret
+    /// budget (see [`pods_omitted`](Self::pods_omitted)).
     pub pods: Vec<PodRef>,
+    /// How many container occurrences were left out of `pods` for size (an image in thousands of
+    /// pods). Optional: absent means 0, and it is only written when not 0, so documents without
+    /// a cut look exactly as the spec's. Added by sbomjob; other producers never write it.
+    #[serde(rename = "pods-omitted", default, skip_serializing_if = "is_zero")]
+    pub pods_omitted: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// Hand-written so that `{:?}` (in a log line, a panic, a test failure) never shows the password.
@@ -50,6 +60,7 @@ impl fmt::Debug for ImageConfig {
             .field("registry_password", &password)
             .field("image", &self.image)
             .field("pods", &self.pods)
+            .field("pods_omitted", &self.pods_omitted)
             .finish()
     }
 }
@@ -142,8 +153,8 @@ pub fn parse(bytes: &[u8]) -> Result<Vec<ImageConfig>, ConfigError> {
 ///
 /// The document must be a JSON array (else an error: nothing can run). Each element must have
 /// exactly the spec's shape: the five keys, all strings (empty strings allowed for credentials),
-/// `pods` an array of `{pod, namespace, cluster}`; unknown extra keys are ignored because the
-/// contract allows keys to be added. `image` must pass [`validate_config_image`]. An element that
+/// `pods` an array of `{pod, namespace, cluster}`, and the optional `pods-omitted` a whole number;
+/// unknown extra keys are ignored because the contract allows keys to be added. `image` must pass [`validate_config_image`]. An element that
 /// does not is an [`InvalidElement`] naming the element and the key, so a broken operator (or a
 /// hand-edited Secret) is caught before any tool runs, without holding back the other elements.
 pub fn parse_elements(bytes: &[u8]) -> Result<Vec<Element>, ConfigError> {
@@ -199,6 +210,16 @@ fn check_element(element: &Value) -> Result<(), String> {
         };
         for key in POD_KEYS {
             expect_string(pod.get(key), &format!("pods[{i}].{key}"))?;
+        }
+    }
+    match map.get("pods-omitted") {
+        None => {}
+        Some(Value::Number(n)) if n.is_u64() => {}
+        Some(other) => {
+            return Err(format!(
+                "key `pods-omitted` is {}, expected a whole number",
+                kind(other)
+            ));
         }
     }
     Ok(())
@@ -318,6 +339,35 @@ mod tests {
     fn accepts_unknown_extra_keys() {
         let doc = r#"[{"registry-host":"","registry-user":"","registry-password":"","image":"a/b:1","pods":[{"pod":"p","namespace":"n","cluster":"c","node":"x"}],"platform":"linux/arm64"}]"#;
         assert_eq!(parse(doc.as_bytes()).unwrap()[0].image, "a/b:1");
+    }
+
+    #[test]
+    fn pods_omitted_is_optional_and_written_only_when_not_zero() {
+        let ok =
+            r#"{"registry-host":"","registry-user":"","registry-password":"","image":"a/b:1","pods":[]}"#;
+        assert_eq!(parse(format!("[{ok}]").as_bytes()).unwrap()[0].pods_omitted, 0);
+        let cut = ok.replace(r#""pods":[]"#, r#""pods":[],"pods-omitted":1200"#);
+        let images = parse(format!("[{cut}]").as_bytes()).unwrap();
+        assert_eq!(images[0].pods_omitted, 1200);
+        assert_eq!(serde_json::to_string(&images[0]).unwrap(), cut);
+        let none = ImageConfig {
+            pods_omitted: 0,
+            ..images[0].clone()
+        };
+        assert_eq!(serde_json::to_string(&none).unwrap(), ok);
+        for (bad, found) in [("-1", "a number"), ("1.5", "a number"), (r#""7""#, "a string")] {
+            let doc = format!(
+                "[{}]",
+                ok.replace(r#""pods":[]"#, &format!(r#""pods":[],"pods-omitted":{bad}"#))
+            );
+            assert_eq!(
+                err(&doc),
+                element(
+                    0,
+                    &format!("key `pods-omitted` is {found}, expected a whole number")
+                )
+            );
+        }
     }
 
     #[test]

@@ -4,8 +4,9 @@
 //! (`{"auths": {...}}` under `.dockerconfigjson`) and the legacy `kubernetes.io/dockercfg`
 //! (`{...}` under `.dockercfg`). An entry holds `username`/`password` or a base64 `auth` of
 //! `user:password`. Keys are matched against the image the way the kubelet's keyring does:
-//! scheme and `/v1/` suffixes ignored, Docker Hub aliases folded, `*.` wildcards on hosts,
-//! and a key with a path matching only repositories under that path; the most specific key wins.
+//! scheme and `/v1/` suffixes ignored, Docker Hub aliases folded, globs in host labels (each
+//! matching one label, [`host_matches`]), and a key with a path matching only repositories under
+//! that path; the most specific key wins.
 
 use std::collections::BTreeMap;
 
@@ -159,12 +160,51 @@ fn repository_of(reference: &str) -> String {
     }
 }
 
+/// `host[:port]` -> (host, port); `[::1]:5000` -> (`::1`, `5000`). A host with no port, or one
+/// that is not `host:port` (a bare IPv6 address), is all host, as Go's `net.SplitHostPort` fails.
+fn split_port(host: &str) -> (&str, &str) {
+    if let Some(rest) = host.strip_prefix('[')
+        && let Some((inner, after)) = rest.split_once(']')
+        && let Some(port) = after.strip_prefix(':')
+    {
+        return (inner, port);
+    }
+    match host.split_once(':') {
+        Some((h, port)) if !port.contains(':') && !h.starts_with('[') => (h, port),
+        _ => (host, ""),
+    }
+}
+
+/// Whether a pull-secret key's host matches an image's registry, as the kubelet's `URLsMatch`
+/// does: the ports are equal, both hosts have the same number of dot-separated labels, and each
+/// label matches its glob (`*` any run of characters, `?` one character). So a wildcard covers
+/// exactly one label: `*.example.com` matches `a.example.com`, not `a.b.example.com` nor
+/// `example.com`; `*.*.example.com` and `registry-*.example.com` work too. Character classes
+/// (`[a-z]`) are not globs here: `[` is matched as itself, which keeps IPv6 literals exact.
 fn host_matches(pattern: &str, host: &str) -> bool {
-    match pattern.strip_prefix("*.") {
-        Some(suffix) => host
-            .strip_suffix(suffix)
-            .is_some_and(|head| head.ends_with('.') && head.len() > 1),
-        None => pattern == host,
+    let ((pattern, pattern_port), (host, host_port)) = (split_port(pattern), split_port(host));
+    let (patterns, labels): (Vec<&str>, Vec<&str>) =
+        (pattern.split('.').collect(), host.split('.').collect());
+    pattern_port == host_port
+        && patterns.len() == labels.len()
+        && patterns
+            .iter()
+            .zip(&labels)
+            .all(|(p, l)| glob_matches(p.as_bytes(), l.as_bytes()))
+}
+
+/// True when the host pattern has a glob in it (an exact host is more specific).
+fn is_glob(pattern: &str) -> bool {
+    pattern.contains(['*', '?'])
+}
+
+/// `*` and `?` globbing of one label (bytes: host names are ASCII once normalised).
+fn glob_matches(pattern: &[u8], text: &[u8]) -> bool {
+    match pattern.split_first() {
+        None => text.is_empty(),
+        Some((b'*', rest)) => (0..=text.len()).any(|skip| glob_matches(rest, &text[skip..])),
+        Some((b'?', rest)) => !text.is_empty() && glob_matches(rest, &text[1..]),
+        Some((c, rest)) => text.first() == Some(c) && glob_matches(rest, &text[1..]),
     }
 }
 
@@ -182,19 +222,63 @@ pub fn find_credentials<'a>(
     image: &str,
     secrets: impl IntoIterator<Item = &'a [AuthEntry]>,
 ) -> Option<Credentials> {
+    find_credentials_within(image, secrets, usize::MAX).credentials
+}
+
+/// What [`find_credentials_within`] found.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Found {
+    pub credentials: Option<Credentials>,
+    /// The positions (in the secrets given) of the secrets whose matching credential was passed
+    /// over for its size before one was found: each would have been used otherwise.
+    pub too_large: Vec<usize>,
+}
+
+/// As [`find_credentials`], with credentials larger than `max_size` ([`AuthEntry::size`])
+/// treated as absent: the next matching key of the secret, or of a later secret, is used. A
+/// tenant's pull secret with a huge password must not make every config element huge.
+pub fn find_credentials_within<'a>(
+    image: &str,
+    secrets: impl IntoIterator<Item = &'a [AuthEntry]>,
+    max_size: usize,
+) -> Found {
     let registry = registry_of(image);
     let repository = repository_of(image);
-    secrets.into_iter().find_map(|entries| {
-        entries
+    let mut found = Found::default();
+    for (n, entries) in secrets.into_iter().enumerate() {
+        let mut matching: Vec<&AuthEntry> = entries
             .iter()
             .filter(|e| host_matches(&e.host, &registry) && path_matches(&e.path, &repository))
-            .max_by_key(|e| (!e.host.starts_with("*."), e.path.len()))
-            .map(|e| Credentials {
-                registry: registry.clone(),
+            .collect();
+        // Most specific first; among equals the later key, as `max_by_key` picked before.
+        matching.reverse();
+        matching.sort_by_key(|e| std::cmp::Reverse((!is_glob(&e.host), e.path.len())));
+        let usable = matching.iter().position(|e| e.size() <= max_size);
+        if !matching.is_empty() && usable != Some(0) {
+            found.too_large.push(n);
+        }
+        if let Some(e) = usable.map(|i| matching[i]) {
+            found.credentials = Some(Credentials {
+                registry,
                 username: e.username.clone(),
                 password: e.password.clone(),
-            })
-    })
+            });
+            return found;
+        }
+    }
+    found
+}
+
+impl AuthEntry {
+    /// Bytes the credential takes in `image-config.json`: user name and password as JSON
+    /// strings, without their quotes.
+    pub fn size(&self) -> usize {
+        json_string_len(&self.username) + json_string_len(&self.password)
+    }
+}
+
+fn json_string_len(s: &str) -> usize {
+    serde_json::to_string(s).map_or(usize::MAX, |j| j.len() - 2)
 }
 
 #[cfg(test)]
@@ -299,6 +383,98 @@ mod tests {
         assert_eq!(user("other.example.com/app").as_deref(), Some("wild"));
         assert_eq!(user("example.com/app"), None);
         assert_eq!(user("quay.io/x/y").as_deref(), Some("a"));
+    }
+
+    /// As the kubelet's URLsMatch: same port, same number of labels, each label a glob.
+    #[test]
+    fn host_globs_match_one_label_each() {
+        for (pattern, host, want) in [
+            ("*.example.com", "a.example.com", true),
+            ("*.example.com", "a.b.example.com", false),
+            ("*.example.com", "example.com", false),
+            ("*.example.com", "a.example.org", false),
+            ("*.*.example.com", "a.b.example.com", true),
+            ("*.*.example.com", "a.example.com", false),
+            ("registry-*.example.com", "registry-eu.example.com", true),
+            ("registry-*.example.com", "registry-.example.com", true),
+            ("registry-*.example.com", "mirror-eu.example.com", false),
+            ("reg.*.io", "reg.acme.io", true),
+            ("reg.example.*", "reg.example.com", true),
+            ("r?g.example.com", "reg.example.com", true),
+            ("r?g.example.com", "rg.example.com", false),
+            ("*", "localhost", true),
+            ("*", "reg.io", false),
+            ("*.example.com", "a.example.com:5000", false),
+            ("*.example.com:5000", "a.example.com:5000", true),
+            ("*.example.com:5000", "a.example.com:5001", false),
+            ("*.example.com:5000", "a.example.com", false),
+            ("reg.example.com", "reg.example.com", true),
+            ("reg.example.com", "REG.example.com", false),
+            ("[::1]:5000", "[::1]:5000", true),
+            ("[::1]:5000", "[::1]:5001", false),
+            ("10.0.0.*:5000", "10.0.0.5:5000", true),
+        ] {
+            assert_eq!(host_matches(pattern, host), want, "{pattern} vs {host}");
+        }
+    }
+
+    #[test]
+    fn wildcard_keys_through_the_lookup() {
+        let entries = parse_pull_secret(&json_secret(
+            r#"{"auths":{"*.example.com":{"username":"one","password":"1"},
+                         "*.*.example.com":{"username":"two","password":"2"},
+                         "https://registry-*.example.com:5000/v2/":{"username":"port","password":"3"}}}"#,
+        ))
+        .unwrap();
+        let user = |image| find_credentials(image, [entries.as_slice()]).map(|c| c.username);
+        assert_eq!(user("a.example.com/app").as_deref(), Some("one"));
+        assert_eq!(user("a.b.example.com/app").as_deref(), Some("two"));
+        assert_eq!(user("registry-eu.example.com:5000/app").as_deref(), Some("port"));
+        assert_eq!(user("example.com/app"), None);
+        assert_eq!(user("a.b.c.example.com/app"), None);
+    }
+
+    #[test]
+    fn credentials_over_the_size_are_passed_over() {
+        let big = "x".repeat(600_000);
+        let a = parse_pull_secret(&json_secret(&format!(
+            r#"{{"auths":{{"reg.io":{{"username":"huge","password":"{big}"}},
+                          "*.io":{{"username":"wild","password":"w"}}}}}}"#
+        )))
+        .unwrap();
+        let b = parse_pull_secret(&json_secret(
+            r#"{"auths":{"reg.io":{"username":"next","password":"n"}}}"#,
+        ))
+        .unwrap();
+        assert_eq!(a[1].size(), 4 + 600_000);
+        let found = find_credentials_within("reg.io/app", [a.as_slice(), b.as_slice()], 65_536);
+        // The most specific key is too large: the secret's next matching key is used.
+        assert_eq!(found.credentials.unwrap().username, "wild");
+        assert_eq!(found.too_large, [0]);
+        // Without the huge key's fallback in the same secret, the next secret's.
+        let only_huge = [a[1].clone()];
+        let found = find_credentials_within("reg.io/app", [&only_huge[..], b.as_slice()], 65_536);
+        assert_eq!(found.credentials.unwrap().username, "next");
+        assert_eq!(found.too_large, [0]);
+        // A too-large key less specific than the one used is not "passed over".
+        let small_exact = [
+            b[0].clone(),
+            AuthEntry {
+                host: "*.io".into(),
+                ..a[1].clone()
+            },
+        ];
+        let found = find_credentials_within("reg.io/app", [&small_exact[..]], 65_536);
+        assert_eq!(
+            (found.credentials.unwrap().username, found.too_large),
+            ("next".into(), vec![])
+        );
+        // JSON escapes count: a quote is two bytes in image-config.json.
+        let quoted = AuthEntry {
+            username: "\"".into(),
+            ..b[0].clone()
+        };
+        assert_eq!(quoted.size(), 2 + 1);
     }
 
     #[test]

@@ -63,7 +63,8 @@ pub struct Context {
     /// The digest the job image last ran as (from a finished job pod's imageID): a re-pushed
     /// mutable tag makes earlier records another job image's.
     pub job_image_digest: Mutex<Option<String>>,
-    /// Skipped containers already warned about, by pod uid and container + reason.
+    /// Warnings given once per pod, by pod uid and what they were about: skipped containers
+    /// (container + reason) and pull secrets whose credential is too large.
     pub skip_warned: Mutex<HashSet<(String, String)>>,
 }
 
@@ -140,13 +141,21 @@ pub async fn run(ctx: &Context, cycle: &str) -> Result<Report> {
 
     // 3. Credentials, then Jobs until every image succeeded, backed off or waits.
     let index = credential_index(ctx, &items).await;
+    let mut too_large = Vec::new();
     let units = items
         .iter()
-        .map(|i| Unit {
-            solo: due.contains(&i.digest),
-            ..Unit::new(i.digest.clone(), index.candidates(i))
+        .map(|i| {
+            let (candidates, large) = index.candidates(i);
+            if !large.is_empty() {
+                too_large.push((i, large));
+            }
+            Unit {
+                solo: due.contains(&i.digest),
+                ..Unit::new(i.digest.clone(), candidates)
+            }
         })
         .collect();
+    ctx.warn_too_large(&pods, &index, &too_large).await;
     report.jobs = follow(ctx, cycle, units).await;
     info!(outcome = ?jobs::summary(&report.jobs), "cycle done");
     Ok(report)
@@ -154,17 +163,67 @@ pub async fn run(ctx: &Context, cycle: &str) -> Result<Report> {
 
 /// Jobs one cycle may add to re-plan failed ones (or as many as it first planned, if more): enough to
 /// isolate a few bad images by halving, few enough that a registry that fails every image does
-/// not turn one cycle into hundreds of Jobs (what is left waits for the next cycle).
+/// not turn one cycle into hundreds of Jobs (what is left waits for the next cycle). Within
+/// `SBOM_MAX_JOBS_PER_CYCLE`, which counts every Job of the cycle ([`JobBudget`]).
 pub const REPLAN_BUDGET: usize = 32;
 
-/// Runs the units' Jobs, at most `max_parallel` at once. A failed Job's images are re-planned
-/// at once ([`replan::after_failure`]): failing ones alone, the rest together, so the healthy
-/// images of a Job that also held a bad one are annotated in this cycle.
+/// The Jobs a cycle may still make: `SBOM_MAX_JOBS_PER_CYCLE` in all, first planned and
+/// re-planned together, and of those at most [`REPLAN_BUDGET`] (or as many as first planned)
+/// re-planned. A cycle that first plans its whole limit has no room left to re-plan: the images
+/// of its failed Jobs wait for the next cycle, as the images over the limit do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JobBudget {
+    cycle: usize,
+    replan: usize,
+}
+
+/// Which limit held Jobs back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    /// `SBOM_MAX_JOBS_PER_CYCLE`.
+    Cycle,
+    /// [`REPLAN_BUDGET`].
+    Replan,
+}
+
+impl JobBudget {
+    /// Keeps the first plans of a cycle that may make `max_per_cycle` Jobs; returns the others
+    /// (they wait for the next cycle).
+    pub fn first<T>(max_per_cycle: usize, plans: &mut Vec<T>) -> (JobBudget, Vec<T>) {
+        let over = plans.split_off(plans.len().min(max_per_cycle));
+        let budget = JobBudget {
+            cycle: max_per_cycle - plans.len(),
+            replan: REPLAN_BUDGET.max(plans.len()),
+        };
+        (budget, over)
+    }
+
+    /// Keeps the re-planned Jobs the budget still allows; returns the others and the limit that
+    /// held them back.
+    pub fn again<T>(&mut self, plans: &mut Vec<T>) -> Option<(Vec<T>, Limit)> {
+        let limit = if self.cycle <= self.replan {
+            Limit::Cycle
+        } else {
+            Limit::Replan
+        };
+        let over = plans.split_off(plans.len().min(self.cycle.min(self.replan)));
+        self.cycle -= plans.len();
+        self.replan -= plans.len();
+        (!over.is_empty()).then_some((over, limit))
+    }
+}
+
+/// Runs the units' Jobs, at most `max_parallel` at once and `max_per_cycle` in all. A failed
+/// Job's images are re-planned at once ([`replan::after_failure`]): failing ones alone, the rest
+/// together, so the healthy images of a Job that also held a bad one are annotated in this cycle.
 async fn follow(ctx: &Context, cycle: &str, units: Vec<Unit>) -> Vec<(String, Outcome)> {
     let max_images = ctx.settings.job.max_images;
     let mut next = 0;
-    let mut queue: VecDeque<JobPlan> = objects::plan_units(cycle, units, max_images, &mut next).into();
-    let mut budget = REPLAN_BUDGET.max(queue.len());
+    let mut first = objects::plan_units(cycle, units, max_images, &mut next);
+    let (mut budget, over) = JobBudget::first(ctx.settings.job.max_per_cycle, &mut first);
+    // Images left for the next cycle by SBOM_MAX_JOBS_PER_CYCLE: logged once, at the end.
+    let mut deferred: usize = over.iter().map(|p| p.units.len()).sum();
+    let mut queue: VecDeque<JobPlan> = first.into();
     info!(jobs = queue.len(), "processing");
     let mut running = FuturesUnordered::new();
     let mut ended = Vec::new();
@@ -193,18 +252,30 @@ async fn follow(ctx: &Context, cycle: &str, units: Vec<Unit>) -> Vec<(String, Ou
             for unit in replan.alone {
                 again.extend(objects::plan_units(cycle, vec![unit], max_images, &mut next));
             }
-            if again.len() > budget {
-                let left: Vec<Unit> = again.drain(budget..).flat_map(|p| p.units).collect();
-                warn!(job = %plan.name, images = left.len(), "re-planning budget of this cycle spent; these images wait for the next cycle");
+            if let Some((over, limit)) = budget.again(&mut again) {
+                let left: Vec<Unit> = over.into_iter().flat_map(|p| p.units).collect();
+                match limit {
+                    Limit::Cycle => deferred += left.len(),
+                    Limit::Replan => {
+                        warn!(job = %plan.name, images = left.len(), "re-planning budget of this cycle spent; these images wait for the next cycle")
+                    }
+                }
                 waits(ctx, &plan.name, &left, reason, &why).await;
             }
-            budget -= again.len();
             if !again.is_empty() {
                 info!(job = %plan.name, jobs = again.len(), "re-planned the images of a failed Job");
             }
             queue.extend(again);
         }
         ended.push((plan.name, finished.outcome));
+    }
+    if deferred > 0 {
+        ctx.metrics.deferred(deferred);
+        warn!(
+            images = deferred,
+            max_jobs_per_cycle = ctx.settings.job.max_per_cycle,
+            "this cycle made as many Jobs as SBOM_MAX_JOBS_PER_CYCLE allows; these images wait for the next cycle"
+        );
     }
     ended
 }
@@ -288,6 +359,10 @@ async fn back_off(ctx: &Context, unit: &Unit, job_name: &str, why: &str) {
         ctx.warn_waiting(&digests, IMAGE_FAILED, &note).await;
     }
 }
+
+/// The reason of the Warning on a pod whose pull secret's credential for its image is larger
+/// than `SBOM_MAX_CREDENTIAL_SIZE`.
+pub const CREDENTIAL_TOO_LARGE: &str = "CredentialTooLarge";
 
 /// The reason of the Warning on a pod whose container's imageID cannot be processed.
 pub const IMAGE_SKIPPED: &str = "ImageSkipped";
@@ -396,6 +471,59 @@ impl Context {
             )
             .await;
         }
+    }
+
+    /// Pull secrets whose credential was left out of the configs for its size: logged each cycle
+    /// (one line per secret), and one Warning on each pod that uses them, once per pod.
+    async fn warn_too_large(
+        &self,
+        pods: &[Arc<CachedPod>],
+        index: &CredentialIndex,
+        found: &[(&WorkItem, BTreeSet<worklist::SecretKey>)],
+    ) {
+        let max = index.max_credential_size;
+        let mut secrets: std::collections::BTreeMap<&worklist::SecretKey, usize> = Default::default();
+        for secret in found.iter().flat_map(|(_, s)| s) {
+            *secrets.entry(secret).or_default() += 1;
+        }
+        for ((namespace, secret), images) in &secrets {
+            warn!(%namespace, %secret, images, max_credential_size = max, "pull secret {namespace}/{secret} has a credential larger than SBOM_MAX_CREDENTIAL_SIZE; not handed to the job");
+        }
+        if secrets.is_empty() || !self.settings.pod_events.failures() {
+            return;
+        }
+        let by_name: std::collections::HashMap<(&str, &str), &Arc<CachedPod>> =
+            pods.iter().map(|p| ((p.namespace(), p.name()), p)).collect();
+        let events = {
+            let mut warned = self.skip_warned.lock().expect("lock");
+            let mut events = Vec::new();
+            for (item, large) in found {
+                let names: BTreeSet<(&str, &str)> = item
+                    .pods
+                    .iter()
+                    .map(|p| (p.namespace.as_str(), p.pod.as_str()))
+                    .collect();
+                for pod in names.into_iter().filter_map(|n| by_name.get(&n)) {
+                    let sources = worklist::credential_sources(pod);
+                    let uid = pod.metadata.uid.clone().unwrap_or_default();
+                    for secret in large.iter().filter(|s| index.uses(&sources, s)) {
+                        let about = format!("credential\n{}/{}", secret.0, secret.1);
+                        if warned.insert((uid.clone(), about)) {
+                            events.push((pod.as_ref(), worklist::too_large_note(secret, max)));
+                        }
+                    }
+                }
+            }
+            events
+        };
+        pod_events::publish(
+            &self.client,
+            &self.instance,
+            EventType::Warning,
+            CREDENTIAL_TOO_LARGE,
+            events,
+        )
+        .await;
     }
 
     /// A Warning on each pod that still waits for one of the digests (none is annotated).
@@ -573,7 +701,10 @@ async fn run_plan(ctx: &Context, plan: JobPlan) -> (JobPlan, Finished) {
 /// Reads the service accounts and pull secrets the work list refers to. Anything missing or
 /// malformed is a warning naming it; the image is then processed without those credentials.
 async fn credential_index(ctx: &Context, items: &[WorkItem]) -> CredentialIndex {
-    let mut index = CredentialIndex::default();
+    let mut index = CredentialIndex {
+        max_credential_size: ctx.settings.max_credential_size,
+        ..Default::default()
+    };
     let accounts: BTreeSet<(String, String)> = items
         .iter()
         .flat_map(|i| &i.sources)
@@ -603,7 +734,13 @@ async fn credential_index(ctx: &Context, items: &[WorkItem]) -> CredentialIndex 
         }
     }
     if let Some(name) = &ctx.settings.fallback_pull_secret {
-        index.fallback = pull_secret(ctx, &ctx.namespace, name).await.unwrap_or_default();
+        let key = (ctx.namespace.clone(), name.clone());
+        if !index.secrets.contains_key(&key)
+            && let Some(entries) = pull_secret(ctx, &key.0, &key.1).await
+        {
+            index.secrets.insert(key.clone(), entries);
+        }
+        index.fallback = Some(key);
     }
     index
 }
@@ -672,6 +809,57 @@ mod tests {
         let done: HashSet<String> = [digest(1)].into();
         let left: Vec<String> = without(items, &done).into_iter().map(|i| i.digest).collect();
         assert_eq!(left, [digest(2)]);
+    }
+
+    #[test]
+    fn a_cycle_never_makes_more_jobs_than_its_limit() {
+        // (limit, first planned, re-planned batches) -> (first kept, re-planned kept, waiting)
+        for (limit, planned, batches, want) in [
+            // Far from the limit: the re-planning budget holds (32, or as many as first planned).
+            (10_000, 10, vec![20, 20], (10, 32, 8)),
+            (10_000, 50, vec![40, 40], (50, 50, 30)),
+            // The cycle's limit holds first-planned and re-planned Jobs together.
+            (100, 150, vec![5], (100, 0, 55)),
+            (100, 80, vec![15, 15], (80, 20, 10)),
+            (1, 1, vec![2], (1, 0, 2)),
+            (100, 0, vec![], (0, 0, 0)),
+        ] {
+            let mut first: Vec<usize> = (0..planned).collect();
+            let (mut budget, over) = JobBudget::first(limit, &mut first);
+            let mut waiting = over.len();
+            let mut replanned = 0;
+            for n in batches {
+                let mut again: Vec<usize> = (0..n).collect();
+                if let Some((over, limit_hit)) = budget.again(&mut again) {
+                    waiting += over.len();
+                    assert!(!over.is_empty());
+                    let _ = limit_hit;
+                }
+                replanned += again.len();
+            }
+            assert_eq!(
+                (first.len(), replanned, waiting),
+                want,
+                "limit {limit}, {planned} planned"
+            );
+            assert!(first.len() + replanned <= limit);
+        }
+    }
+
+    #[test]
+    fn the_limit_that_held_jobs_back_is_named() {
+        let mut first = vec![(); 90];
+        let (mut budget, over) = JobBudget::first(100, &mut first);
+        assert!(over.is_empty());
+        // 10 left in the cycle, 90 in the re-planning budget: the cycle's limit holds.
+        let (over, limit) = budget.again(&mut vec![(); 12]).unwrap();
+        assert_eq!((over.len(), limit), (2, Limit::Cycle));
+        let mut first = vec![(); 2];
+        let (mut budget, _) = JobBudget::first(100, &mut first);
+        // 98 left in the cycle, 32 to re-plan: the re-planning budget holds.
+        let (over, limit) = budget.again(&mut vec![(); 40]).unwrap();
+        assert_eq!((over.len(), limit), (8, Limit::Replan));
+        assert_eq!(budget.again(&mut Vec::<()>::new()), None);
     }
 
     #[test]

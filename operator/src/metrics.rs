@@ -12,6 +12,7 @@
 //! | `sbomjob_images_processed_total` | counter | |
 //! | `sbomjob_cache_lookups_total` | counter | `result`: hit, miss |
 //! | `sbomjob_pods_annotated_total` | counter | |
+//! | `sbomjob_images_deferred_total` | counter | (images left for the next cycle by `SBOM_MAX_JOBS_PER_CYCLE`) |
 //! | `sbomjob_leader` | gauge | (1 while this replica holds the Lease) |
 
 use std::{fmt::Write as _, time::Duration};
@@ -83,6 +84,7 @@ pub struct Metrics {
     cache: Family<ResultLabel, Counter>,
     annotated: Counter,
     backed_off: Counter,
+    deferred: Counter,
     refused: Counter,
     backing_off: Gauge,
     leader: Gauge,
@@ -111,6 +113,7 @@ impl Metrics {
             cache: Family::default(),
             annotated: Counter::default(),
             backed_off: Counter::default(),
+            deferred: Counter::default(),
             refused: Counter::default(),
             backing_off: Gauge::default(),
             leader: Gauge::default(),
@@ -154,6 +157,11 @@ impl Metrics {
             "images_backing_off",
             "Images waiting for their next attempt after failing alone",
             m.backing_off.clone(),
+        );
+        registry.register(
+            "images_deferred",
+            "Images left for the next cycle because their cycle made SBOM_MAX_JOBS_PER_CYCLE Jobs",
+            m.deferred.clone(),
         );
         registry.register(
             "annotations_refused",
@@ -215,6 +223,11 @@ impl Metrics {
         self.backed_off.inc();
     }
 
+    /// `n` more images wait for the next cycle: their cycle made all the Jobs it may.
+    pub fn deferred(&self, n: usize) {
+        self.deferred.inc_by(n as u64);
+    }
+
     /// How many images back off now.
     pub fn backing_off(&self, n: usize) {
         self.backing_off.set(i64::try_from(n).unwrap_or(i64::MAX));
@@ -261,6 +274,7 @@ mod tests {
             "sbomjob_images_processed",
             "sbomjob_cache_lookups",
             "sbomjob_pods_annotated",
+            "sbomjob_images_deferred",
             "sbomjob_leader",
         ] {
             assert!(
@@ -289,6 +303,8 @@ mod tests {
         m.cache(true);
         m.cache(false);
         m.annotated(12);
+        m.deferred(40);
+        m.deferred(2);
         m.set_leader(true);
         let text = m.encode();
         assert_eq!(
@@ -318,6 +334,10 @@ mod tests {
         assert_eq!(
             line(&text, "sbomjob_pods_annotated_total"),
             Some("sbomjob_pods_annotated_total 12")
+        );
+        assert_eq!(
+            line(&text, "sbomjob_images_deferred_total"),
+            Some("sbomjob_images_deferred_total 42")
         );
         assert_eq!(line(&text, "sbomjob_leader "), Some("sbomjob_leader 1"));
     }

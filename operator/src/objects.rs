@@ -90,9 +90,11 @@ pub fn cycle_id(release: &str, now: chrono::DateTime<chrono::Utc>, random: u16) 
     format!("{release}-{}-{random:04x}", now.format("%Y%m%d-%H%M%S"))
 }
 
-/// Splits the images into Jobs of at most `max_images` elements and [`SECRET_BUDGET`] bytes.
-/// An element that alone is over the budget (one image in thousands of pods) is split into
-/// several elements of the same image, each with part of the pods: nothing is lost.
+/// Splits the images into Jobs of at most `max_images` elements and [`SECRET_BUDGET`] bytes,
+/// one element per digest. An element that alone is over the budget (one image in thousands of
+/// pods) lists as many pods as fit and counts the others in `pods-omitted` ([`fit_element`]):
+/// the job processes the image once, and success annotates every pod running the digest (the
+/// pods to annotate come from the cluster, not from the config).
 pub fn plan_jobs(cycle: &str, images: Vec<(String, ImageConfig)>, max_images: usize) -> Vec<JobPlan> {
     plan_jobs_with_budget(cycle, images, max_images, SECRET_BUDGET)
 }
@@ -109,10 +111,7 @@ pub fn plan_jobs_with_budget(
 ) -> Vec<JobPlan> {
     let mut shards: Vec<Vec<(String, ImageConfig)>> = Vec::new();
     let (mut current, mut current_bytes) = (Vec::new(), 2usize); // `[` and `]`
-    for (digest, image) in images
-        .into_iter()
-        .flat_map(|(d, i)| split_element(i, budget).into_iter().map(move |p| (d.clone(), p)))
-    {
+    for (digest, image) in images.into_iter().map(|(d, i)| (d, fit_element(i, budget))) {
         let len = json_len(&image) + 1; // the `,`
         if !current.is_empty() && (current.len() >= max_images || current_bytes + len > budget) {
             shards.push(std::mem::take(&mut current));
@@ -172,32 +171,30 @@ pub fn plan_units(cycle: &str, units: Vec<Unit>, max_images: usize, next: &mut u
     plans
 }
 
-fn split_element(image: ImageConfig, budget: usize) -> Vec<ImageConfig> {
+/// The element, with only the first pods that fit in `budget` (their order is the work list's:
+/// by namespace and name) and the number left out in `pods_omitted`.
+fn fit_element(mut image: ImageConfig, budget: usize) -> ImageConfig {
     // Room for the brackets and the separator next to this element.
     let budget = budget.saturating_sub(4);
     if json_len(&image) <= budget {
-        return vec![image];
+        return image;
     }
-    let base = json_len(&ImageConfig {
-        pods: Vec::new(),
-        ..image.clone()
-    });
-    let mut parts = Vec::new();
-    let (mut pods, mut bytes) = (Vec::new(), base);
-    for pod in image.pods.iter().cloned() {
-        let len = json_len(&pod) + 1;
-        if !pods.is_empty() && bytes + len > budget {
-            parts.push(ImageConfig {
-                pods: std::mem::take(&mut pods),
-                ..image.clone()
-            });
-            bytes = base;
+    let pods = std::mem::take(&mut image.pods);
+    // Sized with the largest count it can get, so the count never pushes it over.
+    image.pods_omitted = pods.len() as u64;
+    let mut bytes = json_len(&image);
+    let mut kept = 0;
+    for pod in &pods {
+        let len = json_len(pod) + 1; // the `,`
+        if bytes + len > budget {
+            break;
         }
         bytes += len;
-        pods.push(pod);
+        kept += 1;
     }
-    parts.push(ImageConfig { pods, ..image });
-    parts
+    image.pods_omitted = (pods.len() - kept) as u64;
+    image.pods = pods.into_iter().take(kept).collect();
+    image
 }
 
 fn labels(cycle: &str, release: &str) -> BTreeMap<String, String> {
@@ -804,7 +801,8 @@ mod tests {
     }
 
     /// 20,000 pods of one image plus 500 images: every Secret stays under the budget (measured),
-    /// and every pod occurrence is still in some shard.
+    /// every digest is one element of one Job, and every pod occurrence is either listed or
+    /// counted as omitted.
     #[test]
     fn shards_by_measured_size() {
         let mut images = vec![image(0, 20_000)];
@@ -819,14 +817,43 @@ mod tests {
                 .len();
             assert!(bytes <= SECRET_BUDGET, "{} is {bytes} bytes", p.name);
             assert!(p.images.len() <= 200);
+            assert_eq!(p.elements, p.digests, "one element per digest");
         }
-        let pods: usize = plans.iter().flat_map(|p| &p.images).map(|i| i.pods.len()).sum();
-        assert_eq!(pods, 20_000 + 500 * 40);
+        let elements: Vec<&ImageConfig> = plans.iter().flat_map(|p| &p.images).collect();
+        assert_eq!(elements.len(), 501);
+        let listed: usize = elements.iter().map(|i| i.pods.len()).sum();
+        let omitted: u64 = elements.iter().map(|i| i.pods_omitted).sum();
+        assert_eq!(listed as u64 + omitted, 20_000 + 500 * 40);
         let big: Vec<_> = plans
             .iter()
             .filter(|p| p.digests.contains(&format!("sha256:{:064x}", 0)))
             .collect();
-        assert!(big.len() > 1, "the big image is split across Jobs");
+        assert_eq!(big.len(), 1, "the big image is in one Job");
+        let big = &big[0].images[0];
+        assert!(big.pods_omitted > 0 && !big.pods.is_empty());
+        // The first pods in the work list's order, not a random sample.
+        let (_, whole) = image(0, 20_000);
+        assert_eq!(big.pods[..], whole.pods[..big.pods.len()]);
+    }
+
+    /// Whatever its pods, a digest is one element: at, just over and far over the budget.
+    #[test]
+    fn one_element_per_digest_whatever_its_pods() {
+        let budget = 4096;
+        for pods in [0, 1, 10, 40, 41, 200, 5_000] {
+            let (digest, config) = image(9, pods);
+            let plans = plan_jobs_with_budget("c", vec![(digest.clone(), config.clone())], 10, budget);
+            assert_eq!(plans.len(), 1, "{pods} pods");
+            assert_eq!(plans[0].elements, std::slice::from_ref(&digest));
+            let element = &plans[0].images[0];
+            let bytes = serde_json::to_vec(&plans[0].images).unwrap().len();
+            assert!(bytes <= budget, "{pods} pods: {bytes} bytes");
+            assert_eq!(element.pods.len() as u64 + element.pods_omitted, pods as u64);
+            assert_eq!(element.pods[..], config.pods[..element.pods.len()]);
+            // Only cut when it does not fit.
+            let whole = json_len(&config) + 4 <= budget;
+            assert_eq!(element.pods_omitted == 0, whole, "{pods} pods");
+        }
     }
 
     #[test]

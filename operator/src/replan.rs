@@ -184,20 +184,6 @@ mod tests {
     }
 
     #[test]
-    fn an_element_split_by_pods_fails_its_whole_digest() {
-        let units: Vec<Unit> = (0..2).map(|n| unit(n, 1)).collect();
-        // The first digest spans elements 0 and 1 (its pods did not fit one element).
-        let els = vec![
-            units[0].digest.clone(),
-            units[0].digest.clone(),
-            units[1].digest.clone(),
-        ];
-        let r = after_failure(units.clone(), &els, &report(3, &[0, 2], &[1]));
-        assert_eq!(digests(&r.alone), [units[0].digest.clone()]);
-        assert_eq!(digests(&r.together[0]), [units[1].digest.clone()]);
-    }
-
-    #[test]
     fn without_a_usable_report_the_images_are_halved() {
         let units: Vec<Unit> = (0..5).map(|n| unit(n, 1)).collect();
         let els = elements(&units);

@@ -83,6 +83,8 @@ struct RawSettings {
     job_priority_class: Option<String>,
     job_max_images: Option<String>,
     job_max_parallel: Option<String>,
+    max_jobs_per_cycle: Option<String>,
+    max_credential_size: Option<String>,
     cron: Option<String>,
     interval: Option<String>,
     pod_label_selector: Option<String>,
@@ -194,6 +196,9 @@ pub struct JobSettings {
     pub max_images: usize,
     /// At most this many Jobs of a cycle run at once.
     pub max_parallel: usize,
+    /// `SBOM_MAX_JOBS_PER_CYCLE`: at most this many Jobs made by one cycle, re-planned ones
+    /// included; the images left over wait for the next cycle.
+    pub max_per_cycle: usize,
     /// Variables forwarded to the job container, sorted by name.
     pub env: Vec<ForwardedEnv>,
 }
@@ -207,6 +212,9 @@ pub struct Settings {
     pub namespace_label_selector: Option<String>,
     pub cluster_id: String,
     pub fallback_pull_secret: Option<String>,
+    /// `SBOM_MAX_CREDENTIAL_SIZE`: a pull-secret credential larger than this (user name and
+    /// password, in bytes) is never copied into `image-config.json`.
+    pub max_credential_size: usize,
     pub ignore_annotations: bool,
     pub annotation_prefix: String,
     /// `SBOM_POD_EVENTS`: which Events the pods get ([`crate::pod_events`]).
@@ -225,6 +233,11 @@ pub const DEFAULT_JOB_TTL: Duration = Duration::from_secs(3600);
 /// (e2e/bench/defaults.sh; e2e/bench/RESULTS.md).
 pub const DEFAULT_MAX_IMAGES: usize = 50;
 pub const DEFAULT_MAX_PARALLEL: usize = 3;
+/// Enough for 5,000 images at the default 50 per Job, with the re-planning budget on top.
+pub const DEFAULT_MAX_JOBS_PER_CYCLE: usize = 100;
+/// Registry tokens (ECR, GCR, ACR, GitHub) are a few KiB; 64 KiB leaves room for the largest
+/// while one element with its credential stays far under the Secret budget.
+pub const DEFAULT_MAX_CREDENTIAL_SIZE: usize = 64 * 1024;
 pub const DEFAULT_CRON: &str = "0 0 * * * *";
 pub const DEFAULT_ANNOTATION_PREFIX: &str = "sbomjob.io";
 /// The job container's resources when `SBOM_JOB_RESOURCES` is not set. The requests are what
@@ -263,6 +276,11 @@ pub mod bounds {
     pub const MAX_IMAGES: RangeInclusive<usize> = 1..=10_000;
     /// `SBOM_JOB_MAX_PARALLEL`.
     pub const MAX_PARALLEL: RangeInclusive<usize> = 1..=100;
+    /// `SBOM_MAX_JOBS_PER_CYCLE`.
+    pub const MAX_JOBS_PER_CYCLE: RangeInclusive<usize> = 1..=10_000;
+    /// `SBOM_MAX_CREDENTIAL_SIZE`, in bytes: at most half the Secret budget
+    /// ([`crate::objects::SECRET_BUDGET`]), so that an element with its credential always fits.
+    pub const MAX_CREDENTIAL_SIZE: RangeInclusive<usize> = 1024..=256 * 1024;
     /// `SBOM_INTERVAL`, and `SBOM_CRON=@every <duration>`.
     pub const INTERVAL: RangeInclusive<Duration> = secs(S, 366 * D);
     /// `SBOM_CACHE_TTL`; 0 turns the cache off.
@@ -385,6 +403,12 @@ impl Settings {
                 &bounds::MAX_PARALLEL,
             )?
             .unwrap_or(DEFAULT_MAX_PARALLEL),
+            max_per_cycle: parse_count_in(
+                "SBOM_MAX_JOBS_PER_CYCLE",
+                raw.max_jobs_per_cycle,
+                &bounds::MAX_JOBS_PER_CYCLE,
+            )?
+            .unwrap_or(DEFAULT_MAX_JOBS_PER_CYCLE),
             env: forwarded_env(&vars)?,
         };
         Ok(Settings {
@@ -394,6 +418,12 @@ impl Settings {
             namespace_label_selector: non_empty(raw.namespace_label_selector).map(|s| unescape(&s)),
             cluster_id: non_empty(raw.kubernetes_cluster_id).unwrap_or_else(|| "default".into()),
             fallback_pull_secret: non_empty(raw.fallback_pull_secret),
+            max_credential_size: parse_count_in(
+                "SBOM_MAX_CREDENTIAL_SIZE",
+                raw.max_credential_size,
+                &bounds::MAX_CREDENTIAL_SIZE,
+            )?
+            .unwrap_or(DEFAULT_MAX_CREDENTIAL_SIZE),
             ignore_annotations: parse_opt(
                 "SBOM_IGNORE_ANNOTATIONS",
                 raw.ignore_annotations,
@@ -871,6 +901,8 @@ mod tests {
         assert!(s.job.env.is_empty());
         assert_eq!(s.job.ttl, Duration::from_secs(3600));
         assert_eq!(s.job.max_images, 50);
+        assert_eq!(s.job.max_per_cycle, 100);
+        assert_eq!(s.max_credential_size, 65_536);
         assert_eq!(s.schedule, Schedule::cron("0 0 * * * *").unwrap());
         assert_eq!(s.ops.debounce, Duration::from_secs(30));
         assert_eq!(s.ops.backoff_initial, Duration::from_secs(600));
@@ -929,6 +961,10 @@ mod tests {
         assert!(bounds::JOB_TTL.contains(&DEFAULT_JOB_TTL));
         assert!(bounds::MAX_IMAGES.contains(&DEFAULT_MAX_IMAGES));
         assert!(bounds::MAX_PARALLEL.contains(&DEFAULT_MAX_PARALLEL));
+        assert!(bounds::MAX_JOBS_PER_CYCLE.contains(&DEFAULT_MAX_JOBS_PER_CYCLE));
+        assert!(bounds::MAX_CREDENTIAL_SIZE.contains(&DEFAULT_MAX_CREDENTIAL_SIZE));
+        // An element with the largest credential allowed fits a Secret with room for its pods.
+        assert!(*bounds::MAX_CREDENTIAL_SIZE.end() <= crate::objects::SECRET_BUDGET / 2);
         assert!(bounds::CACHE_TTL.contains(&ops.cache_ttl.unwrap()));
         assert!(bounds::CACHE_GRACE.contains(&ops.cache_grace));
         assert!(bounds::LEASE_DURATION.contains(&ops.lease_duration));
@@ -987,6 +1023,24 @@ mod tests {
             max: ("100", 100),
             below: Some("0"),
             above: "101",
+            with: &[],
+        },
+        Bounded {
+            var: "SBOM_MAX_JOBS_PER_CYCLE",
+            range: "a whole number from 1 to 10000",
+            min: ("1", 1),
+            max: ("10000", 10_000),
+            below: Some("0"),
+            above: "10001",
+            with: &[],
+        },
+        Bounded {
+            var: "SBOM_MAX_CREDENTIAL_SIZE",
+            range: "a whole number from 1024 to 262144",
+            min: ("1024", 1024),
+            max: ("262144", 262_144),
+            below: Some("1023"),
+            above: "262145",
             with: &[],
         },
         Bounded {
@@ -1085,6 +1139,8 @@ mod tests {
             "SBOM_JOB_TTL" => s.job.ttl.as_secs(),
             "SBOM_JOB_MAX_IMAGES" => s.job.max_images as u64,
             "SBOM_JOB_MAX_PARALLEL" => s.job.max_parallel as u64,
+            "SBOM_MAX_JOBS_PER_CYCLE" => s.job.max_per_cycle as u64,
+            "SBOM_MAX_CREDENTIAL_SIZE" => s.max_credential_size as u64,
             "SBOM_INTERVAL" => match s.schedule {
                 Schedule::Interval(d) => d.as_secs(),
                 Schedule::Cron(_) => panic!("not an interval"),
@@ -1145,6 +1201,8 @@ mod tests {
             ("SBOM_JOB_TTL", "/properties/jobTTL"),
             ("SBOM_JOB_MAX_IMAGES", "/properties/job/properties/maxImages"),
             ("SBOM_JOB_MAX_PARALLEL", "/properties/job/properties/maxParallel"),
+            ("SBOM_MAX_JOBS_PER_CYCLE", "/properties/maxJobsPerCycle"),
+            ("SBOM_MAX_CREDENTIAL_SIZE", "/properties/maxCredentialSize"),
             ("SBOM_INTERVAL", "/properties/interval"),
             ("SBOM_CACHE_TTL", "/properties/cache/properties/ttl"),
             ("SBOM_CACHE_GRACE", "/properties/cache/properties/grace"),

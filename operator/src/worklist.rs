@@ -7,7 +7,7 @@ use k8s_openapi::api::core::v1::Namespace;
 use kube::runtime::reflector::{ObjectRef, Store};
 
 use crate::{
-    credentials::{AuthEntry, find_credentials},
+    credentials::{AuthEntry, find_credentials_within},
     image_id::ImageId,
     pod::CachedPod,
 };
@@ -123,6 +123,26 @@ pub fn selected(namespaces: Option<&Store<Namespace>>, namespace: &str) -> bool 
     namespaces.is_none_or(|store| store.get(&ObjectRef::new(namespace)).is_some())
 }
 
+/// Where the pod's pull credentials come from.
+pub fn credential_sources(pod: &CachedPod) -> CredentialSources {
+    CredentialSources {
+        namespace: pod.namespace().to_string(),
+        pull_secrets: pod
+            .spec
+            .image_pull_secrets
+            .iter()
+            .map(|r| r.name.clone())
+            .filter(|n| !n.is_empty())
+            .collect(),
+        service_account: pod
+            .spec
+            .service_account_name
+            .clone()
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| "default".into()),
+    }
+}
+
 /// The images of the snapshot still to process, sorted by digest, and the skipped containers.
 pub fn build(snapshot: &Snapshot) -> (Vec<WorkItem>, Vec<Skipped>) {
     let mut items: BTreeMap<String, WorkItem> = BTreeMap::new();
@@ -137,22 +157,7 @@ pub fn build(snapshot: &Snapshot) -> (Vec<WorkItem>, Vec<Skipped>) {
         }
         let (containers, mut bad) = container_images(pod);
         skipped.append(&mut bad);
-        let sources = CredentialSources {
-            namespace: namespace.clone(),
-            pull_secrets: pod
-                .spec
-                .image_pull_secrets
-                .iter()
-                .map(|r| r.name.clone())
-                .filter(|n| !n.is_empty())
-                .collect(),
-            service_account: pod
-                .spec
-                .service_account_name
-                .clone()
-                .filter(|n| !n.is_empty())
-                .unwrap_or_else(|| "default".into()),
-        };
+        let sources = credential_sources(pod);
         for c in containers {
             let done = !snapshot.ignore_annotations && is_done(pod, snapshot.annotation_prefix, &c);
             if done && !snapshot.keep_annotated {
@@ -206,19 +211,35 @@ pub fn build(snapshot: &Snapshot) -> (Vec<WorkItem>, Vec<Skipped>) {
 /// turn one failing image into many Jobs.
 pub const MAX_CANDIDATES: usize = 4;
 
+/// A pull secret: (namespace, name).
+pub type SecretKey = (String, String);
+
 /// Pull secrets and service accounts as read for one cycle (by namespace and name); a secret
 /// that could not be read or parsed is absent (the caller already warned).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct CredentialIndex {
-    pub secrets: BTreeMap<(String, String), Vec<AuthEntry>>,
+    pub secrets: BTreeMap<SecretKey, Vec<AuthEntry>>,
     pub service_accounts: BTreeMap<(String, String), Vec<String>>,
-    /// The fallback secret's entries, tried last.
-    pub fallback: Vec<AuthEntry>,
+    /// The fallback secret (an entry of `secrets`), tried last for every pod.
+    pub fallback: Option<SecretKey>,
+    /// `SBOM_MAX_CREDENTIAL_SIZE`: larger credentials are never copied into a config.
+    pub max_credential_size: usize,
+}
+
+impl Default for CredentialIndex {
+    fn default() -> Self {
+        CredentialIndex {
+            secrets: BTreeMap::new(),
+            service_accounts: BTreeMap::new(),
+            fallback: None,
+            max_credential_size: crate::settings::DEFAULT_MAX_CREDENTIAL_SIZE,
+        }
+    }
 }
 
 impl CredentialIndex {
     /// Every (namespace, secret) a work list may need, service accounts already resolved.
-    pub fn wanted_secrets(&self, items: &[WorkItem]) -> BTreeSet<(String, String)> {
+    pub fn wanted_secrets(&self, items: &[WorkItem]) -> BTreeSet<SecretKey> {
         let mut out = BTreeSet::new();
         for s in items.iter().flat_map(|i| &i.sources) {
             for name in self.secret_names(s) {
@@ -235,57 +256,82 @@ impl CredentialIndex {
         s.pull_secrets.iter().chain(sa.into_iter().flatten())
     }
 
+    /// Whether a pod with these sources looks up credentials in `secret` (the fallback: every pod).
+    pub fn uses(&self, sources: &CredentialSources, secret: &SecretKey) -> bool {
+        self.fallback.as_ref() == Some(secret)
+            || (sources.namespace == secret.0 && self.secret_names(sources).any(|n| *n == secret.1))
+    }
+
     /// The config element for an item: its image, pods and the first matching credential
     /// (pod secrets, then service-account secrets, then the fallback).
     pub fn image_config(&self, item: &WorkItem) -> ImageConfig {
-        let lists: Vec<&[AuthEntry]> = item
+        self.lookup(item).0
+    }
+
+    /// [`image_config`](Self::image_config), and the secrets whose credential for the image was
+    /// left out for its size ([`find_credentials_within`]).
+    fn lookup(&self, item: &WorkItem) -> (ImageConfig, Vec<SecretKey>) {
+        let keys: Vec<SecretKey> = item
             .sources
             .iter()
             .flat_map(|s| {
                 self.secret_names(s)
-                    .filter_map(|name| self.secrets.get(&(s.namespace.clone(), name.clone())))
-                    .map(Vec::as_slice)
-                    .collect::<Vec<_>>()
+                    .map(|name| (s.namespace.clone(), name.clone()))
             })
-            .chain(std::iter::once(self.fallback.as_slice()))
+            .chain(self.fallback.clone())
+            .filter(|k| self.secrets.contains_key(k))
             .collect();
-        let creds = find_credentials(&item.image, lists).unwrap_or_default();
-        ImageConfig {
+        let found = find_credentials_within(
+            &item.image,
+            keys.iter().map(|k| self.secrets[k].as_slice()),
+            self.max_credential_size,
+        );
+        let creds = found.credentials.unwrap_or_default();
+        let config = ImageConfig {
             registry_host: creds.registry,
             registry_user: creds.username,
             registry_password: creds.password,
             image: item.image.clone(),
             pods: item.pods.clone(),
-        }
+            pods_omitted: 0,
+        };
+        (
+            config,
+            found.too_large.into_iter().map(|n| keys[n].clone()).collect(),
+        )
     }
 
     /// The ways a Job may get the item, best first and at most [`MAX_CANDIDATES`]: the
     /// [`image_config`](Self::image_config), then each other reference with the first
     /// credential that matches it, then each reference with the credential of each other pod
     /// source. Tried in turn when the item fails alone, so a digest whose first copy is gone
-    /// (a deleted tag, a repository moved) is still processed from another.
-    pub fn candidates(&self, item: &WorkItem) -> Vec<ImageConfig> {
-        let mut out = vec![self.image_config(item)];
+    /// (a deleted tag, a repository moved) is still processed from another. Also the secrets
+    /// whose credential was left out of any of them for its size.
+    pub fn candidates(&self, item: &WorkItem) -> (Vec<ImageConfig>, BTreeSet<SecretKey>) {
+        let (first, too_large) = self.lookup(item);
+        let mut too_large: BTreeSet<SecretKey> = too_large.into_iter().collect();
+        let mut out = vec![first];
         let refs = std::iter::once(&item.image).chain(&item.alternatives);
         let by_reference = item.alternatives.iter().map(|image| {
-            self.image_config(&WorkItem {
+            self.lookup(&WorkItem {
                 image: image.clone(),
                 ..item.clone()
             })
         });
         let by_source = refs.flat_map(|image| {
             item.sources.iter().map(move |source| {
-                self.image_config(&WorkItem {
+                self.lookup(&WorkItem {
                     image: image.clone(),
                     sources: vec![source.clone()],
                     ..item.clone()
                 })
             })
         });
-        for config in by_reference.chain(by_source) {
+        for (config, large) in by_reference.chain(by_source) {
             if out.len() >= MAX_CANDIDATES {
                 break;
             }
+            too_large.extend(large);
             let same = |c: &ImageConfig| {
                 (&c.image, &c.registry_host, &c.registry_user, &c.registry_password)
                     == (
@@ -299,8 +345,18 @@ impl CredentialIndex {
                 out.push(config);
             }
         }
-        out
+        (out, too_large)
     }
+}
+
+/// The note of the Warning on a pod whose pull secret's credential was left out for its size:
+/// the secret by namespace and name, never its value.
+pub fn too_large_note(secret: &SecretKey, max_size: usize) -> String {
+    format!(
+        "pull secret {}/{} has a credential for this pod's image larger than SBOM_MAX_CREDENTIAL_SIZE ({max_size} bytes): \
+         it is not handed to the job, which pulls the image with the next matching credential, or none",
+        secret.0, secret.1
+    )
 }
 
 #[cfg(test)]
@@ -654,7 +710,11 @@ mod tests {
             ("a".into(), "sa-secret".into()),
             vec![entry("sa.io", "sa-user"), entry("reg.io", "not-first")],
         );
-        index.fallback = vec![entry("fb.io", "fb-user")];
+        index.secrets.insert(
+            ("sbomjob".into(), "fallback".into()),
+            vec![entry("fb.io", "fb-user")],
+        );
+        index.fallback = Some(("sbomjob".into(), "fallback".into()));
         let users: Vec<_> = items
             .iter()
             .map(|i| index.image_config(i).registry_user)
@@ -707,6 +767,7 @@ mod tests {
             .insert(("c".into(), "s3".into()), vec![entry("new.io", "u3")]);
         let got: Vec<(String, String)> = index
             .candidates(&items[0])
+            .0
             .into_iter()
             .map(|c| (c.image, c.registry_user))
             .collect();
@@ -721,7 +782,100 @@ mod tests {
             ]
         );
         // Every candidate keeps every pod: whichever succeeds annotates them all.
-        assert!(index.candidates(&items[0]).iter().all(|c| c.pods.len() == 3));
+        assert!(index.candidates(&items[0]).0.iter().all(|c| c.pods.len() == 3));
+    }
+
+    fn sized(host: &str, user: &str, password_len: usize) -> AuthEntry {
+        AuthEntry {
+            host: host.into(),
+            path: String::new(),
+            username: user.into(),
+            password: "p".repeat(password_len),
+        }
+    }
+
+    /// Over, at and under SBOM_MAX_CREDENTIAL_SIZE: only a credential over it is left out, the
+    /// next matching one (another pull secret, then the fallback) is used, and the secret left
+    /// out is named for the Warning on the pods that use it.
+    #[test]
+    fn credentials_over_the_size_limit_are_not_copied() {
+        let max = 1024;
+        let d = digest(8);
+        let pods: Vec<Arc<CachedPod>> = vec![
+            with_pull_secrets(
+                pod("t", "p0", vec![status("c", &format!("reg.io/x@{d}"))]),
+                &["big", "small"],
+            )
+            .into(),
+            pod("u", "p1", vec![status("c", &format!("reg.io/x@{d}"))]).into(),
+        ];
+        let (items, _) = build(&snapshot(&pods));
+        let index = |big: usize, small: Option<usize>, fallback: bool| {
+            let mut index = CredentialIndex {
+                max_credential_size: max,
+                ..Default::default()
+            };
+            index
+                .secrets
+                .insert(("t".into(), "big".into()), vec![sized("reg.io", "big", big)]);
+            if let Some(len) = small {
+                index
+                    .secrets
+                    .insert(("t".into(), "small".into()), vec![sized("reg.io", "small", len)]);
+            }
+            if fallback {
+                let key = ("sbomjob".to_string(), "fb".to_string());
+                index.secrets.insert(key.clone(), vec![sized("*.io", "fb", 10)]);
+                index.fallback = Some(key);
+            }
+            index
+        };
+        let user = |index: &CredentialIndex| {
+            let (candidates, large) = index.candidates(&items[0]);
+            (candidates[0].registry_user.clone(), large)
+        };
+        let big = ("t".to_string(), "big".to_string());
+        // "big" is 3 bytes of user name: at the limit it is used, one byte over it is not.
+        assert_eq!(
+            user(&index(max - 3, Some(10), true)),
+            ("big".into(), BTreeSet::new())
+        );
+        assert_eq!(
+            user(&index(max - 4, None, false)),
+            ("big".into(), BTreeSet::new())
+        );
+        assert_eq!(
+            user(&index(max - 2, Some(10), true)),
+            ("small".into(), [big.clone()].into())
+        );
+        assert_eq!(
+            user(&index(600_000, None, true)),
+            ("fb".into(), [big.clone()].into())
+        );
+        let (none, large) = index(600_000, None, false).candidates(&items[0]);
+        assert_eq!(large, [big.clone()].into());
+        assert!(none.iter().all(|c| !c.has_credentials()), "{none:?}");
+        assert!(
+            none.iter().all(|c| c.registry_password.len() < max),
+            "never copied into any candidate"
+        );
+        // Two "small" credentials too large: each secret is named.
+        let (_, large) = index(2000, Some(2000), false).candidates(&items[0]);
+        assert_eq!(large, [big.clone(), ("t".into(), "small".into())].into());
+        // Only the pod that uses the secret is warned about it; everyone uses the fallback.
+        let fallback_index = index(600_000, None, true);
+        let sources: Vec<_> = pods.iter().map(|p| credential_sources(p)).collect();
+        assert!(fallback_index.uses(&sources[0], &big));
+        assert!(!fallback_index.uses(&sources[1], &big));
+        let fb = ("sbomjob".to_string(), "fb".to_string());
+        assert!(sources.iter().all(|s| fallback_index.uses(s, &fb)));
+    }
+
+    #[test]
+    fn the_too_large_warning_names_the_secret_never_its_value() {
+        let note = too_large_note(&("tenant-a".into(), "huge-pull".into()), 65_536);
+        assert!(note.contains("tenant-a/huge-pull"), "{note}");
+        assert!(note.contains("65536 bytes"), "{note}");
     }
 
     #[test]
@@ -739,7 +893,7 @@ mod tests {
             .collect();
         let (items, _) = build(&snapshot(&pods));
         assert_eq!(
-            CredentialIndex::default().candidates(&items[0]).len(),
+            CredentialIndex::default().candidates(&items[0]).0.len(),
             MAX_CANDIDATES
         );
     }

@@ -131,6 +131,8 @@ Settings that are only rendered when set, so that the operator's default applies
   (list $v.debounce "SBOM_DEBOUNCE")
   (list $v.retryBackoff "SBOM_RETRY_BACKOFF")
   (list $v.retryBackoffMax "SBOM_RETRY_BACKOFF_MAX")
+  (list $v.maxJobsPerCycle "SBOM_MAX_JOBS_PER_CYCLE")
+  (list $v.maxCredentialSize "SBOM_MAX_CREDENTIAL_SIZE")
   (list $v.cache.ttl "SBOM_CACHE_TTL")
   (list $v.cache.grace "SBOM_CACHE_GRACE")
   (list $v.leaderElection.leaseName "SBOM_LEASE_NAME")

@@ -417,6 +417,8 @@ def check_full(c, docs, values, settings_rs=None, helpers=None):
         "SBOM_DEBOUNCE": num(values["debounce"]),
         "SBOM_RETRY_BACKOFF": num(values["retryBackoff"]),
         "SBOM_RETRY_BACKOFF_MAX": num(values["retryBackoffMax"]),
+        "SBOM_MAX_JOBS_PER_CYCLE": num(values["maxJobsPerCycle"]),
+        "SBOM_MAX_CREDENTIAL_SIZE": num(values["maxCredentialSize"]),
         "SBOM_CACHE_TTL": num(values["cache"]["ttl"]),
         "SBOM_CACHE_GRACE": num(values["cache"]["grace"]),
         "SBOM_LEADER_ELECTION": str(values["leaderElection"]["enabled"]).lower(),

@@ -316,6 +316,9 @@ refused "retryBackoff=soon" "retryBackoff: Does not match pattern" --set jobImag
 refused "job.maxImages=\"x\"" "job.maxImages: Invalid type. Expected: integer, given: string" \
   --set jobImage=x --set-json 'job.maxImages="x"'
 refused "job.maxParallel=0" "job.maxParallel: Must be greater than or equal to 1" --set jobImage=x --set job.maxParallel=0
+refused "maxJobsPerCycle=0" "maxJobsPerCycle: Must be greater than or equal to 1" --set jobImage=x --set maxJobsPerCycle=0
+refused "maxCredentialSize=1023" "maxCredentialSize: Must be greater than or equal to 1024" \
+  --set jobImage=x --set maxCredentialSize=1023
 refused "job.privileged=\"yes\"" "job.privileged: Invalid type. Expected: boolean, given: string" \
   --set jobImage=x --set-json 'job.privileged="yes"'
 refused "job.nodeSelector not a map" "job.nodeSelector: Invalid type. Expected: object" \
