@@ -186,8 +186,11 @@ impl Scenario {
     /// Settings every operator of this scenario gets: its namespaces, its job namespace, a
     /// short interval so follow-up cycles come quickly.
     pub fn base_env(&self) -> Vec<(String, String)> {
+        // The release of the chart identity (`chart_identity`): its Role names the Lease.
+        let release = format!("e2e-{}", self.name);
         [
             ("POD_NAMESPACE", self.job_ns.as_str()),
+            ("SBOM_RELEASE", release.as_str()),
             (
                 "SBOM_NAMESPACE_LABEL_SELECTOR",
                 &format!("{SCENARIO_LABEL}={}", self.name),
