@@ -714,6 +714,25 @@ fn kubectl(args: &[&str]) -> String {
 }
 
 /// A plain HTTP GET on loopback; returns the body.
+/// The digests a Job processes (its `sbomjob.io/digests` annotation, one per element).
+pub fn job_digests(job: &Job) -> Vec<String> {
+    job.metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get("sbomjob.io/digests"))
+        .map(|v| v.lines().map(String::from).collect())
+        .unwrap_or_default()
+}
+
+/// A job image with skopeo: the skopeo preset's, else the e2e image (which has it too).
+pub fn skopeo_job_image(cluster: &Cluster) -> &str {
+    ["JOB_SKOPEO_IMAGE", "JOB_E2E_IMAGE"]
+        .iter()
+        .find_map(|v| cluster.vars.get(*v))
+        .map(String::as_str)
+        .expect("neither JOB_SKOPEO_IMAGE nor JOB_E2E_IMAGE is in images.env (run e2e/images/build.sh)")
+}
+
 /// The ImageRecords of a digest (one per job identity that processed it), newest first, as
 /// JSON, read with kubectl as a person would.
 pub fn image_records(digest: &str) -> Vec<serde_json::Value> {

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use e2e::{
-    Cluster, SKOPEO_INSPECT, Scenario, image_records, job_end, job_name,
+    Cluster, SKOPEO_INSPECT, Scenario, image_records, job_digests, job_end, job_name,
     registry::{Image, copy_image, delete_manifest},
     sim::{self, SimContainer},
     wait_for,
@@ -29,16 +29,6 @@ const MIN: Duration = Duration::from_secs(60);
 /// A value only this run's operators have, so records of other runs never count for them.
 fn unique_identity() -> (&'static str, String) {
     ("SBOM_JOB_E2E_RUN", format!("{:08x}", rand::random::<u32>()))
-}
-
-/// The digests a Job processes (its `sbomjob.io/digests` annotation, one per element).
-fn job_digests(job: &Job) -> Vec<String> {
-    job.metadata
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get("sbomjob.io/digests"))
-        .map(|v| v.lines().map(String::from).collect())
-        .unwrap_or_default()
 }
 
 /// The newest ImageRecord of a digest, as JSON (`None` while there is none).

@@ -137,6 +137,26 @@ fn watch_holders(api: Api<Lease>, name: String) -> Timeline {
     timeline
 }
 
+async fn wait_holder(timeline: &Timeline, who: &str) {
+    wait_for(&format!("{who} to hold the Lease"), MIN, || async {
+        timeline
+            .lock()
+            .unwrap()
+            .last()
+            .and_then(|(_, h)| h.clone())
+            .as_deref()
+            == Some(who)
+    })
+    .await;
+}
+
+async fn wait_job_by(s: &Scenario, who: &str) {
+    wait_for(&format!("a Job created by {who}"), 2 * MIN, || async {
+        s.jobs().await.iter().any(|j| created_by(j) == who)
+    })
+    .await;
+}
+
 fn created_by(job: &Job) -> String {
     job.metadata
         .annotations
@@ -200,10 +220,7 @@ async fn a_leader_cut_off_from_the_api_server_stops_and_comes_back_as_a_follower
 
     // l1 starts a Job, then loses its path to the API server mid-Job.
     s.run_app_pod(&w0, "first", "WORKLOAD_ALPHA_IMAGE", &[]).await;
-    wait_for("l1's Job", MIN, || async {
-        s.jobs().await.iter().any(|j| created_by(j) == "l1")
-    })
-    .await;
+    wait_job_by(&s, "l1").await;
     let paused_at = Timestamp::now();
     proxy.pause();
     // Work arrives while l1 is cut off: only the new leader may take it.
@@ -218,10 +235,7 @@ async fn a_leader_cut_off_from_the_api_server_stops_and_comes_back_as_a_follower
             == Some("l2")
     })
     .await;
-    wait_for("l2's Job", 2 * MIN, || async {
-        s.jobs().await.iter().any(|j| created_by(j) == "l2")
-    })
-    .await;
+    wait_job_by(&s, "l2").await;
     // The pause outlasts the Lease (3 s) by far.
     tokio::time::sleep(Duration::from_secs(20)).await;
     let resumed_at = Timestamp::now();

@@ -18,7 +18,7 @@ use e2e::{
         AnnotationRecorder, SimNode, assert_no_credentials_left, restart_apiserver, sim_pods, wait_log,
     },
     sim::{self, SimContainer},
-    wait_for, workspace_bin,
+    skopeo_job_image, wait_for, workspace_bin,
 };
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, ObjectMeta, PostParams};
@@ -28,15 +28,6 @@ const MIN: Duration = Duration::from_secs(60);
 /// The job image of scenarios whose Job pods the test ends itself (on a simulated node): no
 /// kubelet ever pulls it.
 const NEVER_PULLED: &str = "10.244.0.1:5000/sbomjob/never-pulled:1.0";
-
-/// A job image of the project with skopeo and the entrypoint in it.
-fn skopeo_job_image(cluster: &Cluster) -> &str {
-    ["JOB_SKOPEO_IMAGE", "JOB_E2E_IMAGE"]
-        .iter()
-        .find_map(|v| cluster.vars.get(*v))
-        .map(String::as_str)
-        .expect("neither JOB_SKOPEO_IMAGE nor JOB_E2E_IMAGE is in images.env (run e2e/images/build.sh)")
-}
 
 fn env<'a>(node: &'a [(String, String)], more: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
     node.iter()

@@ -13,9 +13,10 @@ use std::{
 };
 
 use e2e::{
-    Cluster, SKOPEO_INSPECT, Scenario, http_get, job_end, job_name,
+    Cluster, SKOPEO_INSPECT, Scenario, http_get, job_digests, job_end, job_name,
     reliability_support::SimNode,
     sim::{self, SimContainer},
+    skopeo_job_image,
 };
 use k8s_openapi::api::{batch::v1::Job, core::v1::Secret};
 use kube::{Api, api::ListParams};
@@ -24,24 +25,6 @@ const PREFIX: &str = "sbomjob.io";
 const MIN: Duration = Duration::from_secs(60);
 /// What the test allows any Secret of the operator to hold (image-config.json and all).
 const SECRET_LIMIT: usize = 64 * 1024;
-
-fn skopeo_job_image(cluster: &Cluster) -> &str {
-    ["JOB_SKOPEO_IMAGE", "JOB_E2E_IMAGE"]
-        .iter()
-        .find_map(|v| cluster.vars.get(*v))
-        .map(String::as_str)
-        .expect("neither JOB_SKOPEO_IMAGE nor JOB_E2E_IMAGE is in images.env (run e2e/images/build.sh)")
-}
-
-/// The digests a Job processes (its `sbomjob.io/digests` annotation, one per element).
-fn job_digests(job: &Job) -> Vec<String> {
-    job.metadata
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get("sbomjob.io/digests"))
-        .map(|v| v.lines().map(String::from).collect())
-        .unwrap_or_default()
-}
 
 /// The cycle a Job belongs to (its `sbomjob.io/cycle` label).
 fn job_cycle(job: &Job) -> String {
