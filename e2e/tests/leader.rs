@@ -204,16 +204,7 @@ async fn a_leader_cut_off_from_the_api_server_stops_and_comes_back_as_a_follower
     let proxy_path = via_proxy.display().to_string();
     env_l1.extend([("POD_NAME", "l1"), ("KUBECONFIG", proxy_path.as_str())]);
     s.start_operator(&env_l1);
-    wait_for("l1 to lead", MIN, || async {
-        timeline
-            .lock()
-            .unwrap()
-            .last()
-            .and_then(|(_, h)| h.clone())
-            .as_deref()
-            == Some("l1")
-    })
-    .await;
+    wait_holder(&timeline, "l1").await;
     let mut env_l2 = common.to_vec();
     env_l2.push(("POD_NAME", "l2"));
     s.start_operator(&env_l2);
@@ -225,16 +216,7 @@ async fn a_leader_cut_off_from_the_api_server_stops_and_comes_back_as_a_follower
     proxy.pause();
     // Work arrives while l1 is cut off: only the new leader may take it.
     s.run_app_pod(&w0, "second", "WORKLOAD_BETA_IMAGE", &[]).await;
-    wait_for("l2 to take over", MIN, || async {
-        timeline
-            .lock()
-            .unwrap()
-            .last()
-            .and_then(|(_, h)| h.clone())
-            .as_deref()
-            == Some("l2")
-    })
-    .await;
+    wait_holder(&timeline, "l2").await;
     wait_job_by(&s, "l2").await;
     // The pause outlasts the Lease (3 s) by far.
     tokio::time::sleep(Duration::from_secs(20)).await;
