@@ -104,6 +104,37 @@ async fn a1_policy_allows_the_operator_only_its_annotations() {
         s.job_ns,
         service_account(&s.job_ns, release)
     );
+    // kubectl patch reads the pod first; the operator never does (it patches blind, so the
+    // chart grants no get on pods). Let its account read this namespace's pods for kubectl's sake:
+    // an extra grant cannot widen what the policy allows.
+    let binding_sa = format!(
+        "--serviceaccount={}:{}",
+        s.job_ns,
+        service_account(&s.job_ns, release)
+    );
+    for args in [
+        [
+            "create",
+            "role",
+            "e2e-kubectl-get",
+            "-n",
+            &w,
+            "--verb=get",
+            "--resource=pods",
+        ],
+        [
+            "create",
+            "rolebinding",
+            "e2e-kubectl-get",
+            "-n",
+            &w,
+            "--role=e2e-kubectl-get",
+            &binding_sa,
+        ],
+    ] {
+        let (ok, err) = kubectl(None, &args);
+        assert!(ok, "{err}");
+    }
     let sa = Some(user.as_str());
     let patch = |kind: &str, body: &str| {
         kubectl(
