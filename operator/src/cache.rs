@@ -440,11 +440,20 @@ pub struct Loaded {
     /// Other releases' records (other identities, or from before records were shared) that have
     /// expired, as (name, resourceVersion): nobody can use them, so any release collects them.
     pub expired: Vec<(String, Option<String>)>,
+    /// Digests with a live record of another identity that lists our release: we processed
+    /// them under other settings (an upgrade), so their annotated pods are processed again.
+    pub ours_before: HashSet<String>,
 }
 
 /// Sorts a page of records into [`Loaded`]; the other identities' live records are dropped, so a
 /// release holds only its own in memory.
-pub fn split(loaded: &mut Loaded, page: Vec<ImageRecord>, settings_hash: &str, now: DateTime<Utc>) {
+pub fn split(
+    loaded: &mut Loaded,
+    page: Vec<ImageRecord>,
+    settings_hash: &str,
+    release: &str,
+    now: DateTime<Utc>,
+) {
     for r in page {
         let Some(name) = r.metadata.name.clone() else {
             continue;
@@ -455,6 +464,10 @@ pub fn split(loaded: &mut Loaded, page: Vec<ImageRecord>, settings_hash: &str, n
             loaded.own.insert(r.spec.digest.clone(), r);
         } else if now >= r.spec.expires_at {
             loaded.expired.push((name, r.metadata.resource_version.clone()));
+        } else if r.spec.settings_hash != settings_hash
+            && r.spec.releases.iter().any(|u| u.release == release)
+        {
+            loaded.ours_before.insert(r.spec.digest.clone());
         }
     }
 }
@@ -566,7 +579,7 @@ pub async fn installed(client: &Client) -> Result<bool> {
 }
 
 /// Every record, page by page, sorted by whose it is ([`split`]).
-pub async fn load(client: &Client, settings_hash: &str) -> Result<Loaded> {
+pub async fn load(client: &Client, settings_hash: &str, release: &str) -> Result<Loaded> {
     let api: Api<ImageRecord> = Api::all(client.clone());
     let mut loaded = Loaded::default();
     let now = Utc::now();
@@ -580,7 +593,7 @@ pub async fn load(client: &Client, settings_hash: &str) -> Result<Loaded> {
             .list(&params)
             .await
             .context(|| "listing ImageRecords".into())?;
-        split(&mut loaded, page.items, settings_hash, now);
+        split(&mut loaded, page.items, settings_hash, release, now);
         token = page.metadata.continue_.filter(|t| !t.is_empty());
         if token.is_none() {
             break;
@@ -1000,7 +1013,7 @@ mod tests {
 
     fn loaded(records: Vec<ImageRecord>, now: DateTime<Utc>) -> Loaded {
         let mut l = Loaded::default();
-        split(&mut l, records, &identity().settings_hash, now);
+        split(&mut l, records, &identity().settings_hash, A, now);
         l
     }
 
@@ -1064,6 +1077,21 @@ mod tests {
             ],
             "other identities' live records are neither kept nor collected"
         );
+        assert!(l.ours_before.is_empty(), "none of them lists us");
+        // A record we made under earlier settings: its digest is ours to process again.
+        let mut before = record_for(
+            D1,
+            vec![],
+            &other_identity,
+            "j",
+            RecordResult::Succeeded,
+            t(0),
+            TTL,
+        )
+        .unwrap();
+        before.spec.releases = uses(&[(A, None)]);
+        let l = loaded(vec![before], t(1));
+        assert_eq!(l.ours_before, [D1.to_string()].into());
     }
 
     #[test]

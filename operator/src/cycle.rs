@@ -589,7 +589,7 @@ async fn apply_cache(
     running: &BTreeSet<String>,
     items: Vec<WorkItem>,
 ) -> Vec<WorkItem> {
-    let loaded = match cache::load(&ctx.client, &ctx.identity.settings_hash).await {
+    let loaded = match cache::load(&ctx.client, &ctx.identity.settings_hash, &ctx.release_key()).await {
         Ok(r) => r,
         Err(e) => {
             warn!(error = %e, "could not read the digest cache; processing every image");
@@ -602,7 +602,13 @@ async fn apply_cache(
     let mut misses = Vec::new();
     let mut again = 0;
     for item in items {
-        let decision = cache::lookup(loaded.own.get(item.digest.as_str()), &identity, now);
+        let decision = match loaded.own.get(item.digest.as_str()) {
+            // Processed by this release under other settings, none yet under today's.
+            None if loaded.ours_before.contains(&item.digest) => {
+                CacheDecision::Miss(MissReason::SettingsChanged)
+            }
+            own => cache::lookup(own, &identity, now),
+        };
         match (item.annotated, decision) {
             (false, CacheDecision::Hit) => hits.push(item),
             (false, CacheDecision::Miss(_)) => misses.push(item),
