@@ -112,6 +112,18 @@ async fn three_releases_side_by_side() {
     let w0 = s.namespaces[0].clone();
     let ns_a = s.job_ns.clone();
     let ns_b = format!("{ns_a}-b");
+    // B's namespace is Helm's, not the scenario's: one left by an earlier, failed run goes first.
+    let namespaces: Api<Namespace> = Api::all(s.client.clone());
+    let _ = std::process::Command::new("helm")
+        .args(["uninstall", "sbomjob", "--namespace", &ns_b, "--wait"])
+        .output();
+    if namespaces.get_opt(&ns_b).await.unwrap().is_some() {
+        let _ = namespaces.delete(&ns_b, &DeleteParams::default()).await;
+        wait_for(&format!("old namespace {ns_b} to go"), 2 * MIN, || async {
+            namespaces.get_opt(&ns_b).await.ok().flatten().is_none()
+        })
+        .await;
+    }
     let operator = cluster.var("OPERATOR_IMAGE").to_string();
     let (repo, tag) = operator.rsplit_once(':').unwrap();
     let selector = format!("namespaceLabelSelector=sbomjob-e2e/scenario={}", s.name);
@@ -190,19 +202,27 @@ async fn three_releases_side_by_side() {
     for j in a_jobs.iter().chain(&b_jobs) {
         assert_eq!(job_end(j).unwrap().0, "Complete", "{:?}", j.metadata.name);
     }
-    // Two identities, two records per digest; neither overwrote the other.
+    // Two identities, two records per digest; neither overwrote the other. (Other scenarios run
+    // the same workload images: only this run's identities count.)
+    let hash =
+        |jobs: &[Job]| jobs[0].metadata.annotations.as_ref().unwrap()["sbomjob.io/settings-hash"].clone();
+    let (hash_a, hash_b) = (hash(&a_jobs), hash(&b_jobs));
+    assert_ne!(hash_a, hash_b);
     for d in [&alpha, &beta] {
-        wait_for(&format!("two records of {d}"), MIN, || async {
-            image_records(d).len() == 2
+        let ours = || {
+            image_records(d)
+                .into_iter()
+                .filter(|r| {
+                    r["spec"]["settingsHash"] == hash_a.as_str()
+                        || r["spec"]["settingsHash"] == hash_b.as_str()
+                })
+                .collect::<Vec<_>>()
+        };
+        wait_for(&format!("a record of {d} from each release"), MIN, || async {
+            ours().len() == 2
         })
         .await;
-        let records = image_records(d);
-        let hashes: BTreeSet<_> = records
-            .iter()
-            .map(|r| r["spec"]["settingsHash"].to_string())
-            .collect();
-        assert_eq!(hashes.len(), 2, "{records:?}");
-        let jobs: BTreeSet<_> = records
+        let jobs: BTreeSet<_> = ours()
             .iter()
             .map(|r| r["spec"]["job"].as_str().unwrap().to_string())
             .collect();
@@ -306,6 +326,5 @@ async fn three_releases_side_by_side() {
 
     helm(&["uninstall", "sbomjob-c", "--namespace", &ns_a, "--wait"]);
     helm(&["uninstall", "sbomjob", "--namespace", &ns_a, "--wait"]);
-    let namespaces: Api<Namespace> = Api::all(s.client.clone());
     let _ = namespaces.delete(&ns_b, &DeleteParams::default()).await;
 }
