@@ -379,11 +379,6 @@ pub fn lookup(record: Option<&ImageRecord>, identity: &JobIdentity, now: DateTim
     CacheDecision::Miss(reason)
 }
 
-/// Records by digest, for [`lookup`].
-pub fn by_digest(records: &[ImageRecord]) -> BTreeMap<&str, &ImageRecord> {
-    records.iter().map(|r| (r.spec.digest.as_str(), r)).collect()
-}
-
 /// The record of a digest a Job just processed (`None` when the digest makes no valid name).
 /// `now` is when the Job ended; the record expires `ttl` later.
 pub fn record_for(
@@ -1015,17 +1010,6 @@ mod tests {
         let mut l = Loaded::default();
         split(&mut l, records, &identity().settings_hash, A, now);
         l
-    }
-
-    #[test]
-    fn by_digest_indexes_records() {
-        let records = [
-            record(D1, RecordResult::Succeeded, t(0)),
-            record(D2, RecordResult::Failed, t(0)),
-        ];
-        let index = by_digest(&records);
-        assert_eq!(index[D2].spec.result, RecordResult::Failed);
-        assert!(!index.contains_key("sha256:3"));
     }
 
     #[test]

@@ -619,19 +619,22 @@ mod tests {
 
     /// Without SBOM_JOB_RESOURCES the job container still has requests and a memory limit, and
     /// `/tmp` a size limit; both follow their settings.
+    /// The job pod's spec with these settings.
+    fn pod_spec(vars: &[(&str, &str)]) -> PodSpec {
+        job(&plan(), "ns", "sbomjob", &settings(vars))
+            .spec
+            .unwrap()
+            .template
+            .spec
+            .unwrap()
+    }
+
     #[test]
     fn job_pod_is_bounded_by_default_and_by_settings() {
         let quantity = |m: &Option<BTreeMap<String, Quantity>>, k: &str| {
             m.as_ref().and_then(|m| m.get(k)).map(|q| q.0.clone())
         };
-        let pod = |vars: &[(&str, &str)]| {
-            job(&plan(), "ns", "sbomjob", &settings(vars))
-                .spec
-                .unwrap()
-                .template
-                .spec
-                .unwrap()
-        };
+        let pod = pod_spec;
         let default = pod(&[]);
         let r = default.containers[0].resources.clone().unwrap();
         assert_eq!(quantity(&r.requests, "cpu").as_deref(), Some("100m"));
@@ -913,18 +916,7 @@ mod tests {
         assert_eq!(secs(60), 50);
         assert_eq!(secs(7 * 86400), 7 * 86400 - 600);
         assert_eq!(secs(1), 1);
-        let env_with = |vars: &[(&str, &str)]| {
-            job(&plan(), "ns", "sbomjob", &settings(vars))
-                .spec
-                .unwrap()
-                .template
-                .spec
-                .unwrap()
-                .containers[0]
-                .env
-                .clone()
-                .unwrap()
-        };
+        let env_with = |vars: &[(&str, &str)]| pod_spec(vars).containers[0].env.clone().unwrap();
         let env = env_with(&[("SBOM_JOB_TIMEOUT", "600")]);
         assert!(
             env.iter()
