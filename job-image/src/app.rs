@@ -17,7 +17,9 @@ use crate::redact::{self, Credentials, Redactor};
 use crate::settings::{LogFormat, PREFIX, Settings};
 use crate::summary::{self, EXIT_USAGE};
 use crate::template::{Placeholder, Template};
-use crate::{batch, config};
+use sbomjob_contract::image_config as config;
+
+use crate::batch;
 
 /// Runs the entrypoint and returns its exit code. Everything it created (work directories,
 /// scratch output, child processes) is gone by the time this returns.

@@ -33,7 +33,9 @@ use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
 use tracing::{debug, info};
 
-use crate::auth::{credentials_apply, decode_docker_auth, normalize_host};
+use sbomjob_contract::docker_config::{DockerConfig, key_host};
+
+use crate::auth::credentials_apply;
 use crate::batch::Job;
 use crate::redact::{Credentials, Redactor};
 use crate::settings::{AttachSettings, PREFIX};
@@ -193,52 +195,41 @@ impl DockerAuths {
     }
 
     /// `{"auths": {"<host>": {"auth": "<base64 user:password>"} | {"username", "password"} |
-    /// {"registrytoken"}}}`. Hosts are normalised like pull-secret hosts (`https://ghcr.io/v2/`
-    /// is `ghcr.io`, Docker Hub's spellings are `docker.io`). `credsStore`/`credHelpers` cannot
-    /// work in a job container and are ignored.
+    /// {"registrytoken"}}}` ([`DockerConfig`]). Hosts are normalised like pull-secret hosts
+    /// (`https://ghcr.io/v2/` is `ghcr.io`, Docker Hub's spellings are `docker.io`).
     pub fn parse(bytes: &[u8]) -> Result<DockerAuths, String> {
-        let doc: Value = serde_json::from_slice(bytes).map_err(|e| format!("not JSON: {e}"))?;
-        let Some(doc) = doc.as_object() else {
-            return Err("expected a JSON object with `auths`".into());
-        };
+        let config = DockerConfig::parse(bytes).map_err(|e| e.to_string())?;
         let mut auths = HashMap::new();
         let mut credentials = Credentials::default();
-        let Some(entries) = doc.get("auths") else {
-            return Ok(DockerAuths { auths, credentials });
-        };
-        let Some(entries) = entries.as_object() else {
-            return Err("`auths` is not an object".into());
-        };
-        for (key, entry) in entries {
-            let field = |name: &str| entry.get(name).and_then(Value::as_str).filter(|s| !s.is_empty());
-            for name in ["auth", "password", "identitytoken", "registrytoken"] {
-                credentials.add(field(name).unwrap_or_default());
+        for (key, entry) in &config.auths {
+            for secret in entry.secrets() {
+                credentials.add(&secret);
             }
             credentials.add_basic(
-                field("username").unwrap_or_default(),
-                field("password").unwrap_or_default(),
+                entry.username.as_deref().unwrap_or_default(),
+                entry.password.as_deref().unwrap_or_default(),
             );
-            if let Some((user, password)) = field("auth").and_then(decode_docker_auth) {
-                credentials.add_basic(&user, &password);
+            let basic = entry.basic(key).map_err(|e| e.to_string())?;
+            if let Some((user, password)) = &basic {
+                credentials.add_basic(user, password);
             }
-            let auth = if let Some(encoded) = field("auth") {
-                let (user, password) = decode_docker_auth(encoded)
-                    .ok_or_else(|| format!("`auths.{key}.auth` is not base64 of `user:password`"))?;
-                RegistryAuth::Basic(user, password)
-            } else if let (Some(user), Some(password)) = (field("username"), field("password")) {
-                RegistryAuth::Basic(user.to_owned(), password.to_owned())
-            } else if let Some(token) = field("registrytoken") {
-                RegistryAuth::Bearer(token.to_owned())
-            } else {
-                continue;
+            // A user name without a password (or the reverse) is no login; a token may be.
+            let auth = match (basic, &entry.registrytoken) {
+                (Some((user, password)), _)
+                    if entry.auth.is_some() || !(user.is_empty() || password.is_empty()) =>
+                {
+                    RegistryAuth::Basic(user, password)
+                }
+                (_, Some(token)) => RegistryAuth::Bearer(token.clone()),
+                _ => continue,
             };
-            auths.insert(normalize_host(key), auth);
+            auths.insert(key_host(key), auth);
         }
         Ok(DockerAuths { auths, credentials })
     }
 
     pub fn get(&self, registry: &str) -> Option<&RegistryAuth> {
-        self.auths.get(&normalize_host(registry))
+        self.auths.get(&key_host(registry))
     }
 
     /// Every user name, password, token and `auth` string of the file, for redaction.
@@ -582,7 +573,7 @@ mod tests {
     use base64::engine::general_purpose::STANDARD;
 
     use super::*;
-    use crate::config::ImageConfig;
+    use sbomjob_contract::ImageConfig;
 
     const D: &str = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 
@@ -683,13 +674,17 @@ mod tests {
         assert!(!format!("{auths:?}").contains("pw:with"));
 
         assert!(DockerAuths::parse(b"{}").unwrap().get("x").is_none());
-        assert!(DockerAuths::parse(b"nope").unwrap_err().contains("not JSON"));
+        assert!(
+            DockerAuths::parse(b"nope")
+                .unwrap_err()
+                .contains("not valid JSON")
+        );
         assert!(DockerAuths::parse(b"[]").is_err());
         let bad = serde_json::json!({"auths": {"r": {"auth": "!!"}}}).to_string();
         assert!(
             DockerAuths::parse(bad.as_bytes())
                 .unwrap_err()
-                .contains("auths.r.auth")
+                .contains(r#"entry "r": `auth` is not base64"#)
         );
         let no_colon = serde_json::json!({"auths": {"r": {"auth": STANDARD.encode("x")}}}).to_string();
         assert!(DockerAuths::parse(no_colon.as_bytes()).is_err());

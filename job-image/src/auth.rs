@@ -12,23 +12,10 @@ use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
-use serde_json::{Map, Value, json};
-
-use crate::config::ImageConfig;
-
-/// `(user, password)` from a docker config `auth` value (base64 of `user:password`; the
-/// password may hold `:`). The one decoder of both sides: the operator's pull secrets and the
-/// entrypoint's attach config.
-pub fn decode_docker_auth(encoded: &str) -> Option<(String, String)> {
-    let text = String::from_utf8(STANDARD.decode(encoded.trim()).ok()?).ok()?;
-    let (user, password) = text.split_once(':')?;
-    Some((user.to_string(), password.to_string()))
-}
-
-/// The key docker itself uses for Docker Hub credentials.
-const DOCKER_HUB_LEGACY_KEY: &str = "https://index.docker.io/v1/";
+use sbomjob_contract::ImageConfig;
+use sbomjob_contract::docker_config::{self, DOCKER_HUB_LEGACY_KEY, key_host};
+use sbomjob_contract::image_ref::DOCKER_HUB;
+use serde_json::Value;
 
 /// Per-image private directory; removed on drop.
 #[derive(Debug)]
@@ -100,18 +87,12 @@ impl WorkDir {
 /// `auths` when there are no credentials (the tool then must not find any other credentials
 /// either, e.g. a `~/.docker/config.json` baked into the image).
 pub fn docker_config(image: &ImageConfig, image_registry: &str) -> Value {
-    let mut auths = Map::new();
-    if image.has_credentials() {
-        let entry = json!({
-            "auth": STANDARD.encode(format!("{}:{}", image.registry_user, image.registry_password)),
-            "username": image.registry_user,
-            "password": image.registry_password,
-        });
-        for key in auth_keys(&image.registry_host, image_registry) {
-            auths.insert(key, entry.clone());
-        }
-    }
-    json!({ "auths": auths })
+    let keys = if image.has_credentials() {
+        auth_keys(&image.registry_host, image_registry)
+    } else {
+        Vec::new()
+    };
+    docker_config::render(&keys, &image.registry_user, &image.registry_password)
 }
 
 /// The keys to file the credentials under. Pull secrets carry the host in several spellings
@@ -126,10 +107,10 @@ fn auth_keys(registry_host: &str, image_registry: &str) -> Vec<String> {
     if raw.is_empty() {
         return Vec::new();
     }
-    let host = normalize_host(raw);
+    let host = key_host(raw);
     let mut keys = Vec::new();
-    if host == "docker.io" {
-        keys.push("docker.io".to_owned());
+    if host == DOCKER_HUB {
+        keys.push(DOCKER_HUB.to_owned());
         keys.push(DOCKER_HUB_LEGACY_KEY.to_owned());
     } else {
         keys.push(host);
@@ -138,19 +119,6 @@ fn auth_keys(registry_host: &str, image_registry: &str) -> Vec<String> {
         keys.push(raw.to_owned());
     }
     keys
-}
-
-/// A registry as written in a pull secret or docker config (`https://ghcr.io/v2/`,
-/// `index.docker.io`, `ghcr.io`) reduced to the host as image references spell it: scheme and
-/// path dropped, Docker Hub's spellings all `docker.io`.
-pub fn normalize_host(raw: &str) -> String {
-    let raw = raw.trim();
-    let host = raw.split_once("://").map_or(raw, |(_, rest)| rest);
-    let host = host.split('/').next().unwrap_or(host);
-    match host {
-        "docker.io" | "index.docker.io" | "registry-1.docker.io" => "docker.io".to_owned(),
-        _ => host.to_owned(),
-    }
 }
 
 /// Whether the image's credentials from image-config.json are meant for `registry` (a host as
@@ -162,12 +130,14 @@ pub fn credentials_apply(image: &ImageConfig, image_registry: &str, registry: &s
     } else {
         image.registry_host.as_str()
     };
-    image.has_credentials() && !registry.is_empty() && normalize_host(host) == normalize_host(registry)
+    image.has_credentials() && !registry.is_empty() && key_host(host) == key_host(registry)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::{Engine, engine::general_purpose::STANDARD};
+    use serde_json::json;
     use std::os::unix::fs::MetadataExt;
 
     fn image(host: &str, user: &str, password: &str) -> ImageConfig {

@@ -13,13 +13,13 @@ use tracing::{Instrument, error, info, info_span, warn};
 
 use crate::attach::{Attacher, Snapshot};
 use crate::auth::WorkDir;
-use crate::config::{self, Element, ImageConfig, InvalidElement};
-use crate::image_ref::ImageRef;
 use crate::redact::Redactor;
 use crate::runner::{self, Attempt, AttemptOutcome, cancelled};
 use crate::settings::Settings;
 use crate::summary::{ImageResult, Outcome};
 use crate::template::{Placeholder, Template};
+use sbomjob_contract::ImageRef;
+use sbomjob_contract::image_config::{self as config, Element, ImageConfig, InvalidElement};
 
 /// One image with everything derived from it before anything runs.
 #[derive(Debug, Clone)]
@@ -335,7 +335,7 @@ async fn attach(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::PodRef;
+    use sbomjob_contract::PodRef;
 
     fn plan_ok(images: Vec<ImageConfig>, dir: &str) -> Vec<Job> {
         plan_valid(images, Path::new(dir))

@@ -1,15 +1,10 @@
-//! The job-image contract shared by the operator and the entrypoint, and the entrypoint itself.
-//!
-//! `image-config.json` is a JSON array with one element per unique image digest. Its shape is
-//! fixed by the external job-image specification of ckotzbauer/sbom-operator: keys may be added,
-//! never renamed or removed, and credentials are empty strings (never null) when there are none.
+//! `sbomjob-entrypoint`: loops a CLI over the images of `image-config.json` (the format is
+//! [`sbomjob_contract`]'s).
 
 pub mod app;
 pub mod attach;
 pub mod auth;
 pub mod batch;
-pub mod config;
-pub mod image_ref;
 pub mod preset;
 pub mod reaper;
 pub mod redact;
@@ -18,5 +13,3 @@ pub mod settings;
 pub mod summary;
 pub mod template;
 pub mod termination;
-
-pub use config::{ImageConfig, PodRef};

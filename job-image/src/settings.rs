@@ -11,7 +11,8 @@ use std::time::Duration;
 use serde::Deserialize;
 use thiserror::Error;
 
-use crate::image_ref::ImageRef;
+use sbomjob_contract::ImageRef;
+use sbomjob_contract::units::{parse_bool, parse_duration};
 
 pub const PREFIX: &str = "ENTRYPOINT_";
 
@@ -323,7 +324,7 @@ impl Settings {
             output_dir: set(raw.output_dir).map(PathBuf::from),
             config: set(raw.config)
                 .map(PathBuf::from)
-                .unwrap_or_else(crate::config::default_path),
+                .unwrap_or_else(sbomjob_contract::image_config::default_path),
             kill_grace,
             log_format,
             log_level: set(raw.log_level).unwrap_or_else(|| "info".to_owned()),
@@ -404,7 +405,7 @@ impl AttachSettings {
                     .filter(|h| !h.is_empty())
                     .map(str::to_owned)
                     .collect();
-                if hosts.iter().any(|h| !crate::image_ref::is_host(h)) {
+                if hosts.iter().any(|h| !sbomjob_contract::image_ref::is_host(h)) {
                     return Err(SettingsError::Invalid {
                         name: "ATTACH_INSECURE_REGISTRIES",
                         expected: "a comma-separated list of `host[:port]`, e.g. `10.244.0.1:5000,localhost:5000`",
@@ -454,23 +455,6 @@ fn duration_or(
             name,
             expected: DURATION,
         }),
-    }
-}
-
-/// humantime (`10m`, `1h 30m`, `250ms`) or a plain number of seconds (`600`, `1.5`).
-pub fn parse_duration(value: &str) -> Option<Duration> {
-    let value = value.trim();
-    if let Ok(secs) = value.parse::<f64>() {
-        return Duration::try_from_secs_f64(secs).ok();
-    }
-    humantime::parse_duration(value).ok()
-}
-
-fn parse_bool(value: &str) -> Option<bool> {
-    match value.trim().to_ascii_lowercase().as_str() {
-        "true" | "1" | "yes" | "on" => Some(true),
-        "false" | "0" | "no" | "off" => Some(false),
-        _ => None,
     }
 }
 

@@ -8,13 +8,9 @@
 //! matching one label, [`host_matches`]), and a key with a path matching only repositories under
 //! that path; the most specific key wins.
 
-use std::collections::BTreeMap;
-
-use job_image::auth::decode_docker_auth;
 use k8s_openapi::api::core::v1::Secret;
-use serde::Deserialize;
-
-use crate::image_id::{normalize_registry, registry_of};
+use sbomjob_contract::ImageRef;
+use sbomjob_contract::docker_config::{DockerConfig, DockerConfigError, split_key};
 
 pub const DOCKER_CONFIG_JSON: &str = "kubernetes.io/dockerconfigjson";
 pub const DOCKER_CFG: &str = "kubernetes.io/dockercfg";
@@ -45,119 +41,43 @@ pub enum SecretError {
     WrongType(String),
     #[error("has no data key {0}")]
     MissingKey(&'static str),
-    #[error("{key} is not valid JSON for a docker config ({error})")]
-    BadJson { key: &'static str, error: String },
-    #[error("entry {registry:?}: `auth` is not base64 of user:password")]
-    BadAuth { registry: String },
-}
-
-#[derive(Deserialize)]
-struct DockerConfigJson {
-    #[serde(default)]
-    auths: BTreeMap<String, DockerAuth>,
-}
-
-#[derive(Deserialize, Default)]
-struct DockerAuth {
-    #[serde(default)]
-    username: Option<String>,
-    #[serde(default)]
-    password: Option<String>,
-    #[serde(default)]
-    auth: Option<String>,
+    #[error("{key}: {error}")]
+    Invalid {
+        key: &'static str,
+        #[source]
+        error: DockerConfigError,
+    },
 }
 
 /// The credentials of a pull secret, in the order of its keys.
 pub fn parse_pull_secret(secret: &Secret) -> Result<Vec<AuthEntry>, SecretError> {
     let type_ = secret.type_.as_deref().unwrap_or("Opaque");
-    let data = secret.data.as_ref();
-    let get = |key: &'static str| {
-        data.and_then(|d| d.get(key))
-            .map(|b| b.0.as_slice())
-            .ok_or(SecretError::MissingKey(key))
-    };
-    let bad_json = |key| {
-        // Only where and what kind: serde's message quotes the offending value, which here may be
-        // a password or an `auth` string, and this error ends up in the log.
-        move |e: serde_json::Error| SecretError::BadJson {
-            key,
-            error: format!(
-                "{:?} error at line {} column {}",
-                e.classify(),
-                e.line(),
-                e.column()
-            )
-            .to_lowercase(),
-        }
-    };
-    let auths = match type_ {
-        DOCKER_CONFIG_JSON => {
-            let key = ".dockerconfigjson";
-            serde_json::from_slice::<DockerConfigJson>(get(key)?)
-                .map_err(bad_json(key))?
-                .auths
-        }
-        DOCKER_CFG => {
-            let key = ".dockercfg";
-            serde_json::from_slice::<BTreeMap<String, DockerAuth>>(get(key)?).map_err(bad_json(key))?
-        }
+    let (key, parse): (_, fn(&[u8]) -> _) = match type_ {
+        DOCKER_CONFIG_JSON => (".dockerconfigjson", DockerConfig::parse),
+        DOCKER_CFG => (".dockercfg", DockerConfig::parse_legacy),
         other => return Err(SecretError::WrongType(other.to_string())),
     };
-    auths.into_iter().map(|(key, auth)| entry(&key, auth)).collect()
-}
-
-/// `auth` wins over `username`/`password` when both are there, as in the kubelet's
-/// DockerConfigEntry (and docker's own config loading): the credentials it would pull with.
-fn entry(key: &str, auth: DockerAuth) -> Result<AuthEntry, SecretError> {
-    let (username, password) = match auth.auth.filter(|a| !a.is_empty()) {
-        Some(encoded) => {
-            decode_docker_auth(&encoded).ok_or_else(|| SecretError::BadAuth { registry: key.into() })?
-        }
-        None => (
-            auth.username.unwrap_or_default(),
-            auth.password.unwrap_or_default(),
-        ),
-    };
-    let (host, path) = split_key(key);
-    Ok(AuthEntry {
-        host,
-        path,
-        username,
-        password,
-    })
-}
-
-/// `https://index.docker.io/v1/` -> (`docker.io`, ``); `reg.io/team` -> (`reg.io`, `team`).
-fn split_key(key: &str) -> (String, String) {
-    let key = key.trim();
-    let key = key.split_once("://").map_or(key, |(_, rest)| rest);
-    let key = key.trim_end_matches('/');
-    let key = key
-        .strip_suffix("/v1")
-        .or_else(|| key.strip_suffix("/v2"))
-        .unwrap_or(key);
-    let (host, path) = key.split_once('/').unwrap_or((key, ""));
-    (normalize_registry(host), path.trim_matches('/').to_string())
-}
-
-/// Repository path of an image reference, without registry, tag or digest.
-fn repository_of(reference: &str) -> String {
-    let name = reference.split('@').next().unwrap_or(reference);
-    let registry = registry_of(reference);
-    let path = match name.split_once('/') {
-        Some((first, rest)) if normalize_registry(first) == registry => rest,
-        _ => name,
-    };
-    // A tag follows the last `:` after the last `/`.
-    let path = match path.rsplit_once(':') {
-        Some((p, tag)) if !tag.contains('/') => p,
-        _ => path,
-    };
-    if registry == crate::image_id::DOCKER_HUB && !path.contains('/') {
-        format!("library/{path}")
-    } else {
-        path.to_string()
-    }
+    let bytes = secret
+        .data
+        .as_ref()
+        .and_then(|d| d.get(key))
+        .ok_or(SecretError::MissingKey(key))?;
+    let invalid = |error| SecretError::Invalid { key, error };
+    let config = parse(&bytes.0).map_err(invalid)?;
+    config
+        .auths
+        .iter()
+        .map(|(name, entry)| {
+            let (username, password) = entry.basic(name).map_err(invalid)?.unwrap_or_default();
+            let (host, path) = split_key(name);
+            Ok(AuthEntry {
+                host,
+                path,
+                username,
+                password,
+            })
+        })
+        .collect()
 }
 
 /// `host[:port]` -> (host, port); `[::1]:5000` -> (`::1`, `5000`). A host with no port, or one
@@ -242,9 +162,14 @@ pub fn find_credentials_within<'a>(
     secrets: impl IntoIterator<Item = &'a [AuthEntry]>,
     max_size: usize,
 ) -> Found {
-    let registry = registry_of(image);
-    let repository = repository_of(image);
     let mut found = Found::default();
+    // Only references the work list accepts reach here; anything else gets no credentials.
+    let Ok(ImageRef {
+        registry, repository, ..
+    }) = ImageRef::parse(image)
+    else {
+        return found;
+    };
     for (n, entries) in secrets.into_iter().enumerate() {
         let mut matching: Vec<&AuthEntry> = entries
             .iter()
@@ -313,7 +238,7 @@ mod tests {
         let entries = parse_pull_secret(&json_secret(&body)).unwrap();
         let creds = |image| find_credentials(image, [entries.as_slice()]);
         assert_eq!(
-            creds("nginx@sha256:aa"),
+            creds("nginx:1"),
             Some(Credentials {
                 registry: "docker.io".into(),
                 username: "hub".into(),
@@ -322,8 +247,10 @@ mod tests {
         );
         assert_eq!(creds("docker.io/library/nginx:1").unwrap().username, "hub");
         assert_eq!(creds("index.docker.io/acme/app").unwrap().username, "hub");
-        assert_eq!(creds("ghcr.io/acme/api@sha256:aa").unwrap().password, "p:w");
+        assert_eq!(creds("ghcr.io/acme/api:1").unwrap().password, "p:w");
         assert_eq!(creds("quay.io/acme/api"), None);
+        // A local image (`sha256:...` alone) has no registry: Docker Hub's key is not for it.
+        assert_eq!(creds(&format!("sha256:{}", "a".repeat(64))), None);
     }
 
     #[test]
@@ -333,7 +260,7 @@ mod tests {
             b64("bot:fresh")
         );
         let entries = parse_pull_secret(&json_secret(&body)).unwrap();
-        let c = find_credentials("reg.io/a@sha256:aa", [entries.as_slice()]).unwrap();
+        let c = find_credentials("reg.io/a:1", [entries.as_slice()]).unwrap();
         assert_eq!((c.username.as_str(), c.password.as_str()), ("bot", "fresh"));
     }
 
@@ -344,7 +271,7 @@ mod tests {
             b64("u:p")
         );
         let entries = parse_pull_secret(&secret(DOCKER_CFG, ".dockercfg", &body)).unwrap();
-        let c = find_credentials("reg.example.com:5000/a/b@sha256:aa", [entries.as_slice()]).unwrap();
+        let c = find_credentials("reg.example.com:5000/a/b:1", [entries.as_slice()]).unwrap();
         assert_eq!(
             (c.registry.as_str(), c.username.as_str(), c.password.as_str()),
             ("reg.example.com:5000", "u", "p")
@@ -480,13 +407,22 @@ mod tests {
     #[test]
     fn errors_never_quote_the_secret() {
         let encoded = b64("u:hunter2-secret");
-        for body in [
-            format!(r#"{{"auths":{{"r.io":"{encoded}"}}}}"#),
-            r#"{"auths":{"r.io":{"password":"hunter2-secret","username":7}}}"#.to_string(),
-            "{\"auths\": hunter2-secret".to_string(),
+        for (body, want) in [
+            (
+                format!(r#"{{"auths":{{"r.io":"{encoded}"}}}}"#),
+                "is not an object",
+            ),
+            (
+                r#"{"auths":{"r.io":{"password":"hunter2-secret","username":7}}}"#.to_string(),
+                "`username` is not a string",
+            ),
+            ("{\"auths\": hunter2-secret".to_string(), "not valid JSON"),
         ] {
             let err = parse_pull_secret(&json_secret(&body)).unwrap_err().to_string();
-            assert!(err.contains("not valid JSON"), "{err}");
+            assert!(
+                err.starts_with(".dockerconfigjson: ") && err.contains(want),
+                "{err}"
+            );
             assert!(
                 !err.contains("hunter2") && !err.contains(&encoded),
                 "the message quotes the secret: {err}"
@@ -496,25 +432,18 @@ mod tests {
 
     #[test]
     fn malformed_secrets_are_errors_not_panics() {
-        assert!(matches!(
-            parse_pull_secret(&json_secret("{not json")),
-            Err(SecretError::BadJson { .. })
-        ));
-        assert!(matches!(
-            parse_pull_secret(&json_secret(r#"{"auths":[]}"#)),
-            Err(SecretError::BadJson { .. })
-        ));
+        let invalid = |body: &str| match parse_pull_secret(&json_secret(body)) {
+            Err(SecretError::Invalid { error, .. }) => error,
+            other => panic!("{body}: {other:?}"),
+        };
+        assert!(matches!(invalid("{not json"), DockerConfigError::NotJson(_)));
+        assert_eq!(invalid(r#"{"auths":[]}"#), DockerConfigError::AuthsNotObject);
         assert_eq!(
-            parse_pull_secret(&json_secret(r#"{"auths":{"r.io":{"auth":"%%%"}}}"#)),
-            Err(SecretError::BadAuth {
-                registry: "r.io".into()
-            })
+            invalid(r#"{"auths":{"r.io":{"auth":"%%%"}}}"#),
+            DockerConfigError::BadAuth { key: "r.io".into() }
         );
         let no_colon = format!(r#"{{"auths":{{"r.io":{{"auth":"{}"}}}}}}"#, b64("nocolon"));
-        assert!(matches!(
-            parse_pull_secret(&json_secret(&no_colon)),
-            Err(SecretError::BadAuth { .. })
-        ));
+        assert!(matches!(invalid(&no_colon), DockerConfigError::BadAuth { .. }));
         assert_eq!(
             parse_pull_secret(&secret("Opaque", "x", "{}")),
             Err(SecretError::WrongType("Opaque".into()))
@@ -523,13 +452,5 @@ mod tests {
             parse_pull_secret(&secret(DOCKER_CONFIG_JSON, ".dockercfg", "{}")),
             Err(SecretError::MissingKey(".dockerconfigjson"))
         );
-    }
-
-    #[test]
-    fn repositories() {
-        assert_eq!(repository_of("nginx@sha256:aa"), "library/nginx");
-        assert_eq!(repository_of("nginx:1.25"), "library/nginx");
-        assert_eq!(repository_of("reg.io:5000/a/b:tag@sha256:aa"), "a/b");
-        assert_eq!(repository_of("reg.io:5000/a/b"), "a/b");
     }
 }

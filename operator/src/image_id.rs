@@ -1,4 +1,4 @@
-//! Container `imageID`s as runtimes report them, and the registry an image comes from.
+//! Container `imageID`s as runtimes report them.
 
 /// A container's image identity, parsed from `status.containerStatuses[].imageID`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,32 +90,6 @@ fn other_algorithm(d: &str) -> Option<&str> {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"=_-".contains(&b));
     (algorithm != "sha256" && algorithm_ok && encoded_ok).then_some(algorithm)
-}
-
-/// The registry host (with port) an image reference is pulled from, Docker-style:
-/// the first path component is a registry only if it has a `.` or `:` or is `localhost`;
-/// otherwise the image is on Docker Hub (`docker.io`).
-pub fn registry_of(reference: &str) -> String {
-    let name = reference.split('@').next().unwrap_or(reference);
-    match name.split_once('/') {
-        Some((first, _)) if first.contains('.') || first.contains(':') || first == "localhost" => {
-            normalize_registry(first)
-        }
-        _ => DOCKER_HUB.to_string(),
-    }
-}
-
-pub const DOCKER_HUB: &str = "docker.io";
-
-/// Canonical registry host: lower-case, Docker Hub aliases folded to `docker.io`.
-pub fn normalize_registry(host: &str) -> String {
-    let host = host.to_ascii_lowercase();
-    match host.as_str() {
-        "index.docker.io" | "registry-1.docker.io" | "registry.hub.docker.com" | "docker.io" => {
-            DOCKER_HUB.into()
-        }
-        _ => host,
-    }
 }
 
 #[cfg(test)]
@@ -214,20 +188,5 @@ mod tests {
                 "{e}"
             );
         }
-    }
-
-    #[test]
-    fn registries() {
-        assert_eq!(registry_of("nginx@sha256:x"), "docker.io");
-        assert_eq!(registry_of("library/nginx:1"), "docker.io");
-        assert_eq!(registry_of("docker.io/library/nginx@sha256:x"), "docker.io");
-        assert_eq!(registry_of("index.docker.io/library/nginx"), "docker.io");
-        assert_eq!(registry_of("ghcr.io/acme/api:1"), "ghcr.io");
-        assert_eq!(registry_of("10.244.0.1:5000/app@sha256:x"), "10.244.0.1:5000");
-        assert_eq!(registry_of("localhost/app"), "localhost");
-        assert_eq!(
-            registry_of("Registry.Example.com:443/a/b"),
-            "registry.example.com:443"
-        );
     }
 }

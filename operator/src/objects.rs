@@ -2,10 +2,6 @@
 
 use std::{collections::BTreeMap, time::Duration};
 
-use job_image::{
-    ImageConfig,
-    config::{CONFIG_FILE_NAME, MOUNT_DIR},
-};
 use k8s_openapi::{
     ByteString,
     api::{
@@ -19,6 +15,10 @@ use k8s_openapi::{
     apimachinery::pkg::apis::meta::v1::OwnerReference,
 };
 use kube::api::ObjectMeta;
+use sbomjob_contract::{
+    ImageConfig,
+    image_config::{CONFIG_FILE_NAME, MOUNT_DIR},
+};
 
 use crate::{
     replan::Unit,
@@ -444,8 +444,8 @@ fn runtime_default() -> SeccompProfile {
 
 #[cfg(test)]
 mod tests {
-    use job_image::PodRef;
     use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+    use sbomjob_contract::PodRef;
 
     use super::*;
     use crate::settings::Settings;

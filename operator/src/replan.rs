@@ -16,7 +16,7 @@
 
 use std::collections::HashSet;
 
-use job_image::ImageConfig;
+use sbomjob_contract::ImageConfig;
 
 /// One digest to process and the ways to get it: the configs the job may try, in order.
 #[derive(Debug, Clone, PartialEq)]
@@ -48,7 +48,7 @@ impl Unit {
 }
 
 /// The per-image report of a job's entrypoint: indices into its `image-config.json`.
-pub use job_image::termination::Report as JobReport;
+pub use sbomjob_contract::termination::Report as JobReport;
 
 /// What is known about how a failed Job's tool ran.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -11,7 +11,9 @@ use croner::{
     parser::{CronParser, Seconds},
 };
 
-use crate::settings::{parse_duration, unescape};
+use sbomjob_contract::units::parse_duration;
+
+use crate::settings::unescape;
 
 #[derive(Clone, PartialEq)]
 pub enum Schedule {

@@ -4,12 +4,13 @@
 //! that a bad value fails start-up with a message naming the variable and what it expected.
 //! Names match sbom-operator where a setting exists there.
 
-use std::{collections::BTreeMap, fmt::Display, ops::RangeInclusive, time::Duration};
+use std::{collections::BTreeMap, ops::RangeInclusive, time::Duration};
 
 use k8s_openapi::{
     api::core::v1::{Affinity, ResourceRequirements, Toleration},
     apimachinery::pkg::api::resource::Quantity,
 };
+use sbomjob_contract::units::{ShortDuration, ShortSize, parse_bool, parse_duration, parse_size};
 use serde::{Deserialize, de::DeserializeOwned};
 
 use crate::schedule::Schedule;
@@ -553,22 +554,6 @@ fn parse_json<T: DeserializeOwned>(
     }
 }
 
-/// Plain seconds (as sbom-operator's `--job-timeout`) or a humantime duration.
-pub fn parse_duration(v: &str) -> Option<Duration> {
-    match v.parse::<u64>() {
-        Ok(secs) => Some(Duration::from_secs(secs)),
-        Err(_) => humantime::parse_duration(v).ok(),
-    }
-}
-
-fn parse_bool(v: &str) -> Option<bool> {
-    match v.to_ascii_lowercase().as_str() {
-        "true" | "1" | "yes" | "on" => Some(true),
-        "false" | "0" | "no" | "off" => Some(false),
-        _ => None,
-    }
-}
-
 /// A duration setting within `range` (`None` when not set). Out of range is as invalid as
 /// unparsable: the message names the variable, the value and the range.
 fn parse_duration_in(
@@ -598,29 +583,6 @@ fn parse_count_in(
     )
 }
 
-/// A size in bytes with an optional binary or decimal suffix, as Kubernetes writes quantities
-/// (`2Gi`, `500M`, `1073741824`). Whole numbers only: enough for a size limit.
-pub fn parse_size(v: &str) -> Option<u64> {
-    let split = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
-    let (digits, suffix) = v.split_at(split);
-    let unit: u64 = match suffix {
-        "" => 1,
-        "k" => 1000,
-        "M" => 1000_u64.pow(2),
-        "G" => 1000_u64.pow(3),
-        "T" => 1000_u64.pow(4),
-        "Ki" => 1 << 10,
-        "Mi" => 1 << 20,
-        "Gi" => 1 << 30,
-        "Ti" => 1 << 40,
-        _ => return None,
-    };
-    if digits.is_empty() {
-        return None;
-    }
-    digits.parse::<u64>().ok()?.checked_mul(unit)
-}
-
 /// A size setting within `range` (`None` when not set), kept as written: Kubernetes reads it.
 fn parse_size_in(
     var: &str,
@@ -639,45 +601,13 @@ fn parse_size_in(
     )
 }
 
-/// A size bound as written in the docs: `64Mi`, `1Ti`.
-struct ShortSize(u64);
-
-impl Display for ShortSize {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match [(1 << 40, "Ti"), (1 << 30, "Gi"), (1 << 20, "Mi"), (1 << 10, "Ki")]
-            .into_iter()
-            .find(|(unit, _)| self.0 >= *unit && self.0.is_multiple_of(*unit))
-        {
-            Some((unit, suffix)) => write!(f, "{}{suffix}", self.0 / unit),
-            None => write!(f, "{}", self.0),
-        }
-    }
-}
-
 /// "a duration from 1s to 7d".
 fn duration_in(range: &RangeInclusive<Duration>) -> String {
     format!(
         "a duration from {} to {}",
-        Short(*range.start()),
-        Short(*range.end())
+        ShortDuration(*range.start()),
+        ShortDuration(*range.end())
     )
-}
-
-/// A bound as written in the docs: whole days, hours, minutes or seconds (`366d`, not
-/// humantime's `1year 17h 58m 48s`).
-struct Short(Duration);
-
-impl Display for Short {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let secs = self.0.as_secs();
-        match [(86400, "d"), (3600, "h"), (60, "m")]
-            .into_iter()
-            .find(|(unit, _)| secs >= *unit && secs.is_multiple_of(*unit))
-        {
-            Some((unit, suffix)) => write!(f, "{}{suffix}", secs / unit),
-            None => write!(f, "{secs}s"),
-        }
-    }
 }
 
 fn parse_string_map(v: &str) -> Option<BTreeMap<String, String>> {

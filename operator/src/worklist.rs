@@ -2,9 +2,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use job_image::{ImageConfig, PodRef};
 use k8s_openapi::api::core::v1::Namespace;
 use kube::runtime::reflector::{ObjectRef, Store};
+use sbomjob_contract::{ImageConfig, PodRef};
 
 use crate::{
     credentials::{AuthEntry, find_credentials_within},
@@ -173,7 +173,7 @@ pub fn build(snapshot: &Snapshot) -> (Vec<WorkItem>, Vec<Skipped>) {
                 c.image.clone()
             };
             // Never write an element the entrypoint would reject (and so fail alone every cycle).
-            if let Err(e) = job_image::image_ref::validate_config_image(&image) {
+            if let Err(e) = sbomjob_contract::image_ref::validate_config_image(&image) {
                 skipped.push(Skipped {
                     namespace: namespace.clone(),
                     pod: pod.name().to_string(),
@@ -665,7 +665,7 @@ mod tests {
         assert!(skipped.is_empty(), "{skipped:?}");
         assert_eq!(items.len(), ids.len(), "{items:?}");
         for item in &items {
-            job_image::image_ref::validate_config_image(&item.image)
+            sbomjob_contract::image_ref::validate_config_image(&item.image)
                 .unwrap_or_else(|e| panic!("{:?}: {e}", item.image));
             assert_eq!(item.digest, item.digest.to_ascii_lowercase());
         }

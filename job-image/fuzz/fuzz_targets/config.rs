@@ -4,8 +4,9 @@
 
 use std::path::Path;
 
-use job_image::{batch, config, redact, template::Placeholder};
+use job_image::{batch, redact, template::Placeholder};
 use libfuzzer_sys::fuzz_target;
+use sbomjob_contract::image_config as config;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(images) = config::parse(data) else {

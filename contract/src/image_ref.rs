@@ -92,10 +92,7 @@ impl ImageRef {
             Some((first, rest)) if looks_like_host(first) => (first.to_owned(), rest.to_owned()),
             _ => (DOCKER_HUB.to_owned(), name.to_owned()),
         };
-        let registry = match registry.as_str() {
-            "index.docker.io" | "registry-1.docker.io" => DOCKER_HUB.to_owned(),
-            _ => registry,
-        };
+        let registry = normalize_registry(&registry);
         if !is_host(&registry) {
             return Err(RefError::BadRegistry(registry));
         }
@@ -191,6 +188,16 @@ impl fmt::Display for ImageRef {
             (Some(d), true) => write!(f, "{d}"),
             (None, _) => Ok(()),
         }
+    }
+}
+
+/// A registry host as image references spell it: lower-case (host names are case-insensitive),
+/// Docker Hub's other names folded to [`DOCKER_HUB`]. The one alias table of the project.
+pub fn normalize_registry(host: &str) -> String {
+    let host = host.trim().to_ascii_lowercase();
+    match host.as_str() {
+        "index.docker.io" | "registry-1.docker.io" | "registry.hub.docker.com" => DOCKER_HUB.to_owned(),
+        _ => host,
     }
 }
 
@@ -353,6 +360,30 @@ mod tests {
         for (input, want) in cases {
             assert_eq!(r(&input), want, "{input}");
         }
+    }
+
+    #[test]
+    fn registries_are_normalised_by_one_table() {
+        for hub in [
+            "docker.io",
+            "index.docker.io",
+            "registry-1.docker.io",
+            "registry.hub.docker.com",
+            "Docker.IO",
+        ] {
+            assert_eq!(normalize_registry(hub), DOCKER_HUB, "{hub}");
+            let parsed = ImageRef::parse(&format!("{hub}/nginx@{D}")).unwrap();
+            assert_eq!(
+                (parsed.registry.as_str(), parsed.repository.as_str()),
+                (DOCKER_HUB, "library/nginx"),
+                "{hub}"
+            );
+        }
+        assert_eq!(
+            ImageRef::parse("Reg.Example.COM:5000/app").unwrap().registry,
+            "reg.example.com:5000"
+        );
+        assert_eq!(normalize_registry("ghcr.io"), "ghcr.io");
     }
 
     #[test]
