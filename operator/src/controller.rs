@@ -122,7 +122,7 @@ pub async fn run(settings: Settings) -> Result<()> {
     };
     // This replica: the Lease holder identity, the Events' reporting instance, the creator named
     // on its Jobs.
-    let identity = leader::identity();
+    let identity = leader::identity(settings.pod_name.as_deref());
     let leadership = if settings.ops.leader_election {
         Leadership::start(
             lease_client,

@@ -54,7 +54,7 @@ pub struct Context {
     pub cache_ttl: Option<Duration>,
     /// Told which digests a cycle saw, so only later ones trigger the next.
     pub new_digests: NewDigests,
-    /// `reportingInstance` of the operator's Events ([`pod_events::reporting_instance`]).
+    /// `reportingInstance` of the operator's Events: this replica's identity ([`crate::leader::identity`]).
     pub instance: String,
     /// Digests that failed alone, backing off ([`backoff`]).
     pub failures: backoff::Book,

@@ -25,7 +25,7 @@
 //! # async fn example(lease_client: kube::Client, namespace: String, settings: Settings, metrics: Arc<Metrics>) {
 //! // The operator's own client carries `FenceLayer(fence.clone())`: its writes pass while leading.
 //! let fence = Fence::closed();
-//! let config = leader::Config::new(&namespace, &settings.ops, &leader::identity());
+//! let config = leader::Config::new(&namespace, &settings.ops, &leader::identity(settings.pod_name.as_deref()));
 //! let leadership = leader::Leadership::start(lease_client, config, metrics.clone(), fence);
 //! let mut is_leader = leadership.subscribe();
 //! is_leader.wait_for(|l| *l).await.ok(); // before the first cycle
@@ -86,10 +86,10 @@ impl Config {
 }
 
 /// `POD_NAME` (unique among the pods of a Deployment), else the host name with a random suffix.
-pub fn identity() -> String {
+pub fn identity(pod_name: Option<&str>) -> String {
     let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-    match var("POD_NAME") {
-        Some(pod) => pod,
+    match pod_name {
+        Some(pod) => pod.to_string(),
         None => format!(
             "{}-{:08x}",
             var("HOSTNAME").unwrap_or_else(|| "sbomjob".into()),

@@ -613,7 +613,7 @@ mod tests {
         let size = tmp.empty_dir.as_ref().unwrap().size_limit.as_ref();
         assert_eq!(
             size.map(|q| q.0.as_str()),
-            Some(crate::settings::DEFAULT_JOB_TMP_SIZE)
+            crate::settings::table::get("SBOM_JOB_TMP_SIZE").default
         );
     }
 

@@ -86,15 +86,6 @@ fn clip(s: &str, max: usize) -> &str {
     &s[..end]
 }
 
-/// `POD_NAME` (the operator's pod), else the controller's name, as kube's `Recorder` does:
-/// the `reportingInstance` of every Event, the Jobs' too.
-pub fn reporting_instance() -> String {
-    std::env::var("POD_NAME")
-        .ok()
-        .filter(|v| !v.is_empty())
-        .unwrap_or_else(|| CONTROLLER.into())
-}
-
 /// Normal `Processed` on each annotated pod, naming the annotations written; `source` says
 /// where the catalogue came from.
 pub async fn processed(

@@ -1,8 +1,11 @@
 //! Operator settings: environment variables with the `SBOM_` prefix.
 //!
-//! envy maps the variables onto [`RawSettings`] (all strings), then each value is parsed here so
-//! that a bad value fails start-up with a message naming the variable and what it expected.
-//! Names match sbom-operator where a setting exists there.
+//! Each setting is declared once, in [`table::ALL`]; start-up reads every variable through
+//! [`Vars`], which applies the table's default and parser, so that a bad value fails start-up
+//! with a message naming the variable and what it expected. Names match sbom-operator where a
+//! setting exists there.
+
+pub mod table;
 
 use std::{collections::BTreeMap, ops::RangeInclusive, time::Duration};
 
@@ -10,8 +13,8 @@ use k8s_openapi::{
     api::core::v1::{Affinity, ResourceRequirements, Toleration},
     apimachinery::pkg::api::resource::Quantity,
 };
-use sbomjob_contract::units::{ShortDuration, ShortSize, parse_bool, parse_duration, parse_size};
-use serde::{Deserialize, de::DeserializeOwned};
+use sbomjob_contract::units::{ShortDuration, parse_bool, parse_duration, parse_size};
+use serde::de::DeserializeOwned;
 
 use crate::schedule::Schedule;
 
@@ -21,26 +24,6 @@ pub const PREFIX: &str = "SBOM_";
 pub const FORWARD_PREFIX: &str = "SBOM_JOB_";
 /// `SBOM_JOBSECRET_<X>=<secret>/<key>` forwards `<X>` as a `secretKeyRef` instead of a literal.
 pub const SECRET_REF_PREFIX: &str = "SBOM_JOBSECRET_";
-
-/// The operator's own `SBOM_JOB_*` settings: they configure the Job and are never forwarded.
-/// One list, used both to parse and to exclude.
-pub const OWN_JOB_SETTINGS: &[&str] = &[
-    "SBOM_JOB_IMAGE",
-    "SBOM_JOB_IMAGE_PULL_SECRET",
-    "SBOM_JOB_IMAGE_PULL_POLICY",
-    "SBOM_JOB_TIMEOUT",
-    "SBOM_JOB_TTL",
-    "SBOM_JOB_SERVICE_ACCOUNT",
-    "SBOM_JOB_PRIVILEGED",
-    "SBOM_JOB_RESOURCES",
-    "SBOM_JOB_TMP_SIZE",
-    "SBOM_JOB_NODE_SELECTOR",
-    "SBOM_JOB_TOLERATIONS",
-    "SBOM_JOB_AFFINITY",
-    "SBOM_JOB_PRIORITY_CLASS",
-    "SBOM_JOB_MAX_IMAGES",
-    "SBOM_JOB_MAX_PARALLEL",
-];
 
 /// A setting that could not be used; start-up stops with this message.
 #[derive(Debug, thiserror::Error)]
@@ -61,41 +44,6 @@ pub enum SettingsError {
     InvalidForwarded { var: String, expected: &'static str },
     #[error("{0}")]
     Conflict(String),
-    #[error("reading SBOM_ settings: {0}")]
-    Env(#[from] envy::Error),
-}
-
-/// Every `SBOM_` variable as a string, before parsing (field names are the variables' names
-/// without the prefix, lower-cased).
-#[derive(Deserialize, Default, Debug)]
-struct RawSettings {
-    job_image: Option<String>,
-    job_image_pull_secret: Option<String>,
-    job_image_pull_policy: Option<String>,
-    job_timeout: Option<String>,
-    job_ttl: Option<String>,
-    job_service_account: Option<String>,
-    job_privileged: Option<String>,
-    job_resources: Option<String>,
-    job_tmp_size: Option<String>,
-    job_node_selector: Option<String>,
-    job_tolerations: Option<String>,
-    job_affinity: Option<String>,
-    job_priority_class: Option<String>,
-    job_max_images: Option<String>,
-    job_max_parallel: Option<String>,
-    max_jobs_per_cycle: Option<String>,
-    max_credential_size: Option<String>,
-    cron: Option<String>,
-    interval: Option<String>,
-    pod_label_selector: Option<String>,
-    namespace_label_selector: Option<String>,
-    kubernetes_cluster_id: Option<String>,
-    fallback_pull_secret: Option<String>,
-    ignore_annotations: Option<String>,
-    annotation_prefix: Option<String>,
-    pod_events: Option<String>,
-    log_format: Option<String>,
 }
 
 /// How the job container gets one forwarded variable. `{:?}` shows no literal value.
@@ -222,25 +170,15 @@ pub struct Settings {
     pub pod_events: PodEvents,
     /// Namespace of the Jobs and Secrets (`POD_NAMESPACE`); `None` = the client's default.
     pub namespace: Option<String>,
+    /// `POD_NAME`: this replica's Lease identity and the instance of its Events.
+    pub pod_name: Option<String>,
     pub log_format: LogFormat,
+    /// `RUST_LOG`: the tracing filter.
+    pub log_filter: String,
     /// Digest cache, admin endpoint and leader election (see [`OpsSettings`]).
     pub ops: OpsSettings,
 }
 
-pub const DEFAULT_JOB_TIMEOUT: Duration = Duration::from_secs(3600);
-pub const DEFAULT_JOB_TTL: Duration = Duration::from_secs(3600);
-/// 50 images per Job, 3 Jobs at once: a first cycle of 500 images at 30 s each finishes, every Job
-/// within half its deadline at the presets' concurrency of 2, and at concurrency 1 too
-/// (e2e/bench/defaults.sh; e2e/bench/RESULTS.md).
-pub const DEFAULT_MAX_IMAGES: usize = 50;
-pub const DEFAULT_MAX_PARALLEL: usize = 3;
-/// Enough for 5,000 images at the default 50 per Job, with the re-planning budget on top.
-pub const DEFAULT_MAX_JOBS_PER_CYCLE: usize = 100;
-/// Registry tokens (ECR, GCR, ACR, GitHub) are a few KiB; 64 KiB leaves room for the largest
-/// while one element with its credential stays far under the Secret budget.
-pub const DEFAULT_MAX_CREDENTIAL_SIZE: usize = 64 * 1024;
-pub const DEFAULT_CRON: &str = "0 0 * * * *";
-pub const DEFAULT_ANNOTATION_PREFIX: &str = "sbomjob.io";
 /// The job container's resources when `SBOM_JOB_RESOURCES` is not set. The requests are what
 /// syft or trivy need to catalogue an ordinary image at the presets' `ENTRYPOINT_CONCURRENCY`
 /// of 2, and small enough that `SBOM_JOB_MAX_PARALLEL` (3) Jobs fit a small node (300m CPU,
@@ -249,11 +187,6 @@ pub const DEFAULT_ANNOTATION_PREFIX: &str = "sbomjob.io";
 /// deadline. The chart's `job.resources` default is the same (charts/sbomjob/tests checks it).
 pub const DEFAULT_JOB_RESOURCES: &str =
     r#"{"requests":{"cpu":"100m","memory":"256Mi"},"limits":{"memory":"2Gi"}}"#;
-/// `sizeLimit` of the job pod's `/tmp` when `SBOM_JOB_TMP_SIZE` is not set: the tools' caches
-/// and output, and an image pulled into an OCI layout there (`ENTRYPOINT_PULL`) for each of the
-/// presets' 2 images at a time. A pod that writes more is evicted by the kubelet.
-pub const DEFAULT_JOB_TMP_SIZE: &str = "4Gi";
-
 /// The allowed range of every number and duration setting, checked at start-up (and listed in
 /// docs/configuration.md and the chart's values.schema.json). Besides keeping values sensible,
 /// they keep every sum and product the operator makes of a setting (deadlines, timestamps,
@@ -315,21 +248,19 @@ impl Settings {
     /// Settings from a list of variables (tests pass their own).
     pub fn from_vars(vars: impl IntoIterator<Item = (String, String)>) -> Result<Self, SettingsError> {
         let vars: Vec<(String, String)> = vars.into_iter().collect();
-        let raw: RawSettings =
-            envy::prefixed(PREFIX).from_iter(vars.iter().filter(|(k, _)| k.starts_with(PREFIX)).cloned())?;
-        let namespace = vars
-            .iter()
-            .find(|(k, _)| k == "POD_NAMESPACE")
-            .map(|(_, v)| v.clone())
-            .filter(|v| !v.is_empty());
+        Self::parse(&Vars::new(&vars), &vars)
+    }
 
-        let schedule = match (non_empty(raw.cron), non_empty(raw.interval)) {
+    fn parse(v: &Vars, all: &[(String, String)]) -> Result<Self, SettingsError> {
+        let schedule = match (v.set("SBOM_CRON"), v.set("SBOM_INTERVAL")) {
             (Some(_), Some(_)) => {
                 return Err(SettingsError::Conflict(
                     "SBOM_CRON and SBOM_INTERVAL are both set: choose one schedule".into(),
                 ));
             }
-            (Some(cron), None) => {
+            (None, Some(_)) => Schedule::Interval(v.duration("SBOM_INTERVAL")?.expect("set")),
+            (_, None) => {
+                let cron = v.text("SBOM_CRON").expect("SBOM_CRON has a default");
                 let schedule = Schedule::cron(&cron).map_err(|e| invalid("SBOM_CRON", &cron, e))?;
                 // `@every <duration>` is an interval too: the same bound applies.
                 if let Schedule::Interval(d) = schedule
@@ -343,132 +274,178 @@ impl Settings {
                 }
                 schedule
             }
-            (None, Some(every)) => Schedule::Interval(
-                parse_duration_in("SBOM_INTERVAL", Some(every), &bounds::INTERVAL)?.expect("not empty"),
-            ),
-            (None, None) => Schedule::cron(DEFAULT_CRON).expect("default cron parses"),
         };
 
         let job = JobSettings {
-            image: non_empty(raw.job_image).ok_or_else(|| SettingsError::Missing {
+            image: v.text("SBOM_JOB_IMAGE").ok_or_else(|| SettingsError::Missing {
                 var: "SBOM_JOB_IMAGE".into(),
                 what: "the job image that catalogues the images (e.g. registry.example/sbomjob-syft:1.0)",
             })?,
-            image_pull_secret: non_empty(raw.job_image_pull_secret),
-            image_pull_policy: parse_opt(
-                "SBOM_JOB_IMAGE_PULL_POLICY",
-                raw.job_image_pull_policy,
-                |v| {
-                    ["Always", "IfNotPresent", "Never"]
-                        .contains(&v)
-                        .then(|| v.to_string())
-                },
-                "Always, IfNotPresent or Never",
-            )?,
-            timeout: parse_duration_in("SBOM_JOB_TIMEOUT", raw.job_timeout, &bounds::JOB_TIMEOUT)?
-                .unwrap_or(DEFAULT_JOB_TIMEOUT),
-            ttl: parse_duration_in("SBOM_JOB_TTL", raw.job_ttl, &bounds::JOB_TTL)?.unwrap_or(DEFAULT_JOB_TTL),
-            service_account: non_empty(raw.job_service_account),
-            privileged: parse_opt("SBOM_JOB_PRIVILEGED", raw.job_privileged, parse_bool, BOOL)?
-                .unwrap_or(false),
-            resources: parse_json(
-                "SBOM_JOB_RESOURCES",
-                raw.job_resources,
-                "a JSON ResourceRequirements",
-            )?
-            .unwrap_or_else(|| serde_json::from_str(DEFAULT_JOB_RESOURCES).expect("default resources parse")),
-            tmp_size: Quantity(
-                parse_size_in("SBOM_JOB_TMP_SIZE", raw.job_tmp_size, &bounds::JOB_TMP_SIZE)?
-                    .unwrap_or_else(|| DEFAULT_JOB_TMP_SIZE.to_string()),
-            ),
-            node_selector: parse_opt(
-                "SBOM_JOB_NODE_SELECTOR",
-                raw.job_node_selector,
-                parse_string_map,
-                "a JSON object of strings or key=value,key=value",
-            )?
-            .unwrap_or_default(),
-            tolerations: parse_json(
-                "SBOM_JOB_TOLERATIONS",
-                raw.job_tolerations,
-                "a JSON list of tolerations",
-            )?
-            .unwrap_or_default(),
-            affinity: parse_json("SBOM_JOB_AFFINITY", raw.job_affinity, "a JSON Affinity")?,
-            priority_class: non_empty(raw.job_priority_class),
-            max_images: parse_count_in("SBOM_JOB_MAX_IMAGES", raw.job_max_images, &bounds::MAX_IMAGES)?
-                .unwrap_or(DEFAULT_MAX_IMAGES),
-            max_parallel: parse_count_in(
-                "SBOM_JOB_MAX_PARALLEL",
-                raw.job_max_parallel,
-                &bounds::MAX_PARALLEL,
-            )?
-            .unwrap_or(DEFAULT_MAX_PARALLEL),
-            max_per_cycle: parse_count_in(
-                "SBOM_MAX_JOBS_PER_CYCLE",
-                raw.max_jobs_per_cycle,
-                &bounds::MAX_JOBS_PER_CYCLE,
-            )?
-            .unwrap_or(DEFAULT_MAX_JOBS_PER_CYCLE),
-            env: forwarded_env(&vars)?,
+            image_pull_secret: v.text("SBOM_JOB_IMAGE_PULL_SECRET"),
+            image_pull_policy: v.one_of("SBOM_JOB_IMAGE_PULL_POLICY")?.map(str::to_string),
+            timeout: v.duration("SBOM_JOB_TIMEOUT")?.expect("default"),
+            ttl: v.duration("SBOM_JOB_TTL")?.expect("default"),
+            service_account: v.text("SBOM_JOB_SERVICE_ACCOUNT"),
+            privileged: v.bool("SBOM_JOB_PRIVILEGED")?,
+            resources: v.json("SBOM_JOB_RESOURCES")?.expect("default"),
+            tmp_size: Quantity(v.size("SBOM_JOB_TMP_SIZE")?),
+            node_selector: v
+                .custom("SBOM_JOB_NODE_SELECTOR", parse_string_map)?
+                .unwrap_or_default(),
+            tolerations: v.json("SBOM_JOB_TOLERATIONS")?.unwrap_or_default(),
+            affinity: v.json("SBOM_JOB_AFFINITY")?,
+            priority_class: v.text("SBOM_JOB_PRIORITY_CLASS"),
+            max_images: v.count("SBOM_JOB_MAX_IMAGES")?,
+            max_parallel: v.count("SBOM_JOB_MAX_PARALLEL")?,
+            max_per_cycle: v.count("SBOM_MAX_JOBS_PER_CYCLE")?,
+            env: forwarded_env(all)?,
         };
         Ok(Settings {
             job,
             schedule,
-            pod_label_selector: non_empty(raw.pod_label_selector).map(|s| unescape(&s)),
-            namespace_label_selector: non_empty(raw.namespace_label_selector).map(|s| unescape(&s)),
-            cluster_id: non_empty(raw.kubernetes_cluster_id).unwrap_or_else(|| "default".into()),
-            fallback_pull_secret: non_empty(raw.fallback_pull_secret),
-            max_credential_size: parse_count_in(
-                "SBOM_MAX_CREDENTIAL_SIZE",
-                raw.max_credential_size,
-                &bounds::MAX_CREDENTIAL_SIZE,
-            )?
-            .unwrap_or(DEFAULT_MAX_CREDENTIAL_SIZE),
-            ignore_annotations: parse_opt(
-                "SBOM_IGNORE_ANNOTATIONS",
-                raw.ignore_annotations,
-                parse_bool,
-                BOOL,
-            )?
-            .unwrap_or(false),
-            annotation_prefix: parse_opt(
-                "SBOM_ANNOTATION_PREFIX",
-                raw.annotation_prefix,
-                parse_annotation_prefix,
-                "a DNS subdomain such as sbomjob.io",
-            )?
-            .unwrap_or_else(|| DEFAULT_ANNOTATION_PREFIX.into()),
-            pod_events: parse_opt(
-                "SBOM_POD_EVENTS",
-                raw.pod_events,
-                |v| match v.to_ascii_lowercase().as_str() {
-                    "all" => Some(PodEvents::All),
-                    "failures" => Some(PodEvents::Failures),
-                    "none" => Some(PodEvents::None),
-                    _ => None,
-                },
-                "all, failures or none",
-            )?
-            .unwrap_or_default(),
-            namespace,
-            log_format: parse_opt(
-                "SBOM_LOG_FORMAT",
-                raw.log_format,
-                |v| match v {
-                    "plain" | "text" => Some(LogFormat::Plain),
-                    "json" => Some(LogFormat::Json),
-                    _ => None,
-                },
-                "plain or json",
-            )?
-            .unwrap_or_default(),
-            ops: OpsSettings::from_vars(&vars)?,
+            pod_label_selector: v.text("SBOM_POD_LABEL_SELECTOR").map(|s| unescape(&s)),
+            namespace_label_selector: v.text("SBOM_NAMESPACE_LABEL_SELECTOR").map(|s| unescape(&s)),
+            cluster_id: v.text("SBOM_KUBERNETES_CLUSTER_ID").expect("default"),
+            fallback_pull_secret: v.text("SBOM_FALLBACK_PULL_SECRET"),
+            max_credential_size: v.count("SBOM_MAX_CREDENTIAL_SIZE")?,
+            ignore_annotations: v.bool("SBOM_IGNORE_ANNOTATIONS")?,
+            annotation_prefix: v
+                .custom("SBOM_ANNOTATION_PREFIX", parse_annotation_prefix)?
+                .expect("default"),
+            pod_events: match v.one_of("SBOM_POD_EVENTS")?.expect("default") {
+                "failures" => PodEvents::Failures,
+                "none" => PodEvents::None,
+                _ => PodEvents::All,
+            },
+            namespace: v.text("POD_NAMESPACE"),
+            pod_name: v.text("POD_NAME"),
+            log_format: match v.one_of("SBOM_LOG_FORMAT")?.expect("default") {
+                "json" => LogFormat::Json,
+                _ => LogFormat::Plain,
+            },
+            log_filter: v.text("RUST_LOG").expect("default"),
+            ops: OpsSettings::parse(v)?,
         })
     }
 }
 
-const BOOL: &str = "true or false";
+/// The variables start-up reads, each through its entry in [`table::ALL`]: a value that is
+/// empty or only blanks is not set, and a setting that is not set takes the table's default,
+/// parsed like a value.
+pub struct Vars {
+    values: BTreeMap<String, String>,
+    /// The names read so far (a test checks that they are exactly the table's).
+    read: std::cell::RefCell<std::collections::BTreeSet<&'static str>>,
+}
+
+impl Vars {
+    pub fn new(vars: &[(String, String)]) -> Vars {
+        Vars {
+            values: vars
+                .iter()
+                .map(|(k, v)| (k.clone(), v.trim().to_string()))
+                .filter(|(_, v)| !v.is_empty())
+                .collect(),
+            read: Default::default(),
+        }
+    }
+
+    /// The value as set (trimmed), `None` when it is not.
+    pub fn set(&self, name: &str) -> Option<&str> {
+        let setting = table::get(name);
+        self.read.borrow_mut().insert(setting.name);
+        self.values.get(name).map(String::as_str)
+    }
+
+    /// The names read so far.
+    pub fn read(&self) -> std::collections::BTreeSet<&'static str> {
+        self.read.borrow().clone()
+    }
+
+    /// The value as set, else the default; parsed by `parse`. A bad value is an error naming
+    /// the variable, the value and what the table says it expects; a default always parses.
+    fn parsed<T>(&self, name: &str, parse: impl Fn(&str) -> Option<T>) -> Result<Option<T>, SettingsError> {
+        let setting = table::get(name);
+        match self.set(name) {
+            Some(value) => parse(value)
+                .map(Some)
+                .ok_or_else(|| invalid(name, value, setting.expected())),
+            None => Ok(setting
+                .default
+                .map(|d| parse(d).unwrap_or_else(|| panic!("the default of {name} ({d:?}) does not parse")))),
+        }
+    }
+
+    /// A [`table::Kind::Text`] setting.
+    pub fn text(&self, name: &str) -> Option<String> {
+        self.set(name).or(table::get(name).default).map(str::to_string)
+    }
+
+    pub fn bool(&self, name: &str) -> Result<bool, SettingsError> {
+        Ok(self.parsed(name, parse_bool)?.unwrap_or(false))
+    }
+
+    pub fn count(&self, name: &str) -> Result<usize, SettingsError> {
+        let table::Kind::Count(range) = &table::get(name).kind else {
+            panic!("{name} is not a count");
+        };
+        Ok(self
+            .parsed(name, |v| v.parse().ok().filter(|n| range.contains(n)))?
+            .expect("a count has a default"))
+    }
+
+    pub fn duration(&self, name: &str) -> Result<Option<Duration>, SettingsError> {
+        let table::Kind::Duration(range) = &table::get(name).kind else {
+            panic!("{name} is not a duration");
+        };
+        self.parsed(name, |v| parse_duration(v).filter(|d| range.contains(d)))
+    }
+
+    /// A size, kept as written: Kubernetes reads it.
+    pub fn size(&self, name: &str) -> Result<String, SettingsError> {
+        let table::Kind::Size(range) = &table::get(name).kind else {
+            panic!("{name} is not a size");
+        };
+        Ok(self
+            .parsed(name, |v| {
+                parse_size(v).filter(|n| range.contains(n)).map(|_| v.to_string())
+            })?
+            .expect("a size has a default"))
+    }
+
+    /// One of the table's words (any case), as the table spells it.
+    pub fn one_of(&self, name: &str) -> Result<Option<&'static str>, SettingsError> {
+        let table::Kind::OneOf(words) = table::get(name).kind else {
+            panic!("{name} is not a choice");
+        };
+        self.parsed(name, |v| {
+            words.iter().copied().find(|w| w.eq_ignore_ascii_case(v))
+        })
+    }
+
+    pub fn json<T: DeserializeOwned>(&self, name: &str) -> Result<Option<T>, SettingsError> {
+        let setting = table::get(name);
+        let expected = setting.expected();
+        match self.set(name) {
+            Some(value) => serde_json::from_str(value)
+                .map(Some)
+                .map_err(|e| invalid(name, value, format!("{expected} ({e})"))),
+            None => Ok(setting.default.map(|d| {
+                serde_json::from_str(d)
+                    .unwrap_or_else(|e| panic!("the default of {name} does not parse: {e}"))
+            })),
+        }
+    }
+
+    /// A [`table::Kind::Custom`] setting, parsed by `parse`.
+    pub fn custom<T>(
+        &self,
+        name: &str,
+        parse: impl Fn(&str) -> Option<T>,
+    ) -> Result<Option<T>, SettingsError> {
+        self.parsed(name, parse)
+    }
+}
 
 /// The variables forwarded to the job container, sorted by their name in the job.
 pub fn forwarded_env(vars: &[(String, String)]) -> Result<Vec<ForwardedEnv>, SettingsError> {
@@ -476,7 +453,7 @@ pub fn forwarded_env(vars: &[(String, String)]) -> Result<Vec<ForwardedEnv>, Set
     for (key, value) in vars {
         // Anchored prefix match: `MY_SBOM_JOB_X` is not ours.
         if let Some(name) = key.strip_prefix(FORWARD_PREFIX) {
-            if OWN_JOB_SETTINGS.contains(&key.as_str()) || name.is_empty() {
+            if table::is_own_job_setting(key) || name.is_empty() {
                 continue;
             }
             out.insert(
@@ -499,7 +476,7 @@ pub fn forwarded_env(vars: &[(String, String)]) -> Result<Vec<ForwardedEnv>, Set
                 return Err(forwarded("a variable name after SBOM_JOBSECRET_"));
             }
             let literal = format!("{FORWARD_PREFIX}{name}");
-            if vars.iter().any(|(k, _)| *k == literal) && !OWN_JOB_SETTINGS.contains(&literal.as_str()) {
+            if vars.iter().any(|(k, _)| *k == literal) && !table::is_own_job_setting(&literal) {
                 return Err(SettingsError::Conflict(format!(
                     "{key} and {literal} both set the job variable {name}"
                 )));
@@ -523,82 +500,6 @@ fn invalid(var: &str, value: &str, expected: impl ToString) -> SettingsError {
         value: value.into(),
         expected: expected.to_string(),
     }
-}
-
-fn non_empty(v: Option<String>) -> Option<String> {
-    v.map(|s| s.trim().to_string()).filter(|s| !s.is_empty())
-}
-
-fn parse_opt<T>(
-    var: &str,
-    value: Option<String>,
-    parse: impl Fn(&str) -> Option<T>,
-    expected: &str,
-) -> Result<Option<T>, SettingsError> {
-    match non_empty(value) {
-        None => Ok(None),
-        Some(v) => parse(&v).map(Some).ok_or_else(|| invalid(var, &v, expected)),
-    }
-}
-
-fn parse_json<T: DeserializeOwned>(
-    var: &str,
-    value: Option<String>,
-    expected: &str,
-) -> Result<Option<T>, SettingsError> {
-    match non_empty(value) {
-        None => Ok(None),
-        Some(v) => serde_json::from_str(&v)
-            .map(Some)
-            .map_err(|e| invalid(var, &v, format!("{expected} ({e})"))),
-    }
-}
-
-/// A duration setting within `range` (`None` when not set). Out of range is as invalid as
-/// unparsable: the message names the variable, the value and the range.
-fn parse_duration_in(
-    var: &str,
-    value: Option<String>,
-    range: &RangeInclusive<Duration>,
-) -> Result<Option<Duration>, SettingsError> {
-    parse_opt(
-        var,
-        value,
-        |v| parse_duration(v).filter(|d| range.contains(d)),
-        &format!("{}, such as 3600 (seconds), 90s, 10m or 1h", duration_in(range)),
-    )
-}
-
-/// A whole-number setting within `range` (`None` when not set).
-fn parse_count_in(
-    var: &str,
-    value: Option<String>,
-    range: &RangeInclusive<usize>,
-) -> Result<Option<usize>, SettingsError> {
-    parse_opt(
-        var,
-        value,
-        |v| v.parse().ok().filter(|n| range.contains(n)),
-        &format!("a whole number from {} to {}", range.start(), range.end()),
-    )
-}
-
-/// A size setting within `range` (`None` when not set), kept as written: Kubernetes reads it.
-fn parse_size_in(
-    var: &str,
-    value: Option<String>,
-    range: &RangeInclusive<u64>,
-) -> Result<Option<String>, SettingsError> {
-    parse_opt(
-        var,
-        value,
-        |v| parse_size(v).filter(|n| range.contains(n)).map(|_| v.to_string()),
-        &format!(
-            "a size from {} to {}, such as 2Gi or 512Mi",
-            ShortSize(*range.start()),
-            ShortSize(*range.end())
-        ),
-    )
 }
 
 /// "a duration from 1s to 7d".
@@ -684,83 +585,27 @@ pub struct OpsSettings {
     pub backoff_max: Duration,
 }
 
-pub const DEFAULT_CACHE_TTL: Duration = Duration::from_secs(72 * 3600);
-pub const DEFAULT_CACHE_GRACE: Duration = Duration::from_secs(3600);
-pub const DEFAULT_ADMIN_ADDR: &str = "0.0.0.0:8080";
-pub const DEFAULT_RELEASE: &str = "sbomjob";
 /// The longest release name: Helm's limit, which leaves room in Job names for the cycle id.
 pub const MAX_RELEASE_LEN: usize = 53;
 /// The Lease name when `SBOM_LEASE_NAME` is not set: `<release>-leader` (`sbomjob-leader`).
 pub fn default_lease_name(release: &str) -> String {
     format!("{release}-leader")
 }
-pub const DEFAULT_LEASE_DURATION: Duration = Duration::from_secs(15);
-pub const DEFAULT_DEBOUNCE: Duration = Duration::from_secs(30);
-pub const DEFAULT_RETRY_BACKOFF: Duration = Duration::from_secs(10 * 60);
-pub const DEFAULT_RETRY_BACKOFF_MAX: Duration = Duration::from_secs(24 * 3600);
-
-#[derive(Deserialize, Default, Debug)]
-struct RawOpsSettings {
-    release: Option<String>,
-    cache_ttl: Option<String>,
-    cache_grace: Option<String>,
-    admin_addr: Option<String>,
-    leader_election: Option<String>,
-    lease_name: Option<String>,
-    lease_duration: Option<String>,
-    debounce: Option<String>,
-    retry_backoff: Option<String>,
-    retry_backoff_max: Option<String>,
-}
-
+/// The defaults of the table.
 impl Default for OpsSettings {
     fn default() -> Self {
-        OpsSettings {
-            release: DEFAULT_RELEASE.into(),
-            cache_ttl: Some(DEFAULT_CACHE_TTL),
-            cache_grace: DEFAULT_CACHE_GRACE,
-            admin_addr: DEFAULT_ADMIN_ADDR.parse().expect("default address parses"),
-            leader_election: true,
-            lease_name: default_lease_name(DEFAULT_RELEASE),
-            lease_duration: DEFAULT_LEASE_DURATION,
-            debounce: DEFAULT_DEBOUNCE,
-            backoff_initial: DEFAULT_RETRY_BACKOFF,
-            backoff_max: DEFAULT_RETRY_BACKOFF_MAX,
-        }
+        OpsSettings::parse(&Vars::new(&[])).expect("the defaults parse")
     }
 }
 
 impl OpsSettings {
-    fn from_vars(vars: &[(String, String)]) -> Result<Self, SettingsError> {
-        let raw: RawOpsSettings =
-            envy::prefixed(PREFIX).from_iter(vars.iter().filter(|(k, _)| k.starts_with(PREFIX)).cloned())?;
-        let default = OpsSettings::default();
-        let release = parse_opt(
-            "SBOM_RELEASE",
-            raw.release,
-            parse_release,
-            "a DNS label of at most 53 characters (lower-case letters, digits and '-'), such as sbomjob",
-        )?
-        .unwrap_or(default.release);
-        let lease_name = parse_opt(
-            "SBOM_LEASE_NAME",
-            raw.lease_name,
-            parse_annotation_prefix,
-            "a DNS subdomain such as sbomjob-leader",
-        )?
-        .unwrap_or_else(|| default_lease_name(&release));
-        let lease_duration =
-            parse_duration_in("SBOM_LEASE_DURATION", raw.lease_duration, &bounds::LEASE_DURATION)?
-                .unwrap_or(default.lease_duration);
-        let backoff_initial =
-            parse_duration_in("SBOM_RETRY_BACKOFF", raw.retry_backoff, &bounds::RETRY_BACKOFF)?
-                .unwrap_or(default.backoff_initial);
-        let backoff_max = parse_duration_in(
-            "SBOM_RETRY_BACKOFF_MAX",
-            raw.retry_backoff_max,
-            &bounds::RETRY_BACKOFF_MAX,
-        )?
-        .unwrap_or(default.backoff_max);
+    fn parse(v: &Vars) -> Result<Self, SettingsError> {
+        let release = v.custom("SBOM_RELEASE", parse_release)?.expect("default");
+        let lease_name = v
+            .custom("SBOM_LEASE_NAME", parse_annotation_prefix)?
+            .unwrap_or_else(|| default_lease_name(&release));
+        let backoff_initial = v.duration("SBOM_RETRY_BACKOFF")?.expect("default");
+        let backoff_max = v.duration("SBOM_RETRY_BACKOFF_MAX")?.expect("default");
         if backoff_max < backoff_initial {
             return Err(SettingsError::Conflict(format!(
                 "SBOM_RETRY_BACKOFF_MAX ({}) is below SBOM_RETRY_BACKOFF ({}): the longest wait \
@@ -769,28 +614,17 @@ impl OpsSettings {
                 humantime::format_duration(backoff_initial),
             )));
         }
+        let lease_duration = v.duration("SBOM_LEASE_DURATION")?.expect("default");
         Ok(OpsSettings {
             release,
-            cache_ttl: match parse_duration_in("SBOM_CACHE_TTL", raw.cache_ttl, &bounds::CACHE_TTL)? {
-                None => default.cache_ttl,
-                Some(ttl) => Some(ttl).filter(|d| !d.is_zero()),
-            },
-            cache_grace: parse_duration_in("SBOM_CACHE_GRACE", raw.cache_grace, &bounds::CACHE_GRACE)?
-                .unwrap_or(default.cache_grace),
-            admin_addr: parse_opt(
-                "SBOM_ADMIN_ADDR",
-                raw.admin_addr,
-                |v| v.parse().ok(),
-                "an address and port such as 0.0.0.0:8080 or [::]:8080",
-            )?
-            .unwrap_or(default.admin_addr),
-            leader_election: parse_opt("SBOM_LEADER_ELECTION", raw.leader_election, parse_bool, BOOL)?
-                .unwrap_or(default.leader_election),
+            cache_ttl: v.duration("SBOM_CACHE_TTL")?.filter(|d| !d.is_zero()),
+            cache_grace: v.duration("SBOM_CACHE_GRACE")?.expect("default"),
+            admin_addr: v.custom("SBOM_ADMIN_ADDR", |a| a.parse().ok())?.expect("default"),
+            leader_election: v.bool("SBOM_LEADER_ELECTION")?,
             lease_name,
             // The Lease stores whole seconds.
             lease_duration: Duration::from_secs(lease_duration.as_secs()),
-            debounce: parse_duration_in("SBOM_DEBOUNCE", raw.debounce, &bounds::DEBOUNCE)?
-                .unwrap_or(default.debounce),
+            debounce: v.duration("SBOM_DEBOUNCE")?.expect("default"),
             backoff_initial,
             backoff_max,
         })
@@ -886,23 +720,44 @@ mod tests {
 
     #[test]
     fn defaults_are_within_their_bounds() {
-        let ops = OpsSettings::default();
-        assert!(bounds::JOB_TIMEOUT.contains(&DEFAULT_JOB_TIMEOUT));
-        assert!(bounds::JOB_TTL.contains(&DEFAULT_JOB_TTL));
-        assert!(bounds::MAX_IMAGES.contains(&DEFAULT_MAX_IMAGES));
-        assert!(bounds::MAX_PARALLEL.contains(&DEFAULT_MAX_PARALLEL));
-        assert!(bounds::MAX_JOBS_PER_CYCLE.contains(&DEFAULT_MAX_JOBS_PER_CYCLE));
-        assert!(bounds::MAX_CREDENTIAL_SIZE.contains(&DEFAULT_MAX_CREDENTIAL_SIZE));
+        // Vars parses a default like a value (range included) and panics on one that does not
+        // parse: reading every setting with nothing set checks them all.
+        let s = settings(&[("SBOM_JOB_IMAGE", "i")]).unwrap();
+        assert!(s.ops.backoff_initial <= s.ops.backoff_max);
         // An element with the largest credential allowed fits a Secret with room for its pods.
         assert!(*bounds::MAX_CREDENTIAL_SIZE.end() <= crate::objects::SECRET_BUDGET / 2);
-        assert!(bounds::CACHE_TTL.contains(&ops.cache_ttl.unwrap()));
-        assert!(bounds::CACHE_GRACE.contains(&ops.cache_grace));
-        assert!(bounds::LEASE_DURATION.contains(&ops.lease_duration));
-        assert!(bounds::DEBOUNCE.contains(&ops.debounce));
-        assert!(bounds::RETRY_BACKOFF.contains(&ops.backoff_initial));
-        assert!(bounds::RETRY_BACKOFF_MAX.contains(&ops.backoff_max));
-        assert!(ops.backoff_initial <= ops.backoff_max);
-        assert!(bounds::JOB_TMP_SIZE.contains(&parse_size(DEFAULT_JOB_TMP_SIZE).unwrap()));
+        assert_eq!(OpsSettings::default(), s.ops);
+    }
+
+    #[test]
+    fn start_up_reads_exactly_the_settings_of_the_table() {
+        // Every setting set, so that no branch skips one (SBOM_INTERVAL is read only when set).
+        let list = vars(&[("SBOM_JOB_IMAGE", "i"), ("SBOM_INTERVAL", "1h")]);
+        let v = Vars::new(&list);
+        Settings::parse(&v, &list).unwrap();
+        let mut read = v.read();
+        let v = Vars::new(&vars(&[("SBOM_JOB_IMAGE", "i")]));
+        Settings::parse(&v, &vars(&[("SBOM_JOB_IMAGE", "i")])).unwrap();
+        read.extend(v.read());
+        let table: std::collections::BTreeSet<_> = table::ALL.iter().map(|s| s.name).collect();
+        assert_eq!(read, table, "settings read at start-up vs table::ALL");
+        assert_eq!(table.len(), table::ALL.len(), "a setting declared twice");
+    }
+
+    #[test]
+    fn the_own_job_settings_are_the_tables_sbom_job_entries() {
+        let own: Vec<_> = table::ALL
+            .iter()
+            .filter(|s| s.is_own_job_setting())
+            .map(|s| s.name)
+            .collect();
+        assert!(
+            own.contains(&"SBOM_JOB_IMAGE") && own.contains(&"SBOM_JOB_TMP_SIZE"),
+            "{own:?}"
+        );
+        assert!(own.iter().all(|n| table::is_own_job_setting(n)));
+        assert!(!table::is_own_job_setting("SBOM_JOB_ENTRYPOINT_COMMAND"));
+        assert!(!table::is_own_job_setting("SBOM_CRON"));
     }
 
     /// A bounded variable: its range as the error states it, the smallest and largest values
@@ -1323,7 +1178,7 @@ mod tests {
             ("SBOM_JOB_PRIVILEGED", "maybe", "true or false"),
             ("SBOM_JOB_MAX_IMAGES", "0", "a whole number from 1 to 10000"),
             ("SBOM_JOB_RESOURCES", "{\"limits\":", "ResourceRequirements"),
-            ("SBOM_LOG_FORMAT", "xml", "plain or json"),
+            ("SBOM_LOG_FORMAT", "xml", "plain, text or json"),
             ("SBOM_POD_EVENTS", "some", "all, failures or none"),
             ("SBOM_ANNOTATION_PREFIX", "Not_A_Domain", "DNS subdomain"),
             ("SBOM_CRON", "every tuesday", "cron"),
@@ -1461,7 +1316,11 @@ mod tests {
 
     #[test]
     fn own_settings_and_lookalikes_are_not_forwarded() {
-        let mut list: Vec<(&str, &str)> = OWN_JOB_SETTINGS.iter().map(|k| (*k, "1")).collect();
+        let mut list: Vec<(&str, &str)> = table::ALL
+            .iter()
+            .filter(|s| s.is_own_job_setting())
+            .map(|s| (s.name, "1"))
+            .collect();
         list.extend([
             ("MY_SBOM_JOB_X", "1"),
             ("SBOM_CRON", "@hourly"),

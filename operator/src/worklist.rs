@@ -232,7 +232,9 @@ impl Default for CredentialIndex {
             secrets: BTreeMap::new(),
             service_accounts: BTreeMap::new(),
             fallback: None,
-            max_credential_size: crate::settings::DEFAULT_MAX_CREDENTIAL_SIZE,
+            max_credential_size: crate::settings::Vars::new(&[])
+                .count("SBOM_MAX_CREDENTIAL_SIZE")
+                .expect("the default parses"),
         }
     }
 }

@@ -49,16 +49,16 @@ def kubelet_expand(value):
     return "".join(out)
 
 
-# The operator's defaults the chart repeats (settings.rs default_lease_name, DEFAULT_ANNOTATION_PREFIX);
-# the full check compares them with settings.rs.
+# The operator's defaults the chart repeats (SBOM_LEASE_NAME, SBOM_ANNOTATION_PREFIX); the full
+# check compares them with `sbomjob-operator --print-settings`.
 DEFAULT_LEASE_SUFFIX = "-leader"
 DEFAULT_ANNOTATION_PREFIX = "sbomjob.io"
 
 
-def rust_const(src, name):
-    """The value of `pub const NAME: &str = "..."` (or r#"..."#) in settings.rs."""
-    m = re.search(rf'pub const {name}: &str =\s*(?:r#"(.*?)"#|"(.*?)");', src, re.S)
-    return None if m is None else (m.group(1) if m.group(1) is not None else m.group(2))
+def load_settings(path):
+    """`sbomjob-operator --print-settings`, by variable name."""
+    with open(path) as f:
+        return {st["name"]: st for st in json.load(f)}
 
 
 class Checks:
@@ -308,20 +308,19 @@ def check_names(c, a, b, other):
                 all(len(n) <= 253 and subdomain.fullmatch(n) for n in flat), flat)
 
 
-def check_default(c, docs, settings_rs=None):
+def check_default(c, docs, settings_json=None):
     deploy, container, env, cluster_role, role = common(c, docs, "default")
     values = {e["name"]: e.get("value") for e in env}
     # helm template without --api-versions knows no ValidatingAdmissionPolicy API: "auto" is off.
     admission_policy(c, docs, "default (no capabilities)", expect=False)
     network_policy(c, docs, "default")
-    if settings_rs:
-        with open(settings_rs) as f:
-            default = rust_const(f.read(), "DEFAULT_JOB_RESOURCES")
+    if settings_json:
+        default = load_settings(settings_json)["SBOM_JOB_RESOURCES"]["default"]
         try:
             rendered = json.loads(values.get("SBOM_JOB_RESOURCES") or "")
         except ValueError as e:
             rendered = e
-        c.check("default: job.resources is the operator's DEFAULT_JOB_RESOURCES (settings.rs)",
+        c.check("default: job.resources is the operator's default SBOM_JOB_RESOURCES (--print-settings)",
                 default is not None and rendered == json.loads(default), (rendered, default))
     c.check("default: SBOM_JOB_IMAGE set", values.get("SBOM_JOB_IMAGE") == "x", values)
     c.check("default: SBOM_JOB_TIMEOUT 3600", values.get("SBOM_JOB_TIMEOUT") == "3600", values)
@@ -383,7 +382,7 @@ def check_off(c, docs):
             not any(set(r["resources"]) & {"imagerecords", "leases"} for r in cluster_role["rules"] + role["rules"]))
 
 
-def check_full(c, docs, values, settings_rs=None, helpers=None):
+def check_full(c, docs, values, settings_json=None, helpers=None):
     deploy, container, env, cluster_role, role = common(c, docs, "full")
     rendered = {e["name"]: e.get("value") for e in env if "value" in e}
     expand = {k: kubelet_expand(v) for k, v in rendered.items()}
@@ -513,39 +512,32 @@ def check_full(c, docs, values, settings_rs=None, helpers=None):
             sa["metadata"]["name"] == values["serviceAccount"]["name"]
             and sa["metadata"]["annotations"] == values["serviceAccount"]["annotations"])
 
-    if settings_rs:
-        # settings.rs is the source of truth: the fields of its Raw*Settings structs (RawSettings,
-        # RawOpsSettings, ...; envy reads each from the SBOM_ variables) are the variables it reads.
-        with open(settings_rs) as f:
-            src = f.read()
-        structs = dict(re.findall(r"struct (Raw\w*Settings) \{(.*?)\n\}", src, re.S))
-        c.check("settings.rs: RawSettings and RawOpsSettings found",
-                {"RawSettings", "RawOpsSettings"} <= structs.keys(), sorted(structs))
-        known = {
-            "SBOM_" + m.upper()
-            for body in structs.values()
-            for m in re.findall(r"^\s*(\w+): Option<String>", body, re.M)
-        }
-        c.check("settings.rs: the ops settings are among them",
+    if settings_json:
+        # The operator's own list of what it reads (`--print-settings`) is the source of truth.
+        settings = load_settings(settings_json)
+        known = {n for n in settings if n.startswith("SBOM_")}
+        c.check("--print-settings: the ops settings are among them",
                 {"SBOM_CACHE_TTL", "SBOM_CACHE_GRACE", "SBOM_ADMIN_ADDR", "SBOM_LEADER_ELECTION",
                  "SBOM_LEASE_NAME", "SBOM_LEASE_DURATION", "SBOM_DEBOUNCE", "SBOM_RETRY_BACKOFF",
                  "SBOM_RETRY_BACKOFF_MAX"} <= known, sorted(known))
-        own = set(re.findall(r'"(SBOM_JOB_[A-Z_]+)"', re.search(r"OWN_JOB_SETTINGS.*?\];", src, re.S).group(0)))
+        own = {n for n, st in settings.items() if st["own_job_setting"]}
         chart_settings = {
             n for n in names
             if n.startswith("SBOM_") and not n.startswith("SBOM_JOBSECRET_")
             and not (n.startswith("SBOM_JOB_") and n not in own)
         }
-        c.check("settings.rs: every SBOM_ variable the chart sets is a setting the operator reads",
+        c.check("--print-settings: every SBOM_ variable the chart sets is a setting the operator reads",
                 chart_settings <= known, sorted(chart_settings - known))
         # SBOM_INTERVAL is exclusive with SBOM_CRON, so the full values cannot set both.
-        c.check("settings.rs: every setting the operator reads has a chart value",
+        c.check("--print-settings: every setting the operator reads has a chart value",
                 known - {"SBOM_INTERVAL"} <= chart_settings, sorted(known - chart_settings))
-        c.check(f"settings.rs: the default Lease name is <release>{DEFAULT_LEASE_SUFFIX}, as the chart assumes",
-                f'format!("{{release}}{DEFAULT_LEASE_SUFFIX}")' in src, DEFAULT_LEASE_SUFFIX)
-        for name, want in (("DEFAULT_ANNOTATION_PREFIX", DEFAULT_ANNOTATION_PREFIX),):
-            c.check(f"settings.rs: {name} is {want!r}, as the chart and these checks assume",
-                    rust_const(src, name) == want, rust_const(src, name))
+        lease = settings["SBOM_LEASE_NAME"]["default_doc"]
+        c.check(f"--print-settings: the default Lease name is <release>{DEFAULT_LEASE_SUFFIX}, as the chart assumes",
+                lease == f"`<release>{DEFAULT_LEASE_SUFFIX}`" and settings["SBOM_RELEASE"]["default"]
+                and settings["SBOM_LEASE_NAME"]["default"] is None, lease)
+        prefix = settings["SBOM_ANNOTATION_PREFIX"]["default"]
+        c.check(f"--print-settings: SBOM_ANNOTATION_PREFIX defaults to {DEFAULT_ANNOTATION_PREFIX!r}, as the chart"
+                " and these checks assume", prefix == DEFAULT_ANNOTATION_PREFIX, prefix)
         if helpers:
             with open(helpers) as f:
                 tpl = f.read()
@@ -553,7 +545,7 @@ def check_full(c, docs, values, settings_rs=None, helpers=None):
                          f'default "{DEFAULT_ANNOTATION_PREFIX}"'):
                 c.check(f"_helpers.tpl: {want} as the operator does", want in tpl)
             reserved = re.search(r'define "sbomjob.reservedJobEnv" -\}\}\s*(.*?)\s*\{\{', tpl, re.S).group(1).split()
-            c.check("settings.rs: the chart's reserved jobEnv names are OWN_JOB_SETTINGS",
+            c.check("--print-settings: the chart's reserved jobEnv names are the operator's own SBOM_JOB_ settings",
                     {"SBOM_JOB_" + r for r in reserved} == own, sorted(own ^ {"SBOM_JOB_" + r for r in reserved}))
 
 

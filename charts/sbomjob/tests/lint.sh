@@ -13,7 +13,7 @@
 #   Operator CRD, has no schema there and is checked by check_render.py only)
 # - assertions on the renders (tests/check_render.py): env mapping, admin port and probes,
 #   strategy, metrics Service/ServiceMonitor, RBAC, security, and a cross-check with
-#   operator/src/settings.rs (RawSettings and RawOpsSettings: the variables the operator reads)
+#   the operator's `--print-settings` (the variables it reads, from operator/src/settings/table.rs)
 # - the admission policy's CEL evaluated by the API server's code on allowed and denied pod
 #   updates (policycheck, built with the e2e cluster's binaries; skipped until it is); cluster-scoped
 #   names differ between namespaces and between releases
@@ -161,11 +161,20 @@ count_checks() {
   done <"$out"
 }
 
+# The operator binary (SBOMJOB_OPERATOR_BIN, else a build under target/): its --print-settings
+# is what the chart's values are checked against, and it must accept the full render's env.
+operator_bin=${SBOMJOB_OPERATOR_BIN:-}
+for candidate in "$REPO_ROOT/target/x86_64-unknown-linux-musl/release/sbomjob-operator" \
+  "$REPO_ROOT/target/release/sbomjob-operator" "$REPO_ROOT/target/debug/sbomjob-operator"; do
+  [[ -n $operator_bin || ! -x $candidate ]] || operator_bin=$candidate
+done
 settings_args=()
-if [[ -f $REPO_ROOT/operator/src/settings.rs ]]; then
-  settings_args=("$REPO_ROOT/operator/src/settings.rs" "$CHART/templates/_helpers.tpl")
+if [[ -z $operator_bin ]]; then
+  skip "cross-check with the operator's settings (no operator binary under target/; set SBOMJOB_OPERATOR_BIN)"
+elif "$operator_bin" --print-settings >"$WORK/settings.json" 2>"$WORK/settings.err"; then
+  settings_args=("$WORK/settings.json" "$CHART/templates/_helpers.tpl")
 else
-  skip "cross-check with operator/src/settings.rs (not in this checkout)"
+  fail "$operator_bin --print-settings" "$WORK/settings.err"
 fi
 
 if render default --set jobImage=x; then
@@ -433,11 +442,6 @@ else
 fi
 
 # --- the operator accepts what the chart renders ----------------------------------------------
-operator_bin=${SBOMJOB_OPERATOR_BIN:-}
-for candidate in "$REPO_ROOT/target/x86_64-unknown-linux-musl/release/sbomjob-operator" \
-  "$REPO_ROOT/target/release/sbomjob-operator" "$REPO_ROOT/target/debug/sbomjob-operator"; do
-  [[ -n $operator_bin || ! -x $candidate ]] || operator_bin=$candidate
-done
 if [[ -n $operator_bin && -f $WORK/full.yaml ]]; then
   # The operator exits 2 on a bad setting (before logging starts); with settings it likes it goes
   # on to look for a Kubernetes client configuration, finds none here (no kubeconfig, not in a
