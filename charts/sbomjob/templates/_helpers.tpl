@@ -43,12 +43,12 @@ At most 63 + 1 + 63 characters, a DNS subdomain as the admission policy's name m
 {{- printf "%s.%s" .Release.Namespace (include "sbomjob.fullname" .) -}}
 {{- end -}}
 
-{{/* The operator's annotation prefix: annotationPrefix, or the operator's default (settings.rs). */}}
+{{/* The operator's annotation prefix: annotationPrefix, or the operator's default (--print-settings). */}}
 {{- define "sbomjob.annotationPrefix" -}}
 {{- default "sbomjob.io" .Values.annotationPrefix -}}
 {{- end -}}
 
-{{/* The Lease's name: leaderElection.leaseName, or the operator's default <release>-leader (settings.rs). */}}
+{{/* The Lease's name: leaderElection.leaseName, or the operator's default <release>-leader (--print-settings). */}}
 {{- define "sbomjob.leaseName" -}}
 {{- default (printf "%s-leader" .Release.Name) .Values.leaderElection.leaseName -}}
 {{- end -}}
@@ -97,7 +97,7 @@ and turns $$ into $, so every $ is doubled.
 {{- end -}}
 
 {{/*
-The operator's own SBOM_JOB_* settings, without the prefix (settings.rs OWN_JOB_SETTINGS): a
+The operator's own SBOM_JOB_* settings, without the prefix (the operator's --print-settings, "own_job_setting"): a
 jobEnv literal with one of these names would set the operator's setting instead of reaching
 the job, so the chart refuses it.
 */}}
