@@ -37,8 +37,8 @@ hack/lint-images.sh
 cargo build --locked -p sbomjob-job-image -p sbomjob-operator
 SBOMJOB_ENTRYPOINT_BIN=$DEBUG_BIN/sbomjob-entrypoint PRESETS_FETCH=1 entrypoints/tests/presets.sh
 docs/tests/examples.sh
-# docs/configuration.md's settings table is the operator's --print-settings.
-python3 docs/tests/settings.py check "$DEBUG_BIN/sbomjob-operator"
+# The settings tables of docs/configuration.md and job-image/README.md are the binaries' --print-settings.
+python3 docs/tests/settings.py check "$DEBUG_BIN/sbomjob-operator" "$DEBUG_BIN/sbomjob-entrypoint"
 
 step "cluster binaries"
 bins_rc=0; wait "$bins_pid" || bins_rc=$?

@@ -24,6 +24,16 @@ use crate::batch;
 /// Runs the entrypoint and returns its exit code. Everything it created (work directories,
 /// scratch output, child processes) is gone by the time this returns.
 pub fn main() -> u8 {
+    // The job-image spec passes no arguments; this one is for people and the docs' test.
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args == ["--print-settings"] {
+        let printed = crate::settings::table::printed();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&printed).expect("settings serialise")
+        );
+        return summary::EXIT_OK;
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -189,9 +199,9 @@ fn usage(message: std::fmt::Arguments<'_>) -> u8 {
 }
 
 fn known_names() -> String {
-    crate::settings::NAMES
+    crate::settings::table::ALL
         .iter()
-        .map(|n| format!("{PREFIX}{n}"))
+        .map(|s| format!("{PREFIX}{}", s.name))
         .collect::<Vec<_>>()
         .join(", ")
 }

@@ -1,45 +1,21 @@
 //! Settings, from the environment only (the spec forbids command-line arguments).
 //!
 //! Every variable is `ENTRYPOINT_<NAME>`; on the operator a user sets `SBOM_JOB_ENTRYPOINT_<NAME>`,
-//! which the operator forwards to the job as `ENTRYPOINT_<NAME>`. envy reads them as strings and
-//! each is then parsed here, so that a bad value is reported with its variable name and what was
-//! expected instead of a generic deserialisation error.
+//! which the operator forwards to the job as `ENTRYPOINT_<NAME>`. Each is declared once, in
+//! [`table::ALL`], read through [`Vars`] and parsed here, so that a bad value is reported with
+//! its variable name and what was expected.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde::Deserialize;
 use thiserror::Error;
 
 use sbomjob_contract::ImageRef;
 use sbomjob_contract::units::{parse_bool, parse_duration};
 
-pub const PREFIX: &str = "ENTRYPOINT_";
+pub mod table;
 
-/// The variable names (without prefix) this entrypoint reads; anything else with the prefix is
-/// most likely a typo and gets a warning.
-pub const NAMES: [&str; 20] = [
-    "COMMAND",
-    "PRESET_FILE",
-    "CONCURRENCY",
-    "TIMEOUT",
-    "RETRIES",
-    "RETRY_BACKOFF",
-    "FAIL_FAST",
-    "OUTPUT_DIR",
-    "CONFIG",
-    "KILL_GRACE",
-    "LOG_FORMAT",
-    "LOG_LEVEL",
-    "ATTACH",
-    "ATTACH_SUFFIX",
-    "ATTACH_ARTIFACT_TYPE",
-    "ATTACH_REPOSITORY",
-    "ATTACH_DOCKER_CONFIG",
-    "ATTACH_INSECURE_REGISTRIES",
-    "TERMINATION_LOG",
-    "DEADLINE",
-];
+pub const PREFIX: &str = "ENTRYPOINT_";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
@@ -116,8 +92,6 @@ pub struct AttachSettings {
     pub insecure_registries: Vec<String>,
 }
 
-/// The default `ENTRYPOINT_ATTACH_SUFFIX`, as cosign's `.sbom` tags.
-pub const DEFAULT_ATTACH_SUFFIX: &str = "sbom";
 /// Longest suffix that keeps `sha256-<64 hex>.<suffix>` within the 128 characters of a tag.
 pub const MAX_ATTACH_SUFFIX: usize = 128 - "sha256-".len() - 64 - 1;
 
@@ -141,32 +115,6 @@ pub enum SettingsError {
     Preset(#[from] crate::preset::PresetError),
     #[error("{0} is not valid UTF-8")]
     NotUnicode(String),
-    #[error("cannot read the {PREFIX}* settings: {0}")]
-    Env(String),
-}
-
-/// Raw strings as envy finds them; empty counts as unset (Kubernetes makes empty values easy).
-#[derive(Debug, Default, Deserialize)]
-struct Raw {
-    command: Option<String>,
-    concurrency: Option<String>,
-    timeout: Option<String>,
-    retries: Option<String>,
-    retry_backoff: Option<String>,
-    fail_fast: Option<String>,
-    output_dir: Option<String>,
-    config: Option<String>,
-    kill_grace: Option<String>,
-    log_format: Option<String>,
-    log_level: Option<String>,
-    attach: Option<String>,
-    attach_suffix: Option<String>,
-    attach_artifact_type: Option<String>,
-    attach_repository: Option<String>,
-    attach_docker_config: Option<String>,
-    attach_insecure_registries: Option<String>,
-    termination_log: Option<String>,
-    deadline: Option<String>,
 }
 
 const DURATION: &str = "a duration such as `10m`, `90s`, `1h 30m` or plain seconds";
@@ -181,7 +129,7 @@ impl Settings {
             if !key.starts_with(PREFIX) {
                 continue;
             }
-            // envy's own reader panics on non-UTF-8; only our variables matter, so check them.
+            // A non-UTF-8 value of ours is an error; other variables are none of our business.
             let value = value
                 .into_string()
                 .map_err(|_| SettingsError::NotUnicode(key.to_owned()))?;
@@ -191,7 +139,8 @@ impl Settings {
         let preset_file = std::env::var(format!("{PREFIX}PRESET_FILE"))
             .ok()
             .filter(|p| !p.is_empty())
-            .unwrap_or_else(|| crate::preset::PRESET_FILE.to_string());
+            .or_else(|| table::get("PRESET_FILE").default.map(str::to_string))
+            .expect("PRESET_FILE has a default");
         let set_in_env = |k: &str| std::env::var_os(k).is_some_and(|v| !v.is_empty());
         let defaults = crate::preset::unset_in(
             crate::preset::load(std::path::Path::new(&preset_file))?,
@@ -212,21 +161,23 @@ impl Settings {
             .iter()
             .filter_map(|(k, _)| {
                 k.strip_prefix(PREFIX)
-                    .filter(|n| !NAMES.contains(n))
+                    .filter(|n| !table::is_known(n))
                     .map(|_| k.clone())
             })
             .collect();
-        let raw: Raw = envy::prefixed(PREFIX)
-            .from_iter(vars)
-            .map_err(|e| SettingsError::Env(e.to_string()))?;
-        let set = |v: Option<String>| v.filter(|s| !s.trim().is_empty());
+        Ok((Self::parse(&Vars::new(&vars))?, unknown))
+    }
 
-        let command = set(raw.command).ok_or(SettingsError::Missing {
+    /// Parses the settings `v` holds.
+    fn parse(v: &Vars) -> Result<Settings, SettingsError> {
+        let set = |name: &str| v.get(name).map(str::to_owned);
+
+        let command = set("COMMAND").ok_or(SettingsError::Missing {
             name: "COMMAND",
             expected: "the command template, e.g. `syft {image} -o spdx-json={output}.spdx.json`",
         })?;
-        let concurrency = match set(raw.concurrency) {
-            None => 1,
+        let concurrency = match set("CONCURRENCY") {
+            None => unreachable!("CONCURRENCY has a default"),
             Some(v) => v
                 .trim()
                 .parse::<usize>()
@@ -248,10 +199,10 @@ impl Settings {
                 }),
             },
         };
-        let timeout = limit("TIMEOUT", set(raw.timeout))?;
-        let deadline = limit("DEADLINE", set(raw.deadline))?;
-        let retries = match set(raw.retries) {
-            None => 0,
+        let timeout = limit("TIMEOUT", set("TIMEOUT"))?;
+        let deadline = limit("DEADLINE", set("DEADLINE"))?;
+        let retries = match set("RETRIES") {
+            None => unreachable!("RETRIES has a default"),
             Some(v) => v
                 .trim()
                 .parse::<u32>()
@@ -262,17 +213,17 @@ impl Settings {
                     expected: "an integer from 0 to 100",
                 })?,
         };
-        let retry_backoff = duration_or(set(raw.retry_backoff), "RETRY_BACKOFF", Duration::from_secs(2))?;
-        let kill_grace = duration_or(set(raw.kill_grace), "KILL_GRACE", Duration::from_secs(5))?;
-        let fail_fast = match set(raw.fail_fast) {
-            None => false,
+        let retry_backoff = duration("RETRY_BACKOFF", set("RETRY_BACKOFF"))?;
+        let kill_grace = duration("KILL_GRACE", set("KILL_GRACE"))?;
+        let fail_fast = match set("FAIL_FAST") {
+            None => unreachable!("FAIL_FAST has a default"),
             Some(v) => parse_bool(&v).ok_or(SettingsError::Invalid {
                 name: "FAIL_FAST",
                 expected: "true or false (also 1/0, yes/no, on/off)",
             })?,
         };
-        let log_format = match set(raw.log_format) {
-            None => LogFormat::Plain,
+        let log_format = match set("LOG_FORMAT") {
+            None => unreachable!("LOG_FORMAT has a default"),
             Some(v) => match v.trim().to_ascii_lowercase().as_str() {
                 "plain" | "text" => LogFormat::Plain,
                 "json" => LogFormat::Json,
@@ -284,35 +235,35 @@ impl Settings {
                 }
             },
         };
-        let attach_on = match set(raw.attach) {
-            None => false,
+        let attach_on = match set("ATTACH") {
+            None => unreachable!("ATTACH has a default"),
             Some(v) => parse_bool(&v).ok_or(SettingsError::Invalid {
                 name: "ATTACH",
                 expected: "true or false (also 1/0, yes/no, on/off)",
             })?,
         };
-        let attach_others = [
-            ("ATTACH_SUFFIX", &raw.attach_suffix),
-            ("ATTACH_ARTIFACT_TYPE", &raw.attach_artifact_type),
-            ("ATTACH_REPOSITORY", &raw.attach_repository),
-            ("ATTACH_DOCKER_CONFIG", &raw.attach_docker_config),
-            ("ATTACH_INSECURE_REGISTRIES", &raw.attach_insecure_registries),
-        ];
+        // Only what the environment sets (not the defaults) is reported as doing nothing.
         let attach_ignored = if attach_on {
             Vec::new()
         } else {
-            attach_others
-                .iter()
-                .filter(|(_, v)| v.as_deref().is_some_and(|v| !v.trim().is_empty()))
-                .map(|(n, _)| format!("{PREFIX}{n}"))
-                .collect()
+            [
+                "ATTACH_SUFFIX",
+                "ATTACH_ARTIFACT_TYPE",
+                "ATTACH_REPOSITORY",
+                "ATTACH_DOCKER_CONFIG",
+                "ATTACH_INSECURE_REGISTRIES",
+            ]
+            .into_iter()
+            .filter(|n| v.is_set(n))
+            .map(|n| format!("{PREFIX}{n}"))
+            .collect()
         };
         let attach = AttachSettings::parse(
-            set(raw.attach_suffix),
-            set(raw.attach_artifact_type),
-            set(raw.attach_repository),
-            set(raw.attach_docker_config),
-            set(raw.attach_insecure_registries),
+            set("ATTACH_SUFFIX").expect("ATTACH_SUFFIX has a default"),
+            set("ATTACH_ARTIFACT_TYPE"),
+            set("ATTACH_REPOSITORY"),
+            set("ATTACH_DOCKER_CONFIG"),
+            set("ATTACH_INSECURE_REGISTRIES"),
         )?;
         let settings = Settings {
             command,
@@ -321,16 +272,14 @@ impl Settings {
             retries,
             retry_backoff,
             fail_fast,
-            output_dir: set(raw.output_dir).map(PathBuf::from),
-            config: set(raw.config)
-                .map(PathBuf::from)
-                .unwrap_or_else(sbomjob_contract::image_config::default_path),
+            output_dir: set("OUTPUT_DIR").map(PathBuf::from),
+            config: PathBuf::from(set("CONFIG").expect("CONFIG has a default")),
             kill_grace,
             log_format,
-            log_level: set(raw.log_level).unwrap_or_else(|| "info".to_owned()),
+            log_level: set("LOG_LEVEL").expect("LOG_LEVEL has a default"),
             attach: attach_on.then_some(attach),
             attach_ignored,
-            termination_log: match set(raw.termination_log) {
+            termination_log: match set("TERMINATION_LOG") {
                 None => TerminationLog::IfExists(PathBuf::from(DEFAULT_TERMINATION_LOG)),
                 Some(v) if v.trim().eq_ignore_ascii_case("off") => TerminationLog::Off,
                 Some(v) => TerminationLog::Path(PathBuf::from(v)),
@@ -338,7 +287,7 @@ impl Settings {
             deadline,
             tool_env: Vec::new(),
         };
-        Ok((settings, unknown))
+        Ok(settings)
     }
 
     /// Wait before retry number `retry` (1-based): backoff, 2x backoff, 4x ... capped.
@@ -352,16 +301,15 @@ impl AttachSettings {
     /// Validates the raw `ENTRYPOINT_ATTACH_*` values (already trimmed of empties). Checked even
     /// when attaching is off, so a typo is reported before it matters.
     fn parse(
-        suffix: Option<String>,
+        suffix: String,
         artifact_type: Option<String>,
         repository: Option<String>,
         docker_config: Option<String>,
         insecure: Option<String>,
     ) -> Result<AttachSettings, SettingsError> {
-        let suffix = match suffix {
-            None => DEFAULT_ATTACH_SUFFIX.to_owned(),
-            Some(v) => {
-                let t = v.trim();
+        let suffix = {
+            {
+                let t = suffix.trim();
                 let ok = (1..=MAX_ATTACH_SUFFIX).contains(&t.len())
                     && t.chars()
                         .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
@@ -444,23 +392,71 @@ pub fn log_format_from_env() -> LogFormat {
     }
 }
 
-fn duration_or(
-    value: Option<String>,
-    name: &'static str,
-    default: Duration,
-) -> Result<Duration, SettingsError> {
-    match value {
-        None => Ok(default),
-        Some(v) => parse_duration(&v).ok_or(SettingsError::Invalid {
-            name,
-            expected: DURATION,
-        }),
+/// A duration setting that has a default.
+fn duration(name: &'static str, value: Option<String>) -> Result<Duration, SettingsError> {
+    let value = value.unwrap_or_else(|| panic!("{PREFIX}{name} has a default"));
+    parse_duration(&value).ok_or(SettingsError::Invalid {
+        name,
+        expected: DURATION,
+    })
+}
+
+/// The variables start-up reads, each through its entry in [`table::ALL`]: a value that is
+/// empty or only blanks is not set, and a setting that is not set takes the table's default.
+pub struct Vars {
+    values: std::collections::BTreeMap<String, String>,
+    /// The names read so far (a test checks that they are exactly the table's).
+    read: std::cell::RefCell<std::collections::BTreeSet<&'static str>>,
+}
+
+impl Vars {
+    pub fn new(vars: &[(String, String)]) -> Vars {
+        Vars {
+            values: vars
+                .iter()
+                .filter_map(|(k, v)| Some((k.strip_prefix(PREFIX)?.to_owned(), v.trim().to_owned())))
+                .filter(|(_, v)| !v.is_empty())
+                .collect(),
+            read: Default::default(),
+        }
+    }
+
+    /// Whether the environment sets `name` (without the prefix).
+    pub fn is_set(&self, name: &str) -> bool {
+        self.read.borrow_mut().insert(table::get(name).name);
+        self.values.contains_key(name)
+    }
+
+    /// The value as set (trimmed), else the table's default.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        let setting = table::get(name);
+        self.read.borrow_mut().insert(setting.name);
+        self.values.get(name).map(String::as_str).or(setting.default)
+    }
+
+    /// The names read so far.
+    pub fn read(&self) -> std::collections::BTreeSet<&'static str> {
+        self.read.borrow().clone()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn start_up_reads_exactly_the_settings_of_the_table() {
+        let vars: Vec<(String, String)> = vec![("ENTRYPOINT_COMMAND".into(), "true {image}".into())];
+        let v = Vars::new(&vars);
+        let settings = Settings::parse(&v).unwrap();
+        assert_eq!(settings.command, "true {image}");
+        let mut read = v.read();
+        // Read by from_env, before the preset's defaults are merged.
+        read.insert("PRESET_FILE");
+        let table: std::collections::BTreeSet<_> = table::ALL.iter().map(|s| s.name).collect();
+        assert_eq!(read, table, "settings read at start-up vs table::ALL");
+        assert_eq!(table.len(), table::ALL.len(), "a setting declared twice");
+    }
 
     fn settings(vars: &[(&str, &str)]) -> Result<(Settings, Vec<String>), SettingsError> {
         Settings::from_vars(
