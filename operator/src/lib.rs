@@ -1,8 +1,9 @@
 //! sbomjob: finds the images running in a cluster and hands their cataloguing to a job image.
 //!
 //! The pure core builds what a cycle needs from a snapshot ([`worklist`], [`credentials`],
-//! [`objects`], [`annotate::annotations_for`], [`jobs::outcome`]); the shell ([`controller`],
-//! [`cycle`], [`jobs`], [`annotate`], [`pod_events`]) reads the cluster and writes the results.
+//! [`objects`], [`annotate::annotations_for`], [`cycle::job_state`]); the shell ([`controller`],
+//! [`cycle`] (settle, plan, launch, follow, grant), [`annotate`], [`pod_events`]) reads the cluster and
+//! writes the results.
 
 pub mod admin;
 pub mod annotate;
@@ -13,7 +14,6 @@ pub mod credentials;
 pub mod cycle;
 pub mod fence;
 pub mod image_id;
-pub mod jobs;
 pub mod leader;
 pub mod metrics;
 pub mod objects;

@@ -1,0 +1,114 @@
+//! What every step of a cycle needs: the [`Context`], and the helpers on it that any step uses.
+
+use std::{
+    collections::HashSet,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use k8s_openapi::api::core::v1::Namespace;
+use kube::{
+    Client,
+    runtime::{
+        events::{Event, EventType, Recorder},
+        reflector::Store,
+    },
+};
+use tracing::warn;
+
+use crate::{
+    annotate,
+    backoff::{self},
+    cache::JobIdentity,
+    metrics::Metrics,
+    pod::CachedPod,
+    settings::Settings,
+    trigger::NewDigests,
+    worklist::{self},
+};
+
+/// What every step of a cycle needs.
+pub struct Context {
+    pub client: Client,
+    pub settings: Settings,
+    /// Where Jobs and Secrets live (`POD_NAMESPACE`).
+    pub namespace: String,
+    /// Pods matching the pod label selector, kept current by a reflector.
+    pub pods: Store<CachedPod>,
+    /// Namespaces matching the namespace label selector; `None` when there is no selector.
+    pub namespaces: Option<Store<Namespace>>,
+    pub recorder: Recorder,
+    pub metrics: Arc<Metrics>,
+    /// The job image and settings results depend on: what cache records are keyed by.
+    pub identity: JobIdentity,
+    /// The cache's TTL; `None` when it is off (disabled, or the CRD is not installed).
+    pub cache_ttl: Option<Duration>,
+    /// Told which digests a cycle saw, so only later ones trigger the next.
+    pub new_digests: NewDigests,
+    /// `reportingInstance` of the operator's Events: this replica's identity ([`crate::leader::identity`]).
+    pub instance: String,
+    /// Digests that failed alone, backing off ([`backoff`]).
+    pub failures: backoff::Book,
+    /// Annotations the API server refused for good.
+    pub refused: annotate::Refused,
+    /// The digest the job image last ran as (from a finished job pod's imageID): a re-pushed
+    /// mutable tag makes earlier records another job image's.
+    pub job_image_digest: Mutex<Option<String>>,
+    /// Warnings given once per pod, by pod uid and what they were about: skipped containers
+    /// (container + reason) and pull secrets whose credential is too large.
+    pub skip_warned: Mutex<HashSet<(String, String)>>,
+}
+
+impl Context {
+    /// This release in the records it uses: `<namespace>/<release>`.
+    pub fn release_key(&self) -> String {
+        format!("{}/{}", self.namespace, self.settings.ops.release)
+    }
+
+    /// The identity of Jobs made now, with the job image's digest once a job pod showed it.
+    pub fn current_identity(&self) -> JobIdentity {
+        let digest = self.job_image_digest.lock().expect("lock").clone();
+        self.identity.clone().with_image_digest(digest)
+    }
+
+    /// Remembers the job image's digest a finished Job ran, when it ran today's job image.
+    pub fn learn_job_image(&self, ran: &JobIdentity) {
+        if ran.image == self.identity.image
+            && let Some(d) = &ran.image_digest
+        {
+            *self.job_image_digest.lock().expect("lock") = Some(d.clone());
+        }
+    }
+
+    /// The pods cycles work on: the pod cache, less the pods of namespaces the namespace
+    /// selector does not match. Their images are neither processed, annotated nor remembered.
+    pub fn snapshot(&self) -> Vec<Arc<CachedPod>> {
+        let mut pods = self.pods.state();
+        if self.namespaces.is_some() {
+            pods.retain(|p| worklist::selected(self.namespaces.as_ref(), p.namespace()));
+        }
+        pods
+    }
+}
+
+impl Context {
+    /// Publishes an Event; a failure to do so is logged, never fatal.
+    pub async fn event(
+        &self,
+        reference: &k8s_openapi::api::core::v1::ObjectReference,
+        type_: EventType,
+        reason: &str,
+        note: String,
+    ) {
+        let ev = Event {
+            type_,
+            reason: reason.to_string(),
+            note: Some(note),
+            action: "Catalogue".into(),
+            secondary: None,
+        };
+        if let Err(e) = self.recorder.publish(&ev, reference).await {
+            warn!(reason, error = %e, "could not publish event");
+        }
+    }
+}

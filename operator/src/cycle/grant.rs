@@ -1,0 +1,398 @@
+//! Step 5, grant: what a cycle tells the cluster. Digests that are done (a Job completed, or the
+//! digest cache covers them) get their annotations, Events, records and metrics here, in one
+//! place; failed images get their back-off and Warnings.
+
+use std::{
+    collections::{BTreeMap, BTreeSet, HashSet},
+    sync::Arc,
+    time::Duration,
+};
+
+use k8s_openapi::api::{batch::v1::Job, core::v1::Secret};
+use kube::{
+    Api, Resource,
+    api::{DeleteParams, Patch, PatchParams},
+    runtime::events::EventType,
+};
+use serde_json::json;
+use tracing::{info, warn};
+
+use crate::{
+    Context as _, Result, annotate,
+    backoff::{self},
+    cache::{self, JobIdentity},
+    is_not_found,
+    metrics::JobResult,
+    objects::{STATE_DONE, STATE_LABEL},
+    pod::CachedPod,
+    pod_events,
+    replan::{Evidence, Unit},
+    worklist::{self, CredentialIndex, WorkItem},
+};
+
+use super::{
+    context::Context,
+    follow,
+    job_state::{self, Finished, Outcome},
+};
+
+/// The reason of the Warning on a pod whose annotation the API server refused for good.
+pub const ANNOTATION_REFUSED: &str = "AnnotationRefused";
+
+/// The reason of the Warning on a pod whose pull secret's credential for its image is larger
+/// than `SBOM_MAX_CREDENTIAL_SIZE`.
+pub const CREDENTIAL_TOO_LARGE: &str = "CredentialTooLarge";
+
+/// The reason of the Warning on a pod whose container's imageID cannot be processed.
+pub const IMAGE_SKIPPED: &str = "ImageSkipped";
+
+/// The reason of the Warning on the pods of an image that failed alone.
+pub const IMAGE_FAILED: &str = "ImageFailed";
+
+/// Where the catalogue of digests that are done comes from, as the pods' Events and the
+/// Warnings about refused annotations name it.
+pub struct Source {
+    pub events: String,
+    pub refused: String,
+}
+
+/// These digests are done (a Job completed them, or the digest cache covers them): every pod
+/// of `pods` running them is annotated, then gets its `Processed` Event (after every patch, so
+/// Events never delay an annotation), and a pod whose patch the API server refused for good a
+/// Warning. The one place that grants; the caller adds what is particular to its source.
+pub async fn done(
+    ctx: &Context,
+    pods: &[Arc<CachedPod>],
+    digests: &HashSet<&str>,
+    source: &Source,
+) -> annotate::Report {
+    let prefix = &ctx.settings.annotation_prefix;
+    let report = annotate::annotate(&ctx.client, pods, prefix, digests, &ctx.refused).await;
+    ctx.metrics.annotated(report.patched.len());
+    if ctx.settings.pod_events.processed() {
+        pod_events::processed(&ctx.client, &ctx.instance, &report.patched, &source.events).await;
+    }
+    ctx.refused_annotations(&report.refused, &source.refused).await;
+    report
+}
+
+/// Bookkeeping of an ended Job: Secret deleted at once, pods annotated on success, Events on
+/// the Job and its pods, records written, then the Job marked done. Safe to repeat. Pods whose
+/// annotation the API server refuses for good get one Warning and do not keep the Job open.
+pub async fn finish(ctx: &Context, job: &Job) -> Result<Finished> {
+    let job_name = job_state::name(job);
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
+    match secrets.delete(&job_name, &DeleteParams::default()).await {
+        Ok(_) => {}
+        Err(e) if is_not_found(&e) => {}
+        Err(e) => return Err(e).context(|| format!("deleting Secret {}/{job_name}", ctx.namespace)),
+    }
+    let outcome = job_state::outcome(job);
+    if outcome == Outcome::Running {
+        return Ok(Finished {
+            outcome,
+            evidence: Evidence::ExitOnly,
+            detail: String::new(),
+        });
+    }
+    let (mut evidence, detail, image_digest) =
+        job_state::read_pod(follow::job_pod(ctx, &job_name).await.as_ref());
+    if matches!(&outcome, Outcome::Failed { reason, .. } if reason == job_state::CONFIG_GONE) {
+        evidence = Evidence::ConfigGone;
+    }
+    let identity = job_state::identity(job, &ctx.identity, image_digest);
+    ctx.learn_job_image(&identity);
+    let reference = job.object_ref(&());
+    match &outcome {
+        Outcome::Complete => {
+            let digests = job_state::digests(job);
+            let pods = ctx.snapshot();
+            let source = Source {
+                events: format!("image(s) catalogued by Job {}/{job_name}", ctx.namespace),
+                refused: format!("Job {}/{job_name}", ctx.namespace),
+            };
+            let report = done(ctx, &pods, &digests, &source).await;
+            let patched = report.patched.len();
+            ctx.metrics.job_done(JobResult::Complete, job_state::age(job));
+            ctx.metrics.images(digests.len());
+            for d in &digests {
+                ctx.failures.clear(d);
+            }
+            if let Some(ttl) = ctx.cache_ttl {
+                remember(ctx, &pods, &digests, &job_name, &identity, ttl).await;
+            }
+            info!(job = %job_name, images = digests.len(), patched, gone = report.gone, failed = report.failed, refused = report.refused.len(), "Job complete; pods annotated");
+            ctx.event(
+                &reference,
+                EventType::Normal,
+                pod_events::PROCESSED,
+                format!("{} images processed, {patched} pods annotated", digests.len()),
+            )
+            .await;
+            if report.failed > 0 {
+                // Not marked done: the next finish (or cycle) annotates what is missing.
+                return Ok(Finished {
+                    outcome,
+                    evidence,
+                    detail,
+                });
+            }
+        }
+        Outcome::Failed { reason, message } => {
+            warn!(job = %job_name, %reason, %message, %detail, "Job failed; nothing annotated");
+            ctx.metrics.job_done(JobResult::Failed, job_state::age(job));
+            ctx.event(
+                &reference,
+                EventType::Warning,
+                reason,
+                format!("Job failed, no pod annotated: {message} ({detail})"),
+            )
+            .await;
+        }
+        Outcome::Running => unreachable!("returned above"),
+    }
+    let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
+    let patch = Patch::Merge(json!({ "metadata": { "labels": { STATE_LABEL: STATE_DONE } } }));
+    match jobs.patch(&job_name, &PatchParams::default(), &patch).await {
+        Ok(_) => {}
+        Err(e) if is_not_found(&e) => {}
+        Err(e) => return Err(e).context(|| format!("marking Job {}/{job_name} done", ctx.namespace)),
+    }
+    Ok(Finished {
+        outcome,
+        evidence,
+        detail,
+    })
+}
+
+/// Writes a cache record per processed digest, with the repositories the snapshot runs it
+/// under. A failure is logged: the pods are annotated already, only the cache misses out.
+pub async fn remember(
+    ctx: &Context,
+    pods: &[Arc<CachedPod>],
+    digests: &HashSet<&str>,
+    job_name: &str,
+    identity: &JobIdentity,
+    ttl: Duration,
+) {
+    let mut repositories: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for c in pods.iter().flat_map(|p| worklist::container_images(p).0) {
+        if digests.contains(c.id.digest.as_str())
+            && let Some(repo) = cache::repository_of(&c.id.reference)
+        {
+            repositories
+                .entry(c.id.digest.clone())
+                .or_default()
+                .insert(repo.to_string());
+        }
+    }
+    let now = chrono::Utc::now();
+    let records: Vec<_> = digests
+        .iter()
+        .filter_map(|d| {
+            let repos = repositories.remove(*d).unwrap_or_default().into_iter().collect();
+            cache::record_for(
+                d,
+                repos,
+                identity,
+                job_name,
+                cache::RecordResult::Succeeded,
+                now,
+                ttl,
+            )
+        })
+        .collect();
+    let updates = records.into_iter().filter_map(cache::Update::processed).collect();
+    if let Err(e) = cache::save(&ctx.client, &ctx.release_key(), updates).await {
+        warn!(job = %job_name, error = %e, "could not write cache records");
+    }
+}
+
+/// An image that failed alone with every candidate: recorded with its next attempt (in its
+/// ImageRecord when the cache is on), and a Warning on each pod still waiting for it.
+pub async fn back_off(ctx: &Context, unit: &Unit, job_name: &str, why: &str) {
+    let ops = &ctx.settings.ops;
+    let failure = backoff::failed_again(
+        ctx.failures.get(&unit.digest).as_ref(),
+        why,
+        &ctx.identity.settings_hash,
+        chrono::Utc::now(),
+        ops.backoff_initial,
+        ops.backoff_max,
+    );
+    ctx.failures.insert(&unit.digest, failure.clone());
+    ctx.metrics.backed_off();
+    warn!(digest = %unit.digest, image = %unit.config().image, job = %job_name, attempts = failure.attempts, next_attempt = %failure.next_attempt, reason = %why, "image failed alone; backing off");
+    if let Some(ttl) = ctx.cache_ttl {
+        let repos = unit
+            .candidates
+            .iter()
+            .filter_map(|c| cache::repository_of(&c.image).map(String::from))
+            .collect();
+        let identity = ctx.current_identity();
+        let record = cache::failure_record(&unit.digest, repos, &identity, job_name, &failure, ttl);
+        let update = record.and_then(cache::Update::processed);
+        if let Err(e) = cache::save(&ctx.client, &ctx.release_key(), update.into_iter().collect()).await {
+            warn!(digest = %unit.digest, error = %e, "could not record the failure; it is kept in memory");
+        }
+    }
+    if ctx.settings.pod_events.failures() {
+        let note = format!(
+            "image {} failed alone in Job {}/{job_name} ({why}); attempt {}, next attempt at {}; not annotated",
+            unit.config().image,
+            ctx.namespace,
+            failure.attempts,
+            failure.next_attempt.to_rfc3339(),
+        );
+        let digests: HashSet<&str> = [unit.digest.as_str()].into();
+        ctx.warn_waiting(&digests, IMAGE_FAILED, &note).await;
+    }
+}
+
+/// Images of a failed Job left for the next cycle (its tool never ran, or the re-planning
+/// budget is spent): a Warning with the Job's reason on each pod still waiting for them.
+pub async fn waits(ctx: &Context, job_name: &str, units: &[Unit], reason: &str, why: &str) {
+    if !ctx.settings.pod_events.failures() {
+        return;
+    }
+    let note = format!(
+        "Job {}/{job_name} failed ({why}); not annotated, retried next cycle",
+        ctx.namespace
+    );
+    let digests: HashSet<&str> = units.iter().map(|u| u.digest.as_str()).collect();
+    ctx.warn_waiting(&digests, reason, &note).await;
+}
+
+impl Context {
+    /// One Warning on each pod whose annotation was refused for good (they are not asked for
+    /// again, see [`annotate::Refused`]).
+    pub async fn refused_annotations(&self, refused: &[annotate::RefusedPatch], source: &str) {
+        if refused.is_empty() {
+            return;
+        }
+        self.metrics.refused(refused.len());
+        if !self.settings.pod_events.failures() {
+            return;
+        }
+        let events = refused.iter().map(|(pod, asked, why)| {
+            let keys: Vec<&str> = asked.iter().map(|(k, _)| k.as_str()).collect();
+            let note = format!(
+                "catalogued by {source}, but the API server refused the annotation(s) {}: {why}; not retried while the pod runs this image",
+                keys.join(", ")
+            );
+            (pod.as_ref(), note)
+        });
+        pod_events::publish(
+            &self.client,
+            &self.instance,
+            EventType::Warning,
+            ANNOTATION_REFUSED,
+            events,
+        )
+        .await;
+    }
+
+    /// One Warning Event per pod, container and reason skipped (a Warning each cycle would
+    /// bury the pod's other Events).
+    pub async fn warn_skipped(&self, pods: &[Arc<CachedPod>], skipped: Vec<worklist::Skipped>) {
+        if skipped.is_empty() && self.skip_warned.lock().expect("lock").is_empty() {
+            return;
+        }
+        if !self.settings.pod_events.failures() {
+            return;
+        }
+        let by_name: std::collections::HashMap<(&str, &str), &Arc<CachedPod>> =
+            pods.iter().map(|p| ((p.namespace(), p.name()), p)).collect();
+        let events = {
+            let mut warned = self.skip_warned.lock().expect("lock");
+            let uids: HashSet<&str> = pods.iter().filter_map(|p| p.metadata.uid.as_deref()).collect();
+            warned.retain(|(uid, _)| uids.contains(uid.as_str()));
+            let mut events = Vec::new();
+            for s in &skipped {
+                let Some(&pod) = by_name.get(&(s.namespace.as_str(), s.pod.as_str())) else {
+                    continue;
+                };
+                let uid = pod.metadata.uid.clone().unwrap_or_default();
+                if warned.insert((uid, format!("{}\n{}", s.container, s.reason))) {
+                    let note = format!("container {} skipped, not catalogued: {}", s.container, s.reason);
+                    events.push((pod.as_ref(), note));
+                }
+            }
+            events
+        };
+        if !events.is_empty() {
+            pod_events::publish(
+                &self.client,
+                &self.instance,
+                EventType::Warning,
+                IMAGE_SKIPPED,
+                events,
+            )
+            .await;
+        }
+    }
+
+    /// Pull secrets whose credential was left out of the configs for its size: logged each cycle
+    /// (one line per secret), and one Warning on each pod that uses them, once per pod.
+    pub async fn warn_too_large(
+        &self,
+        pods: &[Arc<CachedPod>],
+        index: &CredentialIndex,
+        found: &[(&WorkItem, BTreeSet<worklist::SecretKey>)],
+    ) {
+        let max = index.max_credential_size;
+        let mut secrets: std::collections::BTreeMap<&worklist::SecretKey, usize> = Default::default();
+        for secret in found.iter().flat_map(|(_, s)| s) {
+            *secrets.entry(secret).or_default() += 1;
+        }
+        for ((namespace, secret), images) in &secrets {
+            warn!(%namespace, %secret, images, max_credential_size = max, "pull secret {namespace}/{secret} has a credential larger than SBOM_MAX_CREDENTIAL_SIZE; not handed to the job");
+        }
+        if secrets.is_empty() || !self.settings.pod_events.failures() {
+            return;
+        }
+        let by_name: std::collections::HashMap<(&str, &str), &Arc<CachedPod>> =
+            pods.iter().map(|p| ((p.namespace(), p.name()), p)).collect();
+        let events = {
+            let mut warned = self.skip_warned.lock().expect("lock");
+            let mut events = Vec::new();
+            for (item, large) in found {
+                let names: BTreeSet<(&str, &str)> = item
+                    .pods
+                    .iter()
+                    .map(|p| (p.namespace.as_str(), p.pod.as_str()))
+                    .collect();
+                for pod in names.into_iter().filter_map(|n| by_name.get(&n)) {
+                    let sources = worklist::credential_sources(pod);
+                    let uid = pod.metadata.uid.clone().unwrap_or_default();
+                    for secret in large.iter().filter(|s| index.uses(&sources, s)) {
+                        let about = format!("credential\n{}/{}", secret.0, secret.1);
+                        if warned.insert((uid.clone(), about)) {
+                            events.push((pod.as_ref(), worklist::too_large_note(secret, max)));
+                        }
+                    }
+                }
+            }
+            events
+        };
+        pod_events::publish(
+            &self.client,
+            &self.instance,
+            EventType::Warning,
+            CREDENTIAL_TOO_LARGE,
+            events,
+        )
+        .await;
+    }
+
+    /// A Warning on each pod that still waits for one of the digests (none is annotated).
+    pub async fn warn_waiting(&self, digests: &HashSet<&str>, reason: &str, note: &str) {
+        let prefix = &self.settings.annotation_prefix;
+        let pods = self.snapshot();
+        let waiting = pods
+            .iter()
+            .filter(|p| !annotate::annotations_for(p, prefix, digests).is_empty())
+            .map(|p| (p.as_ref(), note.to_string()));
+        pod_events::publish(&self.client, &self.instance, EventType::Warning, reason, waiting).await;
+    }
+}
