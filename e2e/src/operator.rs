@@ -244,3 +244,37 @@ impl Scenario {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_series_is_read_by_its_exact_name_and_labels() {
+        let m = Metrics(
+            "# TYPE sbomjob_cycles counter\n\
+             sbomjob_cycles_total{result=\"ok\"} 3\n\
+             sbomjob_cycles_total{result=\"error\"} 0\n\
+             sbomjob_leader 1\n\
+             sbomjob_leader_x 7\n\
+             # EOF\n"
+                .into(),
+        );
+        assert_eq!(m.get(CYCLES_OK), Some(3.0));
+        assert_eq!(m.get(CYCLES_ERROR), Some(0.0));
+        assert_eq!(m.get(LEADER), Some(1.0));
+        assert_eq!(
+            m.get("sbomjob_cycles_total"),
+            None,
+            "a labelled series is not the bare name"
+        );
+        assert_eq!(m.get("sbomjob_images_processed_total"), None);
+    }
+
+    #[test]
+    fn free_addresses_are_loopback_with_a_port() {
+        let addr = free_loopback_addr();
+        assert!(addr.ip().is_loopback());
+        assert_ne!(addr.port(), 0);
+    }
+}
