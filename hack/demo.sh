@@ -5,8 +5,8 @@
 # The cluster keeps running afterwards; `e2e/cluster/cluster.sh down` stops it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-
-step() { printf '\n==== %s (%s)\n' "$*" "$(date +%H:%M:%S)"; }
+# shellcheck source=lib.sh
+. hack/lib.sh
 started=$(date +%s)
 NS=sbomjob
 APPS=demo-apps

@@ -4,17 +4,17 @@
 # Installs what it needs (idempotently); slow builds are cached under ~/.cache/sbomjob.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-
-step() { printf '\n==== %s (%s)\n' "$*" "$(date +%H:%M:%S)"; }
+# shellcheck source=lib.sh
+. hack/lib.sh
 started=$(date +%s)
 
 # The cluster's binaries (etcd and Kubernetes, ~20 min on a fresh machine, cached after) build in
 # the background while the lints and unit tests run: the Go module downloads and the link steps
 # leave a core free. Their output goes to a log shown when the cluster step waits for them.
 bins_log=$(mktemp)
-setsid e2e/cluster/build-binaries.sh >"$bins_log" 2>&1 &
-bins_pid=$!
-trap 'kill -- -"$bins_pid" 2>/dev/null || true; rm -f "$bins_log"' EXIT
+bins_pid=
+bg_start bins_pid "$bins_log" e2e/cluster/build-binaries.sh
+trap 'bg_stop "$bins_pid"; rm -f "$bins_log"' EXIT
 
 DEBUG_BIN=${CARGO_TARGET_DIR:-target}/debug
 

@@ -6,15 +6,14 @@ set -uo pipefail
 SCRIPT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/examples/jq-loop/entrypoint.sh
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
-passed=0 failed=0
+# pass/fail and summary; a failed check shows the end of the script's output.
+REPORT_DETAIL=tail REPORT_DETAIL_LINES=15
+# shellcheck source=../../hack/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/../../hack/lib.sh"
 check() { # check DESCRIPTION COMMAND...
   local what=$1
   shift
-  if "$@"; then
-    passed=$((passed + 1)); echo "ok    $what"
-  else
-    failed=$((failed + 1)); echo "FAIL  $what"; sed 's/^/      | /' "$WORK/out" | tail -15
-  fi
+  if "$@"; then pass "$what"; else fail "$what" "$WORK/out"; fi
 }
 command -v jq >/dev/null || { echo "jq is required"; exit 1; }
 
@@ -67,6 +66,4 @@ CONFIG=$WORK/config.json sh "$SCRIPT" >"$WORK/out" 2>&1
 rc=$?
 check "missing config: exit 2" test "$rc" -eq 2
 
-echo
-echo "$passed passed, $failed failed"
-((failed == 0))
+summary

@@ -36,32 +36,11 @@ KCM_BURST=1000
 # The operator's user: its own client certificate, so the audit log can pick its requests.
 OPERATOR_USER=sbomjob-operator
 
-blog() { printf '%s [bench-cp] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-
-bstart() {
-  local name=$1
-  shift
-  blog "starting $name"
-  nohup setsid "$@" </dev/null >>"$BLOGS/$name.log" 2>&1 &
-  echo $! >"$BPIDS/$name.pid"
-}
-
-bstop() {
-  local name=$1 pid i
-  [[ -f $BPIDS/$name.pid ]] || return 0
-  pid=$(cat "$BPIDS/$name.pid")
-  # Only a process still running the program we started (pid reuse).
-  if proc_alive "$pid" && grep -q -- "$name" <<<"$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null)"; then
-    blog "stopping $name (pid $pid)"
-    kill -TERM "$pid" 2>/dev/null || true
-    for ((i = 0; i < 150; i++)); do
-      proc_alive "$pid" || break
-      sleep 0.1
-    done
-    if proc_alive "$pid"; then kill -KILL "$pid" 2>/dev/null || true; fi
-  fi
-  rm -f "$BPIDS/$name.pid"
-}
+# Read by log() of hack/lib.sh (sourced through lib/common.sh).
+# shellcheck disable=SC2034
+LOG_TAG=bench-cp
+bstart() { daemon_start "$BPIDS" "$BLOGS" "$@"; }
+bstop() { daemon_stop "$BPIDS" "$1" 15; }
 
 pki() {
   mkdir -p "$PKI"
@@ -98,10 +77,10 @@ cmd_up() {
   have_bins() { [[ -x $K8S_BIN_DIR/kube-apiserver && -x $K8S_BIN_DIR/kube-controller-manager && -x $K8S_BIN_DIR/etcd ]]; }
   # Its exit code is not what matters (its last step is a cache clean-up): the binaries are.
   have_bins || "$E2E_CLUSTER_DIR/build-binaries.sh" >&2 || true
-  have_bins || { blog "no Kubernetes binaries in $K8S_BIN_DIR"; exit 1; }
+  have_bins || { log "no Kubernetes binaries in $K8S_BIN_DIR"; exit 1; }
   cmd_down 2>/dev/null || true
   for p in 22379 22380 $API_PORT $KCM_PORT; do
-    if [[ -n $(ss -Hltn "sport = :$p") ]]; then blog "port $p is in use"; exit 1; fi
+    if [[ -n $(ss -Hltn "sport = :$p") ]]; then log "port $p is in use"; exit 1; fi
   done
   rm -rf "$CP"
   mkdir -p "$CP" "$BLOGS" "$BPIDS" "$CP/etcd"
@@ -147,7 +126,7 @@ cmd_up() {
   KUBECONFIG=$BENCH/admin.kubeconfig "$(kubectl_bin)" apply -f "$REPO_ROOT/charts/sbomjob/crds/imagerecords.yaml" >/dev/null
   KUBECONFIG=$BENCH/admin.kubeconfig wait_for 60 "ImageRecord CRD established" \
     "$(kubectl_bin)" wait --for=condition=Established crd/imagerecords.sbomjob.io --timeout=5s
-  blog "control plane up: $API_URL (state $CP)"
+  log "control plane up: $API_URL (state $CP)"
 }
 
 cmd_down() {

@@ -41,8 +41,9 @@ SCALE=${DEFAULTS_SCALE:-100}
 DIR=${SBOMJOB_BENCH_DIR:-/tmp/sbomjob-bench}/defaults
 MAX_JOBS=1000 # bound on the Jobs of one configuration
 
-say() { printf '%s [defaults-bench] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-die() { say "error: $*"; exit 1; }
+# shellcheck source=../../hack/lib.sh
+. "$ROOT/hack/lib.sh"
+LOG_TAG=defaults-bench
 now() { date +%s.%N; }
 calc() { awk "BEGIN { printf \"%.6f\", $1 }"; }
 is_count() { [[ $1 =~ ^[1-9][0-9]*$ ]]; }
@@ -54,7 +55,7 @@ for t in jq awk timeout sleep; do command -v "$t" >/dev/null || die "$t not foun
 if [[ -n ${SBOMJOB_ENTRYPOINT_BIN:-} ]]; then
   BIN=$(readlink -f "$SBOMJOB_ENTRYPOINT_BIN")
 else
-  say "building the entrypoint (release)"
+  log "building the entrypoint (release)"
   (cd "$ROOT" && cargo build --release --locked -p sbomjob-job-image >&2)
   BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release/sbomjob-entrypoint
 fi
@@ -163,7 +164,7 @@ for config in "${configs[@]}"; do
   for ((i = 0; i < njobs; i++)); do
     jq -c ".[$((i * m)):$(((i + 1) * m))]" "$DIR/image-config.json" >"$d/job-$i.json"
   done
-  say "$label: $IMAGES images, $njobs Jobs of ≤ $m, $p at once, concurrency $c, entrypoint deadline ${dl} s (${dl_scaled} s scaled); load $(cut -d' ' -f1-3 /proc/loadavg)"
+  log "$label: $IMAGES images, $njobs Jobs of ≤ $m, $p at once, concurrency $c, entrypoint deadline ${dl} s (${dl_scaled} s scaled); load $(cut -d' ' -f1-3 /proc/loadavg)"
   start=$(now)
   for ((i = 0; i < njobs; i++)); do
     # As the operator: no more than P at once; the next starts when one ends.
@@ -207,7 +208,7 @@ for config in "${configs[@]}"; do
   rows+=("| $label: M=$m, P=$p, T=$t, C=$c | $njobs | $ok / $IMAGES | $annotated / $IMAGES | $hit | $(printf '%.0f' "$longest") s / $dl s ($pct %) | **$(printf '%.0f' "$wall") s** ($(awk -v w="$wall" 'BEGIN { printf "%d h %02d min", w / 3600, (w % 3600) / 60 }')) | $model s | **$finishes** |")
   joined=$(printf '%s; ' "${list[@]}")
   details+=("- $label: ${joined%; }")
-  say "$label: done in $(printf '%.1f' "$(calc "$end - $start")") s scaled ($(printf '%.0f' "$wall") s real): $annotated images annotated, $hit Jobs hit the deadline"
+  log "$label: done in $(printf '%.1f' "$(calc "$end - $start")") s scaled ($(printf '%.0f' "$wall") s real): $annotated images annotated, $hit Jobs hit the deadline"
 done
 
 # --- the table ------------------------------------------------------------------------------------

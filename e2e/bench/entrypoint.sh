@@ -13,7 +13,9 @@ PORT=25000
 REG=127.0.0.1:$PORT
 CLI='skopeo inspect --tls-verify=false docker://{reference}'
 
-say() { printf '%s [entrypoint-bench] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+# shellcheck source=../../hack/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/../../hack/lib.sh"
+LOG_TAG=entrypoint-bench
 now() { date +%s.%N; }
 since() { printf '%.6f' "$(echo "$(now) - $1" | bc -l)"; }
 
@@ -29,12 +31,11 @@ storage:
 http:
   addr: $REG
 YML
-setsid docker-registry serve "$DIR/registry.yml" >"$DIR/registry.log" 2>&1 </dev/null &
-REG_PID=$!
-trap 'kill $REG_PID 2>/dev/null || true' EXIT
+bg_start REG_PID "$DIR/registry.log" docker-registry serve "$DIR/registry.yml"
+trap 'bg_stop "$REG_PID"' EXIT
 for _ in $(seq 50); do curl -fsS -o /dev/null "http://$REG/v2/" 2>/dev/null && break; sleep 0.2; done
 
-say "building $IMAGES distinct images (umoci) and pushing them to $REG"
+log "building $IMAGES distinct images (umoci) and pushing them to $REG"
 umoci init --layout "$DIR/oci"
 umoci new --image "$DIR/oci:base"
 echo "sbomjob bench" >"$DIR/hello.txt"
@@ -67,7 +68,7 @@ run_entrypoint() {
 best() { printf '%s\n' "$@" | sort -g | sed -n 1p; }
 c1s=() c8s=() loops=() rc1=0 rc8=0
 for round in 1 2 3; do
-  say "round $round: entrypoint concurrency 1, concurrency 8, plain shell loop"
+  log "round $round: entrypoint concurrency 1, concurrency 8, plain shell loop"
   read -r t rc < <(run_entrypoint 1)
   c1s+=("$t"); [[ $rc -eq 0 ]] || rc1=$rc
   read -r t rc < <(run_entrypoint 8)
@@ -79,7 +80,7 @@ for round in 1 2 3; do
   loops+=("$(since "$t0")")
 done
 c1=$(best "${c1s[@]}") c8=$(best "${c8s[@]}") loop=$(best "${loops[@]}")
-say "concurrency 1: ${c1s[*]}; concurrency 8: ${c8s[*]}; shell loop: ${loops[*]}"
+log "concurrency 1: ${c1s[*]}; concurrency 8: ${c8s[*]}; shell loop: ${loops[*]}"
 
 jq -n --argjson n "$IMAGES" --arg cli "$CLI" --argjson c1 "$c1" --argjson c8 "$c8" --argjson loop "$loop" \
   --argjson ok1 "$([[ $rc1 -eq 0 ]] && echo true || echo false)" \

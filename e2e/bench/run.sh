@@ -29,13 +29,14 @@ export FUZZ_SECONDS=${FUZZ_SECONDS:-80}
 RESULTS=$ROOT/e2e/bench/RESULTS.md
 started=$(date +%s)
 
-step() { printf '\n==== %s (%s)\n' "$*" "$(date +%H:%M:%S)" >&2; }
+# shellcheck source=../../hack/lib.sh
+. "$ROOT/hack/lib.sh"
 
 # shellcheck disable=SC2317 # run by the EXIT trap (shellcheck 0.9 calls it unreachable)
 cleanup() { "$ROOT/e2e/bench/controlplane.sh" down >/dev/null 2>&1 || true; }
 trap cleanup EXIT
 
-step "dependencies"
+step "dependencies" >&2
 # shellcheck source=../cluster/lib/common.sh
 . "$ROOT/e2e/cluster/lib/common.sh"
 # The cluster's installer, with the bench's list: it keeps docker-registry's own service (on
@@ -63,7 +64,7 @@ busy() {
     "$1" "$(cut -d' ' -f1-3 /proc/loadavg)" "$idle" "$suites" >>"$OUT/load.txt"
 }
 
-step "release build"
+step "release build" >&2
 cargo build --release --locked -p sbomjob-job-image -p sbomjob-e2e --bins >&2
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}/release
 # The operator is measured as the image ships it: static musl build (Dockerfile.operator).
@@ -87,19 +88,19 @@ for n in $SIZES; do
   cluster_files+=(--cluster "$OUT/cluster-$n.json")
 done
 
-step "entrypoint, 200 images"
+step "entrypoint, 200 images" >&2
 busy "before the entrypoint bench"
 "$ROOT/e2e/bench/entrypoint.sh" "$TARGET/sbomjob-entrypoint" "$OUT/entrypoint.json"
 
-step "first cycle with the defaults, 500 images of 30 s"
+step "first cycle with the defaults, 500 images of 30 s" >&2
 busy "before the defaults bench"
 SBOMJOB_ENTRYPOINT_BIN="$TARGET/sbomjob-entrypoint" "$ROOT/e2e/bench/defaults.sh" "$OUT/defaults.md" >/dev/null
 
-step "fuzzing, ${FUZZ_SECONDS}s per target"
+step "fuzzing, ${FUZZ_SECONDS}s per target" >&2
 fuzz_rc=0
 "$ROOT/e2e/bench/fuzz.sh" "$OUT/fuzz.json" || fuzz_rc=$?
 
-step "RESULTS.md"
+step "RESULTS.md" >&2
 {
   echo "# Benchmark results"
   echo

@@ -22,39 +22,10 @@ CTR_NS=k8s.io
 # ================================================================= processes ==================
 
 # start NAME COMMAND...: runs COMMAND detached (own session), logs to $LOGS/NAME.log
-start() {
-  local name=$1
-  shift
-  if pid_alive "$name"; then die "$name already running (pid $(cat "$PIDS/$name.pid"))"; fi
-  log "starting $name"
-  # 8>&- 9>&-: the daemons must not inherit (and so hold) the scripts' lock files.
-  nohup setsid "$@" </dev/null >>"$LOGS/$name.log" 2>&1 8>&- 9>&- &
-  echo $! >"$PIDS/$name.pid"
-  echo "$1" >"$PIDS/$name.cmd"
-}
+start() { daemon_start "$PIDS" "$LOGS" "$@"; }
 
 # stop NAME [SIGNAL_TIMEOUT]: SIGTERM, then SIGKILL after the timeout
-stop() {
-  local name=$1 timeout=${2:-15} pid i
-  [[ -f $PIDS/$name.pid ]] || return 0
-  pid=$(cat "$PIDS/$name.pid")
-  if proc_alive "$pid" && ! ours "$name" "$pid"; then
-    log "$name: pid $pid is no longer ours (stale pid file), not killing it"
-  elif proc_alive "$pid"; then
-    log "stopping $name (pid $pid)"
-    kill -TERM "$pid" 2>/dev/null || true
-    for ((i = 0; i < timeout * 10; i++)); do
-      proc_alive "$pid" || break
-      sleep 0.1
-    done
-    if proc_alive "$pid"; then
-      log "$name did not stop on SIGTERM, killing"
-      kill -KILL "$pid" 2>/dev/null || true
-      sleep 0.2
-    fi
-  fi
-  rm -f "$PIDS/$name.pid" "$PIDS/$name.cmd"
-}
+stop() { daemon_stop "$PIDS" "$@"; }
 
 # ================================================================= PKI ========================
 

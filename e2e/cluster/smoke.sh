@@ -12,10 +12,6 @@ set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 
 NS=sbomjob-smoke
-PASSED=0
-FAILED=0
-ok() { echo "PASS: $*"; PASSED=$((PASSED + 1)); }
-fail() { echo "FAIL: $*"; FAILED=$((FAILED + 1)); }
 
 [[ -f $STATE/images.env ]] || die "no $STATE/images.env: run e2e/cluster/cluster.sh up first"
 # shellcheck disable=SC1091
@@ -70,7 +66,7 @@ if kc -n "$NS" run privileged-probe --image="$WORKLOAD_ALPHA_IMAGE" --restart=Ne
   >/dev/null 2>&1; then
   fail "a privileged pod was admitted in a restricted namespace"
 else
-  ok "PodSecurity rejects a privileged pod in namespace $NS (enforce=restricted)"
+  pass "PodSecurity rejects a privileged pod in namespace $NS (enforce=restricted)"
 fi
 
 # --- 1. workload pod from the local registry; imageID is the pushed digest --------------------
@@ -90,7 +86,7 @@ EOF
   if kc -n "$NS" wait pod "workload-$name" --for=condition=Ready --timeout=120s >/dev/null; then
     image_id=$(kc -n "$NS" get pod "workload-$name" -o jsonpath='{.status.containerStatuses[0].imageID}')
     if [[ $image_id == *@sha256:* && $image_id == *"@$want" ]]; then
-      ok "pod workload-$name Running, imageID $image_id"
+      pass "pod workload-$name Running, imageID $image_id"
     else
       fail "pod workload-$name imageID '$image_id' is not the pushed digest $want"
     fi
@@ -115,7 +111,7 @@ EOF
 if wait_job skopeo-inspect 180; then
   out=$(kc -n "$NS" logs job/skopeo-inspect)
   if [[ $out == "$WORKLOAD_BETA_IMAGE_DIGEST" ]]; then
-    ok "restricted Job (image $job_image) ran skopeo inspect docker://$WORKLOAD_BETA_IMAGE -> $out"
+    pass "restricted Job (image $job_image) ran skopeo inspect docker://$WORKLOAD_BETA_IMAGE -> $out"
   else
     fail "skopeo Job printed '$out', expected $WORKLOAD_BETA_IMAGE_DIGEST"
   fi
@@ -138,7 +134,7 @@ EOF
 if wait_job skopeo-inspect-private 180; then
   out=$(kc -n "$NS" logs job/skopeo-inspect-private)
   if [[ $out == "$WORKLOAD_DELTA_IMAGE_DIGEST" ]]; then
-    ok "restricted Job ran skopeo inspect --creds docker://$WORKLOAD_DELTA_IMAGE -> $out"
+    pass "restricted Job ran skopeo inspect --creds docker://$WORKLOAD_DELTA_IMAGE -> $out"
   else
     fail "skopeo Job (auth registry) printed '$out', expected $WORKLOAD_DELTA_IMAGE_DIGEST"
   fi
@@ -155,7 +151,7 @@ if [[ -n ${JOB_SYFT_IMAGE:-} ]]; then
       "env": [{"name": "SYFT_REGISTRY_INSECURE_USE_HTTP", "value": "true"}]
 EOF
   if wait_job syft-scan 240 && out=$(kc -n "$NS" logs job/syft-scan) && [[ $out == *left-pad* && $out == *busybox* ]]; then
-    ok "restricted Job ran syft on registry:$WORKLOAD_BETA_IMAGE: $(echo "$out" | awk 'NR > 1 {print $1 "@" $2}' | tr '\n' ' ')"
+    pass "restricted Job ran syft on registry:$WORKLOAD_BETA_IMAGE: $(echo "$out" | awk 'NR > 1 {print $1 "@" $2}' | tr '\n' ' ')"
   else
     fail "syft Job did not catalogue $WORKLOAD_BETA_IMAGE: $(kc -n "$NS" logs job/syft-scan 2>&1 | tail -5)"
   fi
@@ -177,7 +173,7 @@ EOF
 wait_job api-probe 120 && rc=0 || rc=1
 out=$(kc -n "$NS" logs job/api-probe 2>&1 || true)
 if [[ $rc == 0 && $out == *"user=system:serviceaccount:$NS:default"* ]]; then
-  ok "in-pod client reached the API server via the ClusterIP: $out"
+  pass "in-pod client reached the API server via the ClusterIP: $out"
 else
   fail "in-pod client could not use the API server through $KUBERNETES_SVC_IP:443: $out"
 fi
@@ -189,11 +185,10 @@ fi
 if s_client=$(openssl s_client -connect "$KUBERNETES_SVC_IP:443" -CAfile "$PKI/ca.crt" \
   -verify_ip "$KUBERNETES_SVC_IP" -verify_return_error 2>/dev/null <<<"") &&
   grep -q 'Verify return code: 0' <<<"$s_client"; then
-  ok "API server certificate verifies for $KUBERNETES_SVC_IP through kube-proxy (from the host)"
+  pass "API server certificate verifies for $KUBERNETES_SVC_IP through kube-proxy (from the host)"
 else
   fail "API server certificate did not verify for $KUBERNETES_SVC_IP"
 fi
 
 kc delete namespace "$NS" --wait=false >/dev/null
-echo "smoke: $PASSED passed, $FAILED failed"
-[[ $FAILED -eq 0 ]]
+summary smoke

@@ -354,3 +354,64 @@ pub fn spawn_job_pod_completer(client: Client, ns: String, node: String) -> toki
         }
     })
 }
+
+/// A simulated node for one scenario, deleted when dropped.
+pub struct SimNode {
+    pub name: String,
+}
+
+impl SimNode {
+    pub async fn create(client: &Client, scenario: &str) -> SimNode {
+        let name = format!("sbomjob-e2e-sim-{scenario}");
+        ensure_node(client, &name)
+            .await
+            .unwrap_or_else(|e| panic!("creating node {name}: {e}"));
+        SimNode { name }
+    }
+
+    /// Operator settings that put its Job pods on this node, where only the test ends them.
+    pub fn operator_env(&self) -> Vec<(String, String)> {
+        let (tolerations, selector) = job_settings(&self.name);
+        vec![
+            ("SBOM_JOB_NODE_SELECTOR".into(), selector),
+            ("SBOM_JOB_TOLERATIONS".into(), tolerations),
+        ]
+    }
+}
+
+impl Drop for SimNode {
+    fn drop(&mut self) {
+        crate::cluster::kubectl_quiet(&["delete", "node", "--wait=false", "--ignore-not-found", &self.name]);
+    }
+}
+
+/// A well-formed imageID of a simulated image `k` (nothing pulls it).
+pub fn sim_image_id(repo: &str, k: usize) -> String {
+    format!("10.244.0.1:5000/{repo}@sha256:{}", fake_digest(k))
+}
+
+/// `count` Running pods `app-<i>` in `ns` on `node`, container `app`, `digests` distinct
+/// imageIDs; returns (pod name, imageID).
+pub async fn sim_pods(
+    client: &Client,
+    ns: &str,
+    node: &str,
+    repo: &str,
+    count: usize,
+    digests: usize,
+) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut pods = Vec::new();
+    for i in 0..count {
+        let id = sim_image_id(repo, i % digests);
+        let image = format!("{}:1.0", id.split('@').next().unwrap_or_default());
+        let c = SimContainer::new("app", &image, &id);
+        let name = format!("app-{i:04}");
+        pods.push((pod(ns, &name, node, std::slice::from_ref(&c), &[]), vec![c]));
+        out.push((name, id));
+    }
+    start_pods(client, pods, 8)
+        .await
+        .unwrap_or_else(|e| panic!("starting simulated pods in {ns}: {e}"));
+    out
+}

@@ -1,9 +1,15 @@
 //! Beyond the spec, against the real local cluster: the digest cache, sharded Jobs,
-//! event-driven cycles, leader election and metrics. Run by e2e/run.sh, one at a time.
+//! event-driven cycles, leader election and metrics. Run by hack/test.sh (`make test`); this
+//! file alone: `cargo test -p sbomjob-e2e --test beyond -- --test-threads=1`.
 
 use std::time::{Duration, Instant};
 
-use e2e::{Cluster, Scenario, http_get, image_records, job_end, job_name, registry::copy_image, wait_for};
+use e2e::{
+    CYCLES_ERROR, CYCLES_OK, Cluster, LEADER, Scenario, image_records, job_end, job_name,
+    registry::copy_image, wait_for,
+};
+use k8s_openapi::api::coordination::v1::Lease;
+use kube::Api;
 
 const PREFIX: &str = "sbomjob.io";
 const MIN: Duration = Duration::from_secs(60);
@@ -68,15 +74,31 @@ async fn cache_annotates_known_digests_without_a_job() {
     s.wait_all_annotated(PREFIX, MIN).await;
     tokio::time::sleep(Duration::from_secs(5)).await;
     assert_eq!(s.jobs().await.len(), 1, "a cache hit must not create a Job");
-    let metrics = http_get(&s.admin_addr(op).await, "/metrics");
-    let hits = metrics
-        .lines()
-        .find(|l| l.starts_with("sbomjob_cache_lookups_total{result=\"hit\"}"))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|n| n.parse::<f64>().ok())
-        .unwrap_or_else(|| panic!("no cache hit metric:\n{metrics}"));
-    assert!(hits >= 1.0, "{metrics}");
-    assert!(s.operator_log(op).contains("cache hits: annotated without a Job"));
+    let metrics = s.metrics(op).await;
+    assert!(
+        metrics.value("sbomjob_cache_lookups_total{result=\"hit\"}") >= 1.0,
+        "{metrics:?}"
+    );
+    // One image catalogued (by the one Job), two pods annotated: the second from the cache.
+    assert_eq!(
+        metrics.value("sbomjob_images_processed_total"),
+        1.0,
+        "{metrics:?}"
+    );
+    assert!(
+        metrics.value("sbomjob_pods_annotated_total") >= 2.0,
+        "{metrics:?}"
+    );
+    // The second pod's Processed Event says where its catalogue came from: the digest cache,
+    // not a Job.
+    let events = s.events_of("second").await;
+    assert!(
+        events.iter().any(|e| e.reason.as_deref() == Some("Processed")
+            && e.note
+                .as_deref()
+                .is_some_and(|n| n.contains("digest cache") && !n.contains(&job))),
+        "second: no Processed Event from the digest cache: {events:?}"
+    );
 }
 
 /// (b): once the record expired, the same digest in a new pod makes one new Job.
@@ -230,10 +252,9 @@ async fn new_image_triggers_a_cycle() {
         ("SBOM_INTERVAL", ""),
         ("SBOM_DEBOUNCE", "3s"),
     ]);
-    wait_for("the start-up cycle", MIN, || async {
-        s.operator_log(0).contains("nothing to process")
-    })
-    .await;
+    // The start-up cycle ends without a Job: nothing runs yet.
+    s.wait_metric(0, CYCLES_OK, 1.0, MIN).await;
+    assert!(s.jobs().await.is_empty());
     let created = Instant::now();
     s.pod(&ns, "new", &[("app", &fresh.tagged)], &[]).await;
     let job = job_name(&s.wait_jobs(1, 2 * MIN).await[0]);
@@ -242,7 +263,10 @@ async fn new_image_triggers_a_cycle() {
         created.elapsed() < MIN,
         "the Job came too late to be event-driven"
     );
-    assert!(s.operator_log(0).contains("cycle starts (new image running)"));
+    // The Job came from a second cycle, after the start-up one had ended with no Job; with a
+    // yearly schedule and no failed cycle to retry, only the new image could have started it.
+    let metrics = s.metrics(0).await;
+    assert_eq!(metrics.value(CYCLES_ERROR), 0.0, "{metrics:?}");
     assert_eq!(s.wait_job_end(&job, 3 * MIN).await.0, "Complete");
     s.wait_all_annotated(PREFIX, MIN).await;
 }
@@ -261,26 +285,40 @@ async fn leader_election_failover() {
         ("SBOM_LEASE_DURATION", "6s"),
         ("SBOM_INTERVAL", "5s"),
     ];
-    let a = s.start_operator(&env);
-    let b = s.start_operator(&env);
+    let a = s.start_operator(&[env.as_slice(), &[("POD_NAME", "replica-a")]].concat());
+    let b = s.start_operator(&[env.as_slice(), &[("POD_NAME", "replica-b")]].concat());
+    let identity = |n: usize| if n == a { "replica-a" } else { "replica-b" };
+    let leases: Api<Lease> = Api::namespaced(s.client.clone(), &s.job_ns);
+    let lease_name = format!("e2e-{}-leader", s.name);
+    let holder = || async {
+        leases
+            .get_opt(&lease_name)
+            .await
+            .ok()
+            .flatten()
+            .and_then(|l| l.spec?.holder_identity)
+    };
     let job = job_name(&s.wait_jobs(1, 2 * MIN).await[0]);
     assert_eq!(s.wait_job_end(&job, 3 * MIN).await.0, "Complete");
     s.wait_all_annotated(PREFIX, MIN).await;
     tokio::time::sleep(Duration::from_secs(12)).await;
     assert_eq!(s.jobs().await.len(), 1, "two replicas must not both create Jobs");
-    let leading = |n: usize| s.operator_log(n).contains("leader election: leading");
-    assert!(leading(a) ^ leading(b), "exactly one replica leads");
-    let (leader, follower) = if leading(a) { (a, b) } else { (b, a) };
+    // Exactly one replica leads: its sbomjob_leader is 1, the other's 0, and the Lease names it.
+    let (leader_a, leader_b) = (s.metric(a, LEADER).await, s.metric(b, LEADER).await);
+    assert_eq!(
+        leader_a + leader_b,
+        1.0,
+        "exactly one replica leads: sbomjob_leader {leader_a} and {leader_b}"
+    );
+    let (leader, follower) = if leader_a == 1.0 { (a, b) } else { (b, a) };
+    assert_eq!(holder().await.as_deref(), Some(identity(leader)));
 
     s.kill_operator(leader);
     let killed = Instant::now();
-    wait_for(
-        "the follower to take over",
-        lease + Duration::from_secs(5),
-        || std::future::ready(s.operator_log(follower).contains("leader election: leading")),
-    )
-    .await;
+    s.wait_metric(follower, LEADER, 1.0, lease + Duration::from_secs(5))
+        .await;
     let takeover = killed.elapsed();
+    assert_eq!(holder().await.as_deref(), Some(identity(follower)));
     eprintln!("takeover after {takeover:?} (lease {lease:?})");
     assert!(
         takeover <= lease + Duration::from_secs(1),

@@ -280,7 +280,7 @@ async fn d_unusual_image_ids_never_fail_a_job_of_other_images() {
     let cluster = Cluster::connect().await;
     let mut s = Scenario::new(&cluster, "imageids", 1).await;
     let ns = s.namespaces[0].clone();
-    let node = e2e::reliability_support::SimNode::create(&s.client, "imageids").await;
+    let node = e2e::sim::SimNode::create(&s.client, "imageids").await;
     let healthy = copy_image(&cluster, "WORKLOAD_ALPHA_IMAGE", "e2e/ids").await;
     let upper = copy_image(&cluster, "WORKLOAD_BETA_IMAGE", "e2e/ids").await;
     s.pod(&ns, "healthy", &[("app", &healthy.tagged)], &[]).await;

@@ -1,5 +1,6 @@
 //! Reliability and security scenarios, against the real local cluster (e2e/cluster), one at a
-//! time: `cargo test -p sbomjob-e2e --test reliability -- --test-threads=1`.
+//! time; run by hack/test.sh (`make test`), this file alone:
+//! `cargo test -p sbomjob-e2e --test reliability -- --test-threads=1`.
 //!
 //! Most use simulated pods (e2e/src/sim.rs): real pod objects on a node object of the test's
 //! own, whose status the test writes, so a pod can report an imageID no kubelet would, and a
@@ -13,15 +14,14 @@ use std::{
 };
 
 use e2e::{
-    Cluster, SKOPEO_INSPECT, Scenario, job_end, job_name,
-    reliability_support::{
-        AnnotationRecorder, SimNode, assert_no_credentials_left, restart_apiserver, sim_pods, wait_log,
-    },
-    sim::{self, SimContainer},
+    AnnotationRecorder, CYCLES_ERROR, CYCLES_OK, Cluster, SKOPEO_INSPECT, Scenario,
+    assert_no_credentials_left, job_end, job_name, restart_apiserver,
+    sim::{self, SimContainer, SimNode, sim_pods},
     skopeo_job_image, wait_for, workspace_bin,
 };
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, ObjectMeta, PostParams};
+use sbomjob_contract::termination::Report;
 
 const PREFIX: &str = "sbomjob.io";
 const MIN: Duration = Duration::from_secs(60);
@@ -81,10 +81,10 @@ async fn r1_apiserver_restart_mid_cycle() {
     assert_eq!(ended, 1);
     assert_eq!(s.wait_job_end(&job, 2 * MIN).await.0, "Complete");
     s.wait_all_annotated(PREFIX, 2 * MIN).await;
-    // The next cycle (10 s interval; one retried after an error comes within 30 s) finds
-    // nothing to do.
-    let before = s.operator_log(0).matches("nothing to process").count();
-    wait_log(&s, 0, "nothing to process", before + 1, 2 * MIN).await;
+    // The next cycle (10 s interval; one retried after an error comes within 30 s) ends
+    // without an error, and makes no Job.
+    let before = s.metric(0, CYCLES_OK).await;
+    s.wait_metric(0, CYCLES_OK, before + 1.0, 2 * MIN).await;
     let jobs = s.jobs().await;
     assert_eq!(
         jobs.len(),
@@ -145,7 +145,9 @@ async fn r2_operator_killed_between_complete_and_annotated() {
 
     s.start_operator(&settings);
     s.wait_all_annotated(PREFIX, 2 * MIN).await;
-    wait_log(&s, 1, "nothing to process", 1, 2 * MIN).await;
+    // A cycle of the restarted operator ended (the one that finished the adopted Job), and it
+    // made no Job.
+    s.wait_metric(1, CYCLES_OK, 1.0, 2 * MIN).await;
     assert_eq!(s.jobs().await.len(), 1, "the restarted operator made a new Job");
     let jobs = s.jobs().await;
     let labels = jobs[0].metadata.labels.clone().unwrap_or_default();
@@ -179,9 +181,10 @@ async fn secret(s: &Scenario, ns: &str, name: &str, type_: &str, key: &str, valu
         .unwrap_or_else(|e| panic!("creating secret {ns}/{name}: {e}"));
 }
 
-/// 3. Bad input is logged with the object named, and the cycle goes on: an unparsable imageID,
-/// a pull secret that does not exist, one of the wrong type, one whose JSON is not a docker
-/// config. The other images are processed (without those credentials) and annotated.
+/// 3. Bad input does not stop the cycle: an unparsable imageID (skipped, with a Warning on its
+/// pod naming it), a pull secret that does not exist, one of the wrong type, one whose JSON is
+/// not a docker config. The other images are processed (without those credentials: the Job's
+/// config holds none) and annotated.
 #[tokio::test]
 async fn r3_bad_input_is_logged_and_the_cycle_goes_on() {
     let cluster = Cluster::connect().await;
@@ -189,8 +192,10 @@ async fn r3_bad_input_is_logged_and_the_cycle_goes_on() {
     let node = SimNode::create(&s.client, &s.name).await;
     let ns = s.namespaces[0].clone();
     let password = "bad-input-pw-7Qx93kd";
+    // For the images' own registry: were these secrets used, their credentials would be in the
+    // Job's config.
     let auth =
-        format!("{{\"auths\":{{\"10.244.0.1:5001\":{{\"username\":\"u\",\"password\":\"{password}\"}}}}}}");
+        format!("{{\"auths\":{{\"10.244.0.1:5000\":{{\"username\":\"u\",\"password\":\"{password}\"}}}}}}");
     secret(&s, &ns, "opaque-secret", "Opaque", ".dockerconfigjson", &auth).await;
     // Valid JSON (the API server checks that much), but no docker config: the registry maps to
     // the base64 `user:password` string instead of an object with an `auth` key.
@@ -202,10 +207,10 @@ async fn r3_bad_input_is_logged_and_the_cycle_goes_on() {
         "broken-json",
         "kubernetes.io/dockerconfigjson",
         ".dockerconfigjson",
-        &format!("{{\"auths\": {{\"10.244.0.1:5001\": \"{encoded}\"}}}}"),
+        &format!("{{\"auths\": {{\"10.244.0.1:5000\": \"{encoded}\"}}}}"),
     )
     .await;
-    let id = |k| e2e::reliability_support::sim_image_id("e2e/rel-bad", k);
+    let id = |k| e2e::sim::sim_image_id("e2e/rel-bad", k);
     let pods: Vec<(&str, String, Vec<&str>)> = vec![
         (
             "bad-imageid",
@@ -224,8 +229,28 @@ async fn r3_bad_input_is_logged_and_the_cycle_goes_on() {
     }
     let node_env = node.operator_env();
     s.start_operator(&env(&node_env, &[("SBOM_JOB_IMAGE", NEVER_PULLED)]));
-    s.wait_jobs(1, 2 * MIN).await;
+    let job = job_name(&s.wait_jobs(1, 2 * MIN).await[0]);
     sim::wait_job_pod(&s.client, &s.job_ns, MIN).await;
+    // While the Job's pod waits for the test: its config has the four well-formed images, one
+    // per pod, none with a credential (the three bad pull secrets gave none).
+    let config = s.job_config(&job).await;
+    let mut pods: Vec<&str> = config
+        .iter()
+        .flat_map(|e| e.pods.iter().map(|p| p.pod.as_str()))
+        .collect();
+    pods.sort();
+    assert_eq!(
+        pods,
+        ["bad-json", "good", "missing-secret", "wrong-type"],
+        "{config:?}"
+    );
+    for e in &config {
+        assert!(
+            e.registry_host.is_empty() && e.registry_user.is_empty() && e.registry_password.is_empty(),
+            "a credential in the config for {}: {e:?}",
+            e.image
+        );
+    }
     sim::finish_job_pods(&s.client, &s.job_ns, &node.name)
         .await
         .expect("ending the job pod");
@@ -238,19 +263,24 @@ async fn r3_bad_input_is_logged_and_the_cycle_goes_on() {
             == 4
     })
     .await;
-    // The cycle went on to the next one, which again skips the bad pod and creates no Job.
-    wait_log(&s, 0, "nothing to process", 1, 2 * MIN).await;
-    let log = s.operator_log(0);
-    let line_with = |needles: &[&str]| {
-        log.lines()
-            .find(|l| needles.iter().all(|n| l.contains(n)))
-            .unwrap_or_else(|| panic!("no log line names {needles:?}:\n{log}"))
-            .to_string()
-    };
-    line_with(&["container skipped", "bad-imageid", "not-a-digest"]);
-    line_with(&["does-not-exist", "does not exist"]);
-    line_with(&["opaque-secret", "type"]);
-    line_with(&["broken-json", "not valid JSON"]);
+    // The cycle went on to the next one, which again skips the bad pod and creates no Job: two
+    // cycles ended (the one that waited for the Job, then one with nothing to do).
+    s.wait_metric(0, CYCLES_OK, 2.0, 2 * MIN).await;
+    // The bad imageID is named where `kubectl describe pod` shows it: one Warning.
+    let events = s.events_of("bad-imageid").await;
+    let skipped: Vec<_> = events
+        .iter()
+        .filter(|e| e.reason.as_deref() == Some("ImageSkipped"))
+        .collect();
+    assert_eq!(skipped.len(), 1, "{events:?}");
+    assert_eq!(skipped[0].type_.as_deref(), Some("Warning"));
+    assert!(
+        skipped[0]
+            .note
+            .as_deref()
+            .is_some_and(|n| n.contains("not-a-digest")),
+        "{skipped:?}"
+    );
     let bad = s
         .annotations(PREFIX)
         .await
@@ -262,12 +292,16 @@ async fn r3_bad_input_is_logged_and_the_cycle_goes_on() {
     assert_no_credentials_left(&s, 1, &[password, &encoded]).await;
 }
 
-/// 4. A namespace selector that matches nothing: the operator logs that there is nothing to
-/// process, cycle after cycle, and creates nothing.
+/// 4. A namespace selector that matches nothing: cycle after cycle ends without an error and
+/// creates nothing, though a pod runs in a namespace labelled for the scenario (which the
+/// default selector of the scenario's operators would pick).
 #[tokio::test]
 async fn r4_namespace_selector_matching_nothing() {
     let cluster = Cluster::connect().await;
-    let mut s = Scenario::new(&cluster, "rel-nomatch", 0).await;
+    let mut s = Scenario::new(&cluster, "rel-nomatch", 1).await;
+    let ns = s.namespaces[0].clone();
+    s.run_app_pod(&ns, "unselected", "WORKLOAD_ALPHA_IMAGE", &[])
+        .await;
     s.start_operator(&[
         ("SBOM_JOB_IMAGE", NEVER_PULLED),
         (
@@ -276,45 +310,82 @@ async fn r4_namespace_selector_matching_nothing() {
         ),
         ("SBOM_INTERVAL", "3s"),
     ]);
-    wait_log(&s, 0, "nothing to process", 3, MIN).await;
-    let log = s.operator_log(0);
-    assert!(!log.contains("cycle failed"), "{log}");
-    assert!(
-        log.contains("sbomjob-e2e/nothing=matches-this"),
-        "the selector is not logged:\n{log}"
-    );
+    let metrics = s.wait_metric(0, CYCLES_OK, 3.0, MIN).await;
+    assert_eq!(metrics.value(CYCLES_ERROR), 0.0, "{metrics:?}");
     assert!(s.jobs().await.is_empty());
+    assert_eq!(
+        s.annotations(PREFIX)
+            .await
+            .iter()
+            .filter(|a| a.3.is_some())
+            .count(),
+        0,
+        "a pod of an unselected namespace was annotated"
+    );
     assert_no_credentials_left(&s, 1, &[]).await;
 }
 
-/// 5. An invalid cron string is a start-up error: exit code 2, the variable named.
+/// 5. An invalid cron string is a start-up error: exit code 2 (a bad setting), where the same
+/// settings with a valid cron string get past the settings (exit 1: no Kubernetes client
+/// configuration here). Neither panics (101).
 #[tokio::test]
 async fn r5_invalid_cron_is_a_startup_error() {
-    let out = Command::new(workspace_bin("sbomjob-operator"))
-        .env_clear()
-        .env("SBOM_JOB_IMAGE", "registry.example/job:1")
-        .env("SBOM_CRON", "bad")
-        .output()
-        .expect("running the operator");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains("SBOM_CRON"), "{stderr}");
-    assert!(!stderr.contains("panicked"), "{stderr}");
+    let dir = tempdir("cron");
+    let run = |cron: &str| {
+        Command::new(workspace_bin("sbomjob-operator"))
+            .env_clear()
+            .env("HOME", &dir)
+            .env("KUBECONFIG", dir.join("no-kubeconfig"))
+            .env("POD_NAMESPACE", "sbomjob")
+            .env("SBOM_JOB_IMAGE", "registry.example/job:1")
+            .env("SBOM_CRON", cron)
+            .output()
+            .expect("running the operator")
+    };
+    let good = run("0 30 2 * * *");
+    assert_eq!(
+        good.status.code(),
+        Some(1),
+        "a valid SBOM_CRON: {}",
+        String::from_utf8_lossy(&good.stderr)
+    );
+    let bad = run("bad");
+    assert_eq!(
+        bad.status.code(),
+        Some(2),
+        "SBOM_CRON=bad: {}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 fn entrypoint() -> PathBuf {
     workspace_bin("sbomjob-entrypoint")
 }
 
+/// Runs the entrypoint on `config`; its per-image report goes to `dir/termination-log`, which
+/// is removed first.
 fn run_entrypoint(config: &Path, command: &str, dir: &Path) -> std::process::Output {
+    let _ = std::fs::remove_file(termination_log(dir));
     Command::new(entrypoint())
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("TMPDIR", dir)
         .env("ENTRYPOINT_CONFIG", config)
         .env("ENTRYPOINT_COMMAND", command)
+        .env("ENTRYPOINT_TERMINATION_LOG", termination_log(dir))
         .output()
         .expect("running the entrypoint")
+}
+
+fn termination_log(dir: &Path) -> PathBuf {
+    dir.join("termination-log")
+}
+
+/// The per-image report of the last [`run_entrypoint`] in `dir` (`None`: none was written).
+fn report(dir: &Path) -> Option<Report> {
+    let text = std::fs::read_to_string(termination_log(dir)).ok()?;
+    Some(Report::parse(&text).unwrap_or_else(|| panic!("not a per-image report: {text:?}")))
 }
 
 /// 6. A 5 MB image-config.json: the entrypoint succeeds (or fails cleanly), never crashes; a
@@ -329,7 +400,7 @@ async fn r6_entrypoint_with_a_5_mb_config() {
         .map(|k| {
             serde_json::json!({
                 "registry-host": "", "registry-user": "", "registry-password": "",
-                "image": e2e::reliability_support::sim_image_id("e2e/big", k),
+                "image": e2e::sim::sim_image_id("e2e/big", k),
                 "pods": pods,
             })
         })
@@ -344,22 +415,24 @@ async fn r6_entrypoint_with_a_5_mb_config() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(!text.contains("panicked"), "{text}");
     assert_eq!(out.status.code(), Some(0), "{}", &text[..text.len().min(4000)]);
-    assert!(
-        text.contains("summary: 8 images: 8 ok"),
-        "{}",
-        &text[..text.len().min(4000)]
+    assert_eq!(
+        report(&dir),
+        Some(Report {
+            n: 8,
+            ok: (0..8).collect(),
+            failed: vec![]
+        })
     );
 
-    // The same size, cut in the middle: not JSON.
+    // The same size, cut in the middle: not JSON, a usage error before any image runs (no
+    // report), where the whole file ran above.
     let bytes = std::fs::read(&config).unwrap();
     std::fs::write(&config, &bytes[..bytes.len() - 100]).unwrap();
     let out = run_entrypoint(&config, "true", &dir);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains("not JSON"), "{stderr}");
-    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(report(&dir), None, "{stderr}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -376,16 +449,25 @@ async fn r7_entrypoint_unknown_placeholder() {
     )
     .unwrap();
     let marker = dir.join("ran");
+    let ran = || -> Vec<_> {
+        std::fs::read_dir(&dir)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().starts_with("ran"))
+            .collect()
+    };
+    // The same command with a known placeholder runs: only `{nope}` makes the difference.
+    let out = run_entrypoint(&config, &format!("touch {}-{{tag}}", marker.display()), &dir);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert_eq!(ran().len(), 1, "the command with {{tag}} did not run");
+    std::fs::remove_file(ran()[0].path()).unwrap();
+
     let out = run_entrypoint(&config, &format!("touch {}-{{nope}}", marker.display()), &dir);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains("unknown placeholder `{nope}`"), "{stderr}");
-    let ran: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .filter(|e| e.file_name().to_string_lossy().starts_with("ran"))
-        .collect();
-    assert!(ran.is_empty(), "the command ran");
+    assert!(ran().is_empty(), "the command ran");
+    assert_eq!(report(&dir), None, "a report, though no image ran: {stderr}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -427,8 +509,14 @@ async fn r8_no_credential_left_behind() {
         s.job_logs(&job).await
     );
     s.wait_all_annotated(PREFIX, MIN).await;
-    let logs = s.job_logs(&job).await;
-    assert!(logs.contains("summary: 1 images: 1 ok"), "{logs}");
+    assert_eq!(
+        s.job_report(&job).await,
+        Report {
+            n: 1,
+            ok: vec![0],
+            failed: vec![]
+        }
+    );
     use base64::Engine;
     let auth = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
     assert_no_credentials_left(&s, 1, &[password, &auth]).await;

@@ -1,10 +1,12 @@
 //! The end-to-end scenarios of the job-image contract, against the real local cluster.
-//! Run by e2e/run.sh (`cargo test -p sbomjob-e2e -- --test-threads=1`), one scenario at a time.
+//! Run by hack/test.sh (`make test`), one scenario at a time; this file alone:
+//! `cargo test -p sbomjob-e2e --test scenarios -- --test-threads=1`.
 
 use std::time::Duration;
 
-use e2e::{Cluster, SKOPEO_INSPECT, Scenario, job_end, job_name, wait_for};
+use e2e::{CYCLES_OK, Cluster, SKOPEO_INSPECT, Scenario, job_digests, job_end, job_name, wait_for};
 use k8s_openapi::api::batch::v1::Job;
+use sbomjob_contract::termination::Report;
 
 const PREFIX: &str = "sbomjob.io";
 const MIN: Duration = Duration::from_secs(60);
@@ -93,19 +95,28 @@ async fn s1_happy_path() {
             "skopeo output for {var} missing:\n{logs}"
         );
     }
-    assert!(logs.contains("summary: 3 images: 3 ok"), "{logs}");
+    // The entrypoint's per-image report, in the job pod's status: three images, all ok.
+    assert_eq!(
+        s.job_report(&job).await,
+        Report {
+            n: 3,
+            ok: vec![0, 1, 2],
+            failed: vec![]
+        }
+    );
 
     wait_for("the Secret to be deleted", MIN, || async {
         s.secrets().await.is_empty()
     })
     .await;
-    // Two more cycles (10 s interval) find nothing to do and create nothing.
+    // The next cycles (10 s interval) end without an error and create nothing.
+    let cycles = s.metric(0, CYCLES_OK).await;
     tokio::time::sleep(Duration::from_secs(25)).await;
     assert_eq!(s.jobs().await.len(), 1, "no Job when there is nothing to do");
+    let after = s.metric(0, CYCLES_OK).await;
     assert!(
-        s.operator_log(0).contains("nothing to process"),
-        "{}",
-        s.operator_log(0)
+        after > cycles,
+        "no cycle ended in 25 s (sbomjob_cycles_total ok: {cycles} then {after})"
     );
 }
 
@@ -132,8 +143,17 @@ async fn s2_failure_annotates_nothing_and_isolates_the_bad_image() {
     let first = job_name(&s.wait_jobs(1, 2 * MIN).await[0]);
     let (end, reason) = s.wait_job_end(&first, 3 * MIN).await;
     assert_eq!(end, "Failed");
-    let logs = s.job_logs(&first).await;
-    assert!(logs.contains("summary: 2 images: 1 ok, 1 failed"), "{logs}");
+    // The entrypoint's per-image report: of the two images, the doomed one failed, the other
+    // ran ok (the Job's digests are its config's elements, in order).
+    let report = s.job_report(&first).await;
+    let digests = job_digests(&s.jobs().await[0]);
+    assert_eq!(
+        (report.n, report.ok.len(), report.failed.len()),
+        (2, 1, 1),
+        "{report:?}"
+    );
+    assert_eq!(digests.len(), 2, "{digests:?}");
+    assert_eq!(digests[report.failed[0]], doomed.digest, "{report:?} {digests:?}");
     // Re-planned in the same cycle: each image in a Job of its own.
     let jobs = s.wait_jobs(3, 2 * MIN).await;
     for job in &jobs[1..] {
@@ -239,10 +259,12 @@ async fn s4_blocking() {
     s.wait_all_annotated(PREFIX, MIN).await;
     tokio::time::sleep(Duration::from_secs(8)).await;
     assert_eq!(s.jobs().await.len(), 1);
-    let log = s.operator_log(0);
+    // Two cycles ended: the one that waited for the Job, and the coalesced one after it, which
+    // made no Job.
+    let cycles = s.metric(0, CYCLES_OK).await;
     assert!(
-        log.contains("nothing to process"),
-        "the coalesced cycle after the Job did not run:\n{log}"
+        cycles >= 2.0,
+        "the coalesced cycle after the Job did not run (sbomjob_cycles_total ok: {cycles})"
     );
 }
 
@@ -285,11 +307,20 @@ async fn s5_env_forwarding() {
         );
     }
     assert_eq!(s.wait_job_end(&job_name(&job), 2 * MIN).await.0, "Complete");
+    // What `env` printed, whatever the entrypoint puts before each line of the tool's output:
+    // the rest of the line after `NAME=` (not part of a longer name).
     let logs = s.job_logs(&job_name(&job)).await;
     let printed = |name: &str| {
+        let key = format!("{name}=");
         logs.lines().find_map(|l| {
-            l.split_once(&format!("stdout: {name}="))
-                .map(|(_, v)| v.to_string())
+            l.match_indices(&key)
+                .find(|(i, _)| {
+                    l[..*i]
+                        .chars()
+                        .next_back()
+                        .is_none_or(|c| !(c.is_ascii_alphanumeric() || c == '_'))
+                })
+                .map(|(i, _)| l[i + key.len()..].to_string())
         })
     };
     assert_eq!(printed("FOO").as_deref(), Some(tricky), "{logs}");
@@ -417,10 +448,30 @@ async fn s8_restart_adopts_the_job() {
     })
     .await;
     tokio::time::sleep(Duration::from_secs(12)).await;
-    assert_eq!(s.jobs().await.len(), 1);
-    assert!(
-        s.operator_log(second).contains(&job),
-        "the new operator never mentioned {job}"
+    let jobs = s.jobs().await;
+    assert_eq!(jobs.len(), 1);
+    // The new operator did the adopted Job's bookkeeping: it counts the Job and its image, and
+    // the Job is marked done.
+    let metrics = s.metrics(second).await;
+    assert_eq!(
+        metrics.value("sbomjob_jobs_total{result=\"complete\"}"),
+        1.0,
+        "the new operator did not finish {job}: {metrics:?}"
+    );
+    assert_eq!(
+        metrics.value("sbomjob_images_processed_total"),
+        1.0,
+        "{metrics:?}"
+    );
+    assert_eq!(
+        jobs[0]
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get("sbomjob.io/state"))
+            .map(String::as_str),
+        Some("done"),
+        "the adopted Job {job} was not marked done"
     );
 }
 
@@ -503,8 +554,14 @@ async fn s10_helm_installed_operator() {
         s.secrets().await.is_empty()
     })
     .await;
-    let logs = s.job_logs(&job_name(&jobs[0])).await;
-    assert!(logs.contains("summary: 2 images: 2 ok"), "{logs}");
+    assert_eq!(
+        s.job_report(&job_name(&jobs[0])).await,
+        Report {
+            n: 2,
+            ok: vec![0, 1],
+            failed: vec![]
+        }
+    );
     tokio::time::sleep(Duration::from_secs(15)).await;
     assert_eq!(s.jobs().await.len(), 1, "no second Job for work already done");
     // The operator pod itself ran as the chart says: non-root, ready.

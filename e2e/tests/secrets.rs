@@ -2,7 +2,8 @@
 //! tool prints everything it can see (the whole image-config.json, its docker config, its
 //! environment, and the captured output of the images before it) leaves no registry password
 //! in the Job's log, in the captured copies or in the operator's log; and every Secret the
-//! operator creates is owned by its Job from its first version. Run by e2e/run.sh.
+//! operator creates is owned by its Job from its first version. Run by hack/test.sh
+//! (`make test`); this file alone: `cargo test -p sbomjob-e2e --test secrets -- --test-threads=1`.
 
 use std::{
     fmt::Debug,

@@ -13,9 +13,8 @@ use std::{
 };
 
 use e2e::{
-    Cluster, SKOPEO_INSPECT, Scenario, http_get, job_digests, job_end, job_name,
-    reliability_support::SimNode,
-    sim::{self, SimContainer},
+    Cluster, SKOPEO_INSPECT, Scenario, job_digests, job_end, job_name,
+    sim::{self, SimContainer, SimNode},
     skopeo_job_image,
 };
 use k8s_openapi::api::{batch::v1::Job, core::v1::Secret};
@@ -250,12 +249,11 @@ async fn a_cycle_makes_at_most_max_jobs_per_cycle() {
     assert!(per_cycle.values().all(|j| j.len() <= 2), "{per_cycle:?}");
     let first = per_cycle.values().next().unwrap();
     assert_eq!(first.len(), 2, "the first cycle made its two Jobs: {per_cycle:?}");
-    let metrics = http_get(&s.admin_addr(op).await, "/metrics");
-    let deferred = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("sbomjob_images_deferred_total "))
-        .and_then(|v| v.trim().parse::<f64>().ok());
-    assert!(deferred.is_some_and(|n| n >= 1.0), "{metrics}");
+    let metrics = s.metrics(op).await;
+    assert!(
+        metrics.value("sbomjob_images_deferred_total") >= 1.0,
+        "{metrics:?}"
+    );
     // Nothing left: no fourth Job in the next cycles.
     tokio::time::sleep(Duration::from_secs(25)).await;
     assert_eq!(s.jobs().await.len(), 3);

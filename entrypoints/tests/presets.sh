@@ -24,22 +24,18 @@ CACHE=${SBOMJOB_CACHE:-$HOME/.cache/sbomjob}
 SYFT_PYPI_VERSION=1.18.1
 TRIVY_PYPI_VERSION=0.76.0.1
 PRESETS=(syft trivy skopeo vcn-compatible)
+# pass/fail/skip and summary; a failed check shows the end of its output.
+REPORT_DETAIL=tail REPORT_DETAIL_LINES=25
+# shellcheck source=../../hack/lib.sh
+. "$REPO_ROOT/hack/lib.sh"
 
 WORK=$(mktemp -d)
 registry_pid=
 cleanup() {
-  [[ -z $registry_pid ]] || kill "$registry_pid" 2>/dev/null
+  bg_stop "$registry_pid"
   rm -rf "$WORK"
 }
 trap cleanup EXIT
-passed=0 failed=0 skipped=0
-pass() { passed=$((passed + 1)); printf 'ok    %s\n' "$1"; }
-fail() {
-  failed=$((failed + 1))
-  printf 'FAIL  %s\n' "$1"
-  [[ -z ${2:-} ]] || sed 's/^/      | /' "$2" | tail -25
-}
-skip() { skipped=$((skipped + 1)); printf 'skip  %s\n' "$1"; }
 
 # --- 1. format -------------------------------------------------------------------------------
 # preset_env FILE: prints the NAME=VALUE lines (comments and blank lines dropped).
@@ -72,9 +68,7 @@ for candidate in "$REPO_ROOT/target/x86_64-unknown-linux-musl/release/sbomjob-en
 done
 if [[ -z $entrypoint ]]; then
   skip "templates and real runs (no sbomjob-entrypoint under target/; set SBOMJOB_ENTRYPOINT_BIN)"
-  echo
-  echo "$passed passed, $failed failed, $skipped skipped"
-  ((failed == 0))
+  summary --always-skipped
   exit
 fi
 cp "$entrypoint" "$WORK/sbomjob-entrypoint"   # a snapshot: a concurrent build may replace it
@@ -163,8 +157,7 @@ else
   mkdir -p "$WORK/registry"
   printf 'version: 0.1\nstorage: {filesystem: {rootdirectory: %s}}\nhttp: {addr: "%s"}\nlog: {level: error}\n' \
     "$WORK/registry" "$registry" >"$WORK/registry.yml"
-  docker-registry serve "$WORK/registry.yml" >"$WORK/registry.log" 2>&1 &
-  registry_pid=$!
+  bg_start registry_pid "$WORK/registry.log" docker-registry serve "$WORK/registry.yml"
   for _ in $(seq 50); do curl -fs "http://$registry/v2/" >/dev/null 2>&1 && break; sleep 0.1; done
 
   # A small image: an os-release and a dpkg status file with two packages.
@@ -232,6 +225,4 @@ EOF
   fi
 fi
 
-echo
-echo "$passed passed, $failed failed, $skipped skipped"
-((failed == 0))
+summary --always-skipped

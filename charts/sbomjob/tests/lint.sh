@@ -43,16 +43,11 @@ YAMLLINT_VERSION=1.38.0
 
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
-passed=0 failed=0 skipped=0
+# pass/fail/skip and summary (a failed check shows the start of its output).
+# shellcheck source=../../../hack/lib.sh
+. "$REPO_ROOT/hack/lib.sh"
 
 log() { printf '%s\n' "$*" >&2; }
-pass() { passed=$((passed + 1)); printf 'ok    %s\n' "$1"; }
-fail() {
-  failed=$((failed + 1))
-  printf 'FAIL  %s\n' "$1"
-  [[ -z ${2:-} ]] || head -n 20 -- "$2" | sed 's/^/      | /'
-}
-skip() { skipped=$((skipped + 1)); printf 'skip  %s\n' "$1"; }
 
 # --- helm install --dry-run (needs a reachable API server) -------------------------------------
 # helm 3.18 asks the API server even for --dry-run=client, so these need a cluster; hack/test.sh
@@ -86,16 +81,6 @@ install_checks() {
   else
     fail "helm install --dry-run=server --set jobImage=x" "$WORK/install.out"
   fi
-}
-
-summary() {
-  echo
-  if ((skipped)); then
-    echo "$passed passed, $failed failed, $skipped skipped"
-  else
-    echo "$passed passed, $failed failed"
-  fi
-  ((failed == 0))
 }
 
 # --- tools ---------------------------------------------------------------------------------

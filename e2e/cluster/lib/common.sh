@@ -6,6 +6,10 @@
 E2E_CLUSTER_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 E2E_DIR=$(cd "$E2E_CLUSTER_DIR/.." && pwd)
 REPO_ROOT=$(cd "$E2E_DIR/.." && pwd)
+# step, log/die, pass/fail/skip, the process helpers.
+# shellcheck source=../../../hack/lib.sh
+. "$REPO_ROOT/hack/lib.sh"
+LOG_TAG=cluster
 # shellcheck source=../versions.sh
 . "$E2E_CLUSTER_DIR/versions.sh"
 
@@ -48,9 +52,6 @@ CONTAINERD_SOCK=$STATE/containerd/containerd.sock
 APT_PACKAGES=(musl-tools containerd runc containernetworking-plugins docker-registry buildah
   skopeo umoci jq apache2-utils busybox-static bash-static iproute2 conntrack socat ethtool
   iptables nftables openssl python3-venv curl procps psmisc util-linux kmod file)
-
-log() { printf '%s [cluster] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
 
 # Installs the Debian packages the cluster needs (apt-get update once, only when one is missing).
 ensure_apt_packages() {
@@ -128,22 +129,5 @@ wait_for() {
   return 1
 }
 
-# A process that exists and is not a zombie (our daemons are reparented to PID 1, which may
-# reap them late).
-proc_alive() {
-  local st
-  st=$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) || return 1
-  [[ -n $st && $st != Z && $st != X ]]
-}
-# ours NAME PID: the pid still runs the program start() recorded for NAME (not a reused pid)
-ours() {
-  local want
-  want=$(cat "$PIDS/$1.cmd" 2>/dev/null) || return 0
-  grep -qF -- "$(basename "$want")" <<<"$(tr '\0' ' ' 2>/dev/null <"/proc/$2/cmdline")"
-}
-pid_alive() {
-  local pid
-  [[ -f $PIDS/$1.pid ]] || return 1
-  pid=$(cat "$PIDS/$1.pid")
-  proc_alive "$pid" && ours "$1" "$pid"
-}
+# pid_alive NAME: the cluster's daemon NAME runs (hack/lib.sh's daemon_alive on $PIDS).
+pid_alive() { daemon_alive "$PIDS" "$1"; }
