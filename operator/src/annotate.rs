@@ -20,12 +20,13 @@ use kube::{
 use serde_json::json;
 use tracing::{debug, warn};
 
-use crate::{image_id::ImageId, is_not_found, pod::CachedPod, worklist::annotation_key};
+use crate::{
+    image_id::ImageId, is_not_found, objects::FIELD_MANAGER, pod::CachedPod, worklist::annotation_key,
+};
 
 /// Patches in flight at once: enough to keep the API server busy, few enough not to flood it.
 const CONCURRENCY: usize = 16;
 const ATTEMPTS: u32 = 5;
-pub const FIELD_MANAGER: &str = "sbomjob";
 
 /// The annotations a pod still needs for the processed digests (empty: nothing to write).
 pub fn annotations_for(pod: &CachedPod, prefix: &str, digests: &HashSet<&str>) -> BTreeMap<String, String> {

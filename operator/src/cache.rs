@@ -49,12 +49,10 @@ use crate::{
     Context as _, Result,
     backoff::Failure,
     is_not_found,
-    objects::{MANAGED_BY, MANAGED_BY_LABEL},
+    objects::{FIELD_MANAGER, MANAGED_BY, MANAGED_BY_LABEL},
     settings::{ForwardedEnv, JobSettings},
 };
 
-/// The field manager of every record write.
-pub const FIELD_MANAGER: &str = "sbomjob";
 /// Hex digits of the settings hash in a record's name: 64 bits, no collision among the
 /// identities of one cluster.
 pub const IDENTITY_KEY_LEN: usize = 16;

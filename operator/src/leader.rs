@@ -52,10 +52,13 @@ use tokio::{
 };
 use tracing::{debug, info, warn};
 
-use crate::{fence::Fence, metrics::Metrics, objects, settings::OpsSettings};
+use crate::{
+    fence::Fence,
+    metrics::Metrics,
+    objects::{self, FIELD_MANAGER},
+    settings::OpsSettings,
+};
 
-/// The field manager of the Lease writes.
-pub const FIELD_MANAGER: &str = "sbomjob";
 /// How long [`Leadership::release`] waits for the Lease to be cleared.
 const RELEASE_TIMEOUT: Duration = Duration::from_secs(5);
 

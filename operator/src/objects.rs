@@ -25,6 +25,8 @@ use crate::{
     settings::{ForwardedEnv, JobSettings},
 };
 
+/// The field manager of every write the operator makes (pods, Jobs, Secrets, records, Lease).
+pub const FIELD_MANAGER: &str = "sbomjob";
 pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
 pub const MANAGED_BY: &str = "sbomjob";
 /// Selects every object the operator made.

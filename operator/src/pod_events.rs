@@ -18,7 +18,7 @@ use k8s_openapi::{
 use kube::{Api, Client, api::PostParams, runtime::events::EventType};
 use tracing::{debug, warn};
 
-use crate::{annotate::FIELD_MANAGER, pod::CachedPod};
+use crate::{objects::FIELD_MANAGER, pod::CachedPod};
 
 /// `reportingController` of every Event of the operator (the Jobs' too).
 pub const CONTROLLER: &str = "sbomjob";

@@ -10,7 +10,7 @@ use serde_json::json;
 use tracing::{info, warn};
 
 use crate::{
-    Context as _, Result, annotate, is_not_found,
+    Context as _, Result, is_not_found,
     objects::{self, CREATED_BY_ANNOTATION, JobPlan, SETTINGS_HASH_ANNOTATION},
 };
 
@@ -24,7 +24,7 @@ pub async fn launch(ctx: &Context, plan: &JobPlan) -> Result<Job> {
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
     let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
     let pp = PostParams {
-        field_manager: Some(annotate::FIELD_MANAGER.into()),
+        field_manager: Some(objects::FIELD_MANAGER.into()),
         ..Default::default()
     };
     let mut manifest = objects::job(plan, &ctx.namespace, &ctx.settings.ops.release, &ctx.settings.job);
