@@ -1202,4 +1202,58 @@ mod tests {
              `cargo run -p sbomjob-operator --bin crdgen > charts/sbomjob/crds/imagerecords.yaml`"
         );
     }
+
+    /// Another release creates the record between our read and our create: the write is read
+    /// again and replaced with the resourceVersion read, keeping that release's entry.
+    #[tokio::test]
+    async fn save_retries_a_conflict_without_losing_the_other_releases_entry() {
+        use crate::fake_api::{self, conflict, not_found};
+        let mine = record(
+            &format!("sha256:{}", "7".repeat(64)),
+            RecordResult::Succeeded,
+            Utc::now(),
+        );
+        let name = mine.metadata.name.clone().unwrap();
+        let mut theirs = mine.clone();
+        theirs.spec.releases = vec![ReleaseUse {
+            release: "team-b/other".into(),
+            not_running_since: None,
+        }];
+        theirs.metadata.resource_version = Some("7".into());
+        let theirs = serde_json::to_value(&theirs).unwrap();
+        let gets = std::sync::atomic::AtomicUsize::new(0);
+        let (client, log) = fake_api::client(move |seen| match seen.method.as_str() {
+            // Absent when first read, there once the create found it.
+            "GET" if gets.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 => {
+                not_found("imagerecord", "x")
+            }
+            "GET" => (200, theirs.clone()),
+            "POST" => conflict("imagerecord"),
+            "PUT" => (200, seen.body.clone()),
+            _ => not_found("object", &seen.path),
+        });
+        save(
+            &client,
+            "sbomjob/sbomjob",
+            Update::processed(mine).into_iter().collect(),
+        )
+        .await
+        .unwrap();
+        let methods: Vec<_> = log.all().iter().map(|s| s.method.clone()).collect();
+        assert_eq!(methods, ["GET", "POST", "GET", "PUT"]);
+        let put = log.all().pop().unwrap();
+        assert!(
+            put.path.ends_with(&format!("/imagerecords/{name}")),
+            "{}",
+            put.path
+        );
+        assert_eq!(put.body["metadata"]["resourceVersion"], "7");
+        let releases: Vec<_> = put.body["spec"]["releases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["release"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(releases, ["sbomjob/sbomjob", "team-b/other"]);
+    }
 }

@@ -919,4 +919,76 @@ mod tests {
             b.release().await;
         }
     }
+
+    fn fake_round_config() -> Config {
+        Config {
+            namespace: "sbomjob".into(),
+            lease_name: "sbomjob-leader".into(),
+            release: "sbomjob".into(),
+            identity: "me".into(),
+            duration: D,
+        }
+    }
+
+    /// One round against a fake API server: a Lease another replica renewed just now is left
+    /// alone (no write: a follower never takes a live Lease); an absent one is created as ours;
+    /// one whose holder stopped renewing (unchanged for longer than its duration, by our clock)
+    /// is replaced as ours with the resourceVersion read, and a 409 there is a race, read again.
+    #[tokio::test]
+    async fn a_round_writes_only_what_it_may() {
+        use crate::fake_api::{self, conflict, not_found};
+        let now_lease = |holder: &str| {
+            let mut l = lease(Some(holder), None, Some(15));
+            let spec = l.spec.as_mut().unwrap();
+            spec.renew_time = Some(MicroTime(Timestamp::now()));
+            serde_json::to_value(&l).unwrap()
+        };
+        let config = fake_round_config();
+
+        let held = now_lease("other");
+        let (client, log) = fake_api::client(move |_| (200, held.clone()));
+        let api: Api<Lease> = Api::namespaced(client, "sbomjob");
+        let r = round(&api, &config, &mut None).await.unwrap();
+        assert!(matches!(r, Round::Following(_)));
+        assert_eq!(
+            log.lines(),
+            ["GET /apis/coordination.k8s.io/v1/namespaces/sbomjob/leases/sbomjob-leader"]
+        );
+
+        let (client, log) = fake_api::client(|seen| match seen.method.as_str() {
+            "GET" => not_found("lease", "sbomjob-leader"),
+            _ => (201, seen.body.clone()),
+        });
+        let api: Api<Lease> = Api::namespaced(client, "sbomjob");
+        assert!(matches!(
+            round(&api, &config, &mut None).await.unwrap(),
+            Round::Leading
+        ));
+        let created = log.all().pop().unwrap();
+        assert_eq!(created.method, "POST");
+        assert_eq!(created.body["spec"]["holderIdentity"], "me");
+
+        // Seen unchanged (resourceVersion 7) for 20 s of our clock: its holder is gone.
+        let stale = now_lease("gone");
+        for (answer, want_leading) in [(200, true), (409, false)] {
+            let body = stale.clone();
+            let (client, log) = fake_api::client(move |seen| match (seen.method.as_str(), answer) {
+                ("GET", _) => (200, body.clone()),
+                (_, 409) => conflict("lease"),
+                _ => (200, seen.body.clone()),
+            });
+            let api: Api<Lease> = Api::namespaced(client, "sbomjob");
+            let mut seen = Some((
+                Some("7".to_string()),
+                Timestamp::now() - std::time::Duration::from_secs(20),
+            ));
+            let r = round(&api, &config, &mut seen).await.unwrap();
+            assert_eq!(matches!(r, Round::Leading), want_leading);
+            assert_eq!(matches!(r, Round::Raced), !want_leading);
+            let put = log.all().pop().unwrap();
+            assert_eq!(put.method, "PUT");
+            assert_eq!(put.body["spec"]["holderIdentity"], "me");
+            assert_eq!(put.body["metadata"]["resourceVersion"], "7");
+        }
+    }
 }

@@ -12,6 +12,8 @@ pub mod cache;
 pub mod controller;
 pub mod credentials;
 pub mod cycle;
+#[cfg(test)]
+pub mod fake_api;
 pub mod fence;
 pub mod image_id;
 pub mod leader;

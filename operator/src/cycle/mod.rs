@@ -13,6 +13,9 @@ pub mod settle;
 
 pub use context::Context;
 
+#[cfg(test)]
+mod shell_tests;
+
 use std::collections::VecDeque;
 
 use futures::{StreamExt, stream::FuturesUnordered};

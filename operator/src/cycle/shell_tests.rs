@@ -1,0 +1,259 @@
+//! The shell of the cycle against a fake API server ([`crate::fake_api`]): what settle, launch
+//! and grant ask the API server, each test guarding a bug the cluster tests found.
+
+use std::{collections::HashSet, sync::Arc};
+
+use k8s_openapi::api::batch::v1::{Job, JobCondition, JobStatus};
+use kube::api::ObjectMeta;
+use serde_json::{Value, json};
+
+use super::{
+    grant::{self, Source},
+    job_state::Outcome,
+    launch, settle,
+};
+use crate::{
+    fake_api::{self, Seen, conflict, empty_list, not_found},
+    objects::{DIGESTS_ANNOTATION, JobPlan, STATE_DONE, STATE_LABEL, release_labels},
+    replan::Unit,
+    worklist::fixtures::{annotated, digest, pod, status},
+};
+
+/// A Job of `release` in `sbomjob`, for `digests`, with condition `condition` when it ended.
+fn job(name: &str, release: &str, digests: &[String], condition: Option<&str>, done: bool) -> Job {
+    let mut labels = release_labels(release);
+    if done {
+        labels.insert(STATE_LABEL.into(), STATE_DONE.into());
+    }
+    Job {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            namespace: Some("sbomjob".into()),
+            labels: Some(labels),
+            annotations: Some([(DIGESTS_ANNOTATION.to_string(), digests.join("\n"))].into()),
+            ..Default::default()
+        },
+        status: condition.map(|c| JobStatus {
+            conditions: Some(vec![JobCondition {
+                type_: c.into(),
+                status: "True".into(),
+                reason: Some("BackoffLimitExceeded".into()),
+                message: Some("Job has reached the specified backoff limit".into()),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// Whether `object`'s labels satisfy every `key=value` of a selector, as the API server filters.
+fn selected(object: &Value, selector: &str) -> bool {
+    selector.split(',').filter(|p| !p.is_empty()).all(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        object["metadata"]["labels"][k].as_str() == Some(v)
+    })
+}
+
+fn list(kind: &str, items: Vec<Value>) -> (u16, Value) {
+    (
+        200,
+        json!({"kind": kind, "apiVersion": "v1", "metadata": {"resourceVersion": "1"}, "items": items}),
+    )
+}
+
+fn status_ok() -> (u16, Value) {
+    (
+        200,
+        json!({"kind": "Status", "apiVersion": "v1", "status": "Success"}),
+    )
+}
+
+/// The metadata the patch endpoint answers with.
+fn meta_of(seen: &Seen) -> (u16, Value) {
+    let name = seen.path.rsplit('/').next().unwrap_or_default();
+    (
+        200,
+        json!({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata", "metadata": {"name": name}}),
+    )
+}
+
+fn source() -> Source {
+    Source {
+        events: "test".into(),
+        refused: "test".into(),
+    }
+}
+
+/// Granting twice annotates nothing twice: a pod already annotated (in the snapshot) gets no
+/// patch, neither in the first grant nor after the first one's patch shows in the pod cache.
+#[tokio::test]
+async fn grant_patches_each_pod_once() {
+    let d = digest(1);
+    let image_id = format!("reg.example/app@{d}");
+    let (client, log) = fake_api::client(|seen| match seen.method.as_str() {
+        "PATCH" => meta_of(seen),
+        _ => (201, json!({})),
+    });
+    let ctx = fake_api::context(client, &[("SBOM_POD_EVENTS", "none")], vec![]);
+    let fresh = pod("shop", "web-1", vec![status("app", &image_id)]);
+    let earlier = annotated(
+        pod("shop", "web-2", vec![status("app", &image_id)]),
+        "sbomjob.io/app",
+        &image_id,
+    );
+    let digests: HashSet<&str> = [d.as_str()].into();
+
+    let pods = vec![Arc::new(fresh.clone()), Arc::new(earlier.clone())];
+    let report = grant::done(&ctx, &pods, &digests, &source()).await;
+    assert_eq!(report.patched.len(), 1);
+    assert_eq!(log.lines(), ["PATCH /api/v1/namespaces/shop/pods/web-1"]);
+    assert_eq!(
+        log.all()[0].body["metadata"]["annotations"]["sbomjob.io/app"],
+        image_id.as_str()
+    );
+
+    log.clear();
+    let pods = vec![
+        Arc::new(annotated(fresh, "sbomjob.io/app", &image_id)),
+        Arc::new(earlier),
+    ];
+    let report = grant::done(&ctx, &pods, &digests, &source()).await;
+    assert!(report.patched.is_empty());
+    assert_eq!(log.lines(), Vec::<String>::new(), "a second grant patched again");
+}
+
+/// Only this release's unfinished Jobs are settled: the list asks for the release's label, so
+/// a Job of another release in the same namespace (or one already done) is never finished here.
+#[tokio::test]
+async fn settle_lists_only_this_releases_unfinished_jobs() {
+    let d = [digest(2)];
+    let jobs: Vec<Value> = [
+        job("sbomjob-a-1", "sbomjob", &d, None, false),
+        job("sbomjob-a-0", "sbomjob", &d, Some("Complete"), true),
+        job("other-b-1", "other", &d, None, false),
+    ]
+    .iter()
+    .map(|j| serde_json::to_value(j).unwrap())
+    .collect();
+    let (client, log) = fake_api::client(move |seen| {
+        let selector = seen.param("labelSelector").unwrap_or_default();
+        let items = jobs.iter().filter(|j| selected(j, &selector)).cloned().collect();
+        list("JobList", items)
+    });
+    let ctx = fake_api::context(client, &[], vec![]);
+    let unfinished = settle::unfinished(&ctx).await.unwrap();
+    let names: Vec<_> = unfinished
+        .iter()
+        .filter_map(|j| j.metadata.name.as_deref())
+        .collect();
+    assert_eq!(names, ["sbomjob-a-1"]);
+    let asked = log.all();
+    assert_eq!(asked.len(), 1);
+    assert_eq!(asked[0].path, "/apis/batch/v1/namespaces/sbomjob/jobs");
+    let selector = asked[0].param("labelSelector").unwrap();
+    assert!(
+        selector.contains("app.kubernetes.io/instance=sbomjob"),
+        "{selector}"
+    );
+}
+
+/// A failed Job annotates nothing: its Secret is deleted, it gets its Warning, it is marked done,
+/// and not one pod is patched, although its digest runs in the pod cache.
+#[tokio::test]
+async fn finishing_a_failed_job_patches_no_pod() {
+    let d = digest(3);
+    let image_id = format!("reg.example/app@{d}");
+    let failed = job(
+        "sbomjob-x-1",
+        "sbomjob",
+        std::slice::from_ref(&d),
+        Some("Failed"),
+        false,
+    );
+    let answer = serde_json::to_value(&failed).unwrap();
+    let (client, log) = fake_api::client(move |seen| match (seen.method.as_str(), seen.path.as_str()) {
+        ("DELETE", p) if p.ends_with("/secrets/sbomjob-x-1") => status_ok(),
+        ("GET", "/api/v1/namespaces/sbomjob/pods") => empty_list("PodList"),
+        ("PATCH", p) if p.ends_with("/jobs/sbomjob-x-1") => (200, answer.clone()),
+        ("POST", p) if p.contains("/events") => (201, seen.body.clone()),
+        _ => not_found("object", &seen.path),
+    });
+    let running = pod("shop", "web-1", vec![status("app", &image_id)]);
+    let ctx = fake_api::context(client, &[], vec![running]);
+    let finished = grant::finish(&ctx, &failed).await.unwrap();
+    assert!(
+        matches!(finished.outcome, Outcome::Failed { .. }),
+        "{:?}",
+        finished.outcome
+    );
+    let lines = log.lines();
+    assert!(
+        !lines.iter().any(|l| l.contains("/pods/")),
+        "a pod was patched: {lines:?}"
+    );
+    assert_eq!(lines[0], "DELETE /api/v1/namespaces/sbomjob/secrets/sbomjob-x-1");
+    let marked = log
+        .all()
+        .into_iter()
+        .find(|s| s.method == "PATCH")
+        .expect("the Job marked done");
+    assert_eq!(marked.body["metadata"]["labels"][STATE_LABEL], STATE_DONE);
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("POST") && l.contains("/events")),
+        "{lines:?}"
+    );
+}
+
+/// A launch whose Secret cannot be created deletes its suspended Job, so no Job waits for a
+/// config that never comes (and none runs without its credentials' owner).
+#[tokio::test]
+async fn a_launch_without_its_secret_deletes_the_suspended_job() {
+    let d = digest(4);
+    let (client, log) = fake_api::client(|seen| match (seen.method.as_str(), seen.path.as_str()) {
+        ("POST", "/apis/batch/v1/namespaces/sbomjob/jobs") => {
+            let mut job = seen.body.clone();
+            job["metadata"]["uid"] = json!("uid-1");
+            (201, job)
+        }
+        ("POST", "/api/v1/namespaces/sbomjob/secrets") => conflict("secret"),
+        ("DELETE", p) if p.starts_with("/apis/batch/v1/namespaces/sbomjob/jobs/") => status_ok(),
+        _ => not_found("object", &seen.path),
+    });
+    let ctx = fake_api::context(client, &[], vec![]);
+    let image = format!("reg.example/app@{d}");
+    let units = vec![Unit::new(
+        d.clone(),
+        vec![sbomjob_contract::ImageConfig {
+            image,
+            ..Default::default()
+        }],
+    )];
+    let mut next = 0;
+    let plan: JobPlan = crate::objects::plan_units("sbomjob-c", units, 10, &mut next)
+        .into_iter()
+        .next()
+        .unwrap();
+    assert!(launch::launch(&ctx, &plan).await.is_err());
+    let all = log.all();
+    let created = all
+        .iter()
+        .find(|s| s.method == "POST" && s.path.ends_with("/jobs"))
+        .unwrap();
+    assert_eq!(
+        created.body["spec"]["suspend"], true,
+        "the Job is created suspended"
+    );
+    assert!(
+        all.iter()
+            .any(|s| s.method == "DELETE" && s.path.ends_with(&format!("/jobs/{}", plan.name))),
+        "{:?}",
+        log.lines()
+    );
+    assert!(
+        !all.iter().any(|s| s.method == "PATCH"),
+        "a Job without its Secret was resumed"
+    );
+}
