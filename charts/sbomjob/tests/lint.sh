@@ -232,7 +232,7 @@ count_checks "$WORK/names.checks"
 
 # --- the ImageRecord CRD ------------------------------------------------------------------------
 # helm installs crds/ on install (never on upgrade); the operator's unit test and crdgen keep it
-# in step with operator/src/cache.rs.
+# in step with operator/src/cache/record.rs.
 CRD=$CHART/crds/imagerecords.yaml
 if [[ -f $CRD ]] && "$PY" - "$CRD" >"$WORK/crd.out" 2>&1 <<'EOF'
 import sys, yaml

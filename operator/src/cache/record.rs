@@ -1,0 +1,183 @@
+//! The ImageRecord custom resource: one cluster-scoped record per processed digest and job
+//! identity, its names, and the CRD crdgen prints.
+
+use chrono::{DateTime, Utc};
+use kube::{CustomResource, CustomResourceExt};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::backoff::Failure;
+
+/// Hex digits of the settings hash in a record's name: 64 bits, no collision among the
+/// identities of one cluster.
+pub const IDENTITY_KEY_LEN: usize = 16;
+
+/// The processing of one digest: by which job image and settings, when, in which Job, and how it
+/// ended. While the record is fresh and succeeded, new pods running the digest are annotated
+/// without a Job.
+// NOTE: clippy takes the repeated `type_ = ...` of the `printcolumn(...)` lists for duplicated
+// attributes; they are separate columns. The name is the digest already (`sha256-<hex>`), so the
+// Digest column shows with `-o wide` only; Expires is a string because kubectl prints future
+// `date` values as `<invalid>`.
+#[allow(clippy::duplicated_attributes)]
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[kube(
+    group = "sbomjob.io",
+    version = "v1alpha1",
+    kind = "ImageRecord",
+    plural = "imagerecords",
+    shortname = "imgrec",
+    category = "sbomjob",
+    derive = "PartialEq",
+    doc = "A digest sbomjob processed: the job image and settings that did it, when, in which Job, and the result.",
+    printcolumn(name = "Digest", type_ = "string", json_path = ".spec.digest"),
+    printcolumn(name = "Repository", type_ = "string", json_path = ".spec.repositories[0]"),
+    printcolumn(
+        name = "Processed",
+        type_ = "date",
+        json_path = ".spec.processedAt",
+        description = "When the Job that processed the digest ended"
+    ),
+    printcolumn(name = "Result", type_ = "string", json_path = ".spec.result"),
+    printcolumn(
+        name = "Attempts",
+        type_ = "integer",
+        json_path = ".spec.failure.attempts",
+        priority = "1"
+    ),
+    printcolumn(
+        name = "Next-Attempt",
+        type_ = "string",
+        json_path = ".spec.failure.nextAttempt",
+        priority = "1"
+    ),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    printcolumn(
+        name = "Expires",
+        type_ = "string",
+        json_path = ".spec.expiresAt",
+        priority = "1"
+    ),
+    printcolumn(name = "Job", type_ = "string", json_path = ".spec.job", priority = "1"),
+    printcolumn(
+        name = "Job-Image",
+        type_ = "string",
+        json_path = ".spec.jobImage.reference",
+        priority = "1"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct ImageRecordSpec {
+    /// The image digest, `sha256:<hex>`.
+    pub digest: String,
+    /// Repositories the digest was seen running from (`registry/path`, no tag or digest), sorted.
+    #[serde(default)]
+    pub repositories: Vec<String>,
+    /// The job image that processed the digest.
+    pub job_image: JobImage,
+    /// SHA-256 (hex) of the settings that change results: the job image and every variable
+    /// forwarded to the job (the entrypoint command among them).
+    pub settings_hash: String,
+    /// When the Job that processed the digest ended.
+    pub processed_at: DateTime<Utc>,
+    /// After this the digest is processed again.
+    pub expires_at: DateTime<Utc>,
+    /// The Job (in the operator's namespace) that processed the digest.
+    pub job: String,
+    /// How the Job ended; only `Succeeded` spares a later Job.
+    pub result: RecordResult,
+    /// The releases that use the record: each ran the digest or found it here.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub releases: Vec<ReleaseUse>,
+    /// Set when the digest failed alone: how often in a row, why, and when it is tried again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<RecordFailure>,
+}
+
+/// A release that uses a record.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReleaseUse {
+    /// `<namespace>/<release>` (`POD_NAMESPACE`, `SBOM_RELEASE`).
+    pub release: String,
+    /// Since when none of the release's watched pods runs the digest; absent while one does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_running_since: Option<DateTime<Utc>>,
+}
+
+/// The back-off of a digest that failed alone in its Job ([`crate::backoff`]).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RecordFailure {
+    /// Failed attempts in a row.
+    pub attempts: u32,
+    /// Why the last attempt failed (the Job's reason and how the tool ended), at most 512 bytes.
+    pub reason: String,
+    /// No Job for the digest before this.
+    pub next_attempt: DateTime<Utc>,
+}
+
+impl ImageRecord {
+    /// The failure the record holds, as the back-off book keeps it.
+    pub fn failure(&self) -> Option<Failure> {
+        let f = self.spec.failure.as_ref()?;
+        (self.spec.result == RecordResult::Failed).then(|| Failure {
+            attempts: f.attempts,
+            reason: f.reason.clone(),
+            next_attempt: f.next_attempt,
+            settings_hash: self.spec.settings_hash.clone(),
+        })
+    }
+}
+
+/// A job image: the reference the Jobs use and, when known, the digest it resolved to.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct JobImage {
+    /// `SBOM_JOB_IMAGE`, as configured.
+    pub reference: String,
+    /// The digest the job pod ran (`sha256:<hex>`), when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
+}
+
+/// How the Job that processed a digest ended.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum RecordResult {
+    Succeeded,
+    Failed,
+}
+
+/// The record name of a digest processed under a settings hash: `sha256:<hex>` →
+/// `sha256-<hex>-<first 16 hex digits of the hash>` (lower case). `None` for a value that
+/// cannot make a valid object name.
+pub fn name_for(digest: &str, settings_hash: &str) -> Option<String> {
+    let key = settings_hash.get(..IDENTITY_KEY_LEN).filter(|k| {
+        k.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    })?;
+    let name = format!("{}-{key}", digest_name(digest)?);
+    (name.len() <= 253).then_some(name)
+}
+
+/// `sha256:<hex>` → `sha256-<hex>`: the name of records before several releases shared the
+/// cache (collected once they expire).
+pub fn digest_name(digest: &str) -> Option<String> {
+    let (algorithm, hex) = digest.split_once(':')?;
+    let ok = !algorithm.is_empty()
+        && algorithm
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        && !hex.is_empty()
+        && hex.bytes().all(|b| b.is_ascii_hexdigit())
+        && digest.len() <= 253;
+    ok.then(|| format!("{algorithm}-{}", hex.to_ascii_lowercase()))
+}
+
+/// The CRD as YAML, as committed at `charts/sbomjob/crds/imagerecords.yaml`.
+pub fn crd_yaml() -> String {
+    let yaml = serde_saphyr::to_string(&ImageRecord::crd()).expect("the CRD serializes");
+    format!(
+        "# Generated by `cargo run -p sbomjob-operator --bin crdgen` from operator/src/cache/record.rs: do not edit.\n{yaml}"
+    )
+}
