@@ -156,7 +156,7 @@ async fn run_config(
         Ok(dirs) => dirs,
         Err(e) => return (usage(format_args!("{e}")), Vec::new()),
     };
-    let jobs = batch::plan(elements, &output_dir);
+    let jobs = crate::work::plan(elements, &output_dir);
     for invalid in jobs.iter().filter_map(|j| j.as_ref().err()) {
         error!("{invalid}; reported failed, the other images run");
     }

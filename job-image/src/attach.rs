@@ -36,9 +36,9 @@ use tracing::{debug, info};
 use sbomjob_contract::docker_config::{DockerConfig, key_host};
 
 use crate::auth::credentials_apply;
-use crate::batch::Job;
 use crate::redact::{Credentials, Redactor};
 use crate::settings::{AttachSettings, PREFIX};
+use crate::work::Job;
 
 /// `artifactType` / layer media type of SPDX JSON documents.
 pub const SPDX_JSON: &str = "application/spdx+json";
@@ -698,7 +698,7 @@ mod tests {
             image: image.into(),
             ..Default::default()
         };
-        crate::batch::plan_valid(vec![config], Path::new("/o")).remove(0)
+        crate::work::plan_valid(vec![config], Path::new("/o")).remove(0)
     }
 
     fn attacher(docker: &[(&str, RegistryAuth)]) -> Attacher {
@@ -777,7 +777,7 @@ mod tests {
                 ..Default::default()
             })
             .collect();
-        let jobs = crate::batch::plan_valid(configs, dir.path());
+        let jobs = crate::work::plan_valid(configs, dir.path());
         let (one, one_dot_zero) = (&jobs[0], &jobs[1]);
         assert_eq!(one.other_stems, ["docker.io_a_b_1.0"]);
         assert!(one_dot_zero.other_stems.is_empty());
@@ -811,7 +811,7 @@ mod tests {
             ["docker.io_a_b_1.old", "docker.io_a_b_1.spdx.json"]
         );
         // A missing output directory is just no files.
-        let gone = crate::batch::plan_valid(
+        let gone = crate::work::plan_valid(
             vec![ImageConfig {
                 image: "x:1".into(),
                 ..Default::default()

@@ -13,3 +13,4 @@ pub mod settings;
 pub mod summary;
 pub mod template;
 pub mod termination;
+pub mod work;

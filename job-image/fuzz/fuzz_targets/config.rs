@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use job_image::{batch, redact, template::Placeholder};
+use job_image::{redact, work, template::Placeholder};
 use libfuzzer_sys::fuzz_target;
 use sbomjob_contract::image_config as config;
 
@@ -17,7 +17,7 @@ fuzz_target!(|data: &[u8]| {
     let again = config::parse(&bytes).expect("a serialised config parses");
     assert_eq!(again, images);
     // Every parsed element has a usable reference (parse checked it), so planning succeeds.
-    let jobs: Vec<_> = batch::plan(images.into_iter().map(Ok).collect(), Path::new("/fuzz-output"))
+    let jobs: Vec<_> = work::plan(images.into_iter().map(Ok).collect(), Path::new("/fuzz-output"))
         .into_iter()
         .collect::<Result<_, _>>()
         .expect("planning parsed images");
