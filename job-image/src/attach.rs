@@ -58,9 +58,45 @@ const TITLE: &str = "org.opencontainers.image.title";
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 const READ_TIMEOUT: Duration = Duration::from_secs(120);
 
+/// Why attaching (or setting it up) failed: which step, and what the registry or the system
+/// said. Shown in the summary only after redaction ([`Attacher::attach`]).
+#[derive(Debug, thiserror::Error)]
+pub enum AttachError {
+    #[error("{PREFIX}ATTACH_DOCKER_CONFIG={path:?}: {why}")]
+    DockerConfig { path: String, why: String },
+    #[error(
+        "{PREFIX}ATTACH=true needs CA certificates in the job image, also for plain-HTTP registries \
+         (the OCI client requires them): none found in SSL_CERT_FILE, SSL_CERT_DIR or the usual \
+         places such as /etc/ssl/certs/ca-certificates.crt{0}"
+    )]
+    NoCaCertificates(String),
+    #[error("cannot set up the registry client{0}")]
+    Client(String),
+    #[error("the image is a bare digest (built locally): it has no registry to attach to")]
+    BareDigest,
+    #[error("the tool wrote no {{output}}.* file to attach")]
+    NoOutput,
+    #[error("cannot read the image's manifest from {reference}: {why}")]
+    Manifest { reference: String, why: String },
+    #[error("the tag {tag:?} for digest {digest} is not a valid tag (at most 128 letters, digits, `_.-`)")]
+    BadTag { tag: String, digest: String },
+    #[error("cannot read {path}: {source}")]
+    ReadOutput {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot {step} to {repository}: {why}")]
+    Push {
+        step: String,
+        repository: String,
+        why: String,
+    },
+}
+
 /// The tag the artifact is pushed under: the subject digest with `:` as `-`, a dot, the suffix
 /// (`sha256:ab…` + `sbom` → `sha256-ab….sbom`). Errors if it would not be a valid tag.
-pub fn fallback_tag(digest: &str, suffix: &str) -> Result<String, String> {
+pub fn fallback_tag(digest: &str, suffix: &str) -> Result<String, AttachError> {
     let tag = format!("{}.{suffix}", digest.replacen(':', "-", 1));
     let valid = tag.len() <= 128
         && tag
@@ -69,9 +105,10 @@ pub fn fallback_tag(digest: &str, suffix: &str) -> Result<String, String> {
     if valid {
         Ok(tag)
     } else {
-        Err(format!(
-            "the tag {tag:?} for digest {digest} is not a valid tag (at most 128 letters, digits, `_.-`)"
-        ))
+        Err(AttachError::BadTag {
+            tag,
+            digest: digest.to_owned(),
+        })
     }
 }
 
@@ -270,14 +307,12 @@ pub struct Attacher {
 impl Attacher {
     /// Reads `ENTRYPOINT_ATTACH_DOCKER_CONFIG` (the error names the variable) and installs ring
     /// as rustls' crypto provider.
-    pub fn new(settings: AttachSettings, timeout: Option<Duration>) -> Result<Attacher, String> {
+    pub fn new(settings: AttachSettings, timeout: Option<Duration>) -> Result<Attacher, AttachError> {
         let docker = match &settings.docker_config {
             None => DockerAuths::default(),
-            Some(path) => DockerAuths::load(path).map_err(|e| {
-                format!(
-                    "{PREFIX}ATTACH_DOCKER_CONFIG={:?}: {e}",
-                    path.display().to_string()
-                )
+            Some(path) => DockerAuths::load(path).map_err(|why| AttachError::DockerConfig {
+                path: path.display().to_string(),
+                why,
             })?,
         };
         check_ca_certificates()?;
@@ -321,7 +356,7 @@ impl Attacher {
         RegistryAuth::Anonymous
     }
 
-    fn client(&self) -> Result<Client, String> {
+    fn client(&self) -> Result<Client, AttachError> {
         let config = ClientConfig {
             protocol: if self.settings.insecure_registries.is_empty() {
                 ClientProtocol::Https
@@ -338,8 +373,8 @@ impl Attacher {
         // when no CA certificate can be loaded; checked at start, caught here all the same.
         match std::panic::catch_unwind(AssertUnwindSafe(|| Client::try_from(config))) {
             Ok(Ok(client)) => Ok(client),
-            Ok(Err(e)) => Err(format!("cannot set up the registry client: {}", chain(&e))),
-            Err(_) => Err("cannot set up the registry client (no CA certificates?)".into()),
+            Ok(Err(e)) => Err(AttachError::Client(format!(": {}", chain(&e)))),
+            Err(_) => Err(AttachError::Client(" (no CA certificates?)".into())),
         }
     }
 
@@ -348,22 +383,22 @@ impl Attacher {
         self.docker.credentials()
     }
 
-    /// Attaches `files` to the job's image. The error text is meant for the summary: it says
-    /// which step failed and is free of credentials (`redact` holds the config's and those of
-    /// [`Self::credentials`]).
+    /// Attaches `files` to the job's image. The error is the text for the summary: the
+    /// [`AttachError`] with every credential masked (a registry's message may quote one; `redact`
+    /// holds the config's and those of [`Self::credentials`]), so only text leaves this function.
     pub async fn attach(&self, job: &Job, files: &[PathBuf], redact: &Redactor) -> Result<Attached, String> {
         self.attach_inner(job, files)
             .await
-            .map_err(|e| redact.redact(&e).into_owned())
+            .map_err(|e| redact.redact(&e.to_string()).into_owned())
     }
 
-    async fn attach_inner(&self, job: &Job, files: &[PathBuf]) -> Result<Attached, String> {
+    async fn attach_inner(&self, job: &Job, files: &[PathBuf]) -> Result<Attached, AttachError> {
         let image = &job.reference;
         if image.repository.is_empty() {
-            return Err("the image is a bare digest (built locally): it has no registry to attach to".into());
+            return Err(AttachError::BareDigest);
         }
         if files.is_empty() {
-            return Err("the tool wrote no {output}.* file to attach".into());
+            return Err(AttachError::NoOutput);
         }
 
         // 1. The subject: the image's manifest, by digest (or by tag, which resolves it).
@@ -388,12 +423,9 @@ impl Attacher {
                 ],
             )
             .await
-            .map_err(|e| {
-                format!(
-                    "cannot read the image's manifest from {}: {}",
-                    source.whole(),
-                    chain(&e)
-                )
+            .map_err(|e| AttachError::Manifest {
+                reference: source.whole(),
+                why: chain(&e),
             })?;
         let subject = Subject {
             media_type: manifest_media_type(&body),
@@ -412,8 +444,10 @@ impl Attacher {
         let shown = format!("{registry}/{repository}:{tag}");
         let pushing = self.client()?;
         let auth = self.push_auth(job, &registry);
-        let fail = |what: &str, e: &oci_client::errors::OciDistributionError| {
-            format!("cannot {what} to {registry}/{repository}: {}", chain(e))
+        let fail = |step: &str, e: &oci_client::errors::OciDistributionError| AttachError::Push {
+            step: step.to_owned(),
+            repository: format!("{registry}/{repository}"),
+            why: chain(e),
         };
         pushing
             .auth(&target, &auth, RegistryOperation::Push)
@@ -426,7 +460,10 @@ impl Attacher {
         for path in files {
             let data = tokio::fs::read(path)
                 .await
-                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+                .map_err(|source| AttachError::ReadOutput {
+                    path: path.display().to_string(),
+                    source,
+                })?;
             let name = path
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
@@ -489,7 +526,7 @@ impl Attacher {
 /// oci-client 0.18 cannot create a client, not even for plain HTTP, unless the system has at
 /// least one CA certificate where rustls-native-certs looks (`SSL_CERT_FILE`, `SSL_CERT_DIR`,
 /// `/etc/ssl/certs/ca-certificates.crt`, ...): say so at start rather than panic per image.
-fn check_ca_certificates() -> Result<(), String> {
+fn check_ca_certificates() -> Result<(), AttachError> {
     let found = rustls_native_certs::load_native_certs();
     if !found.certs.is_empty() {
         return Ok(());
@@ -500,16 +537,11 @@ fn check_ca_certificates() -> Result<(), String> {
         .map(ToString::to_string)
         .collect::<Vec<_>>()
         .join("; ");
-    Err(format!(
-        "{PREFIX}ATTACH=true needs CA certificates in the job image, also for plain-HTTP registries \
-         (the OCI client requires them): none found in SSL_CERT_FILE, SSL_CERT_DIR or the usual \
-         places such as /etc/ssl/certs/ca-certificates.crt{}",
-        if why.is_empty() {
-            String::new()
-        } else {
-            format!(" ({why})")
-        }
-    ))
+    Err(AttachError::NoCaCertificates(if why.is_empty() {
+        String::new()
+    } else {
+        format!(" ({why})")
+    }))
 }
 
 /// Uploads a blob unless the repository has it already.
@@ -593,11 +625,10 @@ mod tests {
         assert!(fallback_tag(D, &format!("{longest}s")).is_err());
         // sha512 digests do not fit into a tag with a suffix.
         let sha512 = format!("sha512:{}", "a".repeat(128));
-        assert!(
-            fallback_tag(&sha512, "sbom")
-                .unwrap_err()
-                .contains("not a valid tag")
-        );
+        assert!(matches!(
+            fallback_tag(&sha512, "sbom"),
+            Err(AttachError::BadTag { digest, .. }) if digest == sha512
+        ));
     }
 
     #[test]
