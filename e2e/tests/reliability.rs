@@ -183,7 +183,7 @@ async fn secret(s: &Scenario, ns: &str, name: &str, type_: &str, key: &str, valu
 
 /// 3. Bad input does not stop the cycle: an unparsable imageID (skipped, with a Warning on its
 /// pod naming it), a pull secret that does not exist, one of the wrong type, one whose JSON is
-/// not a docker config. The other images are processed (without those credentials: the Job's
+/// not a docker config (each named by a Warning on its pod). The other images are processed (without those credentials: the Job's
 /// config holds none) and annotated.
 #[tokio::test]
 async fn r3_bad_input_is_logged_and_the_cycle_goes_on() {
@@ -281,6 +281,28 @@ async fn r3_bad_input_is_logged_and_the_cycle_goes_on() {
             .is_some_and(|n| n.contains("not-a-digest")),
         "{skipped:?}"
     );
+    // Each unusable pull secret is named on the pod that uses it, once, with why, never a value.
+    for (pod, secret, why) in [
+        ("missing-secret", "does-not-exist", "does not exist"),
+        ("wrong-type", "opaque-secret", "has type \"Opaque\""),
+        ("bad-json", "broken-json", "is not an object"),
+    ] {
+        let events = s.events_of(pod).await;
+        let unusable: Vec<_> = events
+            .iter()
+            .filter(|e| e.reason.as_deref() == Some("PullSecretUnusable"))
+            .collect();
+        assert_eq!(unusable.len(), 1, "{pod}: {events:?}");
+        let note = unusable[0].note.as_deref().unwrap_or_default();
+        assert!(
+            note.contains(&format!("{ns}/{secret}")) && note.contains(why),
+            "{pod}: {note}"
+        );
+        assert!(
+            !note.contains(password) && !note.contains(&encoded),
+            "{pod}: {note}"
+        );
+    }
     let bad = s
         .annotations(PREFIX)
         .await

@@ -43,6 +43,9 @@ pub const ANNOTATION_REFUSED: &str = "AnnotationRefused";
 /// than `SBOM_MAX_CREDENTIAL_SIZE`.
 pub const CREDENTIAL_TOO_LARGE: &str = "CredentialTooLarge";
 
+/// The reason of the Warning on a pod one of whose pull secrets cannot be used.
+pub const PULL_SECRET_UNUSABLE: &str = "PullSecretUnusable";
+
 /// The reason of the Warning on a pod whose container's imageID cannot be processed.
 pub const IMAGE_SKIPPED: &str = "ImageSkipped";
 
@@ -380,6 +383,55 @@ impl Context {
             &self.instance,
             EventType::Warning,
             CREDENTIAL_TOO_LARGE,
+            events,
+        )
+        .await;
+    }
+
+    /// A Warning `PullSecretUnusable` on each pod, once, that names a pull secret (itself or
+    /// through its service account) that could not be used for its images: the images are
+    /// processed without it, and a private one then fails, so the pod's owner is told why.
+    pub async fn warn_unusable(
+        &self,
+        pods: &[Arc<CachedPod>],
+        items: &[WorkItem],
+        index: &CredentialIndex,
+        unusable: &super::plan::Unusable,
+    ) {
+        if unusable.is_empty() || !self.settings.pod_events.failures() {
+            return;
+        }
+        let by_name: std::collections::HashMap<(&str, &str), &Arc<CachedPod>> =
+            pods.iter().map(|p| ((p.namespace(), p.name()), p)).collect();
+        let names: BTreeSet<(&str, &str)> = items
+            .iter()
+            .flat_map(|i| &i.pods)
+            .map(|p| (p.namespace.as_str(), p.pod.as_str()))
+            .collect();
+        let events = {
+            let mut warned = self.skip_warned.lock().expect("lock");
+            let mut events = Vec::new();
+            for pod in names.into_iter().filter_map(|n| by_name.get(&n)) {
+                let sources = worklist::credential_sources(pod);
+                let uid = pod.metadata.uid.clone().unwrap_or_default();
+                for (secret, why) in unusable.iter().filter(|(s, _)| index.uses(&sources, s)) {
+                    let about = format!("unusable\n{}/{}", secret.0, secret.1);
+                    if warned.insert((uid.clone(), about)) {
+                        let note = format!(
+                            "pull secret {}/{} is not used for this pod's images: {why}; they are pulled without it",
+                            secret.0, secret.1
+                        );
+                        events.push((pod.as_ref(), note));
+                    }
+                }
+            }
+            events
+        };
+        pod_events::publish(
+            &self.client,
+            &self.instance,
+            EventType::Warning,
+            PULL_SECRET_UNUSABLE,
             events,
         )
         .await;

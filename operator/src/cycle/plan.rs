@@ -46,7 +46,8 @@ pub async fn images(ctx: &Context, pods: &[Arc<CachedPod>], completed: &HashSet<
 /// The planned images with their candidate credentials, one unit each (pull secrets read now);
 /// a Warning on the pods whose credential is too large.
 pub async fn units(ctx: &Context, pods: &[Arc<CachedPod>], planned: &Planned) -> Vec<Unit> {
-    let index = credential_index(ctx, &planned.items).await;
+    let (index, unusable) = credential_index(ctx, &planned.items).await;
+    ctx.warn_unusable(pods, &planned.items, &index, &unusable).await;
     let mut too_large = Vec::new();
     let units = planned
         .items
@@ -231,7 +232,8 @@ pub fn gate(
 
 /// Reads the service accounts and pull secrets the work list refers to. Anything missing or
 /// malformed is a warning naming it; the image is then processed without those credentials.
-pub async fn credential_index(ctx: &Context, items: &[WorkItem]) -> CredentialIndex {
+pub async fn credential_index(ctx: &Context, items: &[WorkItem]) -> (CredentialIndex, Unusable) {
+    let mut unusable = Unusable::new();
     let mut index = CredentialIndex {
         max_credential_size: ctx.settings.max_credential_size,
         ..Default::default()
@@ -260,41 +262,49 @@ pub async fn credential_index(ctx: &Context, items: &[WorkItem]) -> CredentialIn
         }
     }
     for (ns, name) in index.wanted_secrets(items) {
-        if let Some(entries) = pull_secret(ctx, &ns, &name).await {
-            index.secrets.insert((ns, name), entries);
+        match pull_secret(ctx, &ns, &name).await {
+            Ok(entries) => {
+                index.secrets.insert((ns, name), entries);
+            }
+            Err(why) => {
+                unusable.insert((ns, name), why);
+            }
         }
     }
     if let Some(name) = &ctx.settings.fallback_pull_secret {
         let key = (ctx.namespace.clone(), name.clone());
-        if !index.secrets.contains_key(&key)
-            && let Some(entries) = pull_secret(ctx, &key.0, &key.1).await
-        {
-            index.secrets.insert(key.clone(), entries);
+        if !index.secrets.contains_key(&key) {
+            // Not told to pods: none of them named it.
+            if let Ok(entries) = pull_secret(ctx, &key.0, &key.1).await {
+                index.secrets.insert(key.clone(), entries);
+            }
         }
         index.fallback = Some(key);
     }
-    index
+    (index, unusable)
 }
 
-pub async fn pull_secret(ctx: &Context, ns: &str, name: &str) -> Option<Vec<credentials::AuthEntry>> {
+/// Pull secrets that could not be used, and why (never a value of theirs).
+pub type Unusable = std::collections::BTreeMap<worklist::SecretKey, String>;
+
+/// The credentials of a pull secret, or why it cannot be used: it does not exist, it is not a
+/// docker config, or it could not be read (logged; the image is processed without it).
+pub async fn pull_secret(ctx: &Context, ns: &str, name: &str) -> Result<Vec<credentials::AuthEntry>, String> {
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
-    match api.get_opt(name).await {
+    let why = match api.get_opt(name).await {
         Ok(Some(secret)) => match credentials::parse_pull_secret(&secret) {
-            Ok(entries) => Some(entries),
-            Err(e) => {
-                warn!(namespace = %ns, secret = %name, "pull secret {ns}/{name} skipped: it {e}");
-                None
-            }
+            Ok(entries) => return Ok(entries),
+            Err(e) => format!("it {e}"),
         },
-        Ok(None) => {
-            warn!(namespace = %ns, secret = %name, "pull secret {ns}/{name} does not exist");
-            None
-        }
+        Ok(None) => "it does not exist".to_string(),
         Err(e) => {
             warn!(namespace = %ns, secret = %name, error = %e, "could not read pull secret");
-            None
+            // The API server's message may be long; the pod's Event says only this.
+            return Err("it could not be read".to_string());
         }
-    }
+    };
+    warn!(namespace = %ns, secret = %name, "pull secret {ns}/{name} skipped: {why}");
+    Err(why)
 }
 
 /// Jobs one cycle may add to re-plan failed ones (or as many as it first planned, if more): enough to

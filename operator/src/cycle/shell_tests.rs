@@ -257,3 +257,42 @@ async fn a_launch_without_its_secret_deletes_the_suspended_job() {
         "a Job without its Secret was resumed"
     );
 }
+
+/// A pod whose pull secret does not exist is told so once, by a Warning naming the secret
+/// (never a value), and its image is still planned (pulled without it).
+#[tokio::test]
+async fn an_unusable_pull_secret_is_told_to_its_pod_once() {
+    let d = digest(5);
+    let image_id = format!("reg.example/app@{d}");
+    let (client, log) = fake_api::client(|seen| match (seen.method.as_str(), seen.path.as_str()) {
+        ("POST", p) if p.contains("/events") => (201, seen.body.clone()),
+        _ => not_found("object", &seen.path),
+    });
+    let mut web = crate::worklist::fixtures::with_pull_secrets(
+        pod("shop", "web-1", vec![status("app", &image_id)]),
+        &["regcred"],
+    );
+    web.metadata.uid = Some("uid-web-1".into());
+    let ctx = fake_api::context(client, &[("SBOM_CACHE_TTL", "0")], vec![web.clone()]);
+    let pods = vec![Arc::new(web)];
+    let planned = super::plan::images(&ctx, &pods, &HashSet::new()).await;
+    assert_eq!(planned.items.len(), 1);
+    for _ in 0..2 {
+        let units = super::plan::units(&ctx, &pods, &planned).await;
+        assert_eq!(units.len(), 1, "the image is still processed");
+    }
+    let events: Vec<Seen> = log
+        .all()
+        .into_iter()
+        .filter(|s| s.method == "POST" && s.path.contains("/events"))
+        .collect();
+    assert_eq!(events.len(), 1, "{:?}", log.lines());
+    assert_eq!(events[0].body["reason"], grant::PULL_SECRET_UNUSABLE);
+    assert_eq!(events[0].body["type"], "Warning");
+    assert_eq!(events[0].body["regarding"]["name"], "web-1");
+    let note = events[0].body["note"].as_str().unwrap();
+    assert!(
+        note.contains("shop/regcred") && note.contains("does not exist"),
+        "{note}"
+    );
+}
