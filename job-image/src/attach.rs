@@ -148,7 +148,7 @@ pub fn artifact_type(setting: Option<&str>, file_names: &[&str]) -> String {
 /// files created or modified by the run are attached (an output directory may hold results of
 /// an earlier run).
 #[derive(Debug, Default)]
-pub struct Snapshot(HashMap<OsString, Option<SystemTime>>);
+pub struct OutputsBefore(HashMap<OsString, Option<SystemTime>>);
 
 /// The regular files `<stem>.*` in the output directory, except the captured `.stdout` and
 /// `.stderr`, and except files of other images whose stem extends this one with a dot
@@ -187,9 +187,9 @@ fn output_files(output: &Path, others: &[String]) -> std::io::Result<Vec<(PathBu
     Ok(files)
 }
 
-impl Snapshot {
-    pub fn take(job: &Job) -> Snapshot {
-        Snapshot(
+impl OutputsBefore {
+    pub fn take(job: &Job) -> OutputsBefore {
+        OutputsBefore(
             output_files(&job.output, &job.other_stems)
                 .unwrap_or_default()
                 .into_iter()
@@ -814,7 +814,7 @@ mod tests {
         assert!(one_dot_zero.other_stems.is_empty());
         let write = |name: &str| fs_write(dir.path().join(name));
         write("docker.io_a_b_1.old");
-        let before = Snapshot::take(one);
+        let before = OutputsBefore::take(one);
         write("docker.io_a_b_1.spdx.json");
         write("docker.io_a_b_1.stdout");
         write("docker.io_a_b_1.stderr");
@@ -829,7 +829,7 @@ mod tests {
         };
         assert_eq!(names(before.written(one).unwrap()), ["docker.io_a_b_1.spdx.json"]);
         assert_eq!(
-            names(Snapshot::default().written(one_dot_zero).unwrap()),
+            names(OutputsBefore::default().written(one_dot_zero).unwrap()),
             ["docker.io_a_b_1.0.spdx.json"]
         );
         // Rewritten during the run: attached again.
@@ -849,7 +849,7 @@ mod tests {
             }],
             &dir.path().join("missing"),
         );
-        assert!(Snapshot::default().written(&gone[0]).unwrap().is_empty());
+        assert!(OutputsBefore::default().written(&gone[0]).unwrap().is_empty());
     }
 
     fn fs_write(path: PathBuf) {

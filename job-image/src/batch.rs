@@ -9,7 +9,7 @@ use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 use tracing::{Instrument, error, info, info_span, warn};
 
-use crate::attach::{Attacher, Snapshot};
+use crate::attach::{Attacher, OutputsBefore};
 use crate::auth::WorkDir;
 use crate::redact::Redactor;
 use crate::runner::{self, Attempt, AttemptOutcome, cancelled};
@@ -157,7 +157,7 @@ async fn run_one(
         }
     };
     // What `{output}.*` held before: only files this run writes are attached.
-    let before = attacher.map(|_| Snapshot::take(job));
+    let before = attacher.map(|_| OutputsBefore::take(job));
     let mut attempts = 0;
     let outcome = loop {
         attempts += 1;
@@ -215,7 +215,7 @@ async fn run_one(
 async fn attach(
     attacher: &Attacher,
     job: &Job,
-    before: &Snapshot,
+    before: &OutputsBefore,
     redact: &Redactor,
     cancel: &mut watch::Receiver<bool>,
 ) -> AttemptOutcome {

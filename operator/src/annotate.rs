@@ -21,7 +21,7 @@ use serde_json::json;
 use tracing::{debug, warn};
 
 use crate::{
-    image_id::ImageId, is_not_found, objects::FIELD_MANAGER, pod::CachedPod, worklist::annotation_key,
+    image_id::ImageId, is_not_found, objects::FIELD_MANAGER, pod::WatchedPod, worklist::annotation_key,
 };
 
 /// Patches in flight at once: enough to keep the API server busy, few enough not to flood it.
@@ -29,7 +29,7 @@ const CONCURRENCY: usize = 16;
 const ATTEMPTS: u32 = 5;
 
 /// The annotations a pod still needs for the processed digests (empty: nothing to write).
-pub fn annotations_for(pod: &CachedPod, prefix: &str, digests: &HashSet<&str>) -> BTreeMap<String, String> {
+pub fn annotations_for(pod: &WatchedPod, prefix: &str, digests: &HashSet<&str>) -> BTreeMap<String, String> {
     pod.statuses()
         .filter_map(|s| {
             let id = ImageId::parse(&s.image_id).ok()?;
@@ -47,7 +47,7 @@ pub fn annotations_for(pod: &CachedPod, prefix: &str, digests: &HashSet<&str>) -
 pub struct Refused(std::sync::Mutex<HashSet<(String, String, String)>>);
 
 impl Refused {
-    pub fn contains(&self, pod: &CachedPod, key: &str, value: &str) -> bool {
+    pub fn contains(&self, pod: &WatchedPod, key: &str, value: &str) -> bool {
         let uid = pod.metadata.uid.clone().unwrap_or_default();
         self.0
             .lock()
@@ -56,7 +56,7 @@ impl Refused {
     }
 
     /// Remembers the annotations a refused patch asked for.
-    pub fn insert(&self, pod: &CachedPod, wanted: &[(String, String)]) {
+    pub fn insert(&self, pod: &WatchedPod, wanted: &[(String, String)]) {
         let uid = pod.metadata.uid.clone().unwrap_or_default();
         let mut set = self.0.lock().expect("lock");
         for (k, v) in wanted {
@@ -65,7 +65,7 @@ impl Refused {
     }
 
     /// Forgets the pods that are gone.
-    pub fn retain_pods(&self, pods: &[Arc<CachedPod>]) {
+    pub fn retain_pods(&self, pods: &[Arc<WatchedPod>]) {
         let uids: HashSet<&str> = pods.iter().filter_map(|p| p.metadata.uid.as_deref()).collect();
         self.0
             .lock()
@@ -76,9 +76,9 @@ impl Refused {
 
 /// What annotating did.
 #[derive(Debug, Default, Clone)]
-pub struct Report {
+pub struct Patched {
     /// The pods annotated (the snapshot's own, shared) and the keys written, for their Events.
-    pub patched: Vec<(Arc<CachedPod>, Vec<String>)>,
+    pub patched: Vec<(Arc<WatchedPod>, Vec<String>)>,
     /// Pods deleted since the snapshot.
     pub gone: usize,
     /// Patches that failed for now (throttling, server errors, lost connections): worth
@@ -91,17 +91,17 @@ pub struct Report {
 }
 
 /// A pod, the annotations (key, value) a refused patch asked for, and the server's message.
-pub type RefusedPatch = (Arc<CachedPod>, Vec<(String, String)>, String);
+pub type RefusedPatch = (Arc<WatchedPod>, Vec<(String, String)>, String);
 
 /// Annotates every pod of the snapshot that runs one of the digests, except for annotations
 /// refused for good before; newly refused ones are added to `refused`.
 pub async fn annotate(
     client: &Client,
-    pods: &[Arc<CachedPod>],
+    pods: &[Arc<WatchedPod>],
     prefix: &str,
     digests: &HashSet<&str>,
     refused: &Refused,
-) -> Report {
+) -> Patched {
     // Lazily: a patch is built only when one of the CONCURRENCY slots frees, so 10,000 pods
     // never hold 10,000 patches in memory at once.
     let work = pods.iter().filter_map(|pod| {
@@ -118,15 +118,15 @@ pub async fn annotate(
     });
     stream::iter(work)
         .buffer_unordered(CONCURRENCY)
-        .fold(Report::default(), |mut report, (outcome, pod, asked)| {
+        .fold(Patched::default(), |mut report, (outcome, pod, asked)| {
             match outcome {
-                Outcome::Patched => {
+                PatchOutcome::Patched => {
                     let keys = asked.into_iter().map(|(k, _)| k).collect();
                     report.patched.push((Arc::clone(pod), keys));
                 }
-                Outcome::Gone => report.gone += 1,
-                Outcome::Failed => report.failed += 1,
-                Outcome::Refused(why) => {
+                PatchOutcome::Gone => report.gone += 1,
+                PatchOutcome::Failed => report.failed += 1,
+                PatchOutcome::Refused(why) => {
                     refused.insert(pod, &asked);
                     report.refused.push((Arc::clone(pod), asked, why));
                 }
@@ -136,14 +136,19 @@ pub async fn annotate(
         .await
 }
 
-enum Outcome {
+enum PatchOutcome {
     Patched,
     Gone,
     Failed,
     Refused(String),
 }
 
-async fn patch_pod(client: &Client, ns: &str, name: &str, annotations: BTreeMap<String, String>) -> Outcome {
+async fn patch_pod(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    annotations: BTreeMap<String, String>,
+) -> PatchOutcome {
     let api: Api<Pod> = Api::namespaced(client.clone(), ns);
     let patch = Patch::Merge(json!({ "metadata": { "annotations": annotations } }));
     let params = PatchParams {
@@ -157,11 +162,11 @@ async fn patch_pod(client: &Client, ns: &str, name: &str, annotations: BTreeMap<
         match api.patch_metadata(name, &params, &patch).await {
             Ok(_) => {
                 debug!(namespace = %ns, pod = %name, "annotated");
-                return Outcome::Patched;
+                return PatchOutcome::Patched;
             }
             Err(e) if is_not_found(&e) => {
                 debug!(namespace = %ns, pod = %name, "pod is gone; nothing to annotate");
-                return Outcome::Gone;
+                return PatchOutcome::Gone;
             }
             Err(e) if attempt < ATTEMPTS && is_transient(&e) => {
                 debug!(namespace = %ns, pod = %name, error = %e, attempt, "annotating failed; retrying");
@@ -170,15 +175,15 @@ async fn patch_pod(client: &Client, ns: &str, name: &str, annotations: BTreeMap<
             }
             Err(e) if is_transient(&e) => {
                 warn!(namespace = %ns, pod = %name, error = %e, "could not annotate pod");
-                return Outcome::Failed;
+                return PatchOutcome::Failed;
             }
             Err(e) => {
                 warn!(namespace = %ns, pod = %name, error = %e, "the API server refused the pod's annotations");
-                return Outcome::Refused(refusal(&e));
+                return PatchOutcome::Refused(refusal(&e));
             }
         }
     }
-    Outcome::Failed
+    PatchOutcome::Failed
 }
 
 /// What a refusal says: the status code and the server's message (never our request body).

@@ -23,14 +23,14 @@ use tokio::sync::watch;
 use tracing::{Instrument, error, info, info_span, warn};
 
 use crate::{
-    Context as _, Error, Result,
+    Error, Result, ResultExt as _,
     admin::{AdminServer, Ready},
     cache::{self, JobIdentity},
     cycle,
     fence::{Fence, FenceLayer},
     leader::{self, Leadership},
     metrics::{CycleResult, Metrics},
-    pod::CachedPod,
+    pod::WatchedPod,
     pod_events,
     schedule::Schedule,
     settings::Settings,
@@ -103,7 +103,7 @@ pub async fn run(settings: Settings) -> Result<()> {
             .await
             .map_err(|_| Error::CacheNotReady("namespace"))?;
     }
-    info!(pods = pods.len(), "pod cache filled");
+    info!(pods = pods.len(), "pod store filled");
     ready.set();
 
     let cache_ttl = match settings.ops.cache_ttl {
@@ -253,14 +253,14 @@ async fn shutdown_signal() {
     info!("shutting down");
 }
 
-/// Pods, as much of them as cycles read (see [`CachedPod`]), so 10,000 pods fit in a few MiB.
+/// Pods, as much of them as cycles read (see [`WatchedPod`]), so 10,000 pods fit in a few MiB.
 fn pod_cache(
     client: &Client,
     selector: Option<&str>,
     prefix: &str,
     new_digests: NewDigests,
-) -> Store<CachedPod> {
-    let api: Api<CachedPod> = Api::all(client.clone());
+) -> Store<WatchedPod> {
+    let api: Api<WatchedPod> = Api::all(client.clone());
     let prefix = prefix.to_string();
     let mut config = watcher::Config::default();
     if let Some(sel) = selector {

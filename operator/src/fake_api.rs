@@ -21,7 +21,7 @@ use kube::{
 use serde_json::{Value, json};
 
 use crate::{
-    cache::JobIdentity, cycle::Context, metrics::Metrics, pod::CachedPod, settings::Settings, trigger,
+    cache::JobIdentity, cycle::Context, metrics::Metrics, pod::WatchedPod, settings::Settings, trigger,
 };
 
 /// One request as the fake API server saw it.
@@ -148,11 +148,11 @@ pub fn empty_list(kind: &str) -> (u16, Value) {
 
 /// A cycle context on `client` with the settings `vars` (plus `SBOM_JOB_IMAGE`) and the pods
 /// of `pods` in its pod store; Jobs and Secrets live in namespace `sbomjob`.
-pub fn context(client: Client, vars: &[(&str, &str)], pods: Vec<CachedPod>) -> Context {
+pub fn context(client: Client, vars: &[(&str, &str)], pods: Vec<WatchedPod>) -> Context {
     let mut list = vec![("SBOM_JOB_IMAGE".to_string(), "reg.example/job:1".to_string())];
     list.extend(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     let settings = Settings::from_vars(list).expect("test settings");
-    let mut writer: Writer<CachedPod> = Writer::default();
+    let mut writer: Writer<WatchedPod> = Writer::default();
     for pod in pods {
         writer.apply_watcher_event(&kube::runtime::watcher::Event::Apply(pod));
     }

@@ -50,11 +50,11 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Names what was being done when a Kubernetes call failed.
-pub trait Context<T> {
+pub trait ResultExt<T> {
     fn context(self, action: impl FnOnce() -> String) -> Result<T>;
 }
 
-impl<T> Context<T> for Result<T, kube::Error> {
+impl<T> ResultExt<T> for Result<T, kube::Error> {
     fn context(self, action: impl FnOnce() -> String) -> Result<T> {
         self.map_err(|source| Error::Kube {
             action: action(),

@@ -38,7 +38,7 @@ pub enum CycleResult {
     Error,
 }
 
-/// How a Job ended (`cycle::job_state::Outcome::Complete` is `Complete`; every failure, including a Job that
+/// How a Job ended (`cycle::job_state::JobOutcome::Complete` is `Complete`; every failure, including a Job that
 /// could not be created, is `Failed`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JobResult {

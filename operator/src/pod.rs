@@ -1,4 +1,4 @@
-//! The part of a pod that cycles read, as the pod cache holds it.
+//! The part of a pod that cycles read, as the pod store holds it.
 //!
 //! A k8s-openapi `Pod` is over 2 KiB inline, plus about 750 B per container status, nearly all
 //! of it fields sbomjob never reads. This type is deserialized straight from the API's JSON
@@ -11,7 +11,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::{Deserialize, Deserializer, Serialize};
 
 #[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
-pub struct CachedPod {
+pub struct WatchedPod {
     #[serde(default)]
     pub metadata: ObjectMeta,
     #[serde(default, deserialize_with = "null_as_default")]
@@ -66,7 +66,7 @@ fn null_as_default<'de, D: Deserializer<'de>, T: Deserialize<'de> + Default>(d: 
     Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
 }
 
-impl k8s_openapi::Resource for CachedPod {
+impl k8s_openapi::Resource for WatchedPod {
     const API_VERSION: &'static str = "v1";
     const GROUP: &'static str = "";
     const KIND: &'static str = "Pod";
@@ -75,7 +75,7 @@ impl k8s_openapi::Resource for CachedPod {
     type Scope = k8s_openapi::NamespaceResourceScope;
 }
 
-impl k8s_openapi::Metadata for CachedPod {
+impl k8s_openapi::Metadata for WatchedPod {
     type Ty = ObjectMeta;
 
     fn metadata(&self) -> &ObjectMeta {
@@ -87,7 +87,7 @@ impl k8s_openapi::Metadata for CachedPod {
     }
 }
 
-impl CachedPod {
+impl WatchedPod {
     pub fn namespace(&self) -> &str {
         self.metadata.namespace.as_deref().unwrap_or_default()
     }
@@ -181,7 +181,7 @@ mod tests {
 
     #[test]
     fn reads_what_cycles_use_from_a_whole_pod() {
-        let pod: CachedPod = serde_json::from_value(serde_json::to_value(full_pod()).unwrap()).unwrap();
+        let pod: WatchedPod = serde_json::from_value(serde_json::to_value(full_pod()).unwrap()).unwrap();
         assert_eq!(
             (pod.namespace(), pod.name(), pod.phase()),
             ("ns", "p", Some("Running"))
@@ -203,7 +203,7 @@ mod tests {
 
     #[test]
     fn slim_keeps_only_our_annotations_and_the_identity() {
-        let mut pod: CachedPod = serde_json::from_value(serde_json::to_value(full_pod()).unwrap()).unwrap();
+        let mut pod: WatchedPod = serde_json::from_value(serde_json::to_value(full_pod()).unwrap()).unwrap();
         let before = pod.clone();
         pod.slim("sbomjob.io");
         assert_eq!(pod.annotation("sbomjob.io/app"), Some("r.io/a@sha256:00"));
@@ -224,7 +224,7 @@ mod tests {
 
     #[test]
     fn nulls_and_missing_fields_read_as_empty() {
-        let pod: CachedPod = serde_json::from_value(json!({
+        let pod: WatchedPod = serde_json::from_value(json!({
             "metadata": {"name": "p", "namespace": "ns"},
             "spec": {"imagePullSecrets": null},
             "status": {"containerStatuses": null, "initContainerStatuses": [{"name": "i", "imageID": null}]}
@@ -233,7 +233,7 @@ mod tests {
         assert!(pod.spec.image_pull_secrets.is_empty());
         assert_eq!(pod.statuses().count(), 1);
         assert_eq!(pod.statuses().next().unwrap().image_id, "");
-        let bare: CachedPod =
+        let bare: WatchedPod =
             serde_json::from_value(json!({"metadata": {"name": "p"}, "status": null})).unwrap();
         assert_eq!(bare.statuses().count(), 0);
         assert_eq!(bare.phase(), None);
@@ -243,9 +243,9 @@ mod tests {
     fn is_much_smaller_than_a_k8s_openapi_pod() {
         // What the cache pays per pod before any heap data (a guard against growing it back).
         assert!(
-            std::mem::size_of::<CachedPod>() * 3 < std::mem::size_of::<core::Pod>(),
-            "CachedPod {} B vs Pod {} B",
-            std::mem::size_of::<CachedPod>(),
+            std::mem::size_of::<WatchedPod>() * 3 < std::mem::size_of::<core::Pod>(),
+            "WatchedPod {} B vs Pod {} B",
+            std::mem::size_of::<WatchedPod>(),
             std::mem::size_of::<core::Pod>()
         );
         assert!(std::mem::size_of::<ContainerStatus>() * 8 < std::mem::size_of::<core::ContainerStatus>());

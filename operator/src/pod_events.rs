@@ -18,7 +18,7 @@ use k8s_openapi::{
 use kube::{Api, Client, api::PostParams, runtime::events::EventType};
 use tracing::{debug, warn};
 
-use crate::{objects::FIELD_MANAGER, pod::CachedPod};
+use crate::{objects::FIELD_MANAGER, pod::WatchedPod};
 
 /// `reportingController` of every Event of the operator (the Jobs' too).
 pub const CONTROLLER: &str = "sbomjob";
@@ -34,7 +34,7 @@ const NAME_MAX: usize = 253;
 
 /// The Event about `pod`. The events of one call share `now`; `index` tells them apart.
 pub fn event(
-    pod: &CachedPod,
+    pod: &WatchedPod,
     type_: EventType,
     reason: &str,
     note: &str,
@@ -91,7 +91,7 @@ fn clip(s: &str, max: usize) -> &str {
 pub async fn processed(
     client: &Client,
     instance: &str,
-    patched: &[(Arc<CachedPod>, Vec<String>)],
+    patched: &[(Arc<WatchedPod>, Vec<String>)],
     source: &str,
 ) {
     let events = patched
@@ -112,7 +112,7 @@ pub async fn publish<'a>(
     instance: &str,
     type_: EventType,
     reason: &str,
-    events: impl IntoIterator<Item = (&'a CachedPod, String)>,
+    events: impl IntoIterator<Item = (&'a WatchedPod, String)>,
 ) {
     let now = Timestamp::now();
     let params = PostParams {
@@ -146,7 +146,7 @@ mod tests {
     use super::*;
     use crate::worklist::fixtures::{digest, pod, status};
 
-    fn sample() -> CachedPod {
+    fn sample() -> WatchedPod {
         let mut p = pod(
             "shop",
             "web-1",

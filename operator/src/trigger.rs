@@ -13,7 +13,7 @@ use kube::runtime::reflector::Store;
 use tokio::sync::mpsc;
 
 use crate::{
-    pod::CachedPod,
+    pod::WatchedPod,
     worklist::{container_images, is_done, selected},
 };
 
@@ -48,7 +48,7 @@ pub fn channel(annotation_prefix: &str, namespaces: Option<Store<Namespace>>) ->
 }
 
 /// The pod's digests that are neither annotated nor already known; they become known.
-pub fn unseen(pod: &CachedPod, prefix: &str, known: &mut HashSet<String>) -> Vec<String> {
+pub fn unseen(pod: &WatchedPod, prefix: &str, known: &mut HashSet<String>) -> Vec<String> {
     if pod.phase() != Some("Running") {
         return Vec::new();
     }
@@ -62,7 +62,7 @@ pub fn unseen(pod: &CachedPod, prefix: &str, known: &mut HashSet<String>) -> Vec
 
 impl NewDigests {
     /// Called for every pod the watch delivers after the initial list.
-    pub fn observe(&self, pod: &CachedPod) {
+    pub fn observe(&self, pod: &WatchedPod) {
         if !selected(self.namespaces.as_ref(), pod.namespace()) {
             return;
         }

@@ -9,7 +9,7 @@ use sbomjob_contract::{ImageConfig, PodRef};
 use crate::{
     credentials::{AuthEntry, find_credentials_within},
     image_id::ImageId,
-    pod::CachedPod,
+    pod::WatchedPod,
 };
 
 /// A container of a pod with a usable imageID.
@@ -59,7 +59,7 @@ pub struct WorkItem {
 /// What the work list is built from.
 pub struct Snapshot<'a> {
     /// The pods of the selected namespaces ([`selected`]).
-    pub pods: &'a [std::sync::Arc<CachedPod>],
+    pub pods: &'a [std::sync::Arc<WatchedPod>],
     pub annotation_prefix: &'a str,
     pub ignore_annotations: bool,
     /// Keep digests every container of which is annotated (marked [`WorkItem::annotated`]), so
@@ -72,7 +72,7 @@ pub struct Snapshot<'a> {
 }
 
 /// The pod's containers that have an imageID, and those skipped with a reason.
-pub fn container_images(pod: &CachedPod) -> (Vec<ContainerImage>, Vec<Skipped>) {
+pub fn container_images(pod: &WatchedPod) -> (Vec<ContainerImage>, Vec<Skipped>) {
     let (mut ok, mut skipped) = (Vec::new(), Vec::new());
     let skip = |container: &str, reason: String| Skipped {
         namespace: pod.namespace().to_string(),
@@ -108,12 +108,12 @@ pub fn annotation_key(prefix: &str, container: &str) -> String {
 
 /// True when the container's annotation says its image was processed. Both the raw imageID and
 /// the one without scheme count, so annotations written by sbom-operator are honoured.
-pub fn is_done(pod: &CachedPod, prefix: &str, c: &ContainerImage) -> bool {
+pub fn is_done(pod: &WatchedPod, prefix: &str, c: &ContainerImage) -> bool {
     pod.annotation(&annotation_key(prefix, &c.container))
         .is_some_and(|v| v == c.id.raw || v == c.id.reference)
 }
 
-fn is_finished(pod: &CachedPod) -> bool {
+fn is_finished(pod: &WatchedPod) -> bool {
     matches!(pod.phase(), Some("Succeeded" | "Failed"))
 }
 
@@ -124,7 +124,7 @@ pub fn selected(namespaces: Option<&Store<Namespace>>, namespace: &str) -> bool 
 }
 
 /// Where the pod's pull credentials come from.
-pub fn credential_sources(pod: &CachedPod) -> CredentialSources {
+pub fn credential_sources(pod: &WatchedPod) -> CredentialSources {
     CredentialSources {
         namespace: pod.namespace().to_string(),
         pull_secrets: pod
@@ -147,7 +147,7 @@ pub fn credential_sources(pod: &CachedPod) -> CredentialSources {
 pub fn build(snapshot: &Snapshot) -> (Vec<WorkItem>, Vec<Skipped>) {
     let mut items: BTreeMap<String, WorkItem> = BTreeMap::new();
     let mut skipped = Vec::new();
-    let mut pods: Vec<&CachedPod> = snapshot.pods.iter().map(|p| p.as_ref()).collect();
+    let mut pods: Vec<&WatchedPod> = snapshot.pods.iter().map(|p| p.as_ref()).collect();
     // Stable order, so the same cluster gives the same config.
     pods.sort_by(|a, b| (a.namespace(), a.name()).cmp(&(b.namespace(), b.name())));
     for pod in pods {
@@ -365,7 +365,7 @@ pub fn too_large_note(secret: &SecretKey, max_size: usize) -> String {
 pub(crate) mod fixtures {
     use kube::api::ObjectMeta;
 
-    use crate::pod::{CachedPod, ContainerStatus, PodStatus, SecretName};
+    use crate::pod::{ContainerStatus, PodStatus, SecretName, WatchedPod};
 
     pub fn digest(n: u8) -> String {
         format!("sha256:{}", format!("{n:02x}").repeat(32))
@@ -379,8 +379,8 @@ pub(crate) mod fixtures {
         }
     }
 
-    pub fn pod(ns: &str, name: &str, containers: Vec<ContainerStatus>) -> CachedPod {
-        CachedPod {
+    pub fn pod(ns: &str, name: &str, containers: Vec<ContainerStatus>) -> WatchedPod {
+        WatchedPod {
             metadata: ObjectMeta {
                 namespace: Some(ns.into()),
                 name: Some(name.into()),
@@ -395,12 +395,12 @@ pub(crate) mod fixtures {
         }
     }
 
-    pub fn with_pull_secrets(mut pod: CachedPod, names: &[&str]) -> CachedPod {
+    pub fn with_pull_secrets(mut pod: WatchedPod, names: &[&str]) -> WatchedPod {
         pod.spec.image_pull_secrets = names.iter().map(|n| SecretName { name: n.to_string() }).collect();
         pod
     }
 
-    pub fn annotated(mut pod: CachedPod, key: &str, value: &str) -> CachedPod {
+    pub fn annotated(mut pod: WatchedPod, key: &str, value: &str) -> WatchedPod {
         pod.metadata
             .annotations
             .get_or_insert_with(Default::default)
@@ -416,7 +416,7 @@ mod tests {
     use super::{fixtures::*, *};
     use crate::credentials::AuthEntry;
 
-    fn snapshot(pods: &[Arc<CachedPod>]) -> Snapshot<'_> {
+    fn snapshot(pods: &[Arc<WatchedPod>]) -> Snapshot<'_> {
         Snapshot {
             pods,
             annotation_prefix: "sbomjob.io",
@@ -430,7 +430,7 @@ mod tests {
     #[test]
     fn dedups_by_digest_across_pods_and_namespaces() {
         let shared = format!("10.244.0.1:5000/shared@{}", digest(1));
-        let pods: Vec<Arc<CachedPod>> = vec![
+        let pods: Vec<Arc<WatchedPod>> = vec![
             pod(
                 "b",
                 "web-1",
@@ -487,7 +487,7 @@ mod tests {
             vec![status("c", &format!("r.io/y@{}", digest(2)))],
         );
         finished.status.phase = Some("Succeeded".into());
-        let pods: Vec<Arc<CachedPod>> = vec![
+        let pods: Vec<Arc<WatchedPod>> = vec![
             annotated(pod("a", "done", vec![status("c", &id)]), "sbomjob.io/c", &id).into(),
             // sbom-operator's form: value without the scheme.
             annotated(
@@ -516,7 +516,7 @@ mod tests {
 
     #[test]
     fn an_outdated_annotation_is_not_done() {
-        let pods: Vec<Arc<CachedPod>> = vec![
+        let pods: Vec<Arc<WatchedPod>> = vec![
             annotated(
                 pod("a", "p", vec![status("c", &format!("r.io/x@{}", digest(2)))]),
                 "sbomjob.io/c",
@@ -533,7 +533,7 @@ mod tests {
     #[test]
     fn ignore_annotations_reprocesses() {
         let id = format!("r.io/x@{}", digest(1));
-        let pods: Vec<Arc<CachedPod>> =
+        let pods: Vec<Arc<WatchedPod>> =
             vec![annotated(pod("a", "p", vec![status("c", &id)]), "sbomjob.io/c", &id).into()];
         let mut snap = snapshot(&pods);
         assert!(build(&snap).0.is_empty());
@@ -558,7 +558,7 @@ mod tests {
 
     #[test]
     fn local_image_uses_the_tag_reference() {
-        let pods: Vec<Arc<CachedPod>> =
+        let pods: Vec<Arc<WatchedPod>> =
             vec![pod("a", "p", vec![status("c", &format!("docker://{}", digest(7)))]).into()];
         let (items, _) = build(&snapshot(&pods));
         assert_eq!(items[0].image, "img-c:1");
@@ -568,7 +568,7 @@ mod tests {
     #[test]
     fn digests_differing_in_case_are_one_item() {
         let hex = "ab".repeat(32);
-        let pods: Vec<Arc<CachedPod>> = vec![
+        let pods: Vec<Arc<WatchedPod>> = vec![
             pod("a", "p", vec![status("c", &format!("reg.io/x@sha256:{hex}"))]).into(),
             pod(
                 "a",
@@ -594,7 +594,7 @@ mod tests {
             vec![status("c", &format!("docker://{}", digest(3)))],
         );
         local_no_tag.status.container_statuses[0].image = "Not A Reference".into();
-        let pods: Vec<Arc<CachedPod>> = vec![
+        let pods: Vec<Arc<WatchedPod>> = vec![
             pod("a", "sha512", vec![status("c", &format!("reg.io/x@{sha512}"))]).into(),
             pod("a", "junk", vec![status("c", "docker://junk")]).into(),
             // Upper case in the repository: a pull would fail, the entrypoint rejects it.
@@ -653,7 +653,7 @@ mod tests {
             "app",
             "10.0.0.5:5000/x:dev",
         ];
-        let mut pods: Vec<Arc<CachedPod>> = Vec::new();
+        let mut pods: Vec<Arc<WatchedPod>> = Vec::new();
         for (i, id) in ids.iter().enumerate() {
             // A different digest per pod, so that every case becomes its own item.
             let id = id
@@ -681,7 +681,7 @@ mod tests {
             username: user.into(),
             password: "pw".into(),
         };
-        let pods: Vec<Arc<CachedPod>> = vec![
+        let pods: Vec<Arc<WatchedPod>> = vec![
             with_pull_secrets(
                 pod("a", "p", vec![status("c", &format!("reg.io/x@{}", digest(1)))]),
                 &["missing", "pods"],
@@ -739,7 +739,7 @@ mod tests {
             password: "pw".into(),
         };
         let d = digest(5);
-        let pods: Vec<Arc<CachedPod>> = vec![
+        let pods: Vec<Arc<WatchedPod>> = vec![
             with_pull_secrets(
                 pod("a", "p", vec![status("c", &format!("old.io/x@{d}"))]),
                 &["s1"],
@@ -803,7 +803,7 @@ mod tests {
     fn credentials_over_the_size_limit_are_not_copied() {
         let max = 1024;
         let d = digest(8);
-        let pods: Vec<Arc<CachedPod>> = vec![
+        let pods: Vec<Arc<WatchedPod>> = vec![
             with_pull_secrets(
                 pod("t", "p0", vec![status("c", &format!("reg.io/x@{d}"))]),
                 &["big", "small"],
@@ -883,7 +883,7 @@ mod tests {
     #[test]
     fn candidates_are_capped() {
         let d = digest(6);
-        let pods: Vec<Arc<CachedPod>> = (0..10)
+        let pods: Vec<Arc<WatchedPod>> = (0..10)
             .map(|n| {
                 pod(
                     "a",
@@ -905,7 +905,7 @@ mod tests {
         let id = format!("r.io/x@{}", digest(1));
         let mut p = pod("a", "p", vec![status("c", &id)]);
         p.metadata.uid = Some("uid-1".into());
-        let pods: Vec<Arc<CachedPod>> = vec![p.into()];
+        let pods: Vec<Arc<WatchedPod>> = vec![p.into()];
         let refused = crate::annotate::Refused::default();
         refused.insert(&pods[0], &[("sbomjob.io/c".into(), id.clone())]);
         let snap = Snapshot {
@@ -922,7 +922,7 @@ mod tests {
     fn keep_annotated_marks_digests_whose_every_container_is_annotated() {
         let a = format!("r.io/a@{}", digest(1));
         let b = format!("r.io/b@{}", digest(2));
-        let pods: Vec<Arc<CachedPod>> = vec![
+        let pods: Vec<Arc<WatchedPod>> = vec![
             annotated(pod("n", "p", vec![status("c", &a)]), "sbomjob.io/c", &a).into(),
             annotated(pod("n", "q", vec![status("c", &b)]), "sbomjob.io/c", &b).into(),
             pod("n", "r", vec![status("c", &b)]).into(),

@@ -154,7 +154,7 @@ def common(c, docs, label):
     def rules(of, group, resource):
         return [r for r in of["rules"] if resource in r["resources"] and group in r["apiGroups"]]
 
-    c.check(f"{label}: pods: list, watch, patch (the pod cache; the annotations)",
+    c.check(f"{label}: pods: list, watch, patch (the pod store; the annotations)",
             [r["verbs"] for r in rules(cluster_role, "", "pods")] == [["list", "watch", "patch"]],
             rules(cluster_role, "", "pods"))
     cache_off = re.fullmatch(r"\s*0+\s*[a-zA-Z]*\s*",

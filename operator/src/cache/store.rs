@@ -11,7 +11,7 @@ use kube::{
 };
 use tracing::{debug, info, warn};
 
-use crate::{Context as _, Result, is_not_found, objects::FIELD_MANAGER};
+use crate::{Result, ResultExt as _, is_not_found, objects::FIELD_MANAGER};
 
 use super::policy::*;
 use super::record::*;

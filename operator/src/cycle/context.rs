@@ -21,7 +21,7 @@ use crate::{
     backoff::{self},
     cache::JobIdentity,
     metrics::Metrics,
-    pod::CachedPod,
+    pod::WatchedPod,
     settings::Settings,
     trigger::NewDigests,
     worklist::{self},
@@ -34,7 +34,7 @@ pub struct Context {
     /// Where Jobs and Secrets live (`POD_NAMESPACE`).
     pub namespace: String,
     /// Pods matching the pod label selector, kept current by a reflector.
-    pub pods: Store<CachedPod>,
+    pub pods: Store<WatchedPod>,
     /// Namespaces matching the namespace label selector; `None` when there is no selector.
     pub namespaces: Option<Store<Namespace>>,
     pub recorder: Recorder,
@@ -80,9 +80,9 @@ impl Context {
         }
     }
 
-    /// The pods cycles work on: the pod cache, less the pods of namespaces the namespace
+    /// The pods cycles work on: the pod store, less the pods of namespaces the namespace
     /// selector does not match. Their images are neither processed, annotated nor remembered.
-    pub fn snapshot(&self) -> Vec<Arc<CachedPod>> {
+    pub fn snapshot(&self) -> Vec<Arc<WatchedPod>> {
         let mut pods = self.pods.state();
         if self.namespaces.is_some() {
             pods.retain(|p| worklist::selected(self.namespaces.as_ref(), p.namespace()));

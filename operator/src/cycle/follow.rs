@@ -16,7 +16,7 @@ use tracing::warn;
 
 use super::{
     context::Context,
-    job_state::{self, Outcome},
+    job_state::{self, JobOutcome},
 };
 
 /// The label the job controller puts on a Job's pods.
@@ -84,7 +84,7 @@ pub async fn wait(ctx: &Context, job: &Job) -> Job {
         .and_then(|s| s.active_deadline_seconds)
         .map_or(ctx.settings.job.timeout, |s| Duration::from_secs(s.max(0) as u64));
     let give_up = give_up_at(tokio::time::Instant::now(), deadline);
-    let finished = |j: Option<&Job>| j.is_none_or(|j| job_state::outcome(j) != Outcome::Running);
+    let finished = |j: Option<&Job>| j.is_none_or(|j| job_state::outcome(j) != JobOutcome::Running);
     let watch = await_condition(jobs.clone(), &job_name, finished);
     tokio::pin!(watch);
     let mut check = tokio::time::interval(CONFIG_CHECK);

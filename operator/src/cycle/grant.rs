@@ -18,13 +18,13 @@ use serde_json::json;
 use tracing::{info, warn};
 
 use crate::{
-    Context as _, Result, annotate,
+    Result, ResultExt as _, annotate,
     backoff::{self},
     cache::{self, JobIdentity},
     is_not_found,
     metrics::JobResult,
     objects::{STATE_DONE, STATE_LABEL},
-    pod::CachedPod,
+    pod::WatchedPod,
     pod_events,
     replan::{Evidence, Unit},
     worklist::{self, CredentialIndex, WorkItem},
@@ -33,7 +33,7 @@ use crate::{
 use super::{
     context::Context,
     follow,
-    job_state::{self, Finished, Outcome},
+    job_state::{self, Finished, JobOutcome},
 };
 
 /// The reason of the Warning on a pod whose annotation the API server refused for good.
@@ -65,10 +65,10 @@ pub struct Source {
 /// Warning. The one place that grants; the caller adds what is particular to its source.
 pub async fn done(
     ctx: &Context,
-    pods: &[Arc<CachedPod>],
+    pods: &[Arc<WatchedPod>],
     digests: &HashSet<&str>,
     source: &Source,
-) -> annotate::Report {
+) -> annotate::Patched {
     let prefix = &ctx.settings.annotation_prefix;
     let report = annotate::annotate(&ctx.client, pods, prefix, digests, &ctx.refused).await;
     ctx.metrics.annotated(report.patched.len());
@@ -91,7 +91,7 @@ pub async fn finish(ctx: &Context, job: &Job) -> Result<Finished> {
         Err(e) => return Err(e).context(|| format!("deleting Secret {}/{job_name}", ctx.namespace)),
     }
     let outcome = job_state::outcome(job);
-    if outcome == Outcome::Running {
+    if outcome == JobOutcome::Running {
         return Ok(Finished {
             outcome,
             evidence: Evidence::ExitOnly,
@@ -100,14 +100,14 @@ pub async fn finish(ctx: &Context, job: &Job) -> Result<Finished> {
     }
     let (mut evidence, detail, image_digest) =
         job_state::read_pod(follow::job_pod(ctx, &job_name).await.as_ref());
-    if matches!(&outcome, Outcome::Failed { reason, .. } if reason == job_state::CONFIG_GONE) {
+    if matches!(&outcome, JobOutcome::Failed { reason, .. } if reason == job_state::CONFIG_GONE) {
         evidence = Evidence::ConfigGone;
     }
     let identity = job_state::identity(job, &ctx.identity, image_digest);
     ctx.learn_job_image(&identity);
     let reference = job.object_ref(&());
     match &outcome {
-        Outcome::Complete => {
+        JobOutcome::Complete => {
             let digests = job_state::digests(job);
             let pods = ctx.snapshot();
             let source = Source {
@@ -141,7 +141,7 @@ pub async fn finish(ctx: &Context, job: &Job) -> Result<Finished> {
                 });
             }
         }
-        Outcome::Failed { reason, message } => {
+        JobOutcome::Failed { reason, message } => {
             warn!(job = %job_name, %reason, %message, %detail, "Job failed; nothing annotated");
             ctx.metrics.job_done(JobResult::Failed, job_state::age(job));
             ctx.event(
@@ -152,7 +152,7 @@ pub async fn finish(ctx: &Context, job: &Job) -> Result<Finished> {
             )
             .await;
         }
-        Outcome::Running => unreachable!("returned above"),
+        JobOutcome::Running => unreachable!("returned above"),
     }
     let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
     let patch = Patch::Merge(json!({ "metadata": { "labels": { STATE_LABEL: STATE_DONE } } }));
@@ -172,7 +172,7 @@ pub async fn finish(ctx: &Context, job: &Job) -> Result<Finished> {
 /// under. A failure is logged: the pods are annotated already, only the cache misses out.
 pub async fn remember(
     ctx: &Context,
-    pods: &[Arc<CachedPod>],
+    pods: &[Arc<WatchedPod>],
     digests: &HashSet<&str>,
     job_name: &str,
     identity: &JobIdentity,
@@ -297,14 +297,14 @@ impl Context {
 
     /// One Warning Event per pod, container and reason skipped (a Warning each cycle would
     /// bury the pod's other Events).
-    pub async fn warn_skipped(&self, pods: &[Arc<CachedPod>], skipped: Vec<worklist::Skipped>) {
+    pub async fn warn_skipped(&self, pods: &[Arc<WatchedPod>], skipped: Vec<worklist::Skipped>) {
         if skipped.is_empty() && self.skip_warned.lock().expect("lock").is_empty() {
             return;
         }
         if !self.settings.pod_events.failures() {
             return;
         }
-        let by_name: std::collections::HashMap<(&str, &str), &Arc<CachedPod>> =
+        let by_name: std::collections::HashMap<(&str, &str), &Arc<WatchedPod>> =
             pods.iter().map(|p| ((p.namespace(), p.name()), p)).collect();
         let events = {
             let mut warned = self.skip_warned.lock().expect("lock");
@@ -339,7 +339,7 @@ impl Context {
     /// (one line per secret), and one Warning on each pod that uses them, once per pod.
     pub async fn warn_too_large(
         &self,
-        pods: &[Arc<CachedPod>],
+        pods: &[Arc<WatchedPod>],
         index: &CredentialIndex,
         found: &[(&WorkItem, BTreeSet<worklist::SecretKey>)],
     ) {
@@ -354,7 +354,7 @@ impl Context {
         if secrets.is_empty() || !self.settings.pod_events.failures() {
             return;
         }
-        let by_name: std::collections::HashMap<(&str, &str), &Arc<CachedPod>> =
+        let by_name: std::collections::HashMap<(&str, &str), &Arc<WatchedPod>> =
             pods.iter().map(|p| ((p.namespace(), p.name()), p)).collect();
         let events = {
             let mut warned = self.skip_warned.lock().expect("lock");
@@ -393,7 +393,7 @@ impl Context {
     /// processed without it, and a private one then fails, so the pod's owner is told why.
     pub async fn warn_unusable(
         &self,
-        pods: &[Arc<CachedPod>],
+        pods: &[Arc<WatchedPod>],
         items: &[WorkItem],
         index: &CredentialIndex,
         unusable: &super::plan::Unusable,
@@ -401,7 +401,7 @@ impl Context {
         if unusable.is_empty() || !self.settings.pod_events.failures() {
             return;
         }
-        let by_name: std::collections::HashMap<(&str, &str), &Arc<CachedPod>> =
+        let by_name: std::collections::HashMap<(&str, &str), &Arc<WatchedPod>> =
             pods.iter().map(|p| ((p.namespace(), p.name()), p)).collect();
         let names: BTreeSet<(&str, &str)> = items
             .iter()

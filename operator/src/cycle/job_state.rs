@@ -20,7 +20,7 @@ pub const CONFIG_GONE: &str = "ConfigSecretGone";
 
 /// Where a Job stands, from its conditions.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
+pub enum JobOutcome {
     Running,
     Complete,
     Failed { reason: String, message: String },
@@ -29,16 +29,16 @@ pub enum Outcome {
 /// Reads the terminal conditions the job controller sets: `Complete`, or `Failed` with a reason
 /// such as `DeadlineExceeded` or `BackoffLimitExceeded`. A Job whose pod never started still gets
 /// `Failed`/`DeadlineExceeded` at its deadline.
-pub fn outcome(job: &Job) -> Outcome {
+pub fn outcome(job: &Job) -> JobOutcome {
     let conditions = job.status.as_ref().and_then(|s| s.conditions.as_ref());
     for c in conditions.into_iter().flatten() {
         if c.status != "True" {
             continue;
         }
         match c.type_.as_str() {
-            "Complete" => return Outcome::Complete,
+            "Complete" => return JobOutcome::Complete,
             "Failed" => {
-                return Outcome::Failed {
+                return JobOutcome::Failed {
                     reason: c.reason.clone().unwrap_or_else(|| "Failed".into()),
                     message: c.message.clone().unwrap_or_default(),
                 };
@@ -46,7 +46,7 @@ pub fn outcome(job: &Job) -> Outcome {
             _ => {}
         }
     }
-    Outcome::Running
+    JobOutcome::Running
 }
 
 /// True once the operator finished the Job's bookkeeping.
@@ -158,7 +158,7 @@ pub fn is_suspended(job: &Job) -> bool {
 /// How an ended Job was finished.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Finished {
-    pub outcome: Outcome,
+    pub outcome: JobOutcome,
     /// What the job pod told about the run (for re-planning a failed Job).
     pub evidence: Evidence,
     /// A short description of how the tool ended, for logs, Events and records.
@@ -179,13 +179,13 @@ pub fn age(job: &Job) -> Duration {
 }
 
 /// Labels for logs: the Job's digests count by outcome (used in tests and logs).
-pub fn summary(jobs: &[(String, Outcome)]) -> BTreeMap<&'static str, usize> {
+pub fn summary(jobs: &[(String, JobOutcome)]) -> BTreeMap<&'static str, usize> {
     let mut out = BTreeMap::new();
     for (_, o) in jobs {
         *out.entry(match o {
-            Outcome::Complete => "complete",
-            Outcome::Failed { .. } => "failed",
-            Outcome::Running => "running",
+            JobOutcome::Complete => "complete",
+            JobOutcome::Failed { .. } => "failed",
+            JobOutcome::Running => "running",
         })
         .or_insert(0) += 1;
     }
@@ -227,29 +227,32 @@ mod tests {
 
     #[test]
     fn outcomes_from_conditions() {
-        assert_eq!(outcome(&Job::default()), Outcome::Running);
+        assert_eq!(outcome(&Job::default()), JobOutcome::Running);
         assert_eq!(
             outcome(&job_with(&[("SuccessCriteriaMet", "True", "")])),
-            Outcome::Running
+            JobOutcome::Running
         );
         assert_eq!(
             outcome(&job_with(&[
                 ("SuccessCriteriaMet", "True", ""),
                 ("Complete", "True", "")
             ])),
-            Outcome::Complete
+            JobOutcome::Complete
         );
         assert_eq!(
             outcome(&job_with(&[
                 ("FailureTarget", "True", "DeadlineExceeded"),
                 ("Failed", "True", "DeadlineExceeded")
             ])),
-            Outcome::Failed {
+            JobOutcome::Failed {
                 reason: "DeadlineExceeded".into(),
                 message: String::new()
             }
         );
-        assert_eq!(outcome(&job_with(&[("Failed", "False", "x")])), Outcome::Running);
+        assert_eq!(
+            outcome(&job_with(&[("Failed", "False", "x")])),
+            JobOutcome::Running
+        );
     }
 
     #[test]
@@ -274,13 +277,13 @@ mod tests {
         let j = gone(&Job::default(), "Deleted", "x");
         assert_eq!(
             outcome(&j),
-            Outcome::Failed {
+            JobOutcome::Failed {
                 reason: "Deleted".into(),
                 message: "x".into()
             }
         );
         assert_eq!(
-            summary(&[("a".into(), Outcome::Complete), ("b".into(), outcome(&j))])["failed"],
+            summary(&[("a".into(), JobOutcome::Complete), ("b".into(), outcome(&j))])["failed"],
             1
         );
     }

@@ -10,7 +10,7 @@ use serde_json::json;
 use tracing::{info, warn};
 
 use crate::{
-    Context as _, Result, is_not_found,
+    Result, ResultExt as _, is_not_found,
     objects::{self, CREATED_BY_ANNOTATION, JobPlan, SETTINGS_HASH_ANNOTATION},
 };
 

@@ -27,24 +27,24 @@ use crate::{
     replan::{self, Evidence, Unit},
 };
 
-use self::job_state::{Finished, Outcome};
+use self::job_state::{Finished, JobOutcome};
 
 /// How a cycle ended.
 #[derive(Debug, Default, PartialEq, Eq)]
-pub struct Report {
+pub struct CycleReport {
     /// Jobs of earlier cycles this one waited for or finished.
     pub adopted: usize,
     pub images: usize,
-    pub jobs: Vec<(String, Outcome)>,
+    pub jobs: Vec<(String, JobOutcome)>,
 }
 
-pub async fn run(ctx: &Context, cycle: &str) -> Result<Report> {
+pub async fn run(ctx: &Context, cycle: &str) -> Result<CycleReport> {
     // 1. Never overlap: earlier Jobs of ours are waited for and finished first.
     let settled = settle::earlier_jobs(ctx).await?;
     // 2. What is left to do: the cache's hits are granted at once, images backing off wait.
     let pods = ctx.snapshot();
     let planned = plan::images(ctx, &pods, &settled.completed).await;
-    let mut report = Report {
+    let mut report = CycleReport {
         adopted: settled.adopted,
         images: planned.items.len(),
         jobs: Vec::new(),
@@ -64,7 +64,7 @@ pub async fn run(ctx: &Context, cycle: &str) -> Result<Report> {
 /// Runs the units' Jobs, at most `max_parallel` at once and `max_per_cycle` in all. A failed
 /// Job's images are re-planned at once ([`replan::after_failure`]): failing ones alone, the rest
 /// together, so the healthy images of a Job that also held a bad one are annotated in this cycle.
-async fn run_jobs(ctx: &Context, cycle: &str, units: Vec<Unit>) -> Vec<(String, Outcome)> {
+async fn run_jobs(ctx: &Context, cycle: &str, units: Vec<Unit>) -> Vec<(String, JobOutcome)> {
     let max_images = ctx.settings.job.max_images;
     let mut next = 0;
     let mut first = objects::plan_units(cycle, units, max_images, &mut next);
@@ -84,7 +84,7 @@ async fn run_jobs(ctx: &Context, cycle: &str, units: Vec<Unit>) -> Vec<(String, 
         let Some((plan, finished)) = running.next().await else {
             break;
         };
-        if let Outcome::Failed { reason, .. } = &finished.outcome {
+        if let JobOutcome::Failed { reason, .. } = &finished.outcome {
             let replan = replan::after_failure(plan.units.clone(), &plan.elements, &finished.evidence);
             let why = format!("{reason}: {}", finished.detail);
             for unit in &replan.exhausted {
@@ -134,7 +134,7 @@ async fn run_plan(ctx: &Context, plan: JobPlan) -> (JobPlan, Finished) {
         Err(e) => {
             warn!(job = %plan.name, error = %e, "could not create Job; its images wait for the next cycle");
             let finished = Finished {
-                outcome: Outcome::Failed {
+                outcome: JobOutcome::Failed {
                     reason: "CreateFailed".into(),
                     message: e.to_string(),
                 },
@@ -172,7 +172,7 @@ mod tests {
     use k8s_openapi::api::batch::v1::Job;
 
     use crate::{
-        pod::CachedPod,
+        pod::WatchedPod,
         worklist::{self, Snapshot},
     };
 
@@ -197,7 +197,7 @@ mod tests {
     #[test]
     fn without_drops_the_digests_of_jobs_just_completed() {
         use crate::worklist::fixtures::{digest, pod, status};
-        let pods: Vec<Arc<CachedPod>> = vec![
+        let pods: Vec<Arc<WatchedPod>> = vec![
             pod("a", "p", vec![status("c", &format!("r.io/x@{}", digest(1)))]).into(),
             pod("a", "q", vec![status("c", &format!("r.io/y@{}", digest(2)))]).into(),
         ];

@@ -14,7 +14,7 @@ use crate::{
     backoff::{self, Gate},
     cache::{self, CacheDecision, MissReason},
     credentials,
-    pod::CachedPod,
+    pod::WatchedPod,
     replan::Unit,
     worklist::{self, CredentialIndex, Snapshot, WorkItem},
 };
@@ -30,7 +30,7 @@ pub struct Planned {
 /// What is left to do in `pods`: the work list without what `completed` just did; with the
 /// cache, what a fresh record covers is granted at once; images backing off after failing alone
 /// wait for their next attempt.
-pub async fn images(ctx: &Context, pods: &[Arc<CachedPod>], completed: &HashSet<String>) -> Planned {
+pub async fn images(ctx: &Context, pods: &[Arc<WatchedPod>], completed: &HashSet<String>) -> Planned {
     ctx.refused.retain_pods(pods);
     // Every digest the snapshot runs, worked out once for the trigger, the sweep and the book.
     let running = running_digests(pods);
@@ -45,7 +45,7 @@ pub async fn images(ctx: &Context, pods: &[Arc<CachedPod>], completed: &HashSet<
 
 /// The planned images with their candidate credentials, one unit each (pull secrets read now);
 /// a Warning on the pods whose credential is too large.
-pub async fn units(ctx: &Context, pods: &[Arc<CachedPod>], planned: &Planned) -> Vec<Unit> {
+pub async fn units(ctx: &Context, pods: &[Arc<WatchedPod>], planned: &Planned) -> Vec<Unit> {
     let (index, unusable) = credential_index(ctx, &planned.items).await;
     ctx.warn_unusable(pods, &planned.items, &index, &unusable).await;
     let mut too_large = Vec::new();
@@ -67,7 +67,7 @@ pub async fn units(ctx: &Context, pods: &[Arc<CachedPod>], planned: &Planned) ->
     units
 }
 
-pub async fn work_list(ctx: &Context, pods: &[Arc<CachedPod>], running: &BTreeSet<String>) -> Vec<WorkItem> {
+pub async fn work_list(ctx: &Context, pods: &[Arc<WatchedPod>], running: &BTreeSet<String>) -> Vec<WorkItem> {
     ctx.new_digests.remember(running.iter().cloned());
     let (items, skipped) = worklist::build(&Snapshot {
         pods,
@@ -90,7 +90,7 @@ pub fn without(items: Vec<WorkItem>, done: &HashSet<String>) -> Vec<WorkItem> {
 }
 
 /// Every digest the snapshot's pods run.
-pub fn running_digests(pods: &[Arc<CachedPod>]) -> BTreeSet<String> {
+pub fn running_digests(pods: &[Arc<WatchedPod>]) -> BTreeSet<String> {
     pods.iter()
         .flat_map(|p| worklist::container_images(p).0)
         .map(|c| c.id.digest)
@@ -104,7 +104,7 @@ pub fn running_digests(pods: &[Arc<CachedPod>]) -> BTreeSet<String> {
 /// cycle goes on as if it were empty.
 pub async fn apply_cache(
     ctx: &Context,
-    pods: &[Arc<CachedPod>],
+    pods: &[Arc<WatchedPod>],
     running: &BTreeSet<String>,
     items: Vec<WorkItem>,
 ) -> Vec<WorkItem> {

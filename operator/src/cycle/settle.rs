@@ -12,12 +12,12 @@ use kube::{
 };
 use tracing::{info, warn};
 
-use crate::{Context as _, Result, is_not_found, objects};
+use crate::{Result, ResultExt as _, is_not_found, objects};
 
 use super::{
     context::Context,
     follow, grant,
-    job_state::{self, Outcome},
+    job_state::{self, JobOutcome},
     launch,
 };
 
@@ -25,7 +25,7 @@ use super::{
 pub struct Settled {
     /// Jobs of earlier cycles waited for or finished.
     pub adopted: usize,
-    /// What those Jobs completed: done, even before the pod cache shows the annotations just
+    /// What those Jobs completed: done, even before the pod store shows the annotations just
     /// written (without this, a cycle that adopted a Job would make a second Job for its images).
     pub completed: HashSet<String>,
 }
@@ -53,7 +53,7 @@ pub async fn earlier_jobs(ctx: &Context) -> Result<Settled> {
         .collect();
     let mut completed = HashSet::new();
     for job in &to_finish {
-        if grant::finish(ctx, job).await?.outcome == Outcome::Complete {
+        if grant::finish(ctx, job).await?.outcome == JobOutcome::Complete {
             completed.extend(job_state::digests(job).into_iter().map(String::from));
         }
     }
@@ -66,7 +66,7 @@ pub async fn earlier_jobs(ctx: &Context) -> Result<Settled> {
 pub fn blocking(unfinished: Vec<Job>) -> (Vec<Job>, Vec<Job>) {
     unfinished
         .into_iter()
-        .partition(|j| job_state::outcome(j) == Outcome::Running)
+        .partition(|j| job_state::outcome(j) == JobOutcome::Running)
 }
 
 /// Our Jobs whose bookkeeping is not done, oldest first: running ones (another cycle, maybe from
@@ -100,7 +100,7 @@ pub enum Adoption {
 /// suspended.
 pub fn adoption(job: &Job, secret_exists: bool) -> Adoption {
     match (
-        job_state::is_suspended(job) && job_state::outcome(job) == Outcome::Running,
+        job_state::is_suspended(job) && job_state::outcome(job) == JobOutcome::Running,
         secret_exists,
     ) {
         (false, _) => Adoption::Keep,

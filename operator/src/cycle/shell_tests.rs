@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use super::{
     grant::{self, Source},
-    job_state::Outcome,
+    job_state::JobOutcome,
     launch, settle,
 };
 use crate::{
@@ -86,7 +86,7 @@ fn source() -> Source {
 }
 
 /// Granting twice annotates nothing twice: a pod already annotated (in the snapshot) gets no
-/// patch, neither in the first grant nor after the first one's patch shows in the pod cache.
+/// patch, neither in the first grant nor after the first one's patch shows in the pod store.
 #[tokio::test]
 async fn grant_patches_each_pod_once() {
     let d = digest(1);
@@ -159,7 +159,7 @@ async fn settle_lists_only_this_releases_unfinished_jobs() {
 }
 
 /// A failed Job annotates nothing: its Secret is deleted, it gets its Warning, it is marked done,
-/// and not one pod is patched, although its digest runs in the pod cache.
+/// and not one pod is patched, although its digest runs in the pod store.
 #[tokio::test]
 async fn finishing_a_failed_job_patches_no_pod() {
     let d = digest(3);
@@ -183,7 +183,7 @@ async fn finishing_a_failed_job_patches_no_pod() {
     let ctx = fake_api::context(client, &[], vec![running]);
     let finished = grant::finish(&ctx, &failed).await.unwrap();
     assert!(
-        matches!(finished.outcome, Outcome::Failed { .. }),
+        matches!(finished.outcome, JobOutcome::Failed { .. }),
         "{:?}",
         finished.outcome
     );

@@ -441,7 +441,7 @@ pub static ALL: &[Setting] = &[
         default: Some("0.0.0.0:8080"),
         default_doc: None,
         kind: Kind::Custom("an address and port such as 0.0.0.0:8080 or [::]:8080"),
-        help: r#"Address and port (`0.0.0.0:8080`, `[::]:8080`) of the admin endpoint: `GET /metrics` (Prometheus/OpenMetrics text), `/healthz` (200 while the process serves; liveness), `/readyz` (200 once the pod cache is filled, 503 before and while stopping; readiness). A port in use stops start-up."#,
+        help: r#"Address and port (`0.0.0.0:8080`, `[::]:8080`) of the admin endpoint: `GET /metrics` (Prometheus/OpenMetrics text), `/healthz` (200 while the process serves; liveness), `/readyz` (200 once the pod store is filled, 503 before and while stopping; readiness). A port in use stops start-up."#,
     },
     Setting {
         name: "SBOM_LEADER_ELECTION",
