@@ -131,16 +131,18 @@ mod tests {
 
     #[test]
     fn repositories_of_references() {
+        let repo = |r: &str| repository_of(r);
         assert_eq!(
-            repository_of(&format!("reg.io:5000/team/app@{D1}")),
+            repo(&format!("reg.io:5000/team/app@{D1}")).as_deref(),
             Some("reg.io:5000/team/app")
         );
         assert_eq!(
-            repository_of("reg.io:5000/team/app:1.2"),
+            repo("reg.io:5000/team/app:1.2").as_deref(),
             Some("reg.io:5000/team/app")
         );
-        assert_eq!(repository_of("nginx"), Some("nginx"));
-        assert_eq!(repository_of(D1), None);
+        assert_eq!(repo("nginx").as_deref(), Some("docker.io/library/nginx"));
+        assert_eq!(repo(D1), None);
+        assert_eq!(repo("not a reference"), None);
     }
 
     #[test]

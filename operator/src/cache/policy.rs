@@ -68,16 +68,12 @@ pub fn settings_hash(job: &JobSettings) -> String {
     format!("{:x}", Sha256::digest(&input))
 }
 
-/// The repository of an image reference: `registry/path@sha256:…` or `registry/path:tag` →
-/// `registry/path`; `None` for a bare digest (a local image).
-pub fn repository_of(reference: &str) -> Option<&str> {
-    let without_digest = reference.split_once('@').map_or(reference, |(r, _)| r);
-    // A `:` after the last `/` is a tag; one before it is a registry port.
-    let repo = match without_digest.rsplit_once(':') {
-        Some((r, tag)) if !tag.contains('/') => r,
-        _ => without_digest,
-    };
-    (!repo.is_empty() && !repo.starts_with("sha256")).then_some(repo)
+/// The repository of an image reference, fully qualified: `registry/path@sha256:…` or
+/// `registry/path:tag` → `registry/path`, `nginx` → `docker.io/library/nginx`; `None` for a
+/// bare digest (a local image) or what is no reference.
+pub fn repository_of(reference: &str) -> Option<String> {
+    let r = sbomjob_contract::ImageRef::parse(reference).ok()?;
+    (!r.repository.is_empty()).then(|| format!("{}/{}", r.registry, r.repository))
 }
 
 /// Whether a digest needs a Job.

@@ -183,10 +183,7 @@ pub async fn remember(
         if digests.contains(c.id.digest.as_str())
             && let Some(repo) = cache::repository_of(&c.id.reference)
         {
-            repositories
-                .entry(c.id.digest.clone())
-                .or_default()
-                .insert(repo.to_string());
+            repositories.entry(c.id.digest.clone()).or_default().insert(repo);
         }
     }
     let now = chrono::Utc::now();
@@ -230,7 +227,7 @@ pub async fn back_off(ctx: &Context, unit: &Unit, job_name: &str, why: &str) {
         let repos = unit
             .candidates
             .iter()
-            .filter_map(|c| cache::repository_of(&c.image).map(String::from))
+            .filter_map(|c| cache::repository_of(&c.image))
             .collect();
         let identity = ctx.current_identity();
         let record = cache::failure_record(&unit.digest, repos, &identity, job_name, &failure, ttl);
