@@ -200,20 +200,47 @@ async fn run_loop(ctx: &cycle::Context, mut leader: watch::Receiver<bool>, mut a
             _ = &mut shutdown => return,
         };
         // Ticks missed while the cycle ran collapse into the next one.
-        let failed = matches!(result, Some(Err(_)));
-        match result {
-            Some(Ok(_)) => ctx.metrics.cycle_done(CycleResult::Ok, started.elapsed()),
+        let ended = match result {
+            Some(Ok(_)) => {
+                ctx.metrics.cycle_done(CycleResult::Ok, started.elapsed());
+                Ended::Ok
+            }
             Some(Err(e)) => {
                 ctx.metrics.cycle_done(CycleResult::Error, started.elapsed());
                 span.in_scope(|| error!(error = %e, "cycle failed; retrying soon"));
+                Ended::Failed
             }
-            None => span.in_scope(|| warn!("leadership lost during the cycle; stopped")),
-        }
-        due = next_due(&ctx.settings.schedule, Utc::now(), failed);
+            None => {
+                span.in_scope(|| warn!("leadership lost during the cycle; stopped"));
+                Ended::LostLease
+            }
+        };
+        due = due_after(&ctx.settings.schedule, Utc::now(), ended);
         match due {
             Some(due) => info!(next = %due, "next scheduled cycle"),
             None => warn!("the schedule fires no more: only new images start cycles"),
         }
+    }
+}
+
+/// How a cycle ended, for when the next is due.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ended {
+    Ok,
+    Failed,
+    /// Stopped because this replica lost the Lease.
+    LostLease,
+}
+
+/// When the next cycle is due after one that `ended`: a cycle stopped by a lost Lease left Jobs
+/// to adopt and images unprocessed, so the next is due at once; the loop waits for the Lease
+/// first, and runs it the moment this replica leads again (a brief stall of the API server
+/// must not leave everything to the next tick, maybe hours away). Otherwise [`next_due`].
+fn due_after(schedule: &Schedule, now: DateTime<Utc>, ended: Ended) -> Option<DateTime<Utc>> {
+    match ended {
+        Ended::LostLease => Some(now),
+        Ended::Ok => next_due(schedule, now, false),
+        Ended::Failed => next_due(schedule, now, true),
     }
 }
 
@@ -316,6 +343,20 @@ mod tests {
         assert_eq!(
             next_due(&often, now(), true),
             Some(now() + TimeDelta::seconds(10))
+        );
+    }
+
+    #[test]
+    fn a_cycle_stopped_by_a_lost_lease_is_due_again_at_once() {
+        let hourly = Schedule::Interval(Duration::from_secs(3600));
+        assert_eq!(due_after(&hourly, now(), Ended::LostLease), Some(now()));
+        assert_eq!(
+            due_after(&hourly, now(), Ended::Ok),
+            Some(now() + TimeDelta::hours(1))
+        );
+        assert_eq!(
+            due_after(&hourly, now(), Ended::Failed),
+            Some(now() + TimeDelta::seconds(30))
         );
     }
 
