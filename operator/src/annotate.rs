@@ -21,7 +21,10 @@ use serde_json::json;
 use tracing::{debug, warn};
 
 use crate::{
-    image_id::ImageId, is_not_found, objects::FIELD_MANAGER, pod::WatchedPod, worklist::annotation_key,
+    image_id::ImageId,
+    is_not_found,
+    objects::{FIELD_MANAGER, annotation_key},
+    pod::WatchedPod,
 };
 
 /// Patches in flight at once: enough to keep the API server busy, few enough not to flood it.

@@ -13,8 +13,6 @@ use croner::{
 
 use sbomjob_contract::units::parse_duration;
 
-use crate::settings::unescape;
-
 #[derive(Clone, PartialEq)]
 pub enum Schedule {
     Cron(Box<Cron>),
@@ -37,6 +35,12 @@ pub enum CronError {
     /// Parses, but no time from now on matches it (`0 0 0 30 2 *`, a past year, ...).
     #[error("a cron expression that fires: none of the times it describes is still to come")]
     NeverFires,
+}
+
+/// sbom-operator's manifests quote values (`--cron="0 6 * * * *"`) and it strips `\` and `"`;
+/// we do the same (for the schedule and the selectors) so copied values keep working.
+pub fn unescape(v: &str) -> String {
+    v.chars().filter(|c| *c != '\\' && *c != '"').collect()
 }
 
 impl Schedule {

@@ -16,7 +16,7 @@ use k8s_openapi::{
 use sbomjob_contract::units::{ShortDuration, parse_bool, parse_duration, parse_size};
 use serde::de::DeserializeOwned;
 
-use crate::schedule::Schedule;
+use crate::schedule::{Schedule, unescape};
 
 /// Prefix of every operator setting.
 pub const PREFIX: &str = "SBOM_";
@@ -543,12 +543,6 @@ fn parse_annotation_prefix(v: &str) -> Option<String> {
                 && !label.ends_with('-')
         });
     ok.then(|| v.to_string())
-}
-
-/// sbom-operator's manifests quote values (`--cron="0 6 * * * *"`) and it strips `\` and `"`;
-/// we do the same so copied values keep working.
-pub fn unescape(v: &str) -> String {
-    v.chars().filter(|c| *c != '\\' && *c != '"').collect()
 }
 
 // ---- Operations: digest cache, admin endpoint, leader election --------------------------------

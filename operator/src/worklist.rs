@@ -9,6 +9,7 @@ use sbomjob_contract::{ImageConfig, PodRef};
 use crate::{
     credentials::{AuthEntry, find_credentials_within},
     image_id::ImageId,
+    objects::annotation_key,
     pod::WatchedPod,
 };
 
@@ -99,11 +100,6 @@ pub fn container_images(pod: &WatchedPod) -> (Vec<ContainerImage>, Vec<Skipped>)
         }
     }
     (ok, skipped)
-}
-
-/// Annotation key for a container.
-pub fn annotation_key(prefix: &str, container: &str) -> String {
-    format!("{prefix}/{container}")
 }
 
 /// True when the container's annotation says its image was processed. Both the raw imageID and

@@ -3,6 +3,11 @@
 
 use std::collections::BTreeMap;
 
+/// The pod annotation that says container `container` was processed: `<prefix>/<container>`.
+pub fn annotation_key(prefix: &str, container: &str) -> String {
+    format!("{prefix}/{container}")
+}
+
 /// The field manager of every write the operator makes (pods, Jobs, Secrets, records, Lease).
 pub const FIELD_MANAGER: &str = "sbomjob";
 
