@@ -7,6 +7,7 @@ SCRIPT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/examples/jq-loop/entrypo
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 # pass/fail and summary; a failed check shows the end of the script's output.
+# shellcheck disable=SC2034 # read by hack/lib.sh
 REPORT_DETAIL=tail REPORT_DETAIL_LINES=15
 # shellcheck source=../../hack/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/../../hack/lib.sh"

@@ -43,6 +43,7 @@ MAX_JOBS=1000 # bound on the Jobs of one configuration
 
 # shellcheck source=../../hack/lib.sh
 . "$ROOT/hack/lib.sh"
+# shellcheck disable=SC2034 # read by hack/lib.sh
 LOG_TAG=defaults-bench
 now() { date +%s.%N; }
 calc() { awk "BEGIN { printf \"%.6f\", $1 }"; }

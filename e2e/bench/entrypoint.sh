@@ -15,6 +15,7 @@ CLI='skopeo inspect --tls-verify=false docker://{reference}'
 
 # shellcheck source=../../hack/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/../../hack/lib.sh"
+# shellcheck disable=SC2034 # read by hack/lib.sh
 LOG_TAG=entrypoint-bench
 now() { date +%s.%N; }
 since() { printf '%.6f' "$(echo "$(now) - $1" | bc -l)"; }

@@ -25,6 +25,7 @@ SYFT_PYPI_VERSION=1.18.1
 TRIVY_PYPI_VERSION=0.76.0.1
 PRESETS=(syft trivy skopeo vcn-compatible)
 # pass/fail/skip and summary; a failed check shows the end of its output.
+# shellcheck disable=SC2034 # read by hack/lib.sh
 REPORT_DETAIL=tail REPORT_DETAIL_LINES=25
 # shellcheck source=../../hack/lib.sh
 . "$REPO_ROOT/hack/lib.sh"
