@@ -34,7 +34,15 @@ cargo test --locked
 
 step "Dockerfiles, presets, documented examples"
 hack/lint-images.sh
+# Every debug binary the later steps run (the chart's checks use the operator and crdgen).
 cargo build --locked -p sbomjob-job-image -p sbomjob-operator
+# The rest of the Rust builds (e2e test binaries, the images' musl release build) go to the
+# background now: from here until the images step nothing else compiles Rust (cargo would wait
+# for the build lock), and these steps mostly wait on the network, Helm and the cluster.
+rust_log=$(mktemp)
+rust_pid=
+bg_start rust_pid "$rust_log" bash -c 'cargo test --locked -p sbomjob-e2e --no-run && e2e/images/build.sh compile'
+trap 'bg_stop "$bins_pid" "$rust_pid"; rm -f "$bins_log" "$rust_log"' EXIT
 SBOMJOB_ENTRYPOINT_BIN=$DEBUG_BIN/sbomjob-entrypoint PRESETS_FETCH=1 entrypoints/tests/presets.sh
 docs/tests/examples.sh
 # The settings tables of docs/configuration.md and job-image/README.md are the binaries' --print-settings.
@@ -47,15 +55,14 @@ cat "$bins_log"; rm -f "$bins_log"
 
 # After the cluster binaries: the admission policy check runs with policycheck, built with them.
 step "Helm chart"
-# The chart's checks compare crds/ with crdgen and feed the operator every setting: build both
-# from this tree and name them (lint.sh would otherwise take a release or musl build left under
-# target/ by an earlier run, possibly stale).
-cargo build --locked -p sbomjob-operator
+# The chart's checks compare crds/ with crdgen and feed the operator every setting: name the
+# ones built from this tree above (lint.sh would otherwise take a release or musl build left
+# under target/ by an earlier run, possibly stale).
 SBOMJOB_OPERATOR_BIN=$DEBUG_BIN/sbomjob-operator SBOMJOB_CRDGEN_BIN=$DEBUG_BIN/crdgen \
   charts/sbomjob/tests/lint.sh
 
 step "local cluster"
-trap 'step "stopping the local cluster"; e2e/cluster/cluster.sh down' EXIT
+trap 'bg_stop "$rust_pid"; rm -f "$rust_log"; step "stopping the local cluster"; e2e/cluster/cluster.sh down' EXIT
 e2e/cluster/cluster.sh up
 eval "$(e2e/cluster/cluster.sh env)"
 
@@ -63,9 +70,12 @@ step "helm install --dry-run against the local cluster"
 charts/sbomjob/tests/lint.sh install
 
 step "images"
+rust_rc=0; wait "$rust_pid" || rust_rc=$?
+cat "$rust_log"; rm -f "$rust_log"
+((rust_rc == 0)) || { echo "the e2e test binaries or the musl build failed ($rust_rc)" >&2; exit "$rust_rc"; }
 e2e/images/build.sh
 
 step "end-to-end suite"
-cargo test --locked -p sbomjob-e2e -- --test-threads=1
+hack/e2e.sh
 
 step "all tests passed in $(( $(date +%s) - started )) s"

@@ -9,6 +9,8 @@
 #   e2e/images/build.sh project     musl build of the workspace + Dockerfile.operator + Dockerfile.job
 #                                   (one job image per preset in $SBOMJOB_JOB_PRESETS, default "skopeo syft")
 #   e2e/images/build.sh all         all of the above
+#   e2e/images/build.sh compile     only the musl build of `project` (needs no registry: make test
+#                                   runs it in the background while the cluster starts)
 #
 # Every pushed image is recorded in $SBOMJOB_CLUSTER_DIR/images.env (VAR=ref lines, refs as pods
 # see them: 10.244.0.1:5000/...; *_DIGEST is the manifest digest), for the e2e suites to source.
@@ -179,12 +181,16 @@ build_tools() {
 }
 
 # --- project images: Dockerfile.operator, Dockerfile.job ----------------------------------
-build_project() {
+compile_project() {
   ensure_rust_musl || die "cannot add the Rust target $MUSL_TARGET"
   log "cargo build --release --target $MUSL_TARGET (operator, job image)"
   # --target-dir: the Dockerfiles copy from target/ under the repository root (the context).
   (cd "$REPO_ROOT" && cargo build --release --locked --target "$MUSL_TARGET" \
     --target-dir "$REPO_ROOT/target" -p sbomjob-operator -p sbomjob-job-image) >&2
+}
+
+build_project() {
+  compile_project
   local out=$REPO_ROOT/target/$MUSL_TARGET/release b
   for b in sbomjob-operator sbomjob-entrypoint; do
     grep -q 'statically linked\|static-pie' <<<"$(file -b "$out/$b")" || die "$out/$b is not static"
@@ -244,6 +250,10 @@ build_e2e_jobs() {
 
 main() {
   [[ $# -gt 0 ]] || set -- all
+  if [[ $* == compile ]]; then
+    compile_project
+    return
+  fi
   # One build at a time per stage dir (shared staging folders, images.env).
   mkdir -p "$STAGE"
   exec 9>"$STAGE/.lock"
@@ -264,7 +274,7 @@ main() {
       tools) build_tools ;;
       project) build_project ;;
       all) build_pause; build_workloads; build_tools; build_project ;;
-      *) die "unknown target '$what' (pause | workloads | tools | project | all)" ;;
+      *) die "unknown target '$what' (pause | workloads | tools | project | all | compile alone)" ;;
     esac
   done
   # Drop the local copies (the registry has them); keeps the vfs storage small.

@@ -533,3 +533,69 @@ async fn g_a_job_is_credited_to_the_settings_it_ran_with() {
     tokio::time::sleep(Duration::from_secs(25)).await;
     assert_eq!(s.jobs().await.len(), 2);
 }
+
+/// (g) as a user does it: the chart installed with one replica, and `helm upgrade` of the job
+/// settings while its Job runs. The upgraded Deployment's operator adopts the Job; its record
+/// carries the settings the Job ran with, and the digest is processed again under the new ones.
+#[tokio::test]
+async fn g_helm_upgrade_while_a_job_runs() {
+    let cluster = Cluster::connect().await;
+    let mut s = Scenario::new(&cluster, "helm-upgrade", 1).await;
+    s.enable_cache();
+    let ns = s.namespaces[0].clone();
+    let image = copy_image(&cluster, "WORKLOAD_ALPHA_IMAGE", "e2e/helm-upgrade").await;
+    s.pod(&ns, "app", &[("app", &image.tagged)], &[]).await;
+    s.wait_pods_running().await;
+    let operator = cluster.var("OPERATOR_IMAGE").to_string();
+    let (repo, tag) = operator.rsplit_once(':').unwrap();
+    let run = unique_identity().1;
+    let values = |run: &str| {
+        vec![
+            ("image.repository", repo.to_string()),
+            ("image.tag", tag.to_string()),
+            ("jobImage", cluster.var("JOB_E2E_IMAGE").to_string()),
+            ("interval", "10s".to_string()),
+            ("debounce", "2s".to_string()),
+            ("cache.ttl", "72h".to_string()),
+            ("leaderElection.leaseDuration", "3s".to_string()),
+            ("jobEnv[0].name", "ENTRYPOINT_COMMAND".to_string()),
+            ("jobEnv[0].value", "busybox sleep 20".to_string()),
+            ("jobEnv[1].name", "E2E_RUN".to_string()),
+            ("jobEnv[1].value", run.to_string()),
+        ]
+    };
+    let install = |s: &mut Scenario, run: &str| {
+        let v = values(run);
+        let set: Vec<(&str, &str)> = v.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        s.helm_install("sbomjob", 1, &set);
+    };
+    install(&mut s, &run);
+    let first = s.wait_jobs(1, 3 * MIN).await.remove(0);
+    let old_hash = first.metadata.annotations.as_ref().unwrap()["sbomjob.io/settings-hash"].clone();
+    assert!(job_end(&first).is_none(), "the Job still runs when Helm upgrades");
+    // helm upgrade --wait: the Deployment rolls to a pod with the new job settings.
+    install(&mut s, &format!("{run}-upgraded"));
+    assert_eq!(s.wait_job_end(&job_name(&first), 2 * MIN).await.0, "Complete");
+    wait_for(
+        "the record of the Job that ran under the old settings",
+        2 * MIN,
+        || async { record(&image.digest).is_some_and(|r| r["spec"]["job"] == job_name(&first)) },
+    )
+    .await;
+    assert_eq!(
+        record(&image.digest).unwrap()["spec"]["settingsHash"],
+        old_hash.as_str()
+    );
+    let jobs = wait_jobs_ended(&s, 2, 3 * MIN).await;
+    let new_hash = jobs[1].metadata.annotations.as_ref().unwrap()["sbomjob.io/settings-hash"].clone();
+    assert_ne!(new_hash, old_hash);
+    assert_eq!(job_digests(&jobs[1]), std::slice::from_ref(&image.digest));
+    assert_eq!(job_end(&jobs[1]).unwrap().0, "Complete");
+    wait_for("the record credited to the new settings", MIN, || async {
+        record(&image.digest).is_some_and(|r| r["spec"]["settingsHash"] == new_hash.as_str())
+    })
+    .await;
+    // Done under the new settings: no third Job.
+    tokio::time::sleep(Duration::from_secs(25)).await;
+    assert_eq!(s.jobs().await.len(), 2);
+}
