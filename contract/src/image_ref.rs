@@ -259,7 +259,7 @@ fn is_tag(tag: &str) -> bool {
 }
 
 /// `algorithm:encoded` per the OCI image spec; sha256 must be exactly 64 lowercase hex.
-fn is_digest(digest: &str) -> bool {
+pub fn is_digest(digest: &str) -> bool {
     let Some((algo, hex)) = digest.split_once(':') else {
         return false;
     };

@@ -204,8 +204,25 @@ EOF
         fail "$label: real run" "$WORK/run.out"
       fi
     }
+    # reported LABEL TOOL COUNT: the run's result line (sbomjob.result/v1, on stdout) names the
+    # tool and the package count that the jq filter COUNT reads from the SBOM it wrote.
+    reported() {
+      local line file
+      line=$(sed -n 's|^sbomjob\.result/v1 ||p' "$WORK/run.out" | tail -n 1)
+      file=$(find "$WORK/out" -name '*.json' -print -quit 2>/dev/null)
+      if [[ -n $line && -n $file && $(jq -r .tool.name <<<"$line") == "$2" ]] &&
+        [[ $(jq -r .packages <<<"$line") == "$(jq "$3" "$file")" ]] &&
+        [[ $(jq -r .digest <<<"$line") == "$real_digest" ]]; then
+        pass "$1: the result line names $2 and the SBOM's package count"
+      else
+        printf 'result line: %s\n' "$line" >>"$WORK/run.out"
+        fail "$1: the result line names $2 and the SBOM's package count" "$WORK/run.out"
+      fi
+    }
     real syft syft syft '[.packages[].name] | contains(["zlib1g", "openssl"])' SYFT_REGISTRY_INSECURE_USE_HTTP=true
+    PATH=$tool_path command -v syft >/dev/null && reported syft syft '.packages | length'
     real trivy trivy trivy '[.components[].name] | contains(["zlib1g", "openssl"])' TRIVY_INSECURE=true
+    PATH=$tool_path command -v trivy >/dev/null && reported trivy trivy '.components | length'
     # skopeo has no environment switch for plain HTTP: the same template with --tls-verify=false.
     inspect=$(preset_env "$HERE/skopeo/preset.env" | sed -n 's/^ENTRYPOINT_COMMAND=skopeo inspect /skopeo inspect --tls-verify=false /p')
     real "skopeo inspect" skopeo skopeo '' "ENTRYPOINT_COMMAND=$inspect"

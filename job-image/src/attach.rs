@@ -275,16 +275,22 @@ impl DockerAuths {
     }
 }
 
-/// What was pushed, for the log.
+/// What was pushed, for the log and the image's result line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Attached {
     /// `registry/repository:tag`
     pub target: String,
+    /// `registry/repository`
+    pub repository: String,
     /// Digest of the artifact manifest.
     pub digest: String,
     /// Digest of the image it refers to.
     pub subject: String,
     pub files: usize,
+    /// The files' media type when they share one, else `application/octet-stream`.
+    pub media_type: String,
+    /// The manifest's `artifactType`.
+    pub artifact_type: String,
 }
 
 /// The image's manifest as the artifact's `subject` refers to it.
@@ -488,10 +494,11 @@ impl Attacher {
 
         // 4. The manifest, under the fallback tag.
         let name_refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        let kind = artifact_type(self.settings.artifact_type.as_deref(), &name_refs);
         let manifest = json!({
             "schemaVersion": 2,
             "mediaType": OCI_IMAGE_MEDIA_TYPE,
-            "artifactType": artifact_type(self.settings.artifact_type.as_deref(), &name_refs),
+            "artifactType": kind,
             "config": { "mediaType": EMPTY_MEDIA_TYPE, "digest": empty, "size": EMPTY_BLOB.len() },
             "layers": layers,
             "subject": { "mediaType": subject.media_type, "digest": subject.digest, "size": subject.size },
@@ -508,9 +515,12 @@ impl Attacher {
             .map_err(|e| fail("push the artifact manifest", &e))?;
         let attached = Attached {
             target: shown,
+            repository: format!("{registry}/{repository}"),
             digest,
             subject: subject.digest,
             files: files.len(),
+            media_type: artifact_type(None, &name_refs),
+            artifact_type: kind,
         };
         info!(
             artifact = %attached.target,

@@ -9,9 +9,10 @@ use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 use tracing::{Instrument, error, info, info_span, warn};
 
-use crate::attach::{Attacher, OutputsBefore};
+use crate::attach::{Attached, Attacher, OutputsBefore};
 use crate::auth::WorkDir;
 use crate::redact::Redactor;
+use crate::report;
 use crate::runner::{self, Attempt, AttemptOutcome, cancelled};
 use crate::settings::Settings;
 use crate::summary::{ImageResult, Outcome};
@@ -78,6 +79,7 @@ pub async fn run_all(
             async move {
                 let _permit = permit;
                 let r = run_one(
+                    index,
                     &settings,
                     &template,
                     attacher.as_deref(),
@@ -139,6 +141,7 @@ fn result(job: &Job, outcome: Outcome, attempts: u32, started: Instant) -> Image
 }
 
 async fn run_one(
+    index: usize,
     settings: &Settings,
     template: &Template,
     attacher: Option<&Attacher>,
@@ -156,8 +159,9 @@ async fn run_one(
             return result(job, outcome, 0, started);
         }
     };
-    // What `{output}.*` held before: only files this run writes are attached.
-    let before = attacher.map(|_| OutputsBefore::take(job));
+    // What `{output}.*` held before: only files this run writes are attached and reported.
+    let before = (attacher.is_some() || settings.output_dir.is_some()).then(|| OutputsBefore::take(job));
+    let mut attached = None;
     let mut attempts = 0;
     let outcome = loop {
         attempts += 1;
@@ -173,7 +177,7 @@ async fn run_one(
         };
         let mut outcome = runner::run(attempt, cancel).await;
         if let (AttemptOutcome::Succeeded, Some(attacher), Some(before)) = (&outcome, attacher, &before) {
-            outcome = attach(attacher, job, before, redact, cancel).await;
+            (outcome, attached) = attach(attacher, job, before, redact, cancel).await;
         }
         match &outcome {
             AttemptOutcome::Succeeded => info!(attempt = attempts, "succeeded"),
@@ -207,6 +211,18 @@ async fn run_one(
         duration_ms = r.duration.as_millis() as u64,
         "done"
     );
+    let files = before.and_then(|b| b.written(job).ok()).unwrap_or_default();
+    if let Some(line) = report::build(
+        index,
+        job,
+        &r.outcome,
+        attempts,
+        &argv[0],
+        &files,
+        attached.as_ref(),
+    ) {
+        report::print(&line);
+    }
     r
 }
 
@@ -218,11 +234,12 @@ async fn attach(
     before: &OutputsBefore,
     redact: &Redactor,
     cancel: &mut watch::Receiver<bool>,
-) -> AttemptOutcome {
+) -> (AttemptOutcome, Option<Attached>) {
     let files = match before.written(job) {
         Ok(files) => files,
         Err(e) => {
-            return AttemptOutcome::Failed(format!("attach: cannot list the {{output}}.* files: {e}"));
+            let why = format!("attach: cannot list the {{output}}.* files: {e}");
+            return (AttemptOutcome::Failed(why), None);
         }
     };
     let work = attacher.attach(job, &files, redact);
@@ -236,9 +253,9 @@ async fn attach(
     };
     tokio::select! {
         r = limited => match r {
-            Ok(_) => AttemptOutcome::Succeeded,
-            Err(why) => AttemptOutcome::Failed(format!("attach: {why}")),
+            Ok(attached) => (AttemptOutcome::Succeeded, Some(attached)),
+            Err(why) => (AttemptOutcome::Failed(format!("attach: {why}")), None),
         },
-        () = cancelled(cancel) => AttemptOutcome::Cancelled,
+        () = cancelled(cancel) => (AttemptOutcome::Cancelled, None),
     }
 }

@@ -35,13 +35,22 @@ fn every_image_succeeds_and_values_stay_single_words() {
     ]);
     assert_eq!(run.code, Some(0), "{run}");
     assert!(
-        run.stdout.starts_with("summary: 4 images: 4 ok, 0 failed"),
+        run.summary().starts_with("summary: 4 images: 4 ok, 0 failed"),
         "{run}"
     );
     assert_eq!(
         sb.termination_message().as_deref(),
         Some(r#"{"v":1,"n":4,"ok":[0,1,2,3],"failed":[]}"#)
     );
+    // A result line for each element named by a digest (not the tag reference), with the tool.
+    let mut lines = run.result_lines();
+    lines.sort_by_key(|r| r.index);
+    let named: Vec<(usize, &str)> = lines.iter().map(|r| (r.index, r.digest.as_str())).collect();
+    assert_eq!(named, [(0, D1), (1, D2), (3, D1)], "{run}");
+    for r in &lines {
+        assert_eq!(r.outcome, sbomjob_contract::result::ReportOutcome::Succeeded);
+        assert_eq!(r.tool.as_ref().unwrap().name, "printf");
+    }
     for i in &images {
         assert_eq!(run.result_of(i.image), "ok", "{run}");
         assert!(run.summary_line(i.image).contains("attempts=1"), "{run}");
@@ -107,7 +116,7 @@ fn one_failing_image_fails_the_run_but_not_the_others() {
     );
     assert_eq!(run.result_of("ghcr.io/a/three:good"), "ok");
     assert!(
-        run.stdout.starts_with("summary: 3 images: 2 ok, 1 failed"),
+        run.summary().starts_with("summary: 3 images: 2 ok, 1 failed"),
         "{run}"
     );
 }
@@ -247,7 +256,7 @@ fn empty_array_is_success_with_nothing_to_do() {
         &format!("touch {} {{image}}", marker.display()),
     )]);
     assert_eq!(run.code, Some(0), "{run}");
-    assert!(run.stdout.starts_with("summary: 0 images"), "{run}");
+    assert!(run.summary().starts_with("summary: 0 images"), "{run}");
     assert!(!marker.exists());
 }
 
@@ -408,7 +417,7 @@ fn invalid_elements_fail_alone() {
     assert_eq!(run.result_of("#4"), "FAILED", "{run}");
     assert_eq!(run.result_of("ghcr.io/a/six:1"), "FAILED", "{run}");
     assert!(
-        run.stdout.starts_with("summary: 6 images: 2 ok, 4 failed"),
+        run.summary().starts_with("summary: 6 images: 2 ok, 4 failed"),
         "{run}"
     );
     for message in [
@@ -657,7 +666,7 @@ fn scratch_output_dir_is_removed_and_json_logs_work() {
         let v: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{line}: {e}"));
         assert!(v["fields"]["message"].is_string(), "{line}");
     }
-    assert!(run.stdout.starts_with("summary: 1 images: 1 ok"), "{run}");
+    assert!(run.summary().starts_with("summary: 1 images: 1 ok"), "{run}");
 }
 
 /// `<path>.<suffix>`; `Path::with_extension` would cut the stem at its last dot.
@@ -699,4 +708,66 @@ fn preset_file_defaults_and_the_environment_wins() {
     let run = sb.run(&[preset_var]);
     assert_eq!(run.code, Some(2), "{run}");
     assert!(run.stderr.contains("preset.env line 2"), "{run}");
+}
+
+/// The result line of an image whose tool wrote an SBOM (here: a CycloneDX file with findings
+/// copied into place): the package count, the findings and the tool as the file says, the file
+/// as the artifact; a failed image's line says failed.
+#[test]
+fn result_lines_say_what_the_sbom_holds() {
+    let (app, bad) = (
+        format!("registry.example/app@{D1}"),
+        format!("registry.example/bad@{D2}"),
+    );
+    let images = [image(&app), image(&bad)];
+    let sb = Sandbox::new(&config_json(&images));
+    let sbom = sb.path("fixture.cdx.json");
+    fs::write(
+        &sbom,
+        r#"{"bomFormat":"CycloneDX","metadata":{"tools":{"components":[{"name":"faketool","version":"2.1"}]}},
+            "components":[{},{},{},{}],"vulnerabilities":[{"ratings":[{"severity":"critical"}]},{"ratings":[{"severity":"low"}]}]}"#,
+    )
+    .unwrap();
+    let command = format!(
+        "sh -c 'case $1 in *bad*) exit 3;; esac; cp {} $2.cdx.json' sh {{image}} {{output}}",
+        sbom.display()
+    );
+    let run = sb.run(&[
+        ("ENTRYPOINT_COMMAND", &command),
+        ("ENTRYPOINT_OUTPUT_DIR", sb.out().to_str().unwrap()),
+        ("ENTRYPOINT_RETRIES", "0"),
+    ]);
+    assert_eq!(run.code, Some(1), "{run}");
+    let mut lines = run.result_lines();
+    lines.sort_by_key(|r| r.index);
+    assert_eq!(lines.len(), 2, "{run}");
+    let (ok, bad) = (&lines[0], &lines[1]);
+    assert_eq!(
+        (ok.index, ok.digest.as_str(), ok.packages),
+        (0, D1, Some(4)),
+        "{run}"
+    );
+    let tool = ok.tool.as_ref().unwrap();
+    assert_eq!(
+        (tool.name.as_str(), tool.version.as_deref()),
+        ("faketool", Some("2.1"))
+    );
+    let findings = ok.findings.unwrap();
+    assert_eq!((findings.critical, findings.low, findings.high), (1, 1, 0));
+    assert!(
+        ok.artifacts[0].file.as_deref().unwrap().ends_with(".cdx.json"),
+        "{run}"
+    );
+    assert_eq!(
+        ok.artifacts[0].media_type.as_deref(),
+        Some("application/vnd.cyclonedx+json")
+    );
+    assert_eq!(
+        (bad.index, bad.outcome),
+        (1, sbomjob_contract::result::ReportOutcome::Failed)
+    );
+    assert_eq!(
+        (bad.packages, bad.tool.as_ref().unwrap().name.as_str()),
+        (None, "sh")
+    );
 }

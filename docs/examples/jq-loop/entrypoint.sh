@@ -48,11 +48,20 @@ while [ "$i" -lt "$count" ]; do
   if DOCKER_CONFIG=$work REGISTRY_AUTH_FILE=$work/config.json TMPDIR=$work \
     run_tool "$image" "$pods" "$namespaces" "$clusters"; then
     echo "ok $image"
+    outcome=succeeded
   else
     echo "FAILED $image (exit code $?)"
     failed=$((failed + 1))
+    outcome=failed
   fi
   rm -rf "$work"
+  # The result line (docs/write-your-own-job-image.md, "Reporting what you found"): only for an
+  # image named by its digest.
+  case $image in
+    *@sha256:*) jq -nc --argjson index "$i" --arg digest "${image##*@}" --arg outcome "$outcome" \
+      '{index: $index, digest: $digest, outcome: $outcome, tool: {name: "skopeo"}}' |
+      sed 's/^/sbomjob.result\/v1 /' ;;
+  esac
   i=$((i + 1))
 done
 

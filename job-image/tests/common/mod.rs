@@ -192,6 +192,24 @@ impl From<Output> for Run {
 }
 
 impl Run {
+    /// Standard output without the result lines: the summary block.
+    pub fn summary(&self) -> String {
+        self.stdout
+            .lines()
+            .filter(|l| !l.starts_with(sbomjob_contract::result::PREFIX))
+            .map(|l| format!("{l}\n"))
+            .collect()
+    }
+
+    /// The result lines on standard output, parsed (each must be valid).
+    pub fn result_lines(&self) -> Vec<sbomjob_contract::result::ImageReport> {
+        self.stdout
+            .lines()
+            .filter_map(sbomjob_contract::result::ImageReport::parse_line)
+            .map(|r| r.unwrap_or_else(|e| panic!("an invalid result line ({e}) in:\n{self}")))
+            .collect()
+    }
+
     /// The summary line for `image`, e.g. `FAILED    attempts=1 ... image=x (exit code 1)`.
     pub fn summary_line(&self, image: &str) -> &str {
         let suffix = format!("image={image}");
