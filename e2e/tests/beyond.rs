@@ -33,6 +33,7 @@ async fn cache_annotates_known_digests_without_a_job() {
     let op = s.start_operator(&[
         ("SBOM_JOB_IMAGE", cluster.var("JOB_E2E_IMAGE")),
         ("SBOM_CACHE_TTL", "72h"),
+        ("SBOM_POD_EVENTS", "all"),
         (k, &v),
     ]);
     let job = job_name(&s.wait_jobs(1, 2 * MIN).await[0]);

@@ -42,6 +42,8 @@ async fn s1_happy_path() {
     s.start_operator(&[
         ("SBOM_JOB_IMAGE", cluster.var("JOB_SKOPEO_IMAGE")),
         ("SBOM_JOB_ENTRYPOINT_COMMAND", SKOPEO_INSPECT),
+        // Per-pod Normal Events are opt-in (the default is failures only).
+        ("SBOM_POD_EVENTS", "all"),
     ]);
     let jobs = s.wait_jobs(1, 2 * MIN).await;
     assert_eq!(jobs.len(), 1, "one Job for the whole cycle");
@@ -139,6 +141,7 @@ async fn s2_failure_annotates_nothing_and_isolates_the_bad_image() {
     s.start_operator(&[
         ("SBOM_JOB_IMAGE", cluster.var("JOB_SKOPEO_IMAGE")),
         ("SBOM_JOB_ENTRYPOINT_COMMAND", SKOPEO_INSPECT),
+        ("SBOM_POD_EVENTS", "all"),
     ]);
     let first = job_name(&s.wait_jobs(1, 2 * MIN).await[0]);
     let (end, reason) = s.wait_job_end(&first, 3 * MIN).await;

@@ -154,6 +154,7 @@ pub async fn run(settings: Settings) -> Result<()> {
         refused: Default::default(),
         job_image_digest: Default::default(),
         skip_warned: Default::default(),
+        found: Default::default(),
     };
     run_loop(&ctx, leadership.subscribe(), asks).await;
     ready.clear();

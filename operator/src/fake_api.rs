@@ -179,5 +179,6 @@ pub fn context(client: Client, vars: &[(&str, &str)], pods: Vec<WatchedPod>) -> 
         refused: Default::default(),
         job_image_digest: Default::default(),
         skip_warned: Default::default(),
+        found: Default::default(),
     }
 }

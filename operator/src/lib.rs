@@ -22,6 +22,7 @@ pub mod objects;
 pub mod pod;
 pub mod pod_events;
 pub mod replan;
+pub mod results;
 pub mod schedule;
 pub mod settings;
 pub mod telemetry;

@@ -14,6 +14,10 @@
 //! | `sbomjob_pods_annotated_total` | counter | |
 //! | `sbomjob_images_deferred_total` | counter | (images left for the next cycle by `SBOM_MAX_JOBS_PER_CYCLE`) |
 //! | `sbomjob_leader` | gauge | (1 while this replica holds the Lease) |
+//! | `sbomjob_last_successful_cycle_timestamp_seconds` | gauge | (Unix time the last cycle without error ended) |
+//! | `sbomjob_result_lines_total` | counter | `result`: accepted, malformed, too_long, foreign |
+//! | `sbomjob_running_images` | gauge | `sbom`: yes, no (digests running now, by whether a job reported an SBOM for them) |
+//! | `sbomjob_running_findings` | gauge | `severity`: critical, high, medium, low, unknown (summed over the digests running now) |
 
 use std::{fmt::Write as _, time::Duration};
 
@@ -88,7 +92,23 @@ pub struct Metrics {
     refused: Counter,
     backing_off: Gauge,
     leader: Gauge,
+    last_success: Gauge,
+    result_lines: Family<ResultLabel, Counter>,
+    running_images: Family<SbomLabel, Gauge>,
+    running_findings: Family<SeverityLabel, Gauge>,
 }
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SbomLabel {
+    sbom: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SeverityLabel {
+    severity: &'static str,
+}
+
+const SEVERITIES: [&str; 5] = ["critical", "high", "medium", "low", "unknown"];
 
 /// 1 s to about 4.5 h, doubling (cycles wait for their Jobs; the default job timeout is 1 h).
 fn duration_buckets() -> Histogram {
@@ -117,6 +137,10 @@ impl Metrics {
             refused: Counter::default(),
             backing_off: Gauge::default(),
             leader: Gauge::default(),
+            last_success: Gauge::default(),
+            result_lines: Family::default(),
+            running_images: Family::default(),
+            running_findings: Family::default(),
             registry: Registry::default(),
         };
         registry.register("cycles", "Cycles run, by result", m.cycles.clone());
@@ -173,7 +197,36 @@ impl Metrics {
             "1 while this replica holds the leader Lease, else 0",
             m.leader.clone(),
         );
+        registry.register(
+            "last_successful_cycle_timestamp_seconds",
+            "Unix time at which the last cycle that ended without an error ended (0: none yet)",
+            m.last_success.clone(),
+        );
+        registry.register(
+            "result_lines",
+            "Result lines read from Complete Jobs' logs: accepted, or why not (malformed, too_long, foreign: another Job's digest)",
+            m.result_lines.clone(),
+        );
+        registry.register(
+            "running_images",
+            "Digests running in watched pods, by whether a job reported an SBOM for them (sbom: yes, no)",
+            m.running_images.clone(),
+        );
+        registry.register(
+            "running_findings",
+            "Vulnerabilities the jobs reported, summed over the digests running now, by severity",
+            m.running_findings.clone(),
+        );
         // Every series exists from the start at 0, so `rate()` sees the first increment.
+        for result in ["accepted", "malformed", "too_long", "foreign"] {
+            let _ = m.result_lines.get_or_create(&ResultLabel { result });
+        }
+        for sbom in ["yes", "no"] {
+            let _ = m.running_images.get_or_create(&SbomLabel { sbom });
+        }
+        for severity in SEVERITIES {
+            let _ = m.running_findings.get_or_create(&SeverityLabel { severity });
+        }
         for r in [CycleResult::Ok, CycleResult::Error] {
             let _ = m.cycles.get_or_create(&r.into());
         }
@@ -191,6 +244,41 @@ impl Metrics {
     pub fn cycle_done(&self, result: CycleResult, duration: Duration) {
         self.cycles.get_or_create(&result.into()).inc();
         self.cycle_duration.observe(duration.as_secs_f64());
+        if result == CycleResult::Ok {
+            self.last_success.set(chrono::Utc::now().timestamp());
+        }
+    }
+
+    /// A Job's log gave `accepted` results and rejected these lines.
+    pub fn result_lines(&self, accepted: usize, rejected: &crate::results::Rejected) {
+        for (result, n) in [
+            ("accepted", accepted as u64),
+            ("malformed", rejected.malformed),
+            ("too_long", rejected.too_long),
+            ("foreign", rejected.foreign),
+        ] {
+            self.result_lines.get_or_create(&ResultLabel { result }).inc_by(n);
+        }
+    }
+
+    /// What was found for the digests running now.
+    pub fn found(&self, t: &crate::results::Totals) {
+        let gauge = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        self.running_images
+            .get_or_create(&SbomLabel { sbom: "yes" })
+            .set(gauge(t.with_sbom as u64));
+        self.running_images
+            .get_or_create(&SbomLabel { sbom: "no" })
+            .set(gauge(t.without_sbom as u64));
+        let f = &t.findings;
+        for (severity, n) in SEVERITIES
+            .into_iter()
+            .zip([f.critical, f.high, f.medium, f.low, f.unknown])
+        {
+            self.running_findings
+                .get_or_create(&SeverityLabel { severity })
+                .set(gauge(n));
+        }
     }
 
     /// A Job ended `duration` after it was created.
@@ -288,6 +376,60 @@ mod tests {
             text.contains("sbomjob_cache_lookups_total{result=\"miss\"} 0"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn what_was_found_shows_up() {
+        let m = Metrics::new();
+        let text = m.encode();
+        // Every series from the start, the last success at 0 (none yet).
+        for series in [
+            "sbomjob_result_lines_total{result=\"too_long\"} 0",
+            "sbomjob_running_images{sbom=\"no\"} 0",
+            "sbomjob_running_findings{severity=\"critical\"} 0",
+            "sbomjob_last_successful_cycle_timestamp_seconds 0",
+        ] {
+            assert!(text.lines().any(|l| l == series), "{series} in:\n{text}");
+        }
+        let rejected = crate::results::Rejected {
+            malformed: 5,
+            too_long: 1,
+            foreign: 2,
+            first: None,
+        };
+        m.result_lines(3, &rejected);
+        m.result_lines(1, &crate::results::Rejected::default());
+        let totals = crate::results::Totals {
+            with_sbom: 4,
+            without_sbom: 1,
+            findings: crate::cache::FindingCounts {
+                high: 7,
+                ..Default::default()
+            },
+        };
+        m.found(&totals);
+        m.cycle_done(CycleResult::Error, Duration::from_secs(1));
+        let text = m.encode();
+        assert_eq!(
+            line(&text, "sbomjob_last_successful_cycle_timestamp_seconds"),
+            Some("sbomjob_last_successful_cycle_timestamp_seconds 0"),
+            "an error is no success"
+        );
+        m.cycle_done(CycleResult::Ok, Duration::from_secs(1));
+        let text = m.encode();
+        for series in [
+            "sbomjob_result_lines_total{result=\"accepted\"} 4",
+            "sbomjob_result_lines_total{result=\"malformed\"} 5",
+            "sbomjob_result_lines_total{result=\"foreign\"} 2",
+            "sbomjob_running_images{sbom=\"yes\"} 4",
+            "sbomjob_running_images{sbom=\"no\"} 1",
+            "sbomjob_running_findings{severity=\"high\"} 7",
+        ] {
+            assert!(text.lines().any(|l| l == series), "{series} in:\n{text}");
+        }
+        let last = line(&text, "sbomjob_last_successful_cycle_timestamp_seconds").unwrap();
+        let at: i64 = last.rsplit(' ').next().unwrap().parse().unwrap();
+        assert!((chrono::Utc::now().timestamp() - at).abs() < 60, "{last}");
     }
 
     #[test]

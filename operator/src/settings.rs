@@ -99,9 +99,9 @@ pub enum LogFormat {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum PodEvents {
     /// `Processed` on every pod annotated, and the failures.
-    #[default]
     All,
     /// Only a Warning on the pods whose images a failed Job did not catalogue.
+    #[default]
     Failures,
     /// None.
     None,
@@ -655,7 +655,7 @@ mod tests {
         assert!(!s.ignore_annotations);
         assert_eq!(s.job.max_parallel, 3);
         assert_eq!(s.log_format, LogFormat::Plain);
-        assert_eq!(s.pod_events, PodEvents::All);
+        assert_eq!(s.pod_events, PodEvents::Failures);
         assert!(s.job.env.is_empty());
         assert_eq!(s.job.ttl, Duration::from_secs(3600));
         assert_eq!(s.job.max_images, 50);
@@ -1130,7 +1130,7 @@ mod tests {
             ("all", PodEvents::All, true, true),
             ("failures", PodEvents::Failures, false, true),
             (" None ", PodEvents::None, false, false),
-            ("", PodEvents::All, true, true),
+            ("", PodEvents::Failures, false, true),
         ] {
             let s = settings(&[("SBOM_JOB_IMAGE", "i"), ("SBOM_POD_EVENTS", value)]).unwrap();
             assert_eq!(s.pod_events, want, "{value:?}");

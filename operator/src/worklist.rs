@@ -357,6 +357,14 @@ pub fn too_large_note(secret: &SecretKey, max_size: usize) -> String {
     )
 }
 
+/// Every digest the snapshot's pods run.
+pub fn running_digests(pods: &[std::sync::Arc<WatchedPod>]) -> BTreeSet<String> {
+    pods.iter()
+        .flat_map(|p| container_images(p).0)
+        .map(|c| c.id.digest)
+        .collect()
+}
+
 #[cfg(test)]
 pub(crate) mod fixtures {
     use kube::api::ObjectMeta;

@@ -165,6 +165,14 @@ def common(c, docs, label):
             == ([] if cache_off else [(["sbomjob.io"], ["imagerecords"], ["get", "list", "create", "update", "delete"])]),
             rules(cluster_role, "sbomjob.io", "imagerecords"))
     c.check(f"{label}: no imagerecords rule in the Role", not rules(role, "sbomjob.io", "imagerecords"))
+    c.check(f"{label}: imagerecords/status: patch only, exactly when the cache is on (what a Job found)",
+            [r["verbs"] for r in rules(cluster_role, "sbomjob.io", "imagerecords/status")]
+            == ([] if cache_off else [["patch"]]),
+            rules(cluster_role, "sbomjob.io", "imagerecords/status"))
+    c.check(f"{label}: pods/log: get, in the Role only (the job pods' result lines, never a workload pod's)",
+            [r["verbs"] for r in rules(role, "", "pods/log")] == [["get"]]
+            and not rules(cluster_role, "", "pods/log"),
+            (rules(role, "", "pods/log"), rules(cluster_role, "", "pods/log")))
     lease_rules = [(r["verbs"], r.get("resourceNames")) for r in rules(role, "coordination.k8s.io", "leases")]
     release = next((e.get("value") for e in env if e["name"] == "SBOM_RELEASE"), None)
     c.check(f"{label}: SBOM_RELEASE is the release name", release == "sbomjob", release)
@@ -336,7 +344,7 @@ def check_default(c, docs, settings_json=None):
     )
     c.check("default: SBOM_ADMIN_ADDR 0.0.0.0:8080", values.get("SBOM_ADMIN_ADDR") == "0.0.0.0:8080", values)
     c.check("default: SBOM_LEADER_ELECTION true", values.get("SBOM_LEADER_ELECTION") == "true", values)
-    c.check("default: SBOM_POD_EVENTS all", values.get("SBOM_POD_EVENTS") == "all", values)
+    c.check("default: SBOM_POD_EVENTS failures", values.get("SBOM_POD_EVENTS") == "failures", values)
     c.check("default: one replica, Recreate", deploy["spec"]["replicas"] == 1
             and deploy["spec"]["strategy"]["type"] == "Recreate", deploy["spec"])
     c.check("default: no Service, no ServiceMonitor (metrics.enabled false)",
@@ -379,7 +387,8 @@ def check_off(c, docs):
             values.get("SBOM_CACHE_TTL") == "0" and values.get("SBOM_LEADER_ELECTION") == "false"
             and values.get("SBOM_POD_EVENTS") == "none", values)
     c.check("off: no imagerecords or leases rule",
-            not any(set(r["resources"]) & {"imagerecords", "leases"} for r in cluster_role["rules"] + role["rules"]))
+            not any(set(r["resources"]) & {"imagerecords", "imagerecords/status", "leases"}
+                    for r in cluster_role["rules"] + role["rules"]))
 
 
 def check_full(c, docs, values, settings_json=None, helpers=None):

@@ -489,7 +489,23 @@ mod tests {
             .filter(|c| c.priority.unwrap_or(0) == 0)
             .map(|c| c.name.as_str())
             .collect();
-        assert_eq!(columns, ["Digest", "Repository", "Processed", "Result", "Age"]);
+        assert_eq!(
+            columns,
+            [
+                "Digest",
+                "Repository",
+                "Processed",
+                "Result",
+                "Packages",
+                "Critical",
+                "High",
+                "Medium",
+                "Low",
+                "Age"
+            ]
+        );
+        // The status is a subresource: replacing a record keeps what its Job found.
+        assert!(version.subresources.as_ref().is_some_and(|s| s.status.is_some()));
     }
 
     /// The committed CRD must be what `cargo run --bin crdgen` prints today.

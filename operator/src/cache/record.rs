@@ -6,6 +6,8 @@ use kube::{CustomResource, CustomResourceExt};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use sbomjob_contract::result::{ImageReport, ReportOutcome};
+
 use crate::backoff::Failure;
 
 /// Hex digits of the settings hash in a record's name: 64 bits, no collision among the
@@ -40,6 +42,16 @@ pub const IDENTITY_KEY_LEN: usize = 16;
     ),
     printcolumn(name = "Result", type_ = "string", json_path = ".spec.result"),
     printcolumn(
+        name = "Packages",
+        type_ = "integer",
+        json_path = ".status.packages",
+        description = "Packages in the SBOM, as the job image reported"
+    ),
+    printcolumn(name = "Critical", type_ = "integer", json_path = ".status.findings.critical"),
+    printcolumn(name = "High", type_ = "integer", json_path = ".status.findings.high"),
+    printcolumn(name = "Medium", type_ = "integer", json_path = ".status.findings.medium"),
+    printcolumn(name = "Low", type_ = "integer", json_path = ".status.findings.low"),
+    printcolumn(
         name = "Attempts",
         type_ = "integer",
         json_path = ".spec.failure.attempts",
@@ -64,7 +76,26 @@ pub const IDENTITY_KEY_LEN: usize = 16;
         type_ = "string",
         json_path = ".spec.jobImage.reference",
         priority = "1"
-    )
+    ),
+    printcolumn(
+        name = "Artifact",
+        type_ = "string",
+        json_path = ".status.artifacts[0].reference",
+        priority = "1"
+    ),
+    printcolumn(
+        name = "Tool",
+        type_ = "string",
+        json_path = ".status.tool.name",
+        priority = "1"
+    ),
+    printcolumn(
+        name = "Tool-Version",
+        type_ = "string",
+        json_path = ".status.tool.version",
+        priority = "1"
+    ),
+    status = "ImageRecordStatus"
 )]
 #[serde(rename_all = "camelCase")]
 pub struct ImageRecordSpec {
@@ -92,6 +123,166 @@ pub struct ImageRecordSpec {
     /// Set when the digest failed alone: how often in a row, why, and when it is tried again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure: Option<RecordFailure>,
+}
+
+/// What the Job found, from the job image's result line ([`sbomjob_contract::result`]): a
+/// summary of a few hundred bytes, never the SBOM itself (that stays in the registry, named by
+/// `artifacts`). Empty when the job image reports nothing.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ImageRecordStatus {
+    /// Packages in the SBOM.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub packages: Option<u64>,
+    /// Vulnerabilities by severity, when the job scanned for them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub findings: Option<FindingCounts>,
+    /// The tool that made the result.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool: Option<ToolInfo>,
+    /// What the job produced: OCI artifacts (`reference` is `repository@digest`) or files.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub artifacts: Vec<ArtifactRef>,
+    /// `Catalogued`: whether the job image reported the digest done (`True`) or failed (`False`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<RecordCondition>,
+    /// The Job whose result this is (`spec.job` names the last Job that processed the digest).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<String>,
+}
+
+/// Vulnerabilities by severity.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub struct FindingCounts {
+    pub critical: u64,
+    pub high: u64,
+    pub medium: u64,
+    pub low: u64,
+    pub unknown: u64,
+}
+
+/// A tool and its version (and vulnerability database, when it used one).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ToolInfo {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database: Option<String>,
+}
+
+/// An artifact the job produced for the digest.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ArtifactRef {
+    /// `registry/repository@digest` of an OCI artifact, or the file's path.
+    pub reference: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub media_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifact_type: Option<String>,
+}
+
+/// A condition in the Kubernetes style.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RecordCondition {
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// `True`, `False` or `Unknown`.
+    pub status: String,
+    pub reason: String,
+    #[serde(default)]
+    pub message: String,
+    pub last_transition_time: DateTime<Utc>,
+}
+
+/// The condition a result sets.
+pub const CATALOGUED: &str = "Catalogued";
+
+impl ImageRecordStatus {
+    /// A status with every field set, so that its keys are every key a status can have.
+    pub fn every_field() -> ImageRecordStatus {
+        ImageRecordStatus {
+            packages: Some(0),
+            findings: Some(FindingCounts::default()),
+            tool: Some(ToolInfo {
+                name: String::new(),
+                version: None,
+                database: None,
+            }),
+            artifacts: vec![ArtifactRef {
+                reference: String::new(),
+                media_type: None,
+                artifact_type: None,
+            }],
+            conditions: vec![RecordCondition {
+                type_: String::new(),
+                status: String::new(),
+                reason: String::new(),
+                message: String::new(),
+                last_transition_time: DateTime::<Utc>::MIN_UTC,
+            }],
+            job: Some(String::new()),
+        }
+    }
+
+    /// The status for a job image's result line, from `job`.
+    pub fn from_report(report: &ImageReport, job: &str, now: DateTime<Utc>) -> ImageRecordStatus {
+        let tool = report.tool.as_ref().map(|t| ToolInfo {
+            name: t.name.clone(),
+            version: t.version.clone(),
+            database: t.database.clone(),
+        });
+        let ok = report.outcome == ReportOutcome::Succeeded;
+        let mut said = Vec::new();
+        if let Some(t) = &tool {
+            said.push(match &t.version {
+                Some(v) => format!("{} {v}", t.name),
+                None => t.name.clone(),
+            });
+        }
+        if let Some(n) = report.packages {
+            said.push(format!("{n} packages"));
+        }
+        if let Some(f) = &report.findings {
+            said.push(format!(
+                "{} critical, {} high, {} medium, {} low, {} unknown",
+                f.critical, f.high, f.medium, f.low, f.unknown
+            ));
+        }
+        ImageRecordStatus {
+            packages: report.packages,
+            findings: report.findings.map(|f| FindingCounts {
+                critical: f.critical,
+                high: f.high,
+                medium: f.medium,
+                low: f.low,
+                unknown: f.unknown,
+            }),
+            tool,
+            artifacts: report
+                .artifacts
+                .iter()
+                .filter_map(|a| {
+                    Some(ArtifactRef {
+                        reference: a.reference()?,
+                        media_type: a.media_type.clone(),
+                        artifact_type: a.artifact_type.clone(),
+                    })
+                })
+                .collect(),
+            conditions: vec![RecordCondition {
+                type_: CATALOGUED.into(),
+                status: if ok { "True" } else { "False" }.into(),
+                reason: if ok { "Reported" } else { "ReportedFailed" }.into(),
+                message: said.join("; "),
+                last_transition_time: now,
+            }],
+            job: Some(job.to_string()),
+        }
+    }
 }
 
 /// A release that uses a record.

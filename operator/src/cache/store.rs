@@ -7,7 +7,7 @@ use chrono::Utc;
 use futures::{StreamExt, stream};
 use kube::{
     Api, Client, CustomResourceExt,
-    api::{DeleteParams, ListParams},
+    api::{DeleteParams, ListParams, Patch, PatchParams},
 };
 use tracing::{debug, info, warn};
 
@@ -121,6 +121,43 @@ pub async fn save_one(
     }
     debug!(record = %u.name, "image record kept changing under us; left for the next cycle");
     Ok(())
+}
+
+/// Writes the status (what the Job found) of records just saved: a merge patch of the status
+/// subresource that replaces every field of it (absent ones are removed, so no field of an
+/// earlier Job's result survives). Every write is tried; the error names the first failure.
+pub async fn save_status(client: &Client, statuses: Vec<(String, ImageRecordStatus)>) -> Result<()> {
+    let api: Api<ImageRecord> = Api::all(client.clone());
+    let total = statuses.len();
+    let pp = PatchParams {
+        field_manager: Some(FIELD_MANAGER.into()),
+        ..Default::default()
+    };
+    let results: Vec<(String, std::result::Result<(), kube::Error>)> = stream::iter(statuses)
+        .map(|(name, status)| {
+            let (api, pp) = (&api, &pp);
+            async move {
+                let patch = Patch::Merge(serde_json::json!({ "status": status_patch(&status) }));
+                let result = api.patch_status(&name, pp, &patch).await.map(|_| ());
+                (name, result)
+            }
+        })
+        .buffer_unordered(CONCURRENCY)
+        .collect()
+        .await;
+    first_failure(results, total, "writing the status of")
+}
+
+/// The status as a merge patch: every field, `null` for those it does not set.
+pub fn status_patch(status: &ImageRecordStatus) -> serde_json::Value {
+    let mut value = serde_json::to_value(status).expect("a status serialises");
+    let fields = serde_json::to_value(ImageRecordStatus::every_field()).expect("a status serialises");
+    if let (Some(map), Some(all)) = (value.as_object_mut(), fields.as_object()) {
+        for key in all.keys() {
+            map.entry(key.clone()).or_insert(serde_json::Value::Null);
+        }
+    }
+    value
 }
 
 /// Deletes records by (name, resourceVersion read): one already gone, or changed since it was

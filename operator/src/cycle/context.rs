@@ -1,7 +1,7 @@
 //! What every step of a cycle needs: the [`Context`], and the helpers on it that any step uses.
 
 use std::{
-    collections::HashSet,
+    collections::{HashMap, HashSet},
     sync::{Arc, Mutex},
     time::Duration,
 };
@@ -22,6 +22,7 @@ use crate::{
     cache::JobIdentity,
     metrics::Metrics,
     pod::WatchedPod,
+    results::{self, Found},
     settings::Settings,
     trigger::NewDigests,
     worklist::{self},
@@ -57,6 +58,9 @@ pub struct Context {
     /// Warnings given once per pod, by pod uid and what they were about: skipped containers
     /// (container + reason) and pull secrets whose credential is too large.
     pub skip_warned: Mutex<HashSet<(String, String)>>,
+    /// What the jobs found, by digest (their result lines, or the records' status), for the
+    /// metrics; digests that no longer run are forgotten.
+    pub found: Mutex<HashMap<String, Found>>,
 }
 
 impl Context {
@@ -92,6 +96,16 @@ impl Context {
 }
 
 impl Context {
+    /// Sets the metrics of what was found over the digests running now.
+    pub fn report_found(&self, pods: &[Arc<WatchedPod>]) {
+        let running = worklist::running_digests(pods);
+        let totals = results::totals(
+            &mut self.found.lock().expect("lock"),
+            running.iter().map(String::as_str),
+        );
+        self.metrics.found(&totals);
+    }
+
     /// Publishes an Event; a failure to do so is logged, never fatal.
     pub async fn event(
         &self,

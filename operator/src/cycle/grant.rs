@@ -3,17 +3,21 @@
 //! place; failed images get their back-off and Warnings.
 
 use std::{
-    collections::{BTreeMap, BTreeSet, HashSet},
+    collections::{BTreeMap, BTreeSet, HashMap, HashSet},
     sync::Arc,
     time::Duration,
 };
 
-use k8s_openapi::api::{batch::v1::Job, core::v1::Secret};
+use k8s_openapi::api::{
+    batch::v1::Job,
+    core::v1::{Pod, Secret},
+};
 use kube::{
     Api, Resource,
     api::{DeleteParams, Patch, PatchParams},
     runtime::events::EventType,
 };
+use sbomjob_contract::result::ImageReport;
 use serde_json::json;
 use tracing::{info, warn};
 
@@ -27,6 +31,7 @@ use crate::{
     pod::WatchedPod,
     pod_events,
     replan::{Evidence, Unit},
+    results,
     worklist::{self, CredentialIndex, WorkItem},
 };
 
@@ -98,8 +103,8 @@ pub async fn finish(ctx: &Context, job: &Job) -> Result<Finished> {
             detail: String::new(),
         });
     }
-    let (mut evidence, detail, image_digest) =
-        job_state::read_pod(follow::job_pod(ctx, &job_name).await.as_ref());
+    let pod = follow::job_pod(ctx, &job_name).await;
+    let (mut evidence, detail, image_digest) = job_state::read_pod(pod.as_ref());
     if matches!(&outcome, JobOutcome::Failed { reason, .. } if reason == job_state::CONFIG_GONE) {
         evidence = Evidence::ConfigGone;
     }
@@ -109,6 +114,7 @@ pub async fn finish(ctx: &Context, job: &Job) -> Result<Finished> {
     match &outcome {
         JobOutcome::Complete => {
             let digests = job_state::digests(job);
+            let found = read_results(ctx, job, pod.as_ref()).await;
             let pods = ctx.snapshot();
             let source = Source {
                 events: format!("image(s) catalogued by Job {}/{job_name}", ctx.namespace),
@@ -122,7 +128,7 @@ pub async fn finish(ctx: &Context, job: &Job) -> Result<Finished> {
                 ctx.failures.clear(d);
             }
             if let Some(ttl) = ctx.cache_ttl {
-                remember(ctx, &pods, &digests, &job_name, &identity, ttl).await;
+                remember(ctx, &pods, &digests, &job_name, &identity, ttl, &found).await;
             }
             info!(job = %job_name, images = digests.len(), patched, gone = report.gone, failed = report.failed, refused = report.refused.len(), "Job complete; pods annotated");
             ctx.event(
@@ -168,8 +174,36 @@ pub async fn finish(ctx: &Context, job: &Job) -> Result<Finished> {
     })
 }
 
+/// What a Complete Job reported per digest ([`results`]), read from its pod's log; the
+/// metrics learn it at once. Nothing when the pod is gone.
+async fn read_results(ctx: &Context, job: &Job, pod: Option<&Pod>) -> HashMap<String, ImageReport> {
+    let Some(pod) = pod else {
+        return HashMap::new();
+    };
+    let elements = job_state::elements(job).into_iter().map(String::from).collect();
+    let (reports, rejected) = results::read(&ctx.client, &ctx.namespace, pod, elements).await;
+    let found = results::by_digest(reports);
+    ctx.metrics.result_lines(found.len(), &rejected);
+    if rejected.total() > 0 {
+        warn!(
+            job = %job_state::name(job),
+            malformed = rejected.malformed,
+            too_long = rejected.too_long,
+            foreign = rejected.foreign,
+            first = rejected.first.as_deref().unwrap_or_default(),
+            "result lines of the job container ignored"
+        );
+    }
+    let mut memory = ctx.found.lock().expect("lock");
+    for (digest, report) in &found {
+        memory.insert(digest.clone(), results::Found::of_report(report));
+    }
+    found
+}
+
 /// Writes a cache record per processed digest, with the repositories the snapshot runs it
-/// under. A failure is logged: the pods are annotated already, only the cache misses out.
+/// under, and its status from the Job's result line when it gave one. A failure is logged: the
+/// pods are annotated already, only the cache misses out.
 pub async fn remember(
     ctx: &Context,
     pods: &[Arc<WatchedPod>],
@@ -177,6 +211,7 @@ pub async fn remember(
     job_name: &str,
     identity: &JobIdentity,
     ttl: Duration,
+    found: &HashMap<String, ImageReport>,
 ) {
     let mut repositories: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for c in pods.iter().flat_map(|p| worklist::container_images(p).0) {
@@ -202,9 +237,22 @@ pub async fn remember(
             )
         })
         .collect();
+    let statuses: Vec<_> = records
+        .iter()
+        .filter_map(|r| {
+            let report = found.get(&r.spec.digest)?;
+            let name = r.metadata.name.clone()?;
+            Some((name, cache::ImageRecordStatus::from_report(report, job_name, now)))
+        })
+        .collect();
     let updates = records.into_iter().filter_map(cache::Update::processed).collect();
     if let Err(e) = cache::save(&ctx.client, &ctx.release_key(), updates).await {
         warn!(job = %job_name, error = %e, "could not write cache records");
+    }
+    if !statuses.is_empty()
+        && let Err(e) = cache::save_status(&ctx.client, statuses).await
+    {
+        warn!(job = %job_name, error = %e, "could not write what the Job found to its records");
     }
 }
 

@@ -50,6 +50,7 @@ pub async fn run(ctx: &Context, cycle: &str) -> Result<CycleReport> {
         jobs: Vec::new(),
     };
     if planned.items.is_empty() {
+        ctx.report_found(&pods);
         info!("nothing to process; no Job created");
         return Ok(report);
     }
@@ -57,6 +58,7 @@ pub async fn run(ctx: &Context, cycle: &str) -> Result<CycleReport> {
     //    backed off or waits.
     let units = plan::units(ctx, &pods, &planned).await;
     report.jobs = run_jobs(ctx, cycle, units).await;
+    ctx.report_found(&ctx.snapshot());
     info!(outcome = ?job_state::summary(&report.jobs), "cycle done");
     Ok(report)
 }

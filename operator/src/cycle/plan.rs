@@ -16,6 +16,7 @@ use crate::{
     credentials,
     pod::WatchedPod,
     replan::Unit,
+    results::Found,
     worklist::{self, CredentialIndex, Snapshot, WorkItem},
 };
 
@@ -33,7 +34,7 @@ pub struct Planned {
 pub async fn images(ctx: &Context, pods: &[Arc<WatchedPod>], completed: &HashSet<String>) -> Planned {
     ctx.refused.retain_pods(pods);
     // Every digest the snapshot runs, worked out once for the trigger, the sweep and the book.
-    let running = running_digests(pods);
+    let running = worklist::running_digests(pods);
     let items = without(work_list(ctx, pods, &running).await, completed);
     let items = match ctx.cache_ttl {
         Some(_) => apply_cache(ctx, pods, &running, items).await,
@@ -88,15 +89,6 @@ pub async fn work_list(ctx: &Context, pods: &[Arc<WatchedPod>], running: &BTreeS
 pub fn without(items: Vec<WorkItem>, done: &HashSet<String>) -> Vec<WorkItem> {
     items.into_iter().filter(|i| !done.contains(&i.digest)).collect()
 }
-
-/// Every digest the snapshot's pods run.
-pub fn running_digests(pods: &[Arc<WatchedPod>]) -> BTreeSet<String> {
-    pods.iter()
-        .flat_map(|p| worklist::container_images(p).0)
-        .map(|c| c.id.digest)
-        .collect()
-}
-
 /// Splits off the items a fresh cache record covers and annotates their pods without a Job;
 /// then collects records of images that stopped running. Items whose pods are all annotated
 /// already stay only when their record was made by another job image or other settings (they
@@ -115,6 +107,15 @@ pub async fn apply_cache(
             return items.into_iter().filter(|i| !i.annotated).collect();
         }
     };
+    {
+        // What the records say was found: the metrics count it after a restart too.
+        let mut found = ctx.found.lock().expect("lock");
+        for (digest, record) in &loaded.own {
+            if let Some(status) = &record.status {
+                found.insert(digest.clone(), Found::of_status(status));
+            }
+        }
+    }
     let now = chrono::Utc::now();
     let identity = ctx.current_identity();
     let mut hits = Vec::new();

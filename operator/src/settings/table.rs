@@ -366,10 +366,10 @@ pub static ALL: &[Setting] = &[
     Setting {
         name: "SBOM_POD_EVENTS",
         chart: r#"`podEvents` (always rendered)"#,
-        default: Some("all"),
+        default: Some("failures"),
         default_doc: None,
         kind: Kind::OneOf(&["all", "failures", "none"]),
-        help: r#"Kubernetes Events (`events.k8s.io/v1`, action `Catalogue`) on the workload pods, shown by `kubectl describe pod`. `all`: Normal `Processed` on each pod annotated (the note names the Job, or the digest cache, and the annotations written), and the failures; `failures`: only a Warning on each pod whose images a failed Job left unannotated, with the Job's reason (`BackoffLimitExceeded`, `DeadlineExceeded`, ...) and message; `none`: no pod Events. The Jobs get their own Events in every case. Anything but `none` needs `create` on Events in every namespace (the chart grants it only then)."#,
+        help: r#"Kubernetes Events (`events.k8s.io/v1`, action `Catalogue`) on the workload pods, shown by `kubectl describe pod`. `failures`: a Warning on each pod whose images a failed Job left unannotated, with the Job's reason (`BackoffLimitExceeded`, `DeadlineExceeded`, ...) and message, and the other Warnings about a pod (`ImageFailed`, `ImageSkipped`, ...); `all`: also a Normal `Processed` on each pod annotated (the note names the Job, or the digest cache, and the annotations written): one more API write per pod, so opt-in; `none`: no pod Events. Successes are summed up per Job in the Job's own `Processed` Event, which Jobs get in every case. Anything but `none` needs `create` on Events in every namespace (the chart grants it only then)."#,
     },
     Setting {
         name: "SBOM_ANNOTATION_PREFIX",
