@@ -35,7 +35,7 @@ cargo test --locked
 step "Dockerfiles, presets, documented examples"
 hack/lint-images.sh
 # Every debug binary the later steps run (the chart's checks use the operator and crdgen).
-cargo build --locked -p sbomjob-job-image -p sbomjob-operator
+cargo build --locked -p sbomjob-job-image -p sbomjob-operator -p sbomjob-kubectl
 # The rest of the Rust builds (e2e test binaries, the images' musl release build) go to the
 # background now: from here until the images step nothing else compiles Rust (cargo would wait
 # for the build lock), and these steps mostly wait on the network, Helm and the cluster.
