@@ -23,7 +23,7 @@ LOG_TAG=e2e
 ALONE=(reliability)
 # The others, longest first so that the lanes end close together (a file missing here runs
 # after these; every file of e2e/tests runs).
-LONGEST_FIRST=(isolation scenarios beyond releases leader tenants admission secrets)
+LONGEST_FIRST=(isolation scenarios beyond releases leader tenants results admission secrets)
 LANES=${SBOMJOB_E2E_LANES:-2}
 [[ $LANES =~ ^[1-9][0-9]*$ ]] || die "SBOMJOB_E2E_LANES must be a whole number >= 1, not '$LANES'"
 

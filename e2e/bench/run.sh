@@ -88,6 +88,19 @@ for n in $SIZES; do
   cluster_files+=(--cluster "$OUT/cluster-$n.json")
 done
 
+# The same smallest N as before per-pod Normal Events became opt-in: the API writes per processed
+# pod with podEvents all, beside the default's.
+n=${SIZES%% *}
+step "operator, N = $n, podEvents all"
+busy "before N = $n, podEvents all"
+"$ROOT/e2e/bench/controlplane.sh" up
+eval "$("$ROOT/e2e/bench/controlplane.sh" env)"
+"$TARGET/bench" cluster --pods "$n" --namespaces "$NAMESPACES" --pod-events all \
+  --operator "$OPERATOR" --out "$OUT/cluster-$n-events-all.json"
+cp "$BENCH_DIR/cp/audit.log" "$OUT/audit-$n-events-all.log"
+"$ROOT/e2e/bench/controlplane.sh" down
+cluster_files+=(--cluster "$OUT/cluster-$n-events-all.json")
+
 step "entrypoint, 200 images" >&2
 busy "before the entrypoint bench"
 "$ROOT/e2e/bench/entrypoint.sh" "$TARGET/sbomjob-entrypoint" "$OUT/entrypoint.json"

@@ -3,7 +3,8 @@
 # cluster's local registry (which `e2e/cluster/cluster.sh up` starts).
 #
 #   e2e/images/build.sh pause       the pod sandbox image (e2e/pause), containerd's sandbox_image
-#   e2e/images/build.sh workloads   small workload images to catalogue (e2e/images/workload-*)
+#   e2e/images/build.sh workloads   small workload images to catalogue (e2e/images/workload-*),
+#                                   and three like real ones (build_realistic)
 #   e2e/images/build.sh tools       e2e-skopeo (skopeo alone) and e2e-kube-probe (in-cluster API
 #                                   client, e2e/images/kube-probe), used by the smoke test
 #   e2e/images/build.sh project     musl build of the workspace + Dockerfile.operator + Dockerfile.job
@@ -125,6 +126,46 @@ build_workloads() {
   done
 }
 
+# Workloads like real ones, for what syft finds in them (e2e/tests/results.rs), from parts this
+# machine has; each with busybox to run, pushed as workload/<name>:1.0:
+#   debian: a dpkg database of 40 of this machine's Debian packages (their real control data),
+#           and pip's .dist-info as a Debian python would have it;
+#   python: an application in a venv with the PyPI packages `python3 -m venv` installs (pip);
+#   go:     policycheck, a Go binary with its module information (built with the cluster).
+# pip is in exactly two of them (debian, python).
+build_realistic() {
+  local ctx venv site pkgs
+  venv=$(mktemp -d)
+  python3 -m venv "$venv/app" >/dev/null
+  site=$(echo "$venv"/app/lib/python3*/site-packages)
+
+  ctx=$(stage_dir workload-debian)
+  install -D -m 0755 /bin/busybox "$ctx/busybox"
+  mkdir -p "$ctx/rootfs/var/lib/dpkg" "$ctx/rootfs/etc" "$ctx/rootfs/usr/lib/python3/dist-packages"
+  cp /etc/os-release "$ctx/rootfs/etc/os-release"
+  # The control data of 40 installed packages, one stanza each, as dpkg keeps them.
+  mapfile -t pkgs < <(dpkg-query -W -f='${db:Status-Abbrev} ${Package}\n' | awk '$1 == "ii" { print $2 }' | sort | head -n 40)
+  dpkg-query -s "${pkgs[@]}" >"$ctx/rootfs/var/lib/dpkg/status"
+  cp -a "$site"/pip-*.dist-info "$ctx/rootfs/usr/lib/python3/dist-packages/"
+  cp "$IMAGES_DIR/workload-alpha/Containerfile" "$ctx/Containerfile"
+  build_push WORKLOAD_DEBIAN_IMAGE "$ctx/Containerfile" "$ctx" "workload/debian:1.0" ""
+
+  ctx=$(stage_dir workload-python)
+  install -D -m 0755 /bin/busybox "$ctx/busybox"
+  mkdir -p "$ctx/rootfs/app"
+  cp -a "$venv/app/lib" "$ctx/rootfs/app/"
+  printf 'print("hello")\n' >"$ctx/rootfs/app/main.py"
+  cp "$IMAGES_DIR/workload-alpha/Containerfile" "$ctx/Containerfile"
+  build_push WORKLOAD_PYTHON_IMAGE "$ctx/Containerfile" "$ctx" "workload/python:1.0" ""
+  rm -rf "$venv"
+
+  ctx=$(stage_dir workload-go)
+  install -D -m 0755 /bin/busybox "$ctx/busybox"
+  install -D -m 0755 "$K8S_BIN_DIR/policycheck" "$ctx/rootfs/usr/local/bin/policycheck"
+  cp "$IMAGES_DIR/workload-alpha/Containerfile" "$ctx/Containerfile"
+  build_push WORKLOAD_GO_IMAGE "$ctx/Containerfile" "$ctx" "workload/go:1.0" ""
+}
+
 # --- preset root filesystems (the third-party CLI of a job image) ----------------------------
 stage_preset() {
   local preset=$1 root
@@ -183,9 +224,19 @@ build_tools() {
 # --- project images: Dockerfile.operator, Dockerfile.job ----------------------------------
 compile_project() {
   ensure_rust_musl || die "cannot add the Rust target $MUSL_TARGET"
-  log "cargo build --release --target $MUSL_TARGET (operator, job image)"
+  # By default the release profile without link-time optimisation and with more codegen units:
+  # the same code and the same static binaries, a little larger and slower, built in a fraction
+  # of the time on a fresh machine. SBOMJOB_IMAGE_PROFILE=release builds exactly the shipped
+  # profile (Cargo.toml's [profile.release]).
+  local profile=${SBOMJOB_IMAGE_PROFILE:-fast} overrides=()
+  case $profile in
+    fast) overrides=(CARGO_PROFILE_RELEASE_LTO=off CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16) ;;
+    release) ;;
+    *) die "SBOMJOB_IMAGE_PROFILE must be fast or release, not '$profile'" ;;
+  esac
+  log "cargo build --release --target $MUSL_TARGET (operator, job image; profile $profile)"
   # --target-dir: the Dockerfiles copy from target/ under the repository root (the context).
-  (cd "$REPO_ROOT" && cargo build --release --locked --target "$MUSL_TARGET" \
+  (cd "$REPO_ROOT" && env "${overrides[@]}" cargo build --release --locked --target "$MUSL_TARGET" \
     --target-dir "$REPO_ROOT/target" -p sbomjob-operator -p sbomjob-job-image) >&2
 }
 
@@ -241,11 +292,19 @@ build_e2e_jobs() {
   cp -a "$skopeo_root/." "$ctx/"
   install -D -m 0755 /bin/busybox "$ctx/bin/busybox"
   local applet
-  for applet in sh mktemp rm cat echo; do ln -sf busybox "$ctx/bin/$applet"; done
+  for applet in sh mktemp rm cat echo sed; do ln -sf busybox "$ctx/bin/$applet"; done
   copy_with_libs "$ctx" "$(command -v jq)"
   install -D -m 0755 "$REPO_ROOT/docs/examples/jq-loop/entrypoint.sh" "$ctx/usr/local/bin/entrypoint.sh"
   insecure_registries "$ctx"
   build_push JOB_COMPAT_IMAGE "$IMAGES_DIR/job-compat/Containerfile" "$ctx" "sbomjob/job-compat:$TAG" ""
+
+  # The result channel's abuser (e2e/tests/results.rs): busybox sh and jq.
+  ctx=$(stage_dir job-hostile)
+  install -D -m 0755 /bin/busybox "$ctx/bin/busybox"
+  for applet in sh printf tr head yes; do ln -sf busybox "$ctx/bin/$applet"; done
+  copy_with_libs "$ctx" "$(command -v jq)"
+  install -D -m 0755 "$IMAGES_DIR/job-hostile/entrypoint.sh" "$ctx/usr/local/bin/entrypoint.sh"
+  build_push JOB_HOSTILE_IMAGE "$IMAGES_DIR/job-hostile/Containerfile" "$ctx" "sbomjob/job-hostile:$TAG" ""
 }
 
 main() {
@@ -270,10 +329,10 @@ main() {
   for what in "$@"; do
     case $what in
       pause) build_pause ;;
-      workloads) build_workloads ;;
+      workloads) build_workloads; build_realistic ;;
       tools) build_tools ;;
       project) build_project ;;
-      all) build_pause; build_workloads; build_tools; build_project ;;
+      all) build_pause; build_workloads; build_realistic; build_tools; build_project ;;
       *) die "unknown target '$what' (pause | workloads | tools | project | all | compile alone)" ;;
     esac
   done

@@ -132,6 +132,23 @@ impl Scenario {
             .unwrap_or_else(|| panic!("no workload pod {name}"))
     }
 
+    /// The operator's Events about its Job `name` (in the job namespace).
+    pub async fn events_of_job(&self, name: &str) -> Vec<Event> {
+        let api: Api<Event> = Api::namespaced(self.client.clone(), &self.job_ns);
+        api.list(&ListParams::default())
+            .await
+            .expect("listing the job namespace's Events")
+            .items
+            .into_iter()
+            .filter(|e| {
+                e.reporting_controller.as_deref() == Some("sbomjob")
+                    && e.regarding
+                        .as_ref()
+                        .is_some_and(|r| r.kind.as_deref() == Some("Job") && r.name.as_deref() == Some(name))
+            })
+            .collect()
+    }
+
     /// Waits until every workload pod has an Event of the operator of this type (`Normal`,
     /// `Warning`) and reason; returns [`Self::pod_events`] as it then was.
     pub async fn wait_pod_events(

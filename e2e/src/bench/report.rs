@@ -61,6 +61,12 @@ pub struct ClusterResult {
     pub cycle2_writes: u64,
     pub cycle2_jobs_created: u64,
     pub lease_writes_total: u64,
+    /// `SBOM_POD_EVENTS` of the run (`None`: the default).
+    #[serde(default)]
+    pub pod_events: Option<String>,
+    /// Writes of the first cycle other than Lease renewals.
+    #[serde(default)]
+    pub cycle1_writes: u64,
     pub all_annotated: bool,
     pub not_annotated: usize,
 }
@@ -121,7 +127,10 @@ pub fn render(
     if !cluster.is_empty() {
         let head: Vec<String> = cluster
             .iter()
-            .map(|c| format!("N = {}", thousands(c.pods)))
+            .map(|c| match &c.pod_events {
+                Some(e) => format!("N = {} (podEvents {e})", thousands(c.pods)),
+                None => format!("N = {}", thousands(c.pods)),
+            })
             .collect();
         let _ = writeln!(s, "| operator | {} |", head.join(" | "));
         let _ = writeln!(s, "|---|{}", "---:|".repeat(cluster.len()));
@@ -218,6 +227,18 @@ pub fn render(
         row(&mut s, "API requests of cycle 2 (all done) by verb", &|c| {
             verbs(&c.cycle2_requests)
         });
+        row(
+            &mut s,
+            "**cycle 1: API writes per processed pod** (Lease excluded; target ≤ 1.05 with defaults)",
+            &|c| {
+                format!(
+                    "**{:.3}** ({} / {})",
+                    c.cycle1_writes as f64 / c.pods_annotated.max(1) as f64,
+                    c.cycle1_writes,
+                    c.pods_annotated
+                )
+            },
+        );
         row(&mut s, "cycle 2: writes (Lease excluded) / Jobs created", &|c| {
             format!("{} / {}", c.cycle2_writes, c.cycle2_jobs_created)
         });

@@ -56,7 +56,7 @@ async fn main() {
         Some("cluster") => cluster(&args[1..]).await,
         Some("table") => table(&args[1..]),
         _ => Err(
-            "usage: bench cluster --pods N [--namespaces 200] --operator PATH --out FILE | bench table ..."
+            "usage: bench cluster --pods N [--namespaces 200] [--pod-events all|failures|none] --operator PATH --out FILE | bench table ..."
                 .into(),
         ),
     };
@@ -196,12 +196,22 @@ struct Operator {
     started: Timestamp,
 }
 
-fn start_operator(bin: &Path, log: &Path, kubeconfig: &str, digests: usize) -> Result<Operator, Error> {
+fn start_operator(
+    bin: &Path,
+    log: &Path,
+    kubeconfig: &str,
+    digests: usize,
+    pod_events: Option<&str>,
+) -> Result<Operator, Error> {
     let (tolerations, node_selector) = sim::job_settings("bench-node-0");
     let file = std::fs::File::create(log)?;
     let started = Timestamp::now();
-    let child = Command::new(bin)
-        .env_clear()
+    let mut command = Command::new(bin);
+    command.env_clear();
+    if let Some(e) = pod_events {
+        command.env("SBOM_POD_EVENTS", e);
+    }
+    let child = command
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("KUBECONFIG", kubeconfig)
         .env("POD_NAMESPACE", JOB_NS)
@@ -317,6 +327,8 @@ async fn cluster(args: &[String]) -> Result<(), Error> {
     let pods: usize = flag(args, "--pods").ok_or("--pods N")?.parse()?;
     let namespaces: usize = flag(args, "--namespaces").map_or(Ok(200), |v| v.parse())?;
     let operator_bin = PathBuf::from(flag(args, "--operator").ok_or("--operator PATH")?);
+    // SBOM_POD_EVENTS for this run; absent: the operator's default.
+    let pod_events = flag(args, "--pod-events");
     let out = PathBuf::from(flag(args, "--out").ok_or("--out FILE")?);
     let digests = (pods / 5).max(1);
     let operator_kubeconfig = std::env::var("SBOMJOB_BENCH_OPERATOR_KUBECONFIG")
@@ -363,7 +375,13 @@ async fn cluster(args: &[String]) -> Result<(), Error> {
     let completer = sim::spawn_job_pod_completer(client.clone(), JOB_NS.into(), "bench-node-0".into());
     let (jobs_seen, job_watch) = watch_jobs(client.clone());
     let op_log = work_dir.join(format!("operator-{pods}.log"));
-    let mut op = start_operator(&operator_bin, &op_log, &operator_kubeconfig, digests)?;
+    let mut op = start_operator(
+        &operator_bin,
+        &op_log,
+        &operator_kubeconfig,
+        digests,
+        pod_events.as_deref(),
+    )?;
     let pid = op.child.id();
     log(format!("operator started (pid {pid}), log {}", op.log.display()));
     let mut cpu_cycle1: Option<ProcStats> = None;
@@ -483,6 +501,7 @@ async fn cluster(args: &[String]) -> Result<(), Error> {
     let (cycle1_requests, cycle1_by_resource) = audit::count(c1.iter().copied());
     let (cycle2_requests, cycle2_by_resource) = audit::count(c2.iter().copied());
     let is_lease = |r: &audit::Request| r.resource.starts_with("leases");
+    let cycle1_writes = c1.iter().filter(|r| r.is_write() && !is_lease(r)).count() as u64;
     let cycle2_writes = c2.iter().filter(|r| r.is_write() && !is_lease(r)).count() as u64;
     let cycle2_jobs_created = c2
         .iter()
@@ -577,6 +596,8 @@ async fn cluster(args: &[String]) -> Result<(), Error> {
         cycle2_requests,
         cycle2_by_resource,
         cycle2_writes,
+        cycle1_writes,
+        pod_events: pod_events.clone(),
         cycle2_jobs_created,
         lease_writes_total,
         all_annotated: not_annotated == 0,

@@ -1,0 +1,239 @@
+//! Results flow back (issue 12), against the real local cluster: what a Complete Job's result
+//! lines say lands in the status of its digest's ImageRecord, bounded and validated; per-pod
+//! Normal Events are opt-in. Run one at a time (`--test-threads=1`).
+
+use std::time::Duration;
+
+use e2e::{
+    Cluster, Scenario, image_records, job_end, job_name, registry::copy_image, wait_for, workspace_bin,
+};
+use serde_json::Value;
+
+const MIN: Duration = Duration::from_secs(60);
+
+/// A value only this run's operators have, so records of other runs never count for them.
+fn unique_identity() -> (&'static str, String) {
+    ("SBOM_JOB_E2E_RUN", format!("{:08x}", rand::random::<u32>()))
+}
+
+/// The record of `digest` made by the Job `job`, once it has a status.
+async fn record_with_status(digest: &str, job: &str) -> Value {
+    wait_for(
+        &format!("the record of {digest} with a status from {job}"),
+        2 * MIN,
+        || async { image_records(digest).iter().any(|r| r["status"]["job"] == job) },
+    )
+    .await;
+    image_records(digest)
+        .into_iter()
+        .find(|r| r["status"]["job"] == job)
+        .unwrap()
+}
+
+/// A job image that prints 10 MB of result lines, malformed ones, ones for a digest and an
+/// index not in its Job and ones over the bounds, then one valid line: only that line is kept,
+/// in the record of its own digest; the others are counted by kind; the record stays small; no
+/// record is written for the foreign digest. With the default podEvents, the annotated pod gets
+/// no Normal Event (its Job sums it up).
+#[tokio::test]
+async fn r1_a_hostile_job_image_cannot_write_more_than_its_results() {
+    let cluster = Cluster::connect().await;
+    let mut s = Scenario::new(&cluster, "hostile", 1).await;
+    s.enable_cache();
+    let ns = s.namespaces[0].clone();
+    let image = copy_image(&cluster, "WORKLOAD_ALPHA_IMAGE", "e2e/hostile").await;
+    s.pod(&ns, "app", &[("app", &image.tagged)], &[]).await;
+    s.wait_pods_running().await;
+    let (k, v) = unique_identity();
+    let op = s.start_operator(&[
+        ("SBOM_JOB_IMAGE", cluster.var("JOB_HOSTILE_IMAGE")),
+        ("SBOM_CACHE_TTL", "72h"),
+        (k, &v),
+    ]);
+    let job = s.wait_jobs(1, 2 * MIN).await.remove(0);
+    let name = job_name(&job);
+    assert_eq!(s.wait_job_end(&name, 3 * MIN).await.0, "Complete");
+    s.wait_all_annotated("sbomjob.io", MIN).await;
+
+    let record = record_with_status(&image.digest, &name).await;
+    let status = &record["status"];
+    assert_eq!(status["packages"], 7, "{status}");
+    assert_eq!(status["tool"]["name"], "hostile", "{status}");
+    assert_eq!(status["findings"]["critical"], 1, "{status}");
+    assert_eq!(status["findings"]["high"], 2, "{status}");
+    assert_eq!(status["conditions"][0]["type"], "Catalogued", "{status}");
+    assert_eq!(status["conditions"][0]["status"], "True", "{status}");
+    let size = serde_json::to_string(&record).unwrap().len();
+    assert!(size < 8 * 1024, "the record is {size} bytes: {record}");
+    // The foreign digest got no record.
+    let other = format!("sha256:{}", "e".repeat(64));
+    assert!(
+        image_records(&other).is_empty(),
+        "a record for a digest not in the Job"
+    );
+
+    let m = s.metrics(op).await;
+    assert_eq!(m.value("sbomjob_result_lines_total{result=\"accepted\"}"), 1.0);
+    assert_eq!(
+        m.value("sbomjob_result_lines_total{result=\"malformed\"}"),
+        2401.0
+    );
+    assert_eq!(m.value("sbomjob_result_lines_total{result=\"too_long\"}"), 2.0);
+    assert_eq!(m.value("sbomjob_result_lines_total{result=\"foreign\"}"), 2.0);
+    assert_eq!(m.value("sbomjob_running_images{sbom=\"yes\"}"), 1.0);
+    assert_eq!(m.value("sbomjob_running_findings{severity=\"high\"}"), 2.0);
+    assert!(m.value("sbomjob_last_successful_cycle_timestamp_seconds") > 0.0);
+
+    // podEvents defaults to failures: the pod has no Normal Event; the Job's Event sums it up.
+    let events = s.pod_events().await;
+    for (pod, events) in &events {
+        assert!(
+            events.iter().all(|e| e.type_.as_deref() != Some("Normal")),
+            "{:?}: {events:?}",
+            pod.metadata.name
+        );
+    }
+    let job_events = s.events_of_job(&name).await;
+    assert!(
+        job_events.iter().any(|e| e.reason.as_deref() == Some("Processed")
+            && e.note.as_deref().is_some_and(|n| n.contains("1 pods annotated"))),
+        "{job_events:?}"
+    );
+    assert!(job_end(&s.jobs().await[0]).is_some());
+}
+
+/// A registry blob over plain HTTP, from the host (`REGISTRY_HOST`), with curl as a person would.
+fn registry_get(cluster: &Cluster, path: &str, accept: &str) -> Vec<u8> {
+    let url = format!("http://{}/v2/{path}", cluster.var("REGISTRY_HOST"));
+    let out = std::process::Command::new("curl")
+        .args(["-fsS", "-H", &format!("Accept: {accept}"), &url])
+        .output()
+        .expect("running curl");
+    assert!(
+        out.status.success(),
+        "GET {url}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+/// The plugin with the admin kubeconfig; its stdout, after asserting it succeeded.
+fn plugin(cluster: &Cluster, args: &[&str]) -> Vec<u8> {
+    let out = std::process::Command::new(workspace_bin("kubectl-sbomjob"))
+        .args(args)
+        .args(["--insecure-registry", cluster.var("REGISTRY")])
+        .env(
+            "XDG_CACHE_HOME",
+            std::env::temp_dir().join("sbomjob-e2e-plugin-cache"),
+        )
+        .output()
+        .expect("running kubectl-sbomjob");
+    assert!(
+        out.status.success(),
+        "kubectl sbomjob {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+/// syft (the preset's job image, attaching its SBOMs) over images like real ones: a dpkg
+/// database of Debian packages, a Python venv from PyPI, a Go binary with its modules. Each
+/// record's package count is the package count of the SBOM in the registry (read there with
+/// curl, not through the operator); `kubectl sbomjob sbom` gives the blob's bytes; `kubectl
+/// sbomjob find pip` (in exactly two of the images) lists exactly their pods.
+#[tokio::test]
+async fn r2_syft_results_match_the_sboms_in_the_registry() {
+    let cluster = Cluster::connect().await;
+    let mut s = Scenario::new(&cluster, "found", 1).await;
+    s.enable_cache();
+    let ns = s.namespaces[0].clone();
+    let images = [
+        ("debian", "WORKLOAD_DEBIAN_IMAGE"),
+        ("python", "WORKLOAD_PYTHON_IMAGE"),
+        ("go", "WORKLOAD_GO_IMAGE"),
+    ];
+    for (pod, var) in images {
+        s.pod(&ns, pod, &[("app", cluster.var(var))], &[]).await;
+    }
+    s.wait_pods_running().await;
+    let (k, v) = unique_identity();
+    s.start_operator(&[
+        ("SBOM_JOB_IMAGE", cluster.var("JOB_SYFT_IMAGE")),
+        ("SBOM_JOB_ENTRYPOINT_ATTACH", "true"),
+        (
+            "SBOM_JOB_ENTRYPOINT_ATTACH_INSECURE_REGISTRIES",
+            cluster.var("REGISTRY"),
+        ),
+        ("SBOM_JOB_SYFT_REGISTRY_INSECURE_USE_HTTP", "true"),
+        ("SBOM_CACHE_TTL", "72h"),
+        (k, &v),
+    ]);
+    let job = job_name(&s.wait_jobs(1, 2 * MIN).await[0]);
+    assert_eq!(s.wait_job_end(&job, 5 * MIN).await.0, "Complete");
+    s.wait_all_annotated("sbomjob.io", MIN).await;
+
+    let registry = cluster.var("REGISTRY").to_string();
+    let mut blobs = Vec::new();
+    for (pod, var) in images {
+        let digest = cluster.var(&format!("{var}_DIGEST")).to_string();
+        let record = record_with_status(&digest, &job).await;
+        let status = &record["status"];
+        assert_eq!(status["tool"]["name"], "syft", "{pod}: {status}");
+        let artifact = status["artifacts"][0]["reference"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{pod}: no artifact: {status}"));
+        // registry/repository@sha256:… → the manifest, its first layer, the SBOM.
+        let (repo, manifest_digest) = artifact
+            .strip_prefix(&format!("{registry}/"))
+            .unwrap()
+            .split_once('@')
+            .unwrap();
+        let manifest: Value = serde_json::from_slice(&registry_get(
+            &cluster,
+            &format!("{repo}/manifests/{manifest_digest}"),
+            "application/vnd.oci.image.manifest.v1+json",
+        ))
+        .unwrap();
+        assert_eq!(
+            manifest["subject"]["digest"],
+            digest.as_str(),
+            "{pod}: {manifest}"
+        );
+        let layer = manifest["layers"][0]["digest"].as_str().unwrap();
+        let blob = registry_get(&cluster, &format!("{repo}/blobs/{layer}"), "*/*");
+        let sbom: Value = serde_json::from_slice(&blob).unwrap();
+        let packages = sbom["packages"].as_array().map_or(0, Vec::len);
+        assert!(packages > 0, "{pod}: an empty SBOM");
+        assert_eq!(
+            status["packages"], packages,
+            "{pod}: the record's count is not the SBOM's"
+        );
+        blobs.push((pod, blob));
+    }
+    // The Debian image's SBOM lists its dpkg packages (40 of them), the Go binary its modules.
+    let debian: Value = serde_json::from_slice(&blobs[0].1).unwrap();
+    assert!(debian["packages"].as_array().unwrap().len() >= 40);
+
+    // The plugin: the SBOM as the registry has it, and which pods contain pip.
+    for (pod, blob) in &blobs {
+        assert_eq!(
+            &plugin(&cluster, &["sbom", &format!("{ns}/{pod}")]),
+            blob,
+            "{pod}"
+        );
+    }
+    let found: Value =
+        serde_json::from_slice(&plugin(&cluster, &["find", "pip", "-n", &ns, "-o", "json"])).unwrap();
+    let pods: std::collections::BTreeSet<&str> = found["matches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["pod"].as_str().unwrap())
+        .collect();
+    assert_eq!(pods, ["debian", "python"].into(), "{found}");
+    assert_eq!(found["unsearched"], serde_json::json!([]), "{found}");
+    // With a constraint that no version meets: nothing.
+    let none: Value =
+        serde_json::from_slice(&plugin(&cluster, &["find", "pip@<1", "-n", &ns, "-o", "json"])).unwrap();
+    assert_eq!(none["matches"], serde_json::json!([]), "{none}");
+}
