@@ -155,13 +155,7 @@ impl Found {
     pub fn of_report(report: &ImageReport) -> Found {
         Found {
             sbom: report.packages.is_some() || !report.artifacts.is_empty(),
-            findings: report.findings.map(|f| FindingCounts {
-                critical: f.critical,
-                high: f.high,
-                medium: f.medium,
-                low: f.low,
-                unknown: f.unknown,
-            }),
+            findings: report.findings.map(FindingCounts::from),
         }
     }
 

@@ -6,7 +6,7 @@ use kube::{CustomResource, CustomResourceExt};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use sbomjob_contract::result::{ImageReport, ReportOutcome};
+use sbomjob_contract::result::{Findings, ImageReport, ReportOutcome};
 
 use crate::backoff::Failure;
 
@@ -161,6 +161,18 @@ pub struct FindingCounts {
     pub unknown: u64,
 }
 
+impl From<Findings> for FindingCounts {
+    fn from(f: Findings) -> FindingCounts {
+        FindingCounts {
+            critical: f.critical,
+            high: f.high,
+            medium: f.medium,
+            low: f.low,
+            unknown: f.unknown,
+        }
+    }
+}
+
 /// A tool and its version (and vulnerability database, when it used one).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -254,13 +266,7 @@ impl ImageRecordStatus {
         }
         ImageRecordStatus {
             packages: report.packages,
-            findings: report.findings.map(|f| FindingCounts {
-                critical: f.critical,
-                high: f.high,
-                medium: f.medium,
-                low: f.low,
-                unknown: f.unknown,
-            }),
+            findings: report.findings.map(FindingCounts::from),
             tool,
             artifacts: report
                 .artifacts

@@ -207,6 +207,106 @@ async fn finishing_a_failed_job_patches_no_pod() {
     );
 }
 
+/// A Complete Job's result lines reach the status of its own records: the job pod's log is read
+/// once, the valid line for the Job's first digest becomes that record's status (every field of
+/// it: absent ones as null), a line naming a digest not in the Job is counted and written
+/// nowhere, and a digest without a line gets no status patch.
+#[tokio::test]
+async fn a_complete_jobs_results_go_to_its_records_status() {
+    let (d1, d2, other) = (digest(4), digest(5), digest(6));
+    let image_id = format!("reg.example/app@{d1}");
+    let complete = job(
+        "sbomjob-x-2",
+        "sbomjob",
+        &[d1.clone(), d2.clone()],
+        Some("Complete"),
+        false,
+    );
+    let answer = serde_json::to_value(&complete).unwrap();
+    let line = |index: usize, d: &str| {
+        format!(
+            r#"sbomjob.result/v1 {{"index":{index},"digest":"{d}","outcome":"succeeded","tool":{{"name":"syft","version":"1.0"}},"packages":7}}"#
+        )
+    };
+    let log_text = format!("2026 INFO something\n{}\n{}\n", line(0, &d1), line(1, &other));
+    let job_pod = json!({"metadata": {"name": "sbomjob-x-2-abcde", "namespace": "sbomjob",
+        "labels": {"job-name": "sbomjob-x-2"}}, "status": {"phase": "Succeeded"}});
+    let record_digest = d1.clone();
+    let (client, log) = fake_api::client(move |seen| match (seen.method.as_str(), seen.path.as_str()) {
+        ("DELETE", p) if p.ends_with("/secrets/sbomjob-x-2") => status_ok(),
+        ("GET", "/api/v1/namespaces/sbomjob/pods") => list("PodList", vec![job_pod.clone()]),
+        ("GET", "/api/v1/namespaces/sbomjob/pods/sbomjob-x-2-abcde/log") => {
+            (200, Value::String(log_text.clone()))
+        }
+        ("GET", p) if p.contains("/imagerecords/") => not_found("imagerecord", p),
+        ("POST", p) if p.ends_with("/imagerecords") => (201, seen.body.clone()),
+        ("PATCH", p) if p.ends_with("/status") => (
+            200,
+            json!({"apiVersion": "sbomjob.io/v1alpha1", "kind": "ImageRecord",
+            "metadata": {"name": p.rsplit('/').nth(1).unwrap_or_default()},
+            "spec": {"digest": record_digest.clone(), "jobImage": {"reference": "j"}, "settingsHash": "0", "processedAt": "2026-01-01T00:00:00Z",
+                     "expiresAt": "2026-01-02T00:00:00Z", "job": "sbomjob-x-2", "result": "Succeeded"}}),
+        ),
+        ("PATCH", p) if p.ends_with("/jobs/sbomjob-x-2") => (200, answer.clone()),
+        ("PATCH", _) => meta_of(seen),
+        ("POST", p) if p.contains("/events") => (201, seen.body.clone()),
+        _ => not_found("object", &seen.path),
+    });
+    let running = pod("shop", "web-1", vec![status("app", &image_id)]);
+    let ctx = fake_api::context(client, &[("SBOM_CACHE_TTL", "72h")], vec![running]);
+    assert!(ctx.cache_ttl.is_some());
+    let finished = grant::finish(&ctx, &complete).await.unwrap();
+    assert_eq!(finished.outcome, JobOutcome::Complete);
+    let lines = log.lines();
+    assert_eq!(
+        lines
+            .iter()
+            .filter(|l| l.ends_with("/pods/sbomjob-x-2-abcde/log"))
+            .count(),
+        1,
+        "{lines:?}"
+    );
+    let statuses: Vec<Seen> = log
+        .all()
+        .into_iter()
+        .filter(|s| s.method == "PATCH" && s.path.ends_with("/status"))
+        .collect();
+    assert_eq!(statuses.len(), 1, "{lines:?}");
+    let name = crate::cache::name_for(&d1, &ctx.identity.settings_hash).unwrap();
+    assert_eq!(
+        statuses[0].path,
+        format!("/apis/sbomjob.io/v1alpha1/imagerecords/{name}/status")
+    );
+    let status = &statuses[0].body["status"];
+    assert_eq!(status["packages"], 7, "{status}");
+    assert_eq!(status["tool"]["name"], "syft", "{status}");
+    assert_eq!(status["job"], "sbomjob-x-2", "{status}");
+    assert_eq!(status["conditions"][0]["type"], "Catalogued", "{status}");
+    // A field this result does not set is removed, not left from an earlier Job.
+    assert!(
+        status.as_object().unwrap().contains_key("findings") && status["findings"].is_null(),
+        "{status}"
+    );
+    // The foreign digest: counted, nowhere written.
+    assert!(
+        !lines.iter().any(|l| l.contains(&other.replace(':', "-"))),
+        "{lines:?}"
+    );
+    let metrics = ctx.metrics.encode();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == "sbomjob_result_lines_total{result=\"foreign\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == "sbomjob_result_lines_total{result=\"accepted\"} 1"),
+        "{metrics}"
+    );
+}
+
 /// A launch whose Secret cannot be created deletes its suspended Job, so no Job waits for a
 /// config that never comes (and none runs without its credentials' owner).
 #[tokio::test]
