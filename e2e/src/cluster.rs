@@ -253,3 +253,9 @@ pub async fn restart_apiserver(client: &Client, down: Duration) {
     })
     .await;
 }
+
+/// A settings value only this run's operators have (`SBOM_JOB_E2E_RUN`, forwarded to the job,
+/// so part of the settings hash): records of other runs and files never count for them.
+pub fn unique_identity() -> (&'static str, String) {
+    ("SBOM_JOB_E2E_RUN", format!("{:08x}", rand::random::<u32>()))
+}

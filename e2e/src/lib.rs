@@ -29,7 +29,8 @@ pub mod scenario;
 pub mod sim;
 
 pub use cluster::{
-    Cluster, Error, SKOPEO_INSPECT, restart_apiserver, skopeo_job_image, wait_for, workspace_bin,
+    Cluster, Error, SKOPEO_INSPECT, restart_apiserver, skopeo_job_image, unique_identity, wait_for,
+    workspace_bin,
 };
 pub use observe::{
     AnnotationRecorder, assert_no_credentials_left, image_records, job_digests, job_end, job_name,

@@ -6,19 +6,13 @@ use std::time::{Duration, Instant};
 
 use e2e::{
     CYCLES_ERROR, CYCLES_OK, Cluster, LEADER, Scenario, image_records, job_end, job_name,
-    registry::copy_image, wait_for,
+    registry::copy_image, unique_identity, wait_for,
 };
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::Api;
 
 const PREFIX: &str = "sbomjob.io";
 const MIN: Duration = Duration::from_secs(60);
-
-/// A value only this run's operators have: their settings hash differs from every other
-/// scenario's, so cache records of other runs never count as hits.
-fn unique_identity() -> (&'static str, String) {
-    ("SBOM_JOB_E2E_RUN", format!("{:08x}", rand::random::<u32>()))
-}
 
 /// (a) + (f): a second namespace deployed after the first was processed is annotated from the
 /// cache with no new Job; the record is visible with kubectl; /metrics counts the hit.

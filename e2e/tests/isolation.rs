@@ -8,7 +8,7 @@ use e2e::{
     Cluster, SKOPEO_INSPECT, Scenario, image_records, job_digests, job_end, job_name,
     registry::{Image, copy_image, delete_manifest},
     sim::{self, SimContainer},
-    wait_for,
+    unique_identity, wait_for,
 };
 use k8s_openapi::{
     api::{
@@ -25,11 +25,6 @@ use serde_json::Value;
 
 const PREFIX: &str = "sbomjob.io";
 const MIN: Duration = Duration::from_secs(60);
-
-/// A value only this run's operators have, so records of other runs never count for them.
-fn unique_identity() -> (&'static str, String) {
-    ("SBOM_JOB_E2E_RUN", format!("{:08x}", rand::random::<u32>()))
-}
 
 /// The newest ImageRecord of a digest, as JSON (`None` while there is none).
 fn record(digest: &str) -> Option<Value> {

@@ -5,16 +5,12 @@
 use std::time::Duration;
 
 use e2e::{
-    Cluster, Scenario, image_records, job_end, job_name, registry::copy_image, wait_for, workspace_bin,
+    Cluster, Scenario, image_records, job_end, job_name, registry::copy_image, unique_identity, wait_for,
+    workspace_bin,
 };
 use serde_json::Value;
 
 const MIN: Duration = Duration::from_secs(60);
-
-/// A value only this run's operators have, so records of other runs never count for them.
-fn unique_identity() -> (&'static str, String) {
-    ("SBOM_JOB_E2E_RUN", format!("{:08x}", rand::random::<u32>()))
-}
 
 /// The record of `digest` made by the Job `job`, once it has a status.
 async fn record_with_status(digest: &str, job: &str) -> Value {

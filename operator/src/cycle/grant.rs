@@ -114,13 +114,14 @@ pub async fn finish(ctx: &Context, job: &Job) -> Result<Finished> {
     match &outcome {
         JobOutcome::Complete => {
             let digests = job_state::digests(job);
-            let found = read_results(ctx, job, pod.as_ref()).await;
             let pods = ctx.snapshot();
             let source = Source {
                 events: format!("image(s) catalogued by Job {}/{job_name}", ctx.namespace),
                 refused: format!("Job {}/{job_name}", ctx.namespace),
             };
             let report = done(ctx, &pods, &digests, &source).await;
+            // After the annotations: reading a long log never delays them.
+            let found = read_results(ctx, job, pod.as_ref()).await;
             let patched = report.patched.len();
             ctx.metrics.job_done(JobResult::Complete, job_state::age(job));
             ctx.metrics.images(digests.len());
