@@ -9,6 +9,7 @@
 pub mod docker_config;
 pub mod image_config;
 pub mod image_ref;
+pub mod referrers;
 pub mod result;
 pub mod termination;
 pub mod units;

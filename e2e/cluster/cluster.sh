@@ -143,9 +143,28 @@ EOF
   start "$name-loopback" socat "TCP-LISTEN:$port,bind=127.0.0.1,reuseaddr,fork" "TCP:$BRIDGE_IP:$port"
 }
 
+# The referrers-API registry: built once into the version-keyed cache (a few seconds; its Go
+# modules come from the module proxy), then served on the bridge address, forwarded from loopback.
+start_referrers_registry() {
+  if [[ ! -x $REFERRERS_REGISTRY_BIN ]]; then
+    local go src=$E2E_CLUSTER_DIR/referrers-registry
+    go=$(find_go)
+    log "building the referrers-API registry (go-containerregistry $GGCR_VERSION)"
+    mkdir -p "$(dirname "$REFERRERS_REGISTRY_BIN")"
+    grep -q "go-containerregistry $GGCR_VERSION" "$src/go.mod" || die "$src/go.mod does not require go-containerregistry $GGCR_VERSION (versions.sh)"
+    (cd "$src" && GOTOOLCHAIN=local GOFLAGS=-buildvcs=false CGO_ENABLED=0 \
+      "$go" build -trimpath -ldflags "-s -w" -o "$REFERRERS_REGISTRY_BIN.tmp" .)
+    mv "$REFERRERS_REGISTRY_BIN.tmp" "$REFERRERS_REGISTRY_BIN"
+  fi
+  mkdir -p "$STATE/registry-referrers/blobs"
+  start registry-referrers "$REFERRERS_REGISTRY_BIN" -addr "$REGISTRY_REFERRERS" -blobs "$STATE/registry-referrers/blobs"
+  start registry-referrers-loopback socat "TCP-LISTEN:$REGISTRY_REFERRERS_PORT,bind=127.0.0.1,reuseaddr,fork" "TCP:$REGISTRY_REFERRERS"
+}
+
 wait_registries() {
   wait_for 30 "registry" curl -fsS -o /dev/null "http://$REGISTRY_HOST_LOCAL/v2/"
   wait_for 30 "registry (auth)" bash -c "curl -sS -o /dev/null -w '%{http_code}' http://$REGISTRY_AUTH_HOST_LOCAL/v2/ | grep -q 401"
+  wait_for 30 "registry (referrers API)" curl -fsS -o /dev/null "http://$REGISTRY_REFERRERS_HOST_LOCAL/v2/"
 }
 
 start_apiserver() {
@@ -211,7 +230,8 @@ start_containerd() {
   mkdir -p "$c/root" "$c/state" "$c/opt" "$c/certs.d"
   # Plain http for the local registries, under every name they are reached by.
   for h in "$REGISTRY" "$REGISTRY_HOST_LOCAL" "localhost:$REGISTRY_PORT" \
-    "$REGISTRY_AUTH" "$REGISTRY_AUTH_HOST_LOCAL" "localhost:$REGISTRY_AUTH_PORT"; do
+    "$REGISTRY_AUTH" "$REGISTRY_AUTH_HOST_LOCAL" "localhost:$REGISTRY_AUTH_PORT" \
+    "$REGISTRY_REFERRERS" "$REGISTRY_REFERRERS_HOST_LOCAL"; do
     mkdir -p "$c/certs.d/$h"
     cat >"$c/certs.d/$h/hosts.toml" <<EOF
 server = "http://$h"
@@ -400,6 +420,7 @@ cmd_up() {
   start_etcd
   start_registry registry "$REGISTRY_PORT"
   start_registry registry-auth "$REGISTRY_AUTH_PORT" htpasswd
+  start_referrers_registry
   wait_registries
   start_apiserver
   start_controller_manager
@@ -426,7 +447,7 @@ cmd_up() {
 
 check_ports() {
   local p
-  for p in 2379 2380 "$APISERVER_PORT" "$REGISTRY_PORT" "$REGISTRY_AUTH_PORT" 10248 10250 10256 10249 10257 10259; do
+  for p in 2379 2380 "$APISERVER_PORT" "$REGISTRY_PORT" "$REGISTRY_AUTH_PORT" "$REGISTRY_REFERRERS_PORT" 10248 10250 10256 10249 10257 10259; do
     if [[ -n $(ss -Hltn "sport = :$p") ]]; then
       die "port $p is already in use: $(ss -Hltnp "sport = :$p" | sed -n 1p)"
     fi
@@ -562,7 +583,7 @@ cmd_down() {
   stop kube-apiserver 20
   stop etcd 20
   local r
-  for r in registry registry-auth; do
+  for r in registry registry-auth registry-referrers; do
     stop "$r-loopback" 5
     stop "$r" 10
   done
@@ -609,6 +630,8 @@ cmd_status() {
   check "registry (127.0.0.1)" registry-loopback curl -fsS -o /dev/null "http://$REGISTRY_HOST_LOCAL/v2/"
   check registry-auth registry-auth bash -c "curl -fsS -o /dev/null -u '$REGISTRY_AUTH_USER:$REGISTRY_AUTH_PASSWORD' http://$REGISTRY_AUTH/v2/"
   check "registry-auth (127.0.0.1)" registry-auth-loopback bash -c "curl -fsS -o /dev/null -u '$REGISTRY_AUTH_USER:$REGISTRY_AUTH_PASSWORD' http://$REGISTRY_AUTH_HOST_LOCAL/v2/"
+  check registry-referrers registry-referrers curl -fsS -o /dev/null "http://$REGISTRY_REFERRERS/v2/"
+  check "registry-referrers (127.0.0.1)" registry-referrers-loopback curl -fsS -o /dev/null "http://$REGISTRY_REFERRERS_HOST_LOCAL/v2/"
   check kube-apiserver kube-apiserver kc get --raw /readyz
   check kube-controller-manager kube-controller-manager https_healthz 10257
   check kube-scheduler kube-scheduler https_healthz 10259

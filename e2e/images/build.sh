@@ -248,6 +248,10 @@ build_project() {
   done
   # The repository root is the context; the Dockerfiles copy from target/.
   # BINARIES=prebuilt: the Dockerfiles' network-free path (binaries and CLIs staged above).
+  # The operator's CA certificates (its registry lookup speaks TLS to registries).
+  local certs
+  certs=$(stage_dir operator)
+  install -D -m 0644 /etc/ssl/certs/ca-certificates.crt "$certs/etc/ssl/certs/ca-certificates.crt"
   build_push OPERATOR_IMAGE "$REPO_ROOT/Dockerfile.operator" "$REPO_ROOT" "sbomjob/operator:$TAG" "" \
     --build-arg BINARIES=prebuilt
   local preset var
@@ -323,6 +327,8 @@ main() {
   record_var REGISTRY_HOST "$REGISTRY_HOST_LOCAL"
   record_var REGISTRY_AUTH "$REGISTRY_AUTH"
   record_var REGISTRY_AUTH_HOST "$REGISTRY_AUTH_HOST_LOCAL"
+  record_var REGISTRY_REFERRERS "$REGISTRY_REFERRERS"
+  record_var REGISTRY_REFERRERS_HOST "$REGISTRY_REFERRERS_HOST_LOCAL"
   record_var REGISTRY_AUTH_USER "$REGISTRY_AUTH_USER"
   record_var REGISTRY_AUTH_PASSWORD "$REGISTRY_AUTH_PASSWORD"
   local what

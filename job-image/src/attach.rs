@@ -31,9 +31,13 @@ use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference, RegistryOperation};
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use sbomjob_contract::docker_config::{DockerConfig, key_host};
+use sbomjob_contract::referrers::{
+    CREATED_ANNOTATION, MAX_ANNOTATION, PACKAGES_ANNOTATION, SETTINGS_IDENTITY_ANNOTATION,
+    SETTINGS_IDENTITY_ENV, TOOL_ANNOTATION,
+};
 
 use crate::auth::credentials_apply;
 use crate::redact::{Credentials, Redactor};
@@ -308,6 +312,9 @@ pub struct Attacher {
     docker: DockerAuths,
     /// `ENTRYPOINT_TIMEOUT`, for the whole attach step of one image.
     pub timeout: Option<Duration>,
+    /// The operator's settings identity for this Job ([`SETTINGS_IDENTITY_ENV`]), written on
+    /// every artifact so that other releases and clusters with the same settings reuse it.
+    pub settings_identity: Option<String>,
 }
 
 impl Attacher {
@@ -328,6 +335,7 @@ impl Attacher {
             settings,
             docker,
             timeout,
+            settings_identity: settings_identity_from_env(),
         })
     }
 
@@ -382,6 +390,37 @@ impl Attacher {
             Ok(Err(e)) => Err(AttachError::Client(format!(": {}", chain(&e)))),
             Err(_) => Err(AttachError::Client(" (no CA certificates?)".into())),
         }
+    }
+
+    /// The artifact's annotations: when it was made, the operator's settings identity, and the
+    /// package count and tool its SBOM names (what another cluster's operator shows without
+    /// reading the SBOM; see [`sbomjob_contract::referrers`]).
+    fn annotations(&self, files: &[PathBuf]) -> serde_json::Map<String, Value> {
+        let mut a = serde_json::Map::new();
+        a.insert(
+            CREATED_ANNOTATION.into(),
+            humantime::format_rfc3339_seconds(SystemTime::now())
+                .to_string()
+                .into(),
+        );
+        if let Some(id) = &self.settings_identity {
+            a.insert(SETTINGS_IDENTITY_ANNOTATION.into(), id.clone().into());
+        }
+        if let Some(facts) = files.iter().find_map(|f| crate::report::facts_of(f)) {
+            if let Some(n) = facts.packages {
+                a.insert(PACKAGES_ANNOTATION.into(), n.to_string().into());
+            }
+            if let Some(t) = facts.tool {
+                let text = match t.version {
+                    Some(v) => format!("{} {v}", t.name),
+                    None => t.name,
+                };
+                if text.len() <= MAX_ANNOTATION {
+                    a.insert(TOOL_ANNOTATION.into(), text.into());
+                }
+            }
+        }
+        a
     }
 
     /// The credentials of `ENTRYPOINT_ATTACH_DOCKER_CONFIG`, for redaction.
@@ -495,6 +534,7 @@ impl Attacher {
         // 4. The manifest, under the fallback tag.
         let name_refs: Vec<&str> = names.iter().map(String::as_str).collect();
         let kind = artifact_type(self.settings.artifact_type.as_deref(), &name_refs);
+        let annotations = self.annotations(files);
         let manifest = json!({
             "schemaVersion": 2,
             "mediaType": OCI_IMAGE_MEDIA_TYPE,
@@ -502,9 +542,17 @@ impl Attacher {
             "config": { "mediaType": EMPTY_MEDIA_TYPE, "digest": empty, "size": EMPTY_BLOB.len() },
             "layers": layers,
             "subject": { "mediaType": subject.media_type, "digest": subject.digest, "size": subject.size },
+            "annotations": annotations,
         });
         let body = serde_json::to_vec(&manifest).expect("a JSON value serialises");
         let digest = sha256(&body);
+        let descriptor = json!({
+            "mediaType": OCI_IMAGE_MEDIA_TYPE,
+            "digest": digest,
+            "size": body.len(),
+            "artifactType": kind,
+            "annotations": annotations,
+        });
         pushing
             .push_manifest_raw(
                 &target,
@@ -513,6 +561,14 @@ impl Attacher {
             )
             .await
             .map_err(|e| fail("push the artifact manifest", &e))?;
+
+        // 5. Registries without the referrers API: the referrers tag schema's index. The artifact
+        //    is attached either way (and found by its own tag): a failure here is only logged.
+        let subject_ref =
+            Reference::with_digest(registry.clone(), repository.clone(), subject.digest.clone());
+        if let Err(e) = list_as_referrer(&pushing, &subject_ref, &digest, descriptor).await {
+            warn!(subject = %subject.digest, error = %chain(&e), "could not add the artifact to the referrers tag schema's index; other clusters may not find it");
+        }
         let attached = Attached {
             target: shown,
             repository: format!("{registry}/{repository}"),
@@ -552,6 +608,94 @@ fn check_ca_certificates() -> Result<(), AttachError> {
     } else {
         format!(" ({why})")
     }))
+}
+
+/// The settings identity the operator gave the Job, when it is one (64 lower-case hex digits);
+/// anything else is ignored with a warning: the artifact is then found by no one's identity.
+fn settings_identity_from_env() -> Option<String> {
+    let value = std::env::var(SETTINGS_IDENTITY_ENV)
+        .ok()
+        .filter(|v| !v.is_empty())?;
+    if value.len() == 64 && value.chars().all(|c| matches!(c, '0'..='9' | 'a'..='f')) {
+        Some(value)
+    } else {
+        warn!(
+            "{SETTINGS_IDENTITY_ENV} is not a settings identity (64 hex digits); artifacts are attached without one"
+        );
+        None
+    }
+}
+
+/// The referrers tag schema's index (distribution-spec 1.1) with `descriptor` added: the index
+/// the tag held (`None`: none yet, or one that is not an index, which is replaced), without an
+/// earlier entry of the same digest.
+pub fn referrers_index(current: Option<&[u8]>, descriptor: Value) -> Value {
+    let mut manifests: Vec<Value> = current
+        .and_then(|b| serde_json::from_slice::<Value>(b).ok())
+        .and_then(|v| v.get("manifests").and_then(Value::as_array).cloned())
+        .unwrap_or_default();
+    manifests.retain(|m| m.get("digest") != descriptor.get("digest"));
+    manifests.push(descriptor);
+    json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_IMAGE_INDEX_MEDIA_TYPE,
+        "manifests": manifests,
+    })
+}
+
+/// Makes the artifact `digest` findable among the subject's referrers: nothing to do when the
+/// registry lists it already (the referrers API, or a tag index that has it); else the tag
+/// `<alg>-<hex>` is set to an index with its descriptor added ([`referrers_index`]). Two Jobs
+/// attaching to one image at the same instant may lose one entry (the schema has no locking);
+/// the artifact itself stays, and the next attach adds it again.
+async fn list_as_referrer(
+    client: &Client,
+    subject: &Reference,
+    digest: &str,
+    descriptor: Value,
+) -> Result<(), oci_client::errors::OciDistributionError> {
+    let listed = client.pull_referrers(subject, None).await?;
+    if listed.manifests.iter().any(|m| m.digest == digest) {
+        return Ok(());
+    }
+    let subject_digest = subject.digest().unwrap_or_default();
+    let tag = Reference::with_tag(
+        subject.registry().to_owned(),
+        subject.repository().to_owned(),
+        subject_digest.replacen(':', "-", 1),
+    );
+    let current = match client
+        .pull_manifest_raw(&tag, &RegistryAuth::Anonymous, &[OCI_IMAGE_INDEX_MEDIA_TYPE])
+        .await
+    {
+        Ok((bytes, _)) => Some(bytes),
+        Err(e) if is_not_found(&e) => None,
+        Err(e) => return Err(e),
+    };
+    let index = referrers_index(current.as_deref(), descriptor);
+    client
+        .push_manifest_raw(
+            &tag,
+            serde_json::to_vec(&index).expect("a JSON value serialises"),
+            http::HeaderValue::from_static(OCI_IMAGE_INDEX_MEDIA_TYPE),
+        )
+        .await?;
+    debug!(tag = %tag.whole(), "updated the referrers tag schema's index");
+    Ok(())
+}
+
+/// Whether the registry said the manifest does not exist.
+fn is_not_found(e: &oci_client::errors::OciDistributionError) -> bool {
+    use oci_client::errors::{OciDistributionError as E, OciErrorCode};
+    match e {
+        E::ImageManifestNotFoundError(_) => true,
+        E::ServerError { code, .. } => *code == 404,
+        E::RegistryError { envelope, .. } => envelope
+            .errors
+            .iter()
+            .any(|e| matches!(e.code, OciErrorCode::ManifestUnknown | OciErrorCode::NameUnknown)),
+        _ => false,
+    }
 }
 
 /// Uploads a blob unless the repository has it already.
@@ -639,6 +783,25 @@ mod tests {
             fallback_tag(&sha512, "sbom"),
             Err(AttachError::BadTag { digest, .. }) if digest == sha512
         ));
+    }
+
+    #[test]
+    fn the_tag_schema_index_gains_the_artifact_once_and_keeps_the_others() {
+        let ours = json!({"mediaType": OCI_IMAGE_MEDIA_TYPE, "digest": "sha256:new", "size": 3, "artifactType": SPDX_JSON});
+        let fresh = referrers_index(None, ours.clone());
+        assert_eq!(fresh["mediaType"], OCI_IMAGE_INDEX_MEDIA_TYPE);
+        assert_eq!(fresh["manifests"], json!([ours]));
+        let other = json!({"mediaType": OCI_IMAGE_MEDIA_TYPE, "digest": "sha256:sig", "size": 9});
+        let before = serde_json::to_vec(&json!({"schemaVersion": 2, "manifests": [other, ours]})).unwrap();
+        let again = referrers_index(Some(&before), ours.clone());
+        assert_eq!(
+            again["manifests"],
+            json!([other, ours]),
+            "no duplicate, others kept"
+        );
+        // What the tag held was no index (a stray image): replaced by one.
+        let junk = referrers_index(Some(b"not json"), ours.clone());
+        assert_eq!(junk["manifests"], json!([ours]));
     }
 
     #[test]
@@ -756,6 +919,7 @@ mod tests {
                 credentials: Credentials::default(),
             },
             timeout: None,
+            settings_identity: None,
         }
     }
 

@@ -86,7 +86,7 @@ pub fn build(
 }
 
 /// What a JSON output file holds; other files (XML, text) give nothing.
-fn facts_of(path: &Path) -> Option<DocumentFacts> {
+pub fn facts_of(path: &Path) -> Option<DocumentFacts> {
     let name = path.file_name()?.to_str()?.to_ascii_lowercase();
     if !name.ends_with(".json") {
         return None;

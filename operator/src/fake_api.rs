@@ -156,6 +156,10 @@ pub fn empty_list(kind: &str) -> (u16, Value) {
 pub fn context(client: Client, vars: &[(&str, &str)], pods: Vec<WatchedPod>) -> Context {
     let mut list = vec![("SBOM_JOB_IMAGE".to_string(), "reg.example/job:1".to_string())];
     list.extend(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    // No registry is asked unless a test says so (tests talk to loopback only).
+    if !vars.iter().any(|(k, _)| *k == "SBOM_REGISTRY_LOOKUP") {
+        list.push(("SBOM_REGISTRY_LOOKUP".into(), "false".into()));
+    }
     let settings = Settings::from_vars(list).expect("test settings");
     let mut writer: Writer<WatchedPod> = Writer::default();
     for pod in pods {

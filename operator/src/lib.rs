@@ -17,6 +17,7 @@ pub mod fake_api;
 pub mod fence;
 pub mod image_id;
 pub mod leader;
+pub mod lookup;
 pub mod metrics;
 pub mod objects;
 pub mod pod;

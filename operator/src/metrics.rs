@@ -86,6 +86,7 @@ pub struct Metrics {
     job_duration: Family<ResultLabel, Histogram, fn() -> Histogram>,
     images: Counter,
     cache: Family<ResultLabel, Counter>,
+    registry_lookups: Family<ResultLabel, Counter>,
     annotated: Counter,
     backed_off: Counter,
     deferred: Counter,
@@ -131,6 +132,7 @@ impl Metrics {
             job_duration: Family::new_with_constructor(duration_buckets),
             images: Counter::default(),
             cache: Family::default(),
+            registry_lookups: Family::default(),
             annotated: Counter::default(),
             backed_off: Counter::default(),
             deferred: Counter::default(),
@@ -166,6 +168,11 @@ impl Metrics {
             "cache_lookups",
             "Digest cache lookups, by result",
             m.cache.clone(),
+        );
+        registry.register(
+            "registry_lookups",
+            "Looks for an SBOM among an image's referrers before its Job, by result (found, absent, error, skipped)",
+            m.registry_lookups.clone(),
         );
         registry.register(
             "pods_annotated",
@@ -299,6 +306,12 @@ impl Metrics {
     pub fn cache(&self, hit: bool) {
         let result = if hit { "hit" } else { "miss" };
         self.cache.get_or_create(&ResultLabel { result }).inc();
+    }
+
+    /// One registry lookup ended: `found`, `absent`, `error` or `skipped` (its registry failed
+    /// earlier in the cycle, or the step's time was up).
+    pub fn registry_lookup(&self, result: &'static str) {
+        self.registry_lookups.get_or_create(&ResultLabel { result }).inc();
     }
 
     /// `n` more pods were annotated.

@@ -577,6 +577,41 @@ pub struct OpsSettings {
     pub backoff_initial: Duration,
     /// `SBOM_RETRY_BACKOFF_MAX`: the longest wait between retries; at least `backoff_initial`.
     pub backoff_max: Duration,
+    /// `SBOM_REGISTRY_LOOKUP*`: the registry as a cache shared by clusters ([`crate::lookup`]).
+    pub lookup: LookupSettings,
+}
+
+/// `SBOM_REGISTRY_LOOKUP*`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct LookupSettings {
+    /// `SBOM_REGISTRY_LOOKUP`.
+    pub enabled: bool,
+    /// `SBOM_REGISTRY_LOOKUP_ACCEPT`: artifact types that count whoever attached them.
+    pub accepted_types: Vec<String>,
+    /// `SBOM_REGISTRY_LOOKUP_INSECURE`: `host[:port]` spoken to over plain HTTP.
+    pub insecure: Vec<String>,
+}
+
+/// A comma-separated list whose every entry passes `valid` (empty entries dropped).
+fn parse_list(value: &str, valid: impl Fn(&str) -> bool) -> Option<Vec<String>> {
+    let items: Vec<String> = value
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect();
+    items.iter().all(|i| valid(i)).then_some(items)
+}
+
+/// `type/subtype`, each part 1 to 127 of the characters RFC 6838 allows.
+fn is_media_type(value: &str) -> bool {
+    let part = |s: &str| {
+        (1..=127).contains(&s.len())
+            && s.starts_with(|c: char| c.is_ascii_alphanumeric())
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "!#$&-^_.+".contains(c))
+    };
+    matches!(value.split_once('/'), Some((t, sub)) if part(t) && part(sub))
 }
 
 /// The longest release name: Helm's limit, which leaves room in Job names for the cycle id.
@@ -621,6 +656,17 @@ impl OpsSettings {
             debounce: v.duration("SBOM_DEBOUNCE")?.expect("default"),
             backoff_initial,
             backoff_max,
+            lookup: LookupSettings {
+                enabled: v.bool("SBOM_REGISTRY_LOOKUP")?,
+                accepted_types: v
+                    .custom("SBOM_REGISTRY_LOOKUP_ACCEPT", |s| parse_list(s, is_media_type))?
+                    .unwrap_or_default(),
+                insecure: v
+                    .custom("SBOM_REGISTRY_LOOKUP_INSECURE", |s| {
+                        parse_list(s, sbomjob_contract::image_ref::is_host)
+                    })?
+                    .unwrap_or_default(),
+            },
         })
     }
 

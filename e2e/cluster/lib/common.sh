@@ -41,6 +41,11 @@ REGISTRY=$BRIDGE_IP:$REGISTRY_PORT            # the one image name prefix that w
 REGISTRY_HOST_LOCAL=127.0.0.1:$REGISTRY_PORT
 REGISTRY_AUTH=$BRIDGE_IP:$REGISTRY_AUTH_PORT
 REGISTRY_AUTH_HOST_LOCAL=127.0.0.1:$REGISTRY_AUTH_PORT
+# A third registry with the OCI referrers API (Debian's 2.8 has none): go-containerregistry's
+# registry package, built from Go modules (e2e/cluster/referrers-registry).
+REGISTRY_REFERRERS_PORT=5002
+REGISTRY_REFERRERS=$BRIDGE_IP:$REGISTRY_REFERRERS_PORT
+REGISTRY_REFERRERS_HOST_LOCAL=127.0.0.1:$REGISTRY_REFERRERS_PORT
 REGISTRY_AUTH_USER=sbomjob
 REGISTRY_AUTH_PASSWORD=sbomjob-e2e-password
 

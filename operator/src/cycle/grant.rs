@@ -25,13 +25,13 @@ use crate::{
     Result, ResultExt as _, annotate,
     backoff::{self},
     cache::{self, JobIdentity},
-    is_not_found,
+    is_not_found, lookup,
     metrics::JobResult,
     objects::{STATE_DONE, STATE_LABEL},
     pod::WatchedPod,
     pod_events,
     replan::{Evidence, Unit},
-    results,
+    results::{self, Found},
     worklist::{self, CredentialIndex, WorkItem},
 };
 
@@ -129,7 +129,12 @@ pub async fn finish(ctx: &Context, job: &Job) -> Result<Finished> {
                 ctx.failures.clear(d);
             }
             if let Some(ttl) = ctx.cache_ttl {
-                remember(ctx, &pods, &digests, &job_name, &identity, ttl, &found).await;
+                let now = chrono::Utc::now();
+                let status_of = |d: &str| {
+                    let report = found.get(d)?;
+                    Some(cache::ImageRecordStatus::from_report(report, &job_name, now))
+                };
+                remember(ctx, &pods, &digests, &job_name, &identity, ttl, &status_of).await;
             }
             info!(job = %job_name, images = digests.len(), patched, gone = report.gone, failed = report.failed, refused = report.refused.len(), "Job complete; pods annotated");
             ctx.event(
@@ -212,7 +217,7 @@ pub async fn remember(
     job_name: &str,
     identity: &JobIdentity,
     ttl: Duration,
-    found: &HashMap<String, ImageReport>,
+    status_of: &dyn Fn(&str) -> Option<cache::ImageRecordStatus>,
 ) {
     let mut repositories: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for c in pods.iter().flat_map(|p| worklist::container_images(p).0) {
@@ -240,11 +245,7 @@ pub async fn remember(
         .collect();
     let statuses: Vec<_> = records
         .iter()
-        .filter_map(|r| {
-            let report = found.get(&r.spec.digest)?;
-            let name = r.metadata.name.clone()?;
-            Some((name, cache::ImageRecordStatus::from_report(report, job_name, now)))
-        })
+        .filter_map(|r| Some((r.metadata.name.clone()?, status_of(&r.spec.digest)?)))
         .collect();
     let updates = records.into_iter().filter_map(cache::Update::processed).collect();
     if let Err(e) = cache::save(&ctx.client, &ctx.release_key(), updates).await {
@@ -259,6 +260,56 @@ pub async fn remember(
 
 /// An image that failed alone with every candidate: recorded with its next attempt (in its
 /// ImageRecord when the cache is on), and a Warning on each pod still waiting for it.
+/// Grants the digests whose SBOM the registry holds ([`crate::lookup`]): their pods are
+/// annotated and, with the cache on, their records written from the artifacts (no Job made them:
+/// their `job` is empty, their condition says `FoundInRegistry`).
+pub async fn found_in_registry(ctx: &Context, pods: &[Arc<WatchedPod>], hits: &[lookup::Hit]) {
+    let digests: HashSet<&str> = hits.iter().map(|h| h.digest.as_str()).collect();
+    let source = Source {
+        events: "image(s) catalogued earlier, SBOM found in the registry (no Job)".into(),
+        refused: "the registry lookup".into(),
+    };
+    let report = done(ctx, pods, &digests, &source).await;
+    let now = chrono::Utc::now();
+    {
+        let mut found = ctx.found.lock().expect("lock");
+        for hit in hits {
+            found.insert(hit.digest.clone(), Found::of_report(&hit.report()));
+        }
+    }
+    for d in &digests {
+        ctx.failures.clear(d);
+    }
+    if let Some(ttl) = ctx.cache_ttl {
+        let by_digest: HashMap<&str, &lookup::Hit> = hits.iter().map(|h| (h.digest.as_str(), h)).collect();
+        let status_of = |d: &str| {
+            let hit = by_digest.get(d)?;
+            let mut status = cache::ImageRecordStatus::from_report(&hit.report(), "", now);
+            status.job = None;
+            if let Some(c) = status.conditions.first_mut() {
+                c.reason = "FoundInRegistry".into();
+                let artifact = status
+                    .artifacts
+                    .first()
+                    .map(|a| a.reference.as_str())
+                    .unwrap_or_default();
+                c.message = if c.message.is_empty() {
+                    format!("SBOM {artifact}")
+                } else {
+                    format!("SBOM {artifact}; {}", c.message)
+                };
+            }
+            Some(status)
+        };
+        remember(ctx, pods, &digests, "", &ctx.current_identity(), ttl, &status_of).await;
+    }
+    info!(
+        images = hits.len(),
+        patched = report.patched.len(),
+        "SBOMs found in the registry: pods annotated without a Job"
+    );
+}
+
 pub async fn back_off(ctx: &Context, unit: &Unit, job_name: &str, why: &str) {
     let ops = &ctx.settings.ops;
     let failure = backoff::failed_again(

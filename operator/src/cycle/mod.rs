@@ -57,6 +57,18 @@ pub async fn run(ctx: &Context, cycle: &str) -> Result<CycleReport> {
     // 3-5. Credentials, then Jobs (launched, followed, granted) until every image succeeded,
     //    backed off or waits.
     let units = plan::units(ctx, &pods, &planned).await;
+    // 3b. The registry as a shared cache: digests whose SBOM is attached already need no Job.
+    let (units, hits) = crate::lookup::in_registries(
+        &ctx.settings.ops.lookup,
+        &ctx.settings.job,
+        &ctx.identity.settings_hash,
+        &ctx.metrics,
+        units,
+    )
+    .await;
+    if !hits.is_empty() {
+        grant::found_in_registry(ctx, &pods, &hits).await;
+    }
     report.jobs = run_jobs(ctx, cycle, units).await;
     ctx.report_found(&ctx.snapshot());
     info!(outcome = ?job_state::summary(&report.jobs), "cycle done");

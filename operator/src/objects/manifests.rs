@@ -110,6 +110,8 @@ pub fn env_var(e: &ForwardedEnv) -> EnvVar {
 }
 
 /// The variable our entrypoint reads its own deadline from; other job images ignore it.
+pub use sbomjob_contract::referrers::SETTINGS_IDENTITY_ENV;
+
 pub const DEADLINE_ENV: &str = "ENTRYPOINT_DEADLINE";
 
 /// The entrypoint's own deadline for a Job timeout: a tenth less (at least 10 s, or half the
@@ -134,6 +136,14 @@ pub fn job(plan: &JobPlan, namespace: &str, release: &str, settings: &JobSetting
             ..Default::default()
         });
     }
+    // What the entrypoint writes on the artifacts it attaches: other releases and clusters with
+    // the same settings find them in the registry and need no Job for those digests.
+    env.retain(|e| e.name != SETTINGS_IDENTITY_ENV);
+    env.push(EnvVar {
+        name: SETTINGS_IDENTITY_ENV.into(),
+        value: Some(crate::cache::settings_hash(settings)),
+        ..Default::default()
+    });
     // Tools keep caches under $HOME; the root filesystem is read-only, /tmp is not.
     if !env.iter().any(|e| e.name == "HOME") {
         env.push(EnvVar {

@@ -303,7 +303,15 @@ mod tests {
             .clone()
             .unwrap();
         let names: Vec<&str> = env.iter().map(|e| e.name.as_str()).collect();
-        assert_eq!(names, ["API_KEY", "FOO", DEADLINE_ENV, "HOME"]);
+        assert_eq!(
+            names,
+            ["API_KEY", "FOO", DEADLINE_ENV, SETTINGS_IDENTITY_ENV, "HOME"]
+        );
+        assert_eq!(
+            env[3].value.as_deref().map(str::len),
+            Some(64),
+            "the settings hash"
+        );
         assert_eq!(env[1].value.as_deref(), Some("https://x:443/a b=c"));
         let dollars = super::job(
             &plan(),
