@@ -26,8 +26,20 @@ fn run(cmd: &mut Command) -> String {
 /// Pushes a copy of a built image with one random file added, so its digest (and image ID) is
 /// unique to this run.
 pub async fn copy_image(cluster: &Cluster, image_var: &str, repo: &str) -> Image {
-    let (registry, host) = (cluster.var("REGISTRY"), cluster.var("REGISTRY_HOST"));
-    let source = cluster.var(image_var).replacen(registry, host, 1);
+    copy_image_to(cluster, image_var, repo, "REGISTRY").await
+}
+
+/// [`copy_image`] into another of the cluster's registries: `registry_var` names its images.env
+/// variables (`REGISTRY_REFERRERS` and `REGISTRY_REFERRERS_HOST`, for the one with the
+/// referrers API).
+pub async fn copy_image_to(cluster: &Cluster, image_var: &str, repo: &str, registry_var: &str) -> Image {
+    let source = cluster
+        .var(image_var)
+        .replacen(cluster.var("REGISTRY"), cluster.var("REGISTRY_HOST"), 1);
+    let (registry, host) = (
+        cluster.var(registry_var),
+        cluster.var(&format!("{registry_var}_HOST")),
+    );
     let tag = format!("{:08x}", rand::random::<u32>());
     let dir = std::env::temp_dir().join(format!("sbomjob-e2e-oci-{tag}"));
     let layout = format!("oci:{}:img", dir.display());

@@ -5,8 +5,9 @@
 use std::time::Duration;
 
 use e2e::{
-    Cluster, Scenario, image_records, job_end, job_name, registry::copy_image, unique_identity, wait_for,
-    workspace_bin,
+    Cluster, Scenario, image_records, job_end, job_name,
+    registry::{copy_image, copy_image_to},
+    unique_identity, wait_for, workspace_bin,
 };
 use serde_json::Value;
 
@@ -232,4 +233,215 @@ async fn r2_syft_results_match_the_sboms_in_the_registry() {
     let none: Value =
         serde_json::from_slice(&plugin(&cluster, &["find", "pip@<1", "-n", &ns, "-o", "json"])).unwrap();
     assert_eq!(none["matches"], serde_json::json!([]), "{none}");
+}
+
+/// `GET http://<host>/v2/<path>` from the host with curl: the body, or `None` on a 404.
+fn registry_try(host: &str, path: &str, accept: &str) -> Option<Value> {
+    let url = format!("http://{host}/v2/{path}");
+    let out = std::process::Command::new("curl")
+        .args([
+            "-sS",
+            "-w",
+            "\n%{http_code}",
+            "-H",
+            &format!("Accept: {accept}"),
+            &url,
+        ])
+        .output()
+        .expect("running curl");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", ""));
+    match code {
+        "200" => Some(serde_json::from_str(body).unwrap_or_else(|e| panic!("GET {url}: {e}: {body}"))),
+        "404" => None,
+        other => panic!("GET {url}: HTTP {other}: {body}"),
+    }
+}
+
+const INDEX: &str = "application/vnd.oci.image.index.v1+json";
+const IDENTITY: &str = "io.sbomjob.settings-identity";
+
+/// The registry as a cache shared by clusters. Release A (syft, attaching) processes an image in
+/// Debian's registry 2.8 (no referrers API: its artifact joins the referrers tag schema's index)
+/// and one in the registry with the referrers API (go-containerregistry's: the API lists it, no
+/// tag is written). Then a second release B, with another cluster id and the same job settings,
+/// and none of A's records (as a second cluster has none), watches new pods of the same two
+/// images: it makes no Job; its pods are annotated and the records rewritten from the registry,
+/// with A's package counts and artifacts. A third release with other settings does make a Job.
+#[tokio::test]
+async fn r3_a_second_release_reuses_the_sboms_in_the_registry_without_a_job() {
+    let cluster = Cluster::connect().await;
+    let mut a = Scenario::new(&cluster, "share-a", 1).await;
+    a.enable_cache();
+    let tags = copy_image(&cluster, "WORKLOAD_ALPHA_IMAGE", "e2e/share-tags").await;
+    let api = copy_image_to(
+        &cluster,
+        "WORKLOAD_ALPHA_IMAGE",
+        "e2e/share-api",
+        "REGISTRY_REFERRERS",
+    )
+    .await;
+    let ns = a.namespaces[0].clone();
+    a.pod(&ns, "tags", &[("app", &tags.tagged)], &[]).await;
+    a.pod(&ns, "api", &[("app", &api.tagged)], &[]).await;
+    a.wait_pods_running().await;
+    let insecure = format!(
+        "{},{}",
+        cluster.var("REGISTRY"),
+        cluster.var("REGISTRY_REFERRERS")
+    );
+    let (k, v) = unique_identity();
+    let job_settings = [
+        ("SBOM_JOB_IMAGE", cluster.var("JOB_SYFT_IMAGE")),
+        ("SBOM_JOB_ENTRYPOINT_ATTACH", "true"),
+        (
+            "SBOM_JOB_ENTRYPOINT_ATTACH_INSECURE_REGISTRIES",
+            insecure.as_str(),
+        ),
+        ("SBOM_JOB_SYFT_REGISTRY_INSECURE_USE_HTTP", "true"),
+        (k, v.as_str()),
+    ];
+    let operator_settings = [
+        ("SBOM_CACHE_TTL", "72h"),
+        ("SBOM_REGISTRY_LOOKUP_INSECURE", insecure.as_str()),
+    ];
+    let op_a = a.start_operator(&[&job_settings[..], &operator_settings[..]].concat());
+    let job = a.wait_jobs(1, 2 * MIN).await.remove(0);
+    let name = job_name(&job);
+    let identity = job.metadata.annotations.as_ref().unwrap()["sbomjob.io/settings-hash"].clone();
+    assert_eq!(a.wait_job_end(&name, 5 * MIN).await.0, "Complete");
+    a.wait_all_annotated("sbomjob.io", MIN).await;
+    let mut made = Vec::new();
+    for image in [&tags, &api] {
+        let status = record_with_status(&image.digest, &name).await["status"].clone();
+        assert!(status["packages"].as_u64().is_some(), "{status}");
+        made.push(status);
+    }
+    // A found nothing in the registries before its Job.
+    let m = a.metrics(op_a).await;
+    assert_eq!(m.value("sbomjob_registry_lookups_total{result=\"absent\"}"), 2.0);
+
+    // Debian's registry: the tag schema's index lists the artifact with A's settings identity.
+    let hex = |d: &str| d.replacen(':', "-", 1);
+    let index = registry_try(
+        cluster.var("REGISTRY_HOST"),
+        &format!("e2e/share-tags/manifests/{}", hex(&tags.digest)),
+        INDEX,
+    )
+    .expect("no referrers tag schema index in Debian's registry");
+    let listed = index["manifests"].as_array().unwrap();
+    assert_eq!(listed.len(), 1, "{index}");
+    assert_eq!(listed[0]["annotations"][IDENTITY], identity.as_str(), "{index}");
+    assert_eq!(
+        made[0]["artifacts"][0]["reference"],
+        format!(
+            "{}/e2e/share-tags@{}",
+            cluster.var("REGISTRY"),
+            listed[0]["digest"].as_str().unwrap()
+        ),
+    );
+    // The registry with the API lists it there, and no tag was written.
+    let host = cluster.var("REGISTRY_REFERRERS_HOST");
+    let referrers =
+        registry_try(host, &format!("e2e/share-api/referrers/{}", api.digest), INDEX).expect("referrers API");
+    let listed = referrers["manifests"].as_array().unwrap();
+    assert_eq!(listed.len(), 1, "{referrers}");
+    assert_eq!(
+        listed[0]["annotations"][IDENTITY],
+        identity.as_str(),
+        "{referrers}"
+    );
+    assert_eq!(
+        registry_try(
+            host,
+            &format!("e2e/share-api/manifests/{}", hex(&api.digest)),
+            INDEX
+        ),
+        None,
+        "a tag schema index on a registry with the referrers API"
+    );
+
+    // Another cluster: A gone, none of its records, new pods of the same images.
+    a.kill_operator(op_a);
+    for image in [&tags, &api] {
+        for r in image_records(&image.digest) {
+            let name = r["metadata"]["name"].as_str().unwrap();
+            let out = std::process::Command::new("kubectl")
+                .args(["delete", "imagerecord", name, "--wait=true"])
+                .output()
+                .expect("running kubectl");
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        }
+    }
+    let mut b = Scenario::new(&cluster, "share-b", 1).await;
+    b.enable_cache();
+    let ns_b = b.namespaces[0].clone();
+    b.pod(&ns_b, "tags", &[("app", &tags.tagged)], &[]).await;
+    b.pod(&ns_b, "api", &[("app", &api.tagged)], &[]).await;
+    b.wait_pods_running().await;
+    let op_b = b.start_operator(
+        &[
+            &job_settings[..],
+            &operator_settings[..],
+            &[("SBOM_KUBERNETES_CLUSTER_ID", "e2e-second")][..],
+        ]
+        .concat(),
+    );
+    b.wait_all_annotated("sbomjob.io", 2 * MIN).await;
+    let m = b
+        .wait_metric(op_b, "sbomjob_registry_lookups_total{result=\"found\"}", 2.0, MIN)
+        .await;
+    assert_eq!(m.value("sbomjob_registry_lookups_total{result=\"found\"}"), 2.0);
+    for (image, status_a) in [&tags, &api].into_iter().zip(&made) {
+        wait_for(
+            &format!("the record of {} from the registry", image.digest),
+            MIN,
+            || async {
+                image_records(&image.digest)
+                    .iter()
+                    .any(|r| r["status"]["conditions"][0]["reason"] == "FoundInRegistry")
+            },
+        )
+        .await;
+        let record = image_records(&image.digest).remove(0);
+        let status = &record["status"];
+        assert_eq!(status["packages"], status_a["packages"], "{status}");
+        assert_eq!(
+            status["artifacts"][0]["reference"], status_a["artifacts"][0]["reference"],
+            "{status}"
+        );
+        assert_eq!(status["tool"]["name"], "syft", "{status}");
+        assert_eq!(record["spec"]["settingsHash"], identity.as_str());
+    }
+    // No Job, now or in the next cycles.
+    tokio::time::sleep(Duration::from_secs(25)).await;
+    assert!(b.jobs().await.is_empty(), "release B made a Job");
+
+    // Other settings: the registry's SBOMs are not theirs, so a Job runs.
+    b.kill_operator(op_b);
+    let mut c = Scenario::new(&cluster, "share-c", 1).await;
+    c.enable_cache();
+    let ns_c = c.namespaces[0].clone();
+    c.pod(&ns_c, "tags", &[("app", &tags.tagged)], &[]).await;
+    c.wait_pods_running().await;
+    let (k2, v2) = unique_identity();
+    let mut other = job_settings.to_vec();
+    other.retain(|(name, _)| *name != k);
+    other.push((k2, v2.as_str()));
+    let op_c = c.start_operator(&[&other[..], &operator_settings[..]].concat());
+    let job = job_name(&c.wait_jobs(1, 2 * MIN).await[0]);
+    assert_eq!(c.wait_job_end(&job, 5 * MIN).await.0, "Complete");
+    assert_eq!(
+        c.metric(op_c, "sbomjob_registry_lookups_total{result=\"found\"}")
+            .await,
+        0.0
+    );
+    // Now two artifacts of two identities in the tag schema's index: A's kept, C's added.
+    let index = registry_try(
+        cluster.var("REGISTRY_HOST"),
+        &format!("e2e/share-tags/manifests/{}", hex(&tags.digest)),
+        INDEX,
+    )
+    .unwrap();
+    assert_eq!(index["manifests"].as_array().unwrap().len(), 2, "{index}");
 }
