@@ -13,7 +13,8 @@
 //! - Optional: `tool` {`name`, `version`, `database`}, `packages` (the SBOM's package count),
 //!   `findings` {`critical`, `high`, `medium`, `low`, `unknown`} (vulnerability counts),
 //!   `artifacts` (at most [`MAX_ARTIFACTS`]: {`repository`, `digest`, `mediaType`,
-//!   `artifactType`} for an OCI artifact, or {`file`} for a file).
+//!   `artifactType`} for an OCI artifact, or {`file`} for a file), `platforms` (at most
+//!   [`MAX_PLATFORMS`] `os/architecture[/variant]`).
 //! - A line is at most [`MAX_LINE_BYTES`] bytes; every string has a bound of its own
 //!   ([`ReportError::Field`] names the field). Unknown keys are ignored (later versions may add
 //!   some), so an older operator reads a newer job image.
@@ -52,7 +53,14 @@ pub struct ImageReport {
     pub findings: Option<Findings>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub artifacts: Vec<Artifact>,
+    /// The platforms the image offers, `os/architecture[/variant]` (`linux/arm64/v8`): one for
+    /// a single-platform image, each of an index's. At most [`MAX_PLATFORMS`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub platforms: Vec<String>,
 }
+
+/// The most platforms one result may name.
+pub const MAX_PLATFORMS: usize = 16;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -149,6 +157,7 @@ const BOUNDS: &[(&str, usize)] = &[
     ("artifacts[].mediaType", 255),
     ("artifacts[].artifactType", 255),
     ("artifacts[].file", 512),
+    ("platforms[]", 64),
 ];
 
 fn bounded(field: &'static str, value: &str) -> Result<(), ReportError> {
@@ -167,6 +176,17 @@ fn bounded(field: &'static str, value: &str) -> Result<(), ReportError> {
         return Ok(());
     };
     Err(ReportError::Field { field, problem })
+}
+
+/// `os/architecture[/variant]`, each part lower-case letters, digits, `.`, `_` or `-`.
+pub fn is_platform(value: &str) -> bool {
+    let parts: Vec<&str> = value.split('/').collect();
+    (2..=3).contains(&parts.len())
+        && parts.iter().all(|p| {
+            !p.is_empty()
+                && p.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-'))
+        })
 }
 
 fn digest_field(field: &'static str, digest: &str) -> Result<(), ReportError> {
@@ -248,6 +268,21 @@ impl ImageReport {
                 });
             }
         }
+        if self.platforms.len() > MAX_PLATFORMS {
+            return Err(ReportError::Field {
+                field: "platforms",
+                problem: format!("has {} entries, more than {MAX_PLATFORMS}", self.platforms.len()),
+            });
+        }
+        for p in &self.platforms {
+            bounded("platforms[]", p)?;
+            if !is_platform(p) {
+                return Err(ReportError::Field {
+                    field: "platforms[]",
+                    problem: "is not `os/architecture[/variant]` (lower-case letters, digits, `._-`)".into(),
+                });
+            }
+        }
         Ok(())
     }
 }
@@ -277,7 +312,32 @@ mod tests {
                 artifact_type: Some("application/spdx+json".into()),
                 file: None,
             }],
+            platforms: vec!["linux/amd64".into(), "linux/arm64/v8".into()],
         }
+    }
+
+    #[test]
+    fn platforms_are_bounded_and_shaped() {
+        let mut r = report();
+        assert!(r.validate().is_ok());
+        r.platforms = vec!["linux".into()];
+        assert!(matches!(
+            r.validate(),
+            Err(ReportError::Field {
+                field: "platforms[]",
+                ..
+            })
+        ));
+        r.platforms = vec!["Linux/AMD64".into()];
+        assert!(r.validate().is_err());
+        r.platforms = vec!["linux/amd64".into(); MAX_PLATFORMS + 1];
+        assert!(matches!(
+            r.validate(),
+            Err(ReportError::Field {
+                field: "platforms",
+                ..
+            })
+        ));
     }
 
     #[test]

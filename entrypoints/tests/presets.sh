@@ -231,6 +231,14 @@ EOF
     else
       fail "skopeo: inspect logged the image's digest" "$WORK/run.out"
     fi
+    # Its result line names the platform the inspection found (the test image is linux/amd64).
+    line=$(sed -n 's|^sbomjob\.result/v1 ||p' "$WORK/run.out" | tail -n 1)
+    if [[ $(jq -c .platforms <<<"$line" 2>/dev/null) == '["linux/amd64"]' && $(jq -r .tool.name <<<"$line" 2>/dev/null) == skopeo ]]; then
+      pass "skopeo: the result line names the image's platform"
+    else
+      printf 'result line: %s\n' "$line" >>"$WORK/run.out"
+      fail "skopeo: the result line names the image's platform" "$WORK/run.out"
+    fi
     # The mirror command of skopeo/README.md, into the same registry under mirror/.
     real "skopeo copy (mirror)" skopeo skopeo '' \
       "ENTRYPOINT_COMMAND=skopeo copy --all --preserve-digests --retry-times 2 --src-tls-verify=false --dest-tls-verify=false docker://{reference} docker://$registry/mirror/{repository}@{digest}"

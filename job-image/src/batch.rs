@@ -212,15 +212,7 @@ async fn run_one(
         "done"
     );
     let files = before.and_then(|b| b.written(job).ok()).unwrap_or_default();
-    if let Some(line) = report::build(
-        index,
-        job,
-        &r.outcome,
-        attempts,
-        &argv[0],
-        &files,
-        attached.as_ref(),
-    ) {
+    if let Some(line) = report::build(index, job, &r.outcome, attempts, &argv, &files, attached.as_ref()) {
         report::print(&line);
     }
     r

@@ -21,6 +21,8 @@ pub struct DocumentFacts {
     pub tool: Option<Tool>,
     /// The media type the format is known by.
     pub media_type: &'static str,
+    /// Platforms the image offers (`os/architecture[/variant]`).
+    pub platforms: Vec<String>,
 }
 
 /// The union of the fields of the formats read; everything else is skipped.
@@ -132,6 +134,7 @@ pub fn document_facts(reader: impl Read) -> Option<DocumentFacts> {
             findings: None,
             tool,
             media_type: "application/spdx+json",
+            platforms: Vec::new(),
         });
     }
     if doc.bom_format.as_deref() == Some("CycloneDX") {
@@ -158,6 +161,7 @@ pub fn document_facts(reader: impl Read) -> Option<DocumentFacts> {
             findings,
             tool: first.and_then(|t| tool(t.name, t.version)),
             media_type: "application/vnd.cyclonedx+json",
+            platforms: Vec::new(),
         });
     }
     if let (Some(artifacts), Some(descriptor)) = (&doc.artifacts, doc.descriptor) {
@@ -166,6 +170,7 @@ pub fn document_facts(reader: impl Read) -> Option<DocumentFacts> {
             findings: None,
             tool: tool(descriptor.name.or(Some("syft".into())), descriptor.version),
             media_type: "application/vnd.syft+json",
+            platforms: Vec::new(),
         });
     }
     if doc.schema_version.is_some()
@@ -187,15 +192,163 @@ pub fn document_facts(reader: impl Read) -> Option<DocumentFacts> {
             findings: Some(findings),
             tool: tool(Some("trivy".into()), doc.trivy.and_then(|t| t.version)),
             media_type: "application/json",
+            platforms: Vec::new(),
         });
     }
     None
+}
+
+/// What `skopeo inspect` prints (`Os`, `Architecture`, `Variant`), or a raw manifest
+/// (`skopeo inspect --raw`, `crane manifest`): an index's `manifests[].platform`.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Inspected {
+    #[serde(rename = "Digest")]
+    digest: Option<String>,
+    #[serde(rename = "Os")]
+    os: Option<String>,
+    #[serde(rename = "Architecture")]
+    architecture: Option<String>,
+    #[serde(rename = "Variant")]
+    variant: Option<String>,
+    manifests: Option<Vec<IndexEntry>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct IndexEntry {
+    platform: Option<Platform>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Platform {
+    os: String,
+    architecture: String,
+    variant: Option<String>,
+}
+
+fn platform(os: &str, architecture: &str, variant: Option<&str>) -> Option<String> {
+    let p = match variant.filter(|v| !v.is_empty()) {
+        Some(v) => format!("{os}/{architecture}/{v}"),
+        None => format!("{os}/{architecture}"),
+    };
+    // `unknown/unknown`: an index's attestation manifests (buildx), no platform of the image.
+    (sbomjob_contract::result::is_platform(&p) && os != "unknown").then_some(p)
+}
+
+/// The platforms an image inspection names: `None` when the document is no inspection.
+pub fn inspection_platforms(reader: impl Read) -> Option<Vec<String>> {
+    let doc: Inspected = serde_json::from_reader(std::io::BufReader::new(reader)).ok()?;
+    let mut out = Vec::new();
+    if let Some(entries) = doc.manifests {
+        for e in entries.into_iter().filter_map(|e| e.platform) {
+            if let Some(p) = platform(&e.os, &e.architecture, e.variant.as_deref())
+                && !out.contains(&p)
+                && out.len() < sbomjob_contract::result::MAX_PLATFORMS
+            {
+                out.push(p);
+            }
+        }
+        return Some(out);
+    }
+    let (Some(_), Some(os), Some(arch)) = (doc.digest, doc.os, doc.architecture) else {
+        return None;
+    };
+    Some(platform(&os, &arch, doc.variant.as_deref()).into_iter().collect())
+}
+
+/// trivy's vulnerability database, as its `db/metadata.json` in the cache directory describes it
+/// (`{"Version": 2, "UpdatedAt": "2026-11-30T06:23:45Z", ...}`): `trivy-db v2 2026-11-30T06:23:45Z`.
+/// The cache directory is the command's `--cache-dir`, else `TRIVY_CACHE_DIR`, else
+/// `$XDG_CACHE_HOME/trivy` or `$HOME/.cache/trivy`, as trivy picks it.
+pub fn trivy_database(argv: &[String], env: impl Fn(&str) -> Option<String>) -> Option<String> {
+    let from_args = argv.iter().enumerate().find_map(|(i, a)| {
+        a.strip_prefix("--cache-dir=")
+            .map(str::to_owned)
+            .or_else(|| (a == "--cache-dir").then(|| argv.get(i + 1).cloned()).flatten())
+    });
+    let dir = from_args
+        .or_else(|| env("TRIVY_CACHE_DIR"))
+        .or_else(|| env("XDG_CACHE_HOME").map(|x| format!("{x}/trivy")))
+        .or_else(|| env("HOME").map(|h| format!("{h}/.cache/trivy")))?;
+    #[derive(Deserialize)]
+    struct Metadata {
+        #[serde(rename = "Version")]
+        version: u32,
+        #[serde(rename = "UpdatedAt")]
+        updated_at: Option<String>,
+    }
+    let file = std::fs::File::open(std::path::Path::new(&dir).join("db/metadata.json")).ok()?;
+    let meta: Metadata = serde_json::from_reader(file.take(64 * 1024)).ok()?;
+    let text = match meta.updated_at {
+        Some(at) if !at.is_empty() => format!("trivy-db v{} {at}", meta.version),
+        _ => format!("trivy-db v{}", meta.version),
+    };
+    (text.len() <= 128 && !text.chars().any(char::is_control)).then_some(text)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn platforms_from_skopeo_inspect_and_from_an_index() {
+        let inspect = json!({"Name": "r/app", "Digest": "sha256:ab", "Os": "linux", "Architecture": "arm64", "Variant": "v8", "Layers": []});
+        assert_eq!(
+            inspection_platforms(inspect.to_string().as_bytes()),
+            Some(vec!["linux/arm64/v8".to_string()])
+        );
+        let index = json!({"schemaVersion": 2, "manifests": [
+            {"platform": {"os": "linux", "architecture": "amd64"}},
+            {"platform": {"os": "linux", "architecture": "arm", "variant": "v7"}},
+            {"platform": {"os": "unknown", "architecture": "unknown"}},
+            {"platform": {"os": "linux", "architecture": "amd64"}},
+            {"platform": {"os": "Linux Bad", "architecture": "x"}}
+        ]});
+        assert_eq!(
+            inspection_platforms(index.to_string().as_bytes()),
+            Some(vec!["linux/amd64".to_string(), "linux/arm/v7".to_string()])
+        );
+        // Anything else is no inspection.
+        assert_eq!(
+            inspection_platforms(&b"{\"spdxVersion\": \"SPDX-2.3\"}"[..]),
+            None
+        );
+        assert_eq!(inspection_platforms(&b"not json"[..]), None);
+    }
+
+    #[test]
+    fn trivys_database_from_its_cache_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("db")).unwrap();
+        std::fs::write(
+            dir.path().join("db/metadata.json"),
+            r#"{"Version":2,"NextUpdate":"2026-12-01T00:00:00Z","UpdatedAt":"2026-11-30T06:23:45Z","DownloadedAt":"x"}"#,
+        )
+        .unwrap();
+        let d = dir.path().display().to_string();
+        let none = |_: &str| None;
+        let argv = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let want = Some("trivy-db v2 2026-11-30T06:23:45Z".to_string());
+        assert_eq!(
+            trivy_database(&argv(&["trivy", "image", "--cache-dir", &d, "x"]), none),
+            want
+        );
+        assert_eq!(
+            trivy_database(&argv(&["trivy", &format!("--cache-dir={d}")]), none),
+            want
+        );
+        assert_eq!(
+            trivy_database(&argv(&["trivy"]), |k| (k == "TRIVY_CACHE_DIR").then(|| d.clone())),
+            want
+        );
+        // No database (an SBOM-only run): nothing.
+        let empty = tempfile::tempdir().unwrap();
+        let e = empty.path().display().to_string();
+        assert_eq!(trivy_database(&argv(&["trivy", "--cache-dir", &e]), none), None);
+    }
 
     fn facts(doc: &serde_json::Value) -> Option<DocumentFacts> {
         document_facts(doc.to_string().as_bytes())

@@ -13,7 +13,7 @@ use sbomjob_contract::result::{Artifact, ImageReport, MAX_ARTIFACTS, ReportOutco
 use tracing::warn;
 
 use crate::attach::{Attached, media_type_for};
-use crate::facts::{DocumentFacts, document_facts};
+use crate::facts::{DocumentFacts, document_facts, inspection_platforms, trivy_database};
 use crate::summary::Outcome;
 use crate::work::Job;
 
@@ -24,7 +24,7 @@ pub fn build(
     job: &Job,
     outcome: &Outcome,
     attempts: u32,
-    program: &str,
+    argv: &[String],
     files: &[PathBuf],
     attached: Option<&Attached>,
 ) -> Option<ImageReport> {
@@ -36,7 +36,8 @@ pub fn build(
         Outcome::Cancelled | Outcome::Skipped => return None,
     };
     let facts = files.iter().find_map(|f| facts_of(f)).unwrap_or_default();
-    let tool = facts.tool.clone().or_else(|| {
+    let program = argv.first().map(String::as_str).unwrap_or_default();
+    let mut tool = facts.tool.clone().or_else(|| {
         let name = Path::new(program).file_name()?.to_str()?.to_string();
         Some(Tool {
             name,
@@ -44,6 +45,21 @@ pub fn build(
             database: None,
         })
     });
+    // A vulnerability scan by trivy: the database it used, from its cache directory.
+    if let Some(t) = tool.as_mut()
+        && t.name == "trivy"
+        && t.database.is_none()
+        && facts.findings.is_some()
+    {
+        t.database = trivy_database(argv, |k| std::env::var(k).ok());
+    }
+    // The platforms an inspection (skopeo's, captured in `{output}.stdout`, or a file) names.
+    let captured = PathBuf::from(format!("{}.stdout", job.output.display()));
+    let platforms = files
+        .iter()
+        .chain(std::iter::once(&captured))
+        .find_map(|f| inspection_of(f))
+        .unwrap_or_default();
     let artifacts = match attached {
         Some(a) => vec![Artifact {
             repository: Some(a.repository.clone()),
@@ -73,6 +89,7 @@ pub fn build(
         packages: facts.packages,
         findings: facts.findings,
         artifacts,
+        platforms,
     };
     // A value out of bounds (a tool name of 100 bytes, a path of 600) costs that field, not the
     // line.
@@ -81,6 +98,9 @@ pub fn build(
     }
     if report.validate().is_err() {
         report.artifacts.clear();
+    }
+    if report.validate().is_err() {
+        report.platforms.clear();
     }
     report.validate().ok().map(|()| report)
 }
@@ -92,6 +112,15 @@ pub fn facts_of(path: &Path) -> Option<DocumentFacts> {
         return None;
     }
     document_facts(std::fs::File::open(path).ok()?)
+}
+
+/// The platforms of an inspection document of at most 1 MiB (skopeo's JSON is a few KiB).
+fn inspection_of(path: &Path) -> Option<Vec<String>> {
+    let meta = std::fs::metadata(path).ok()?;
+    if !meta.is_file() || meta.len() > 1024 * 1024 {
+        return None;
+    }
+    inspection_platforms(std::fs::File::open(path).ok()?).filter(|p| !p.is_empty())
 }
 
 /// Prints the line on standard output, in one write.
@@ -117,6 +146,10 @@ mod tests {
     use super::*;
     use crate::work::plan;
     use sbomjob_contract::ImageConfig;
+
+    fn argv(program: &str) -> Vec<String> {
+        vec![program.to_string()]
+    }
 
     const D: &str = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 
@@ -144,7 +177,7 @@ mod tests {
             &job,
             &Outcome::Succeeded,
             1,
-            "/usr/bin/syft",
+            &argv("/usr/bin/syft"),
             std::slice::from_ref(&sbom),
             None,
         )
@@ -166,12 +199,35 @@ mod tests {
             media_type: "application/spdx+json".into(),
             artifact_type: "application/spdx+json".into(),
         };
-        let r = build(0, &job, &Outcome::Succeeded, 1, "syft", &[sbom], Some(&attached)).unwrap();
+        let r = build(
+            0,
+            &job,
+            &Outcome::Succeeded,
+            1,
+            &argv("syft"),
+            &[sbom],
+            Some(&attached),
+        )
+        .unwrap();
         assert_eq!(r.artifacts.len(), 1);
         assert_eq!(
             r.artifacts[0].reference().unwrap(),
             format!("registry.example/app@{D}")
         );
+    }
+
+    #[test]
+    fn skopeos_captured_inspection_gives_the_platform() {
+        let dir = tempfile::tempdir().unwrap();
+        let job = job(&format!("registry.example/app@{D}"), dir.path());
+        std::fs::write(
+            format!("{}.stdout", job.output.display()),
+            format!(r#"{{"Name":"registry.example/app","Digest":"{D}","Architecture":"arm64","Os":"linux","Variant":"v8"}}"#),
+        )
+        .unwrap();
+        let r = build(0, &job, &Outcome::Succeeded, 1, &argv("skopeo"), &[], None).unwrap();
+        assert_eq!(r.platforms, ["linux/arm64/v8"]);
+        assert_eq!(r.tool.unwrap().name, "skopeo");
     }
 
     #[test]
@@ -183,7 +239,7 @@ mod tests {
             &job,
             &Outcome::Failed("exit 1".into()),
             1,
-            "/bin/skopeo",
+            &argv("/bin/skopeo"),
             &[],
             None,
         )
@@ -191,12 +247,18 @@ mod tests {
         assert_eq!(r.outcome, ReportOutcome::Failed);
         assert_eq!(r.tool.unwrap().name, "skopeo");
         assert_eq!((r.packages, r.artifacts.len()), (None, 0));
-        assert_eq!(build(0, &job, &Outcome::Skipped, 0, "x", &[], None), None);
-        assert_eq!(build(0, &job, &Outcome::Cancelled, 0, "x", &[], None), None);
-        assert!(build(0, &job, &Outcome::Cancelled, 1, "x", &[], None).is_some());
+        assert_eq!(build(0, &job, &Outcome::Skipped, 0, &argv("x"), &[], None), None);
+        assert_eq!(
+            build(0, &job, &Outcome::Cancelled, 0, &argv("x"), &[], None),
+            None
+        );
+        assert!(build(0, &job, &Outcome::Cancelled, 1, &argv("x"), &[], None).is_some());
         // A tag reference has no digest to name.
         let tagged = self::job("registry.example/app:1.0", dir.path());
-        assert_eq!(build(0, &tagged, &Outcome::Succeeded, 1, "x", &[], None), None);
+        assert_eq!(
+            build(0, &tagged, &Outcome::Succeeded, 1, &argv("x"), &[], None),
+            None
+        );
     }
 
     #[test]
@@ -204,7 +266,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let job = job(&format!("registry.example/app@{D}"), dir.path());
         let long = "x".repeat(100);
-        let r = build(0, &job, &Outcome::Succeeded, 1, &long, &[], None).unwrap();
+        let r = build(0, &job, &Outcome::Succeeded, 1, &argv(&long), &[], None).unwrap();
         assert_eq!(r.tool, None);
         assert!(r.line().is_some());
     }

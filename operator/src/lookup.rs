@@ -23,11 +23,6 @@ use std::{
 };
 
 use futures::{StreamExt, stream};
-use oci_client::{
-    Client, Reference,
-    client::{ClientConfig, ClientProtocol},
-    secrets::RegistryAuth,
-};
 use sbomjob_contract::{
     ImageConfig, ImageRef,
     referrers::{self, Choice, Match, Referrer, Wanted},
@@ -43,6 +38,7 @@ use crate::{
 /// Per request.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const READ_TIMEOUT: Duration = Duration::from_secs(10);
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
 /// The whole step of one cycle: what is not looked up by then gets its Job.
 pub const STEP_TIMEOUT: Duration = Duration::from_secs(120);
 /// Images looked up at once.
@@ -84,6 +80,7 @@ impl Hit {
                 artifact_type: referrers::told_type(&self.referrer).map(str::to_owned),
                 file: None,
             }],
+            platforms: Vec::new(),
         }
     }
 }
@@ -148,15 +145,20 @@ pub enum LookupError {
     Client(String),
 }
 
-/// A registry and the credential a client sends it.
-type ClientKey = (String, Option<(String, String)>);
+/// Bodies read from a registry at most: an index of [`referrers::MAX_REFERRERS`] entries is well
+/// under this. A registry a tenant controls cannot make the operator hold more.
+pub const MAX_BODY: usize = 4 * 1024 * 1024;
+/// A token endpoint's answer, at most.
+const MAX_TOKEN_BODY: usize = 64 * 1024;
+const INDEX_MEDIA_TYPE: &str = "application/vnd.oci.image.index.v1+json";
+const MANIFEST_MEDIA_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
 
-/// One cycle's lookups: registry clients by credential (a tenant's credential is used for its
-/// images only), and the registries that failed.
+/// One cycle's lookups: one HTTP client, and the registries that failed. Credentials belong to
+/// each target (a tenant's credential is sent for its own images only).
 pub struct Lookup<'a> {
     settings: &'a LookupSettings,
     settings_identity: &'a str,
-    clients: Mutex<HashMap<ClientKey, Client>>,
+    http: Result<reqwest::Client, String>,
     failed: Mutex<HashSet<String>>,
 }
 
@@ -169,42 +171,214 @@ enum Outcome {
     Failed(LookupError),
 }
 
+/// The HTTP client of a cycle's lookups: bounded in time per request; TLS with the system's CA
+/// certificates (none at all is an error, not a panic).
+fn http_client() -> Result<reqwest::Client, String> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let build = || {
+        reqwest::Client::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .read_timeout(READ_TIMEOUT)
+            .timeout(REQUEST_TIMEOUT)
+            .user_agent(concat!("sbomjob-operator/", env!("CARGO_PKG_VERSION")))
+            .build()
+    };
+    match std::panic::catch_unwind(AssertUnwindSafe(build)) {
+        Ok(Ok(c)) => Ok(c),
+        Ok(Err(e)) => Err(chain(&e)),
+        Err(_) => Err("the TLS setup panicked (no CA certificates?)".into()),
+    }
+}
+
+/// One repository of one registry, with the target's credential and the token it earned.
+struct Repository<'a> {
+    http: &'a reqwest::Client,
+    /// `http(s)://host[:port]`, Docker Hub's API host for `docker.io`.
+    base: String,
+    name: String,
+    auth: Option<(String, String)>,
+    authorization: Mutex<Option<String>>,
+}
+
+impl Repository<'_> {
+    /// `GET /v2/<name>/<path>`: the status and at most [`MAX_BODY`] bytes of the body (more is an
+    /// error). A 401 is answered once: a Bearer token from the challenge's realm (with the
+    /// credential, if any), or Basic with the credential.
+    async fn get(&self, path: &str, accept: &str) -> Result<(u16, Vec<u8>), String> {
+        let url = format!("{}/v2/{}/{path}", self.base, self.name);
+        let known = self.authorization.lock().expect("lock").clone();
+        let mut res = self.send(&url, accept, known.as_deref()).await?;
+        if res.status() == reqwest::StatusCode::UNAUTHORIZED {
+            let challenge = res
+                .headers()
+                .get(reqwest::header::WWW_AUTHENTICATE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned();
+            let authorization = self.answer(&challenge).await?;
+            res = self.send(&url, accept, Some(&authorization)).await?;
+            *self.authorization.lock().expect("lock") = Some(authorization);
+        }
+        let status = res.status().as_u16();
+        Ok((status, read_bounded(res, MAX_BODY).await?))
+    }
+
+    async fn send(
+        &self,
+        url: &str,
+        accept: &str,
+        authorization: Option<&str>,
+    ) -> Result<reqwest::Response, String> {
+        let mut req = self.http.get(url).header(reqwest::header::ACCEPT, accept);
+        if let Some(a) = authorization {
+            req = req.header(reqwest::header::AUTHORIZATION, a);
+        }
+        req.send().await.map_err(|e| chain(&e))
+    }
+
+    /// The `Authorization` value a `WWW-Authenticate` challenge asks for.
+    async fn answer(&self, challenge: &str) -> Result<String, String> {
+        let (scheme, params) = parse_challenge(challenge);
+        if scheme.eq_ignore_ascii_case("basic") {
+            let (u, p) = self
+                .auth
+                .as_ref()
+                .ok_or("the registry asks for a login and the image's pods have none")?;
+            return Ok(basic(u, p));
+        }
+        if !scheme.eq_ignore_ascii_case("bearer") {
+            return Err(format!("unsupported authentication challenge {challenge:?}"));
+        }
+        let realm = params.get("realm").ok_or("a Bearer challenge without realm")?;
+        let scope = params
+            .get("scope")
+            .cloned()
+            .unwrap_or_else(|| format!("repository:{}:pull", self.name));
+        let mut query = vec![("scope", scope)];
+        if let Some(service) = params.get("service") {
+            query.push(("service", service.clone()));
+        }
+        let mut req = self.http.get(realm.as_str()).query(&query);
+        if let Some((u, p)) = &self.auth {
+            req = req.header(reqwest::header::AUTHORIZATION, basic(u, p));
+        }
+        let res = req
+            .send()
+            .await
+            .map_err(|e| format!("token from {realm}: {}", chain(&e)))?;
+        let status = res.status();
+        let body = read_bounded(res, MAX_TOKEN_BODY).await?;
+        if !status.is_success() {
+            return Err(format!("token from {realm}: HTTP {}", status.as_u16()));
+        }
+        #[derive(serde::Deserialize)]
+        struct Token {
+            token: Option<String>,
+            access_token: Option<String>,
+        }
+        let t: Token = serde_json::from_slice(&body).map_err(|e| format!("token from {realm}: {e}"))?;
+        let token = t
+            .token
+            .or(t.access_token)
+            .filter(|t| !t.is_empty())
+            .ok_or("the token endpoint gave no token")?;
+        Ok(format!("Bearer {token}"))
+    }
+}
+
+fn basic(user: &str, password: &str) -> String {
+    use base64::Engine as _;
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+    )
+}
+
+/// `Bearer realm="https://auth.example/token",service="reg",scope="repository:a/b:pull"` →
+/// (`Bearer`, {realm, service, scope}); quoted values may hold commas.
+pub fn parse_challenge(header: &str) -> (String, HashMap<String, String>) {
+    let header = header.trim();
+    let (scheme, rest) = header.split_once(' ').unwrap_or((header, ""));
+    let mut params = HashMap::new();
+    let mut chars = rest.chars().peekable();
+    loop {
+        while chars.peek().is_some_and(|c| *c == ',' || c.is_whitespace()) {
+            chars.next();
+        }
+        let key: String = chars
+            .by_ref()
+            .take_while(|c| *c != '=')
+            .collect::<String>()
+            .trim()
+            .to_ascii_lowercase();
+        if key.is_empty() {
+            break;
+        }
+        let mut value = String::new();
+        if chars.peek() == Some(&'"') {
+            chars.next();
+            let mut escaped = false;
+            for c in chars.by_ref() {
+                match (escaped, c) {
+                    (false, '\\') => escaped = true,
+                    (false, '"') => break,
+                    _ => {
+                        value.push(c);
+                        escaped = false;
+                    }
+                }
+            }
+        } else {
+            value = chars
+                .by_ref()
+                .take_while(|c| *c != ',')
+                .collect::<String>()
+                .trim()
+                .to_owned();
+        }
+        params.insert(key, value);
+    }
+    (scheme.to_owned(), params)
+}
+
+/// The body, or an error once it passes `most` bytes (read in chunks: never more in memory).
+async fn read_bounded(mut res: reqwest::Response, most: usize) -> Result<Vec<u8>, String> {
+    if res.content_length().is_some_and(|n| n > most as u64) {
+        return Err(format!("the answer is larger than {most} bytes"));
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = res.chunk().await.map_err(|e| chain(&e))? {
+        if body.len() + chunk.len() > most {
+            return Err(format!("the answer is larger than {most} bytes"));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// The referrers an index (API or tag schema) lists.
+fn parse_index(body: &[u8]) -> Result<Vec<Referrer>, String> {
+    #[derive(serde::Deserialize)]
+    struct Index {
+        #[serde(default)]
+        manifests: Vec<Referrer>,
+    }
+    let index: Index = serde_json::from_slice(body).map_err(|e| format!("not an image index: {e}"))?;
+    Ok(index
+        .manifests
+        .into_iter()
+        .take(referrers::MAX_REFERRERS)
+        .collect())
+}
+
 impl<'a> Lookup<'a> {
     pub fn new(settings: &'a LookupSettings, settings_identity: &'a str) -> Self {
         Lookup {
             settings,
             settings_identity,
-            clients: Mutex::new(HashMap::new()),
+            http: http_client(),
             failed: Mutex::new(HashSet::new()),
         }
-    }
-
-    fn client(&self, target: &Target) -> Result<Client, LookupError> {
-        let key = (target.registry.clone(), target.auth.clone());
-        if let Some(c) = self.clients.lock().expect("lock").get(&key) {
-            return Ok(c.clone());
-        }
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let config = ClientConfig {
-            protocol: if self.settings.insecure.is_empty() {
-                ClientProtocol::Https
-            } else {
-                ClientProtocol::HttpsExcept(self.settings.insecure.clone())
-            },
-            connect_timeout: Some(CONNECT_TIMEOUT),
-            read_timeout: Some(READ_TIMEOUT),
-            user_agent: concat!("sbomjob-operator/", env!("CARGO_PKG_VERSION")),
-            platform_resolver: None,
-            ..ClientConfig::default()
-        };
-        // oci-client panics when the system has no CA certificate at all.
-        let client = match std::panic::catch_unwind(AssertUnwindSafe(|| Client::try_from(config))) {
-            Ok(Ok(c)) => c,
-            Ok(Err(e)) => return Err(LookupError::Client(format!(": {e}"))),
-            Err(_) => return Err(LookupError::Client(String::new())),
-        };
-        self.clients.lock().expect("lock").insert(key, client.clone());
-        Ok(client)
     }
 
     async fn one(&self, target: &Target) -> Outcome {
@@ -222,15 +396,26 @@ impl<'a> Lookup<'a> {
     }
 
     async fn read(&self, target: &Target) -> Result<Option<Hit>, LookupError> {
-        let client = self.client(target)?;
-        let subject = Reference::with_digest(
-            target.registry.clone(),
-            target.repository.clone(),
-            target.digest.clone(),
-        );
-        let auth = match &target.auth {
-            Some((u, p)) => RegistryAuth::Basic(u.clone(), p.clone()),
-            None => RegistryAuth::Anonymous,
+        let http = self
+            .http
+            .as_ref()
+            .map_err(|e| LookupError::Client(format!(": {e}")))?;
+        let scheme = if self.settings.insecure.contains(&target.registry) {
+            "http"
+        } else {
+            "https"
+        };
+        let host = if target.registry == sbomjob_contract::image_ref::DOCKER_HUB {
+            "registry-1.docker.io"
+        } else {
+            target.registry.as_str()
+        };
+        let repo = Repository {
+            http,
+            base: format!("{scheme}://{host}"),
+            name: target.repository.clone(),
+            auth: target.auth.clone(),
+            authorization: Mutex::new(None),
         };
         let repository = format!("{}/{}", target.registry, target.repository);
         let fail = |why: String| LookupError::Referrers {
@@ -238,25 +423,27 @@ impl<'a> Lookup<'a> {
             digest: target.digest.clone(),
             why,
         };
-        client
-            .store_auth_if_needed(subject.resolve_registry(), &auth)
-            .await;
-        let index = client
-            .pull_referrers(&subject, None)
+        // The referrers API; a registry without it answers 404 (some 400 or 405): the tag schema.
+        let (status, body) = repo
+            .get(&format!("referrers/{}", target.digest), INDEX_MEDIA_TYPE)
             .await
-            .map_err(|e| fail(chain(&e)))?;
-        let listed: Vec<Referrer> = index
-            .manifests
-            .into_iter()
-            .take(referrers::MAX_REFERRERS)
-            .map(|m| Referrer {
-                media_type: m.media_type,
-                digest: m.digest,
-                size: m.size,
-                artifact_type: m.artifact_type,
-                annotations: m.annotations.unwrap_or_default().into_iter().collect(),
-            })
-            .collect();
+            .map_err(&fail)?;
+        let listed = match status {
+            200 => parse_index(&body).map_err(&fail)?,
+            400 | 404 | 405 => {
+                let tag = target.digest.replacen(':', "-", 1);
+                match repo
+                    .get(&format!("manifests/{tag}"), INDEX_MEDIA_TYPE)
+                    .await
+                    .map_err(&fail)?
+                {
+                    (200, body) => parse_index(&body).map_err(&fail)?,
+                    (404, _) => Vec::new(),
+                    (other, _) => return Err(fail(format!("HTTP {other} for the tag {tag}"))),
+                }
+            }
+            other => return Err(fail(format!("HTTP {other} for the referrers"))),
+        };
         let wanted = Wanted {
             settings_identity: self.settings_identity,
             accepted_types: &self.settings.accepted_types,
@@ -276,13 +463,11 @@ impl<'a> Lookup<'a> {
             Choice::Unsure(unsure) => {
                 // The index hid the types: read them from the manifests themselves.
                 for mut r in unsure.into_iter().take(MAX_MANIFESTS) {
-                    let at = Reference::with_digest(
-                        target.registry.clone(),
-                        target.repository.clone(),
-                        r.digest.clone(),
-                    );
-                    let Ok((body, _)) = client
-                        .pull_manifest_raw(&at, &auth, &[oci_client::manifest::OCI_IMAGE_MEDIA_TYPE])
+                    if !sbomjob_contract::image_ref::is_digest(&r.digest) {
+                        continue;
+                    }
+                    let Ok((200, body)) = repo
+                        .get(&format!("manifests/{}", r.digest), MANIFEST_MEDIA_TYPE)
                         .await
                     else {
                         continue;
@@ -490,10 +675,12 @@ mod tests {
         assert!(r.validate().is_ok());
     }
 
-    /// A registry on loopback: `GET path` answers from `routes` (status, content type, body),
-    /// anything else 404; every request path is recorded.
-    async fn registry(
-        routes: Vec<(String, u16, &'static str, String)>,
+    type Answer = (u16, Vec<(&'static str, String)>, Vec<u8>);
+
+    /// An HTTP server on loopback: `answer(path, query, authorization)` makes every response;
+    /// every request path is recorded.
+    async fn serve(
+        answer: impl Fn(&str, &str, Option<&str>) -> Answer + Send + Sync + 'static,
     ) -> (String, std::sync::Arc<Mutex<Vec<String>>>) {
         use http_body_util::Full;
         use hyper::{body::Bytes, server::conn::http1, service::service_fn};
@@ -501,31 +688,29 @@ mod tests {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap().to_string();
         let seen = std::sync::Arc::new(Mutex::new(Vec::new()));
-        let (routes, log) = (std::sync::Arc::new(routes), seen.clone());
+        let (answer, log) = (std::sync::Arc::new(answer), seen.clone());
         tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     return;
                 };
-                let (routes, log) = (routes.clone(), log.clone());
+                let (answer, log) = (answer.clone(), log.clone());
                 tokio::spawn(async move {
                     let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
                         let path = req.uri().path().to_string();
                         log.lock().unwrap().push(path.clone());
-                        let (code, kind, body) = routes
-                            .iter()
-                            .find(|(p, ..)| *p == path)
-                            .map(|(_, c, k, b)| (*c, *k, b.clone()))
-                            .unwrap_or((
-                                404,
-                                "application/json",
-                                r#"{"errors":[{"code":"NAME_UNKNOWN","message":"no"}]}"#.into(),
-                            ));
-                        let response = http::Response::builder()
-                            .status(code)
-                            .header("content-type", kind)
-                            .body(Full::new(Bytes::from(body)))
-                            .unwrap();
+                        let auth = req
+                            .headers()
+                            .get("authorization")
+                            .and_then(|v| v.to_str().ok())
+                            .map(str::to_owned);
+                        let (code, headers, body) =
+                            answer(&path, req.uri().query().unwrap_or_default(), auth.as_deref());
+                        let mut response = http::Response::builder().status(code);
+                        for (k, v) in headers {
+                            response = response.header(k, v);
+                        }
+                        let response = response.body(Full::new(Bytes::from(body))).unwrap();
                         async move { Ok::<_, std::convert::Infallible>(response) }
                     });
                     let _ = http1::Builder::new()
@@ -535,6 +720,25 @@ mod tests {
             }
         });
         (addr, seen)
+    }
+
+    /// A registry on loopback: `GET path` answers from `routes` (status, content type, body),
+    /// anything else 404.
+    async fn registry(
+        routes: Vec<(String, u16, &'static str, String)>,
+    ) -> (String, std::sync::Arc<Mutex<Vec<String>>>) {
+        serve(move |path, _, _| {
+            routes
+                .iter()
+                .find(|(p, ..)| *p == path)
+                .map(|(_, c, k, b)| (*c, vec![("content-type", k.to_string())], b.clone().into_bytes()))
+                .unwrap_or((
+                    404,
+                    vec![("content-type", "application/json".into())],
+                    br#"{"errors":[{"code":"NAME_UNKNOWN","message":"no"}]}"#.to_vec(),
+                ))
+        })
+        .await
     }
 
     fn index(identity: &str, packages: &str) -> String {
@@ -645,5 +849,95 @@ mod tests {
         let (left, hits) = in_registries(&off, &job, &id, &metrics, vec![mk(&addr, &api)]).await;
         assert_eq!((left.len(), hits.len()), (1, 0));
         assert_eq!(before, seen.len());
+    }
+
+    #[test]
+    fn challenges_parse_with_commas_in_quotes() {
+        let (scheme, p) = parse_challenge(
+            r#"Bearer realm="https://auth.example/token",service="registry.example",scope="repository:a/b:pull,push""#,
+        );
+        assert_eq!(scheme, "Bearer");
+        assert_eq!(p["realm"], "https://auth.example/token");
+        assert_eq!(p["service"], "registry.example");
+        assert_eq!(p["scope"], "repository:a/b:pull,push");
+        let (scheme, p) = parse_challenge(r#"Basic realm="x""#);
+        assert_eq!((scheme.as_str(), p["realm"].as_str()), ("Basic", "x"));
+        assert!(parse_challenge("").1.is_empty());
+    }
+
+    /// A registry that wants a token: the pull credential of the image's pod gets one from the
+    /// challenge's realm, and the referrers are read with it. A registry that answers more than
+    /// [`MAX_BODY`] fails the lookup (the image gets a Job) and is not asked again in the cycle.
+    #[tokio::test]
+    async fn a_token_is_fetched_with_the_pods_credential_and_huge_answers_are_refused() {
+        let id = "e".repeat(64);
+        let d = |c: char| format!("sha256:{}", c.to_string().repeat(64));
+        let (ours, huge, after) = (d('1'), d('2'), d('3'));
+        let realm = std::sync::Arc::new(Mutex::new(String::new()));
+        let (realm_in, ours_in, huge_in) = (realm.clone(), ours.clone(), huge.clone());
+        let idx = index(&id, "5");
+        let (addr, seen) = serve(move |path, query, auth| {
+            let json =
+                |code, body: Vec<u8>| (code, vec![("content-type", "application/json".to_string())], body);
+            if path == "/token" {
+                // user:pw, as the pod's pull secret says.
+                return if auth == Some("Basic dXNlcjpwdw==")
+                    && query.contains("scope=repository%3Ateam%2Fapp%3Apull")
+                {
+                    json(200, br#"{"token":"t0k"}"#.to_vec())
+                } else {
+                    json(401, b"{}".to_vec())
+                };
+            }
+            if auth != Some("Bearer t0k") {
+                let challenge = format!(
+                    r#"Bearer realm="http://{}/token",service="test",scope="repository:team/app:pull""#,
+                    realm_in.lock().unwrap()
+                );
+                return (401, vec![("www-authenticate", challenge)], b"{}".to_vec());
+            }
+            if path == format!("/v2/team/app/referrers/{ours_in}") {
+                return json(200, idx.clone().into_bytes());
+            }
+            if path == format!("/v2/team/app/referrers/{huge_in}") {
+                return json(200, vec![b' '; MAX_BODY + 1]);
+            }
+            json(404, b"{}".to_vec())
+        })
+        .await;
+        *realm.lock().unwrap() = addr.clone();
+        let settings = LookupSettings {
+            enabled: true,
+            accepted_types: vec![],
+            insecure: vec![addr.clone()],
+        };
+        let mk = |digest: &str| {
+            let mut u = unit(&format!("{addr}/team/app@{digest}"), &addr, "user");
+            u.digest = digest.to_string();
+            u
+        };
+        let metrics = crate::metrics::Metrics::new();
+        let job = crate::settings::Settings::from_vars(vec![("SBOM_JOB_IMAGE".into(), "j:1".into())])
+            .unwrap()
+            .job;
+        let (left, hits) = in_registries(&settings, &job, &id, &metrics, vec![mk(&ours)]).await;
+        assert_eq!((left.len(), hits.len()), (0, 1), "{:?}", seen.lock().unwrap());
+        assert_eq!(referrers::packages(&hits[0].referrer), Some(5));
+        // The huge answer: an error, and the next image of that registry is not asked.
+        let (left, hits) = in_registries(&settings, &job, &id, &metrics, vec![mk(&huge), mk(&after)]).await;
+        assert_eq!((left.len(), hits.len()), (2, 0));
+        let text = metrics.encode();
+        assert!(
+            text.contains("sbomjob_registry_lookups_total{result=\"error\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("sbomjob_registry_lookups_total{result=\"skipped\"} 1"),
+            "{text}"
+        );
+        assert!(
+            !seen.lock().unwrap().iter().any(|p| p.contains(&after[7..])),
+            "the failed registry was asked again"
+        );
     }
 }

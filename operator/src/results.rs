@@ -275,6 +275,7 @@ mod tests {
             packages: Some(packages),
             findings: None,
             artifacts: vec![],
+            platforms: vec![],
         }
         .line()
         .unwrap()

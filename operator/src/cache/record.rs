@@ -143,6 +143,9 @@ pub struct ImageRecordStatus {
     /// What the job produced: OCI artifacts (`reference` is `repository@digest`) or files.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub artifacts: Vec<ArtifactRef>,
+    /// The platforms the image offers (`os/architecture[/variant]`), when the job reported them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub platforms: Vec<String>,
     /// `Catalogued`: whether the job image reported the digest done (`True`) or failed (`False`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<RecordCondition>,
@@ -229,6 +232,7 @@ impl ImageRecordStatus {
                 media_type: None,
                 artifact_type: None,
             }],
+            platforms: vec![String::new()],
             conditions: vec![RecordCondition {
                 type_: String::new(),
                 status: String::new(),
@@ -258,6 +262,9 @@ impl ImageRecordStatus {
         if let Some(n) = report.packages {
             said.push(format!("{n} packages"));
         }
+        if !report.platforms.is_empty() {
+            said.push(report.platforms.join(", "));
+        }
         if let Some(f) = &report.findings {
             said.push(format!(
                 "{} critical, {} high, {} medium, {} low, {} unknown",
@@ -279,6 +286,7 @@ impl ImageRecordStatus {
                     })
                 })
                 .collect(),
+            platforms: report.platforms.clone(),
             conditions: vec![RecordCondition {
                 type_: CATALOGUED.into(),
                 status: if ok { "True" } else { "False" }.into(),
