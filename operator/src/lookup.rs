@@ -499,7 +499,14 @@ pub async fn in_registries(
     }
     let lookup = Lookup::new(settings, settings_identity);
     let attach_to = attach_repository(job);
-    let targets: Vec<Option<Target>> = units.iter().map(|u| target(u, attach_to.as_ref())).collect();
+    // Only repositories whose pushers are trusted (SBOM_REGISTRY_LOOKUP_REPOSITORIES).
+    let targets: Vec<Option<Target>> = units
+        .iter()
+        .map(|u| {
+            target(u, attach_to.as_ref())
+                .filter(|t| settings.trusts(&format!("{}/{}", t.registry, t.repository)))
+        })
+        .collect();
     let outcomes: Mutex<HashMap<String, Outcome>> = Mutex::new(HashMap::new());
     // By registry: its first image is asked alone, the others only if that answered, so a
     // registry that is down costs one timeout per cycle. At most CONCURRENCY requests at once.
@@ -800,6 +807,7 @@ mod tests {
             enabled: true,
             accepted_types: vec![],
             insecure: vec![addr.clone(), dead.clone()],
+            repositories: vec![],
         };
         let mk = |host: &str, digest: &str| {
             let mut u = unit(&format!("{host}/team/app@{digest}"), host, "");
@@ -835,20 +843,29 @@ mod tests {
                 "{result} {n}: {text}"
             );
         }
-        let seen = seen.lock().unwrap().clone();
+        let asked = || seen.lock().unwrap().clone();
         assert!(
-            seen.contains(&format!("/v2/team/app/referrers/{tags}")),
-            "{seen:?}"
+            asked().contains(&format!("/v2/team/app/referrers/{tags}")),
+            "{:?}",
+            asked()
         );
+        // A repository not among the trusted ones: not asked, the image gets its Job.
+        let elsewhere = LookupSettings {
+            repositories: vec!["other.example/team".into()],
+            ..settings.clone()
+        };
+        let before = asked().len();
+        let (left, hits) = in_registries(&elsewhere, &job, &id, &metrics, vec![mk(&addr, &api)]).await;
+        assert_eq!((left.len(), hits.len()), (1, 0));
+        assert_eq!(before, asked().len());
         // Off: nothing is asked.
         let off = LookupSettings {
             enabled: false,
             ..settings
         };
-        let before = seen.len();
         let (left, hits) = in_registries(&off, &job, &id, &metrics, vec![mk(&addr, &api)]).await;
         assert_eq!((left.len(), hits.len()), (1, 0));
-        assert_eq!(before, seen.len());
+        assert_eq!(before, asked().len());
     }
 
     #[test]
@@ -910,6 +927,7 @@ mod tests {
             enabled: true,
             accepted_types: vec![],
             insecure: vec![addr.clone()],
+            repositories: vec![],
         };
         let mk = |digest: &str| {
             let mut u = unit(&format!("{addr}/team/app@{digest}"), &addr, "user");

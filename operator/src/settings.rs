@@ -590,6 +590,21 @@ pub struct LookupSettings {
     pub accepted_types: Vec<String>,
     /// `SBOM_REGISTRY_LOOKUP_INSECURE`: `host[:port]` spoken to over plain HTTP.
     pub insecure: Vec<String>,
+    /// `SBOM_REGISTRY_LOOKUP_REPOSITORIES`: `registry[/path]` prefixes whose referrers are
+    /// trusted; empty: every repository.
+    pub repositories: Vec<String>,
+}
+
+impl LookupSettings {
+    /// Whether referrers in `registry/repository` are trusted: under one of the prefixes (whole
+    /// path components: `reg/team` covers `reg/team/app`, not `reg/teams`), or no prefixes set.
+    pub fn trusts(&self, repository: &str) -> bool {
+        self.repositories.is_empty()
+            || self.repositories.iter().any(|p| {
+                let p = p.trim_end_matches('/');
+                repository == p || repository.starts_with(&format!("{p}/"))
+            })
+    }
 }
 
 /// A comma-separated list whose every entry passes `valid` (empty entries dropped).
@@ -664,6 +679,15 @@ impl OpsSettings {
                 insecure: v
                     .custom("SBOM_REGISTRY_LOOKUP_INSECURE", |s| {
                         parse_list(s, sbomjob_contract::image_ref::is_host)
+                    })?
+                    .unwrap_or_default(),
+                repositories: v
+                    .custom("SBOM_REGISTRY_LOOKUP_REPOSITORIES", |s| {
+                        parse_list(s, |p| {
+                            let host = p.split('/').next().unwrap_or_default();
+                            sbomjob_contract::image_ref::is_host(host)
+                                && !p.contains(|c: char| c.is_whitespace() || c == '@' || c == ',')
+                        })
                     })?
                     .unwrap_or_default(),
             },
@@ -1407,6 +1431,42 @@ mod tests {
         assert!(ops.leader_election);
         assert_eq!(ops.lease_name, "sbomjob-leader");
         assert_eq!(ops.lease_duration, Duration::from_secs(15));
+    }
+
+    #[test]
+    fn registry_lookup_settings() {
+        let l = settings(&[("SBOM_JOB_IMAGE", "i")]).unwrap().ops.lookup;
+        assert!(l.enabled && l.accepted_types.is_empty() && l.insecure.is_empty());
+        assert!(l.trusts("anything.example/x"), "no prefixes: every repository");
+        let l = settings(&[
+            ("SBOM_JOB_IMAGE", "i"),
+            ("SBOM_REGISTRY_LOOKUP", "false"),
+            (
+                "SBOM_REGISTRY_LOOKUP_ACCEPT",
+                " application/spdx+json, application/vnd.cyclonedx+json ,",
+            ),
+            ("SBOM_REGISTRY_LOOKUP_INSECURE", "10.0.0.1:5000"),
+            ("SBOM_REGISTRY_LOOKUP_REPOSITORIES", "reg.example/team/,ghcr.io"),
+        ])
+        .unwrap()
+        .ops
+        .lookup;
+        assert!(!l.enabled);
+        assert_eq!(
+            l.accepted_types,
+            ["application/spdx+json", "application/vnd.cyclonedx+json"]
+        );
+        assert_eq!(l.insecure, ["10.0.0.1:5000"]);
+        assert!(l.trusts("reg.example/team/app") && l.trusts("reg.example/team") && l.trusts("ghcr.io/x/y"));
+        assert!(!l.trusts("reg.example/teams/app") && !l.trusts("reg.example/other"));
+        for (var, value) in [
+            ("SBOM_REGISTRY_LOOKUP_ACCEPT", "spdx"),
+            ("SBOM_REGISTRY_LOOKUP_INSECURE", "not a host"),
+            ("SBOM_REGISTRY_LOOKUP_REPOSITORIES", "reg.example/a@sha256:x"),
+        ] {
+            let err = settings(&[("SBOM_JOB_IMAGE", "i"), (var, value)]).unwrap_err();
+            assert!(err.to_string().contains(var), "{err}");
+        }
     }
 
     #[test]

@@ -436,6 +436,14 @@ pub static ALL: &[Setting] = &[
         help: r#"artifact types that count as done whoever attached them (an SBOM pushed in CI, by cosign or oras): a referrer of one of these types spares its image a Job too. Empty: only artifacts attached under the same settings identity count."#,
     },
     Setting {
+        name: "SBOM_REGISTRY_LOOKUP_REPOSITORIES",
+        chart: r#"`registryLookup.repositories`"#,
+        default: None,
+        default_doc: Some("every repository"),
+        kind: Kind::Custom("a comma-separated list of registry[/path] prefixes"),
+        help: r#"whose referrers are trusted: only images (or the job's `ENTRYPOINT_ATTACH_REPOSITORY`) under one of these prefixes are looked up, e.g. `registry.example/platform,ghcr.io/my-org`. Whoever can push to a repository can attach an artifact that claims the settings identity (it is no secret) and so spare its images a Job with an SBOM of their own making: on a cluster whose tenants push their own images, list the repositories only your pipelines push to. Empty: every repository."#,
+    },
+    Setting {
         name: "SBOM_REGISTRY_LOOKUP_INSECURE",
         chart: r#"`registryLookup.insecureRegistries`"#,
         default: None,
