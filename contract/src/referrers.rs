@@ -73,6 +73,18 @@ pub enum Choice {
     None,
 }
 
+/// `type/subtype` with RFC 6838 restricted-name characters, each part 1 to 127 of them: what OCI
+/// requires of an `artifactType` (the entrypoint's and the operator's settings check it).
+pub fn is_media_type(value: &str) -> bool {
+    let part = |s: &str| {
+        (1..=127).contains(&s.len())
+            && s.starts_with(|c: char| c.is_ascii_alphanumeric())
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "!#$&-^_.+".contains(c))
+    };
+    matches!(value.split_once('/'), Some((t, sub)) if part(t) && part(sub))
+}
+
 /// A referrer's artifact type as far as the index tells it: `None` when missing or the empty
 /// config type.
 pub fn told_type(r: &Referrer) -> Option<&str> {

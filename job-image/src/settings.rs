@@ -5,6 +5,7 @@
 //! [`table::ALL`], read through [`Vars`] and parsed here, so that a bad value is reported with
 //! its variable name and what was expected.
 
+use sbomjob_contract::referrers::is_media_type;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -370,17 +371,6 @@ impl AttachSettings {
             insecure_registries,
         })
     }
-}
-
-/// `type/subtype` with RFC 6838 restricted-name characters (what OCI requires of artifactType).
-fn is_media_type(value: &str) -> bool {
-    let name = |s: &str| {
-        (1..=127).contains(&s.len())
-            && s.starts_with(|c: char| c.is_ascii_alphanumeric())
-            && s.chars()
-                .all(|c| c.is_ascii_alphanumeric() || "!#$&-^_.+".contains(c))
-    };
-    matches!(value.split_once('/'), Some((t, s)) if name(t) && name(s))
 }
 
 /// Only the log format, read on its own so that errors in the other settings can already be

@@ -7,6 +7,7 @@
 
 pub mod table;
 
+use sbomjob_contract::referrers::is_media_type;
 use std::{collections::BTreeMap, ops::RangeInclusive, time::Duration};
 
 use k8s_openapi::{
@@ -616,17 +617,6 @@ fn parse_list(value: &str, valid: impl Fn(&str) -> bool) -> Option<Vec<String>> 
         .map(str::to_owned)
         .collect();
     items.iter().all(|i| valid(i)).then_some(items)
-}
-
-/// `type/subtype`, each part 1 to 127 of the characters RFC 6838 allows.
-fn is_media_type(value: &str) -> bool {
-    let part = |s: &str| {
-        (1..=127).contains(&s.len())
-            && s.starts_with(|c: char| c.is_ascii_alphanumeric())
-            && s.chars()
-                .all(|c| c.is_ascii_alphanumeric() || "!#$&-^_.+".contains(c))
-    };
-    matches!(value.split_once('/'), Some((t, sub)) if part(t) && part(sub))
 }
 
 /// The longest release name: Helm's limit, which leaves room in Job names for the cycle id.
