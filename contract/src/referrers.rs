@@ -174,6 +174,13 @@ mod tests {
 
     const SPDX: &str = "application/spdx+json";
 
+    fn wanted<'a>(settings_identity: &'a str, accepted_types: &'a [String]) -> Wanted<'a> {
+        Wanted {
+            settings_identity,
+            accepted_types,
+        }
+    }
+
     #[test]
     fn ours_under_the_same_settings_wins_and_the_newest_of_them() {
         let list = [
@@ -201,10 +208,7 @@ mod tests {
             ),
         ];
         let types = [SPDX.to_string()];
-        let wanted = Wanted {
-            settings_identity: "abc",
-            accepted_types: &types,
-        };
+        let wanted = wanted("abc", &types);
         match choose(&list, &wanted) {
             Choice::Found(found, Match::SameSettings) => assert_eq!(found.digest, "sha256:new"),
             other => panic!("{other:?}"),
@@ -226,24 +230,9 @@ mod tests {
             ),
         ];
         let none: [String; 0] = [];
-        assert_eq!(
-            choose(
-                &list,
-                &Wanted {
-                    settings_identity: "abc",
-                    accepted_types: &none
-                }
-            ),
-            Choice::None
-        );
+        assert_eq!(choose(&list, &wanted("abc", &none)), Choice::None);
         let types = [SPDX.to_string()];
-        match choose(
-            &list,
-            &Wanted {
-                settings_identity: "abc",
-                accepted_types: &types,
-            },
-        ) {
+        match choose(&list, &wanted("abc", &types)) {
             Choice::Found(found, Match::AcceptedType) => assert_eq!(found.digest, "sha256:other"),
             other => panic!("{other:?}"),
         }
@@ -253,16 +242,7 @@ mod tests {
             Some(SPDX),
             &[(SETTINGS_IDENTITY_ANNOTATION, "")],
         )];
-        assert_eq!(
-            choose(
-                &blank,
-                &Wanted {
-                    settings_identity: "",
-                    accepted_types: &none
-                }
-            ),
-            Choice::None
-        );
+        assert_eq!(choose(&blank, &wanted("", &none)), Choice::None);
     }
 
     #[test]
@@ -273,13 +253,7 @@ mod tests {
             r("sha256:c", Some("text/plain"), &[]),
         ];
         let types = [SPDX.to_string()];
-        match choose(
-            &list,
-            &Wanted {
-                settings_identity: "abc",
-                accepted_types: &types,
-            },
-        ) {
+        match choose(&list, &wanted("abc", &types)) {
             Choice::Unsure(u) => {
                 assert_eq!(
                     u.iter().map(|r| r.digest.as_str()).collect::<Vec<_>>(),
@@ -301,16 +275,7 @@ mod tests {
             &[(SETTINGS_IDENTITY_ANNOTATION, "abc")],
         ));
         let none: [String; 0] = [];
-        assert_eq!(
-            choose(
-                &list,
-                &Wanted {
-                    settings_identity: "abc",
-                    accepted_types: &none
-                }
-            ),
-            Choice::None
-        );
+        assert_eq!(choose(&list, &wanted("abc", &none)), Choice::None);
     }
 
     #[test]
