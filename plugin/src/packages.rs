@@ -5,6 +5,8 @@
 //! case-insensitively; a constraint is a semver requirement (`<2.17`, `>=3.0, <3.1`, `=1.2.3`),
 //! checked against the version read leniently (`2.14.1-r0` → 2.14.1, `1:3.0.2-0ubuntu1` → 3.0.2,
 //! `v1.2` → 1.2.0); a version that reads as none matches only a query without a constraint.
+//! Maven packages also match as `GROUP:ARTIFACT` (`org.apache.logging.log4j:log4j-core`), the
+//! group read from CycloneDX's `group` or from the package URL (`pkg:maven/<group>/<artifact>`).
 
 use serde::Deserialize;
 
@@ -13,6 +15,8 @@ use serde::Deserialize;
 pub struct Package {
     pub name: String,
     pub version: String,
+    /// A Maven package's group id; empty when none is known.
+    pub group: String,
 }
 
 #[derive(Deserialize, Default)]
@@ -29,6 +33,17 @@ struct SpdxPackage {
     name: String,
     #[serde(rename = "versionInfo")]
     version_info: String,
+    #[serde(rename = "externalRefs")]
+    external_refs: Vec<SpdxRef>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct SpdxRef {
+    #[serde(rename = "referenceType")]
+    reference_type: String,
+    #[serde(rename = "referenceLocator")]
+    reference_locator: String,
 }
 
 #[derive(Deserialize, Default)]
@@ -36,6 +51,8 @@ struct SpdxPackage {
 struct CdxComponent {
     name: String,
     version: String,
+    group: String,
+    purl: String,
     components: Vec<CdxComponent>,
 }
 
@@ -44,6 +61,17 @@ struct CdxComponent {
 struct Named {
     name: String,
     version: String,
+    purl: String,
+}
+
+/// The group of a Maven package URL: `pkg:maven/org.apache.logging.log4j/log4j-core@2.14.1` →
+/// `org.apache.logging.log4j`; empty for any other.
+pub fn maven_group(purl: &str) -> String {
+    purl.strip_prefix("pkg:maven/")
+        .and_then(|rest| rest.split(['@', '?', '#']).next())
+        .and_then(|path| path.rsplit_once('/'))
+        .map(|(group, _)| group.replace("%2F", "/").replace("%2f", "/"))
+        .unwrap_or_default()
 }
 
 /// Every package of an SBOM document; an error for one that is no JSON object.
@@ -51,21 +79,36 @@ pub fn of_sbom(bytes: &[u8]) -> Result<Vec<Package>, serde_json::Error> {
     let doc: Doc = serde_json::from_slice(bytes)?;
     let mut out = Vec::new();
     for p in doc.packages {
+        let group = p
+            .external_refs
+            .iter()
+            .filter(|r| r.reference_type == "purl")
+            .map(|r| maven_group(&r.reference_locator))
+            .find(|g| !g.is_empty())
+            .unwrap_or_default();
         out.push(Package {
             name: p.name,
             version: p.version_info,
+            group,
         });
     }
     let mut stack = doc.components;
     while let Some(c) = stack.pop() {
         stack.extend(c.components);
+        let group = if c.group.is_empty() {
+            maven_group(&c.purl)
+        } else {
+            c.group
+        };
         out.push(Package {
             name: c.name,
             version: c.version,
+            group,
         });
     }
     for a in doc.artifacts {
         out.push(Package {
+            group: maven_group(&a.purl),
             name: a.name,
             version: a.version,
         });
@@ -106,7 +149,10 @@ impl Query {
     }
 
     pub fn matches(&self, p: &Package) -> bool {
-        if p.name.to_lowercase() != self.name {
+        let name = p.name.to_lowercase();
+        let named = name == self.name
+            || (!p.group.is_empty() && format!("{}:{name}", p.group.to_lowercase()) == self.name);
+        if !named {
             return false;
         }
         match &self.constraint {
@@ -148,7 +194,36 @@ mod tests {
         Package {
             name: name.into(),
             version: version.into(),
+            group: String::new(),
         }
+    }
+
+    /// log4j-core as syft and trivy write it for a jar: a package URL in SPDX, `group` in
+    /// CycloneDX, `purl` in syft JSON. Found by artifact id and by `group:artifact`.
+    #[test]
+    fn maven_packages_match_by_group_and_artifact() {
+        const PURL: &str = "pkg:maven/org.apache.logging.log4j/log4j-core@2.14.1";
+        let spdx = format!(
+            r#"{{"spdxVersion":"SPDX-2.3","packages":[{{"name":"log4j-core","versionInfo":"2.14.1","externalRefs":[{{"referenceCategory":"SECURITY","referenceType":"cpe23Type","referenceLocator":"cpe:2.3:a:apache:log4j:2.14.1"}},{{"referenceCategory":"PACKAGE-MANAGER","referenceType":"purl","referenceLocator":"{PURL}"}}]}}]}}"#
+        );
+        let cdx = r#"{"bomFormat":"CycloneDX","components":[{"group":"org.apache.logging.log4j","name":"log4j-core","version":"2.14.1"}]}"#;
+        let syft = format!(r#"{{"artifacts":[{{"name":"log4j-core","version":"2.14.1","purl":"{PURL}"}}]}}"#);
+        let q = Query::parse("org.apache.logging.log4j:log4j-core@<2.17").unwrap();
+        let by_artifact = Query::parse("log4j-core@<2.17").unwrap();
+        let other_group = Query::parse("org.example:log4j-core").unwrap();
+        for doc in [spdx.as_bytes(), cdx.as_bytes(), syft.as_bytes()] {
+            let packages = of_sbom(doc).unwrap();
+            assert_eq!(packages.len(), 1);
+            assert_eq!(packages[0].group, "org.apache.logging.log4j");
+            assert!(q.matches(&packages[0]) && by_artifact.matches(&packages[0]));
+            assert!(!other_group.matches(&packages[0]));
+        }
+        assert!(!q.matches(&Package {
+            version: "2.17.1".into(),
+            ..of_sbom(cdx.as_bytes()).unwrap().remove(0)
+        }));
+        assert_eq!(maven_group("pkg:npm/%40scope/x@1"), "");
+        assert_eq!(maven_group("pkg:maven/a.b/c?type=jar"), "a.b");
     }
 
     #[test]
