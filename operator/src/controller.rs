@@ -155,6 +155,7 @@ pub async fn run(settings: Settings) -> Result<()> {
         job_image_digest: Default::default(),
         skip_warned: Default::default(),
         found: Default::default(),
+        results_counted: Default::default(),
     };
     run_loop(&ctx, leadership.subscribe(), asks).await;
     ready.clear();

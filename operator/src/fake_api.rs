@@ -189,5 +189,6 @@ pub fn context(client: Client, vars: &[(&str, &str)], pods: Vec<WatchedPod>) -> 
         job_image_digest: Default::default(),
         skip_warned: Default::default(),
         found: Default::default(),
+        results_counted: Default::default(),
     }
 }

@@ -61,7 +61,14 @@ pub struct Context {
     /// What the jobs found, by digest (their result lines, or the records' status), for the
     /// metrics; digests that no longer run are forgotten.
     pub found: Mutex<HashMap<String, Found>>,
+    /// Jobs (by uid) whose result lines the metrics counted: a Job finished again (its first
+    /// finish could not annotate every pod) is not counted twice. Cleared past
+    /// [`RESULTS_COUNTED_MAX`] entries (Jobs expire by TTL; a rare double count beats a leak).
+    pub results_counted: Mutex<HashSet<String>>,
 }
+
+/// See [`Context::results_counted`].
+pub const RESULTS_COUNTED_MAX: usize = 4096;
 
 impl Context {
     /// This release in the records it uses: `<namespace>/<release>`.

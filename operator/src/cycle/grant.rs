@@ -189,8 +189,17 @@ async fn read_results(ctx: &Context, job: &Job, pod: Option<&Pod>) -> HashMap<St
     let elements = job_state::elements(job).into_iter().map(String::from).collect();
     let (reports, rejected) = results::read(&ctx.client, &ctx.namespace, pod, elements).await;
     let found = results::by_digest(reports);
-    ctx.metrics.result_lines(found.len(), &rejected);
-    if rejected.total() > 0 {
+    let first_time = {
+        let mut counted = ctx.results_counted.lock().expect("lock");
+        if counted.len() >= super::context::RESULTS_COUNTED_MAX {
+            counted.clear();
+        }
+        counted.insert(job.metadata.uid.clone().unwrap_or_else(|| job_state::name(job)))
+    };
+    if first_time {
+        ctx.metrics.result_lines(found.len(), &rejected);
+    }
+    if first_time && rejected.total() > 0 {
         warn!(
             job = %job_state::name(job),
             malformed = rejected.malformed,

@@ -305,6 +305,18 @@ async fn a_complete_jobs_results_go_to_its_records_status() {
             .any(|l| l == "sbomjob_result_lines_total{result=\"accepted\"} 1"),
         "{metrics}"
     );
+    // Finished again (as after a finish that could not annotate every pod): the records are
+    // written again, the lines are not counted twice.
+    grant::finish(&ctx, &complete).await.unwrap();
+    let metrics = ctx.metrics.encode();
+    for kind in ["accepted", "foreign"] {
+        assert!(
+            metrics
+                .lines()
+                .any(|l| l == format!("sbomjob_result_lines_total{{result=\"{kind}\"}} 1")),
+            "{kind}: {metrics}"
+        );
+    }
 }
 
 /// A launch whose Secret cannot be created deletes its suspended Job, so no Job waits for a
