@@ -40,6 +40,7 @@ use sbomjob_contract::referrers::{
 };
 
 use crate::auth::credentials_apply;
+use crate::facts::DocumentFacts;
 use crate::redact::{Credentials, Redactor};
 use crate::settings::{AttachSettings, PREFIX};
 use crate::work::Job;
@@ -295,6 +296,8 @@ pub struct Attached {
     pub media_type: String,
     /// The manifest's `artifactType`.
     pub artifact_type: String,
+    /// What the attached SBOM or report says (read once, for the annotations and the result).
+    pub facts: Option<DocumentFacts>,
 }
 
 /// The image's manifest as the artifact's `subject` refers to it.
@@ -395,7 +398,7 @@ impl Attacher {
     /// The artifact's annotations: when it was made, the operator's settings identity, and the
     /// package count and tool its SBOM names (what another cluster's operator shows without
     /// reading the SBOM; see [`sbomjob_contract::referrers`]).
-    fn annotations(&self, files: &[PathBuf]) -> serde_json::Map<String, Value> {
+    fn annotations(&self, facts: Option<&DocumentFacts>) -> serde_json::Map<String, Value> {
         let mut a = serde_json::Map::new();
         a.insert(
             CREATED_ANNOTATION.into(),
@@ -406,14 +409,14 @@ impl Attacher {
         if let Some(id) = &self.settings_identity {
             a.insert(SETTINGS_IDENTITY_ANNOTATION.into(), id.clone().into());
         }
-        if let Some(facts) = files.iter().find_map(|f| crate::report::facts_of(f)) {
+        if let Some(facts) = facts {
             if let Some(n) = facts.packages {
                 a.insert(PACKAGES_ANNOTATION.into(), n.to_string().into());
             }
-            if let Some(t) = facts.tool {
-                let text = match t.version {
+            if let Some(t) = &facts.tool {
+                let text = match &t.version {
                     Some(v) => format!("{} {v}", t.name),
-                    None => t.name,
+                    None => t.name.clone(),
                 };
                 if text.len() <= MAX_ANNOTATION {
                     a.insert(TOOL_ANNOTATION.into(), text.into());
@@ -534,7 +537,8 @@ impl Attacher {
         // 4. The manifest, under the fallback tag.
         let name_refs: Vec<&str> = names.iter().map(String::as_str).collect();
         let kind = artifact_type(self.settings.artifact_type.as_deref(), &name_refs);
-        let annotations = self.annotations(files);
+        let facts = files.iter().find_map(|f| crate::report::facts_of(f));
+        let annotations = self.annotations(facts.as_ref());
         let manifest = json!({
             "schemaVersion": 2,
             "mediaType": OCI_IMAGE_MEDIA_TYPE,
@@ -577,6 +581,7 @@ impl Attacher {
             files: files.len(),
             media_type: artifact_type(None, &name_refs),
             artifact_type: kind,
+            facts,
         };
         info!(
             artifact = %attached.target,

@@ -35,7 +35,11 @@ pub fn build(
         Outcome::Cancelled if attempts > 0 => ReportOutcome::Failed,
         Outcome::Cancelled | Outcome::Skipped => return None,
     };
-    let facts = files.iter().find_map(|f| facts_of(f)).unwrap_or_default();
+    // Read once: what the attach step read already, else the files.
+    let facts = attached
+        .and_then(|a| a.facts.clone())
+        .or_else(|| files.iter().find_map(|f| facts_of(f)))
+        .unwrap_or_default();
     let program = argv.first().map(String::as_str).unwrap_or_default();
     let mut tool = facts.tool.clone().or_else(|| {
         let name = Path::new(program).file_name()?.to_str()?.to_string();
@@ -198,6 +202,7 @@ mod tests {
             files: 1,
             media_type: "application/spdx+json".into(),
             artifact_type: "application/spdx+json".into(),
+            facts: None,
         };
         let r = build(
             0,
