@@ -150,9 +150,15 @@ async fn wait_holder(timeline: &Timeline, who: &str) {
     .await;
 }
 
+/// Waits until `who` has started a Job: created and resumed (a Job is created suspended, its
+/// config Secret added, then resumed; one still suspended is not started yet, and a new leader
+/// rightly deletes it if its creator is cut off before resuming it).
 async fn wait_job_by(s: &Scenario, who: &str) {
-    wait_for(&format!("a Job created by {who}"), 2 * MIN, || async {
-        s.jobs().await.iter().any(|j| created_by(j) == who)
+    wait_for(&format!("a Job started by {who}"), 2 * MIN, || async {
+        s.jobs()
+            .await
+            .iter()
+            .any(|j| created_by(j) == who && j.spec.as_ref().and_then(|spec| spec.suspend) == Some(false))
     })
     .await;
 }
