@@ -3,8 +3,9 @@
 //!
 //!   bench cluster --pods N [--namespaces 200] --operator PATH --out FILE.json
 //!       N simulated pods in 200 namespaces, N/5 distinct digests; the operator (release build)
-//!       runs two cycles; its Job pods are completed by the harness; times, throughput against a
-//!       plain patch loop, RSS, CPU and the operator's API requests per cycle (audit log).
+//!       runs two cycles; its Job pods are completed by the harness; then N/10 later pods on the
+//!       same digests and the cycle after them; times, throughput against a plain patch loop,
+//!       RSS, CPU and the operator's API requests per cycle (audit log).
 //!   bench table [--cluster FILE.json]... [--entrypoint FILE.json] [--fuzz FILE.json]
 //!       prints the Markdown tables of RESULTS.md.
 //!
@@ -428,12 +429,54 @@ async fn cluster(args: &[String]) -> Result<(), Error> {
             return Err("the operator did not finish two cycles in 20 minutes".into());
         }
     };
+    // Measured before the later pods below, so RSS and CPU are the two cycles' alone.
     let end_stats: ProcStats = bench::proc_stats(pid, ticks).ok_or("reading /proc of the operator")?;
+
+    // ---- the steady state: pods started later on digests already recorded ---------------------
+    // A busy cluster mostly starts pods of images it has seen (rollouts, scale-ups): each should
+    // cost its annotation and nothing per image. N/10 new pods spread over the known digests; the
+    // window runs from their creation to the end of the first cycle that started after the last.
+    let later = (pods / 10).max(1);
+    let later_start = Timestamp::now();
+    let later_specs: Vec<(String, String, SimContainer)> = (pods..pods + later)
+        .map(|i| workload(i, namespaces, digests))
+        .collect();
+    let to_start = later_specs
+        .iter()
+        .enumerate()
+        .map(|(i, (ns, name, c))| {
+            let node = format!("bench-node-{}", i % NODES);
+            (
+                sim::pod(ns, name, &node, std::slice::from_ref(c), &[]),
+                vec![c.clone()],
+            )
+        })
+        .collect();
+    sim::start_pods(&client, to_start, SETUP_CONCURRENCY).await?;
+    let later_created = Timestamp::now();
+    log(format!(
+        "{later} later pods running; waiting for the cycle after them"
+    ));
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let later_end = loop {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let after = bench::read_log(&op.log);
+        if let Some((_, Some(end))) = cycles(&after)
+            .into_iter()
+            .find(|(start, _)| *start > later_created)
+        {
+            break end;
+        }
+        if Instant::now() > deadline {
+            let _ = op.child.kill();
+            return Err("no cycle ended within 5 minutes of the later pods".into());
+        }
+    };
     let _ = op.child.kill();
     let _ = op.child.wait();
     completer.abort();
     job_watch.abort();
-    log("two cycles done; operator stopped");
+    log("cycles done; operator stopped");
 
     // ---- what the pods say -----------------------------------------------------------------
     let api: Api<Pod> = Api::all(client.clone());
@@ -471,7 +514,8 @@ async fn cluster(args: &[String]) -> Result<(), Error> {
             break;
         }
     }
-    not_annotated += pods.saturating_sub(seen_pods);
+    // The later pods are simulated too: every one of the N + N/10 must carry its annotation.
+    not_annotated += (pods + later).saturating_sub(seen_pods);
 
     // ---- the raw patch loop ------------------------------------------------------------------
     let names: Vec<(String, String)> = specs
@@ -511,6 +555,16 @@ async fn cluster(args: &[String]) -> Result<(), Error> {
         .filter(|r| r.verb == "create" && r.resource == "jobs")
         .count() as u64;
     let lease_writes_total = requests.iter().filter(|r| r.is_write() && is_lease(r)).count() as u64;
+    let later_window = audit::between(&requests, later_start, later_end);
+    let (_, later_by_resource) = audit::count(later_window.iter().copied());
+    let later_writes = later_window
+        .iter()
+        .filter(|r| r.is_write() && !is_lease(r))
+        .count() as u64;
+    let later_annotated = later_window
+        .iter()
+        .filter(|r| r.verb == "patch" && r.resource == "pods" && r.succeeded())
+        .count();
     let first_job = requests
         .iter()
         .find(|r| r.verb == "create" && r.resource == "jobs")
@@ -603,6 +657,10 @@ async fn cluster(args: &[String]) -> Result<(), Error> {
         pod_events: pod_events.clone(),
         cycle2_jobs_created,
         lease_writes_total,
+        later_pods: later,
+        later_pods_annotated: later_annotated,
+        later_writes,
+        later_by_resource,
         all_annotated: not_annotated == 0,
         not_annotated,
     };
