@@ -22,6 +22,7 @@ pub mod metrics;
 pub mod objects;
 pub mod pod;
 pub mod pod_events;
+pub mod registry;
 pub mod replan;
 pub mod results;
 pub mod schedule;

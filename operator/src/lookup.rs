@@ -17,7 +17,6 @@
 
 use std::{
     collections::{BTreeMap, HashMap, HashSet},
-    panic::AssertUnwindSafe,
     sync::Mutex,
     time::Duration,
 };
@@ -31,14 +30,11 @@ use sbomjob_contract::{
 use tracing::{debug, info, warn};
 
 use crate::{
+    registry::{INDEX_MEDIA_TYPE, MANIFEST_MEDIA_TYPE, Repository, http_client},
     replan::Unit,
     settings::{ForwardedEnv, JobSettings, LookupSettings},
 };
 
-/// Per request.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-const READ_TIMEOUT: Duration = Duration::from_secs(10);
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
 /// The whole step of one cycle: what is not looked up by then gets its Job.
 pub const STEP_TIMEOUT: Duration = Duration::from_secs(120);
 /// Images looked up at once.
@@ -145,14 +141,6 @@ pub enum LookupError {
     Client(String),
 }
 
-/// Bodies read from a registry at most: an index of [`referrers::MAX_REFERRERS`] entries is well
-/// under this. A registry a tenant controls cannot make the operator hold more.
-pub const MAX_BODY: usize = 4 * 1024 * 1024;
-/// A token endpoint's answer, at most.
-const MAX_TOKEN_BODY: usize = 64 * 1024;
-const INDEX_MEDIA_TYPE: &str = "application/vnd.oci.image.index.v1+json";
-const MANIFEST_MEDIA_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
-
 /// One cycle's lookups: one HTTP client, and the registries that failed. Credentials belong to
 /// each target (a tenant's credential is sent for its own images only).
 pub struct Lookup<'a> {
@@ -169,191 +157,6 @@ enum Outcome {
     Absent,
     Skipped,
     Failed(LookupError),
-}
-
-/// The HTTP client of a cycle's lookups: bounded in time per request; TLS with the system's CA
-/// certificates (none at all is an error, not a panic).
-fn http_client() -> Result<reqwest::Client, String> {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let build = || {
-        reqwest::Client::builder()
-            .connect_timeout(CONNECT_TIMEOUT)
-            .read_timeout(READ_TIMEOUT)
-            .timeout(REQUEST_TIMEOUT)
-            .user_agent(concat!("sbomjob-operator/", env!("CARGO_PKG_VERSION")))
-            .build()
-    };
-    match std::panic::catch_unwind(AssertUnwindSafe(build)) {
-        Ok(Ok(c)) => Ok(c),
-        Ok(Err(e)) => Err(chain(&e)),
-        Err(_) => Err("the TLS setup panicked (no CA certificates?)".into()),
-    }
-}
-
-/// One repository of one registry, with the target's credential and the token it earned.
-struct Repository<'a> {
-    http: &'a reqwest::Client,
-    /// `http(s)://host[:port]`, Docker Hub's API host for `docker.io`.
-    base: String,
-    name: String,
-    auth: Option<(String, String)>,
-    authorization: Mutex<Option<String>>,
-}
-
-impl Repository<'_> {
-    /// `GET /v2/<name>/<path>`: the status and at most [`MAX_BODY`] bytes of the body (more is an
-    /// error). A 401 is answered once: a Bearer token from the challenge's realm (with the
-    /// credential, if any), or Basic with the credential.
-    async fn get(&self, path: &str, accept: &str) -> Result<(u16, Vec<u8>), String> {
-        let url = format!("{}/v2/{}/{path}", self.base, self.name);
-        let known = self.authorization.lock().expect("lock").clone();
-        let mut res = self.send(&url, accept, known.as_deref()).await?;
-        if res.status() == reqwest::StatusCode::UNAUTHORIZED {
-            let challenge = res
-                .headers()
-                .get(reqwest::header::WWW_AUTHENTICATE)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or_default()
-                .to_owned();
-            let authorization = self.answer(&challenge).await?;
-            res = self.send(&url, accept, Some(&authorization)).await?;
-            *self.authorization.lock().expect("lock") = Some(authorization);
-        }
-        let status = res.status().as_u16();
-        Ok((status, read_bounded(res, MAX_BODY).await?))
-    }
-
-    async fn send(
-        &self,
-        url: &str,
-        accept: &str,
-        authorization: Option<&str>,
-    ) -> Result<reqwest::Response, String> {
-        let mut req = self.http.get(url).header(reqwest::header::ACCEPT, accept);
-        if let Some(a) = authorization {
-            req = req.header(reqwest::header::AUTHORIZATION, a);
-        }
-        req.send().await.map_err(|e| chain(&e))
-    }
-
-    /// The `Authorization` value a `WWW-Authenticate` challenge asks for.
-    async fn answer(&self, challenge: &str) -> Result<String, String> {
-        let (scheme, params) = parse_challenge(challenge);
-        if scheme.eq_ignore_ascii_case("basic") {
-            let (u, p) = self
-                .auth
-                .as_ref()
-                .ok_or("the registry asks for a login and the image's pods have none")?;
-            return Ok(basic(u, p));
-        }
-        if !scheme.eq_ignore_ascii_case("bearer") {
-            return Err(format!("unsupported authentication challenge {challenge:?}"));
-        }
-        let realm = params.get("realm").ok_or("a Bearer challenge without realm")?;
-        let scope = params
-            .get("scope")
-            .cloned()
-            .unwrap_or_else(|| format!("repository:{}:pull", self.name));
-        let mut query = vec![("scope", scope)];
-        if let Some(service) = params.get("service") {
-            query.push(("service", service.clone()));
-        }
-        let mut req = self.http.get(realm.as_str()).query(&query);
-        if let Some((u, p)) = &self.auth {
-            req = req.header(reqwest::header::AUTHORIZATION, basic(u, p));
-        }
-        let res = req
-            .send()
-            .await
-            .map_err(|e| format!("token from {realm}: {}", chain(&e)))?;
-        let status = res.status();
-        let body = read_bounded(res, MAX_TOKEN_BODY).await?;
-        if !status.is_success() {
-            return Err(format!("token from {realm}: HTTP {}", status.as_u16()));
-        }
-        #[derive(serde::Deserialize)]
-        struct Token {
-            token: Option<String>,
-            access_token: Option<String>,
-        }
-        let t: Token = serde_json::from_slice(&body).map_err(|e| format!("token from {realm}: {e}"))?;
-        let token = t
-            .token
-            .or(t.access_token)
-            .filter(|t| !t.is_empty())
-            .ok_or("the token endpoint gave no token")?;
-        Ok(format!("Bearer {token}"))
-    }
-}
-
-fn basic(user: &str, password: &str) -> String {
-    use base64::Engine as _;
-    format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
-    )
-}
-
-/// `Bearer realm="https://auth.example/token",service="reg",scope="repository:a/b:pull"` →
-/// (`Bearer`, {realm, service, scope}); quoted values may hold commas.
-pub fn parse_challenge(header: &str) -> (String, HashMap<String, String>) {
-    let header = header.trim();
-    let (scheme, rest) = header.split_once(' ').unwrap_or((header, ""));
-    let mut params = HashMap::new();
-    let mut chars = rest.chars().peekable();
-    loop {
-        while chars.peek().is_some_and(|c| *c == ',' || c.is_whitespace()) {
-            chars.next();
-        }
-        let key: String = chars
-            .by_ref()
-            .take_while(|c| *c != '=')
-            .collect::<String>()
-            .trim()
-            .to_ascii_lowercase();
-        if key.is_empty() {
-            break;
-        }
-        let mut value = String::new();
-        if chars.peek() == Some(&'"') {
-            chars.next();
-            let mut escaped = false;
-            for c in chars.by_ref() {
-                match (escaped, c) {
-                    (false, '\\') => escaped = true,
-                    (false, '"') => break,
-                    _ => {
-                        value.push(c);
-                        escaped = false;
-                    }
-                }
-            }
-        } else {
-            value = chars
-                .by_ref()
-                .take_while(|c| *c != ',')
-                .collect::<String>()
-                .trim()
-                .to_owned();
-        }
-        params.insert(key, value);
-    }
-    (scheme.to_owned(), params)
-}
-
-/// The body, or an error once it passes `most` bytes (read in chunks: never more in memory).
-async fn read_bounded(mut res: reqwest::Response, most: usize) -> Result<Vec<u8>, String> {
-    if res.content_length().is_some_and(|n| n > most as u64) {
-        return Err(format!("the answer is larger than {most} bytes"));
-    }
-    let mut body = Vec::new();
-    while let Some(chunk) = res.chunk().await.map_err(|e| chain(&e))? {
-        if body.len() + chunk.len() > most {
-            return Err(format!("the answer is larger than {most} bytes"));
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
 }
 
 /// The referrers an index (API or tag schema) lists.
@@ -400,23 +203,13 @@ impl<'a> Lookup<'a> {
             .http
             .as_ref()
             .map_err(|e| LookupError::Client(format!(": {e}")))?;
-        let scheme = if self.settings.insecure.contains(&target.registry) {
-            "http"
-        } else {
-            "https"
-        };
-        let host = if target.registry == sbomjob_contract::image_ref::DOCKER_HUB {
-            "registry-1.docker.io"
-        } else {
-            target.registry.as_str()
-        };
-        let repo = Repository {
+        let repo = Repository::new(
             http,
-            base: format!("{scheme}://{host}"),
-            name: target.repository.clone(),
-            auth: target.auth.clone(),
-            authorization: Mutex::new(None),
-        };
+            &target.registry,
+            &target.repository,
+            target.auth.clone(),
+            self.settings.insecure.contains(&target.registry),
+        );
         let repository = format!("{}/{}", target.registry, target.repository);
         let fail = |why: String| LookupError::Referrers {
             repository: repository.clone(),
@@ -570,24 +363,10 @@ pub async fn in_registries(
     (left, hits)
 }
 
-/// An error and its sources on one line (reqwest puts the cause only in the source).
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let more = s.to_string();
-        if !text.contains(&more) {
-            text.push_str(": ");
-            text.push_str(&more);
-        }
-        source = s.source();
-    }
-    text
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::registry::{MAX_BODY, parse_challenge, test_server::serve};
 
     fn unit(image: &str, host: &str, user: &str) -> Unit {
         let config = ImageConfig {
@@ -680,53 +459,6 @@ mod tests {
             Some("r/x@sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb")
         );
         assert!(r.validate().is_ok());
-    }
-
-    type Answer = (u16, Vec<(&'static str, String)>, Vec<u8>);
-
-    /// An HTTP server on loopback: `answer(path, query, authorization)` makes every response;
-    /// every request path is recorded.
-    async fn serve(
-        answer: impl Fn(&str, &str, Option<&str>) -> Answer + Send + Sync + 'static,
-    ) -> (String, std::sync::Arc<Mutex<Vec<String>>>) {
-        use http_body_util::Full;
-        use hyper::{body::Bytes, server::conn::http1, service::service_fn};
-        use hyper_util::rt::TokioIo;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap().to_string();
-        let seen = std::sync::Arc::new(Mutex::new(Vec::new()));
-        let (answer, log) = (std::sync::Arc::new(answer), seen.clone());
-        tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    return;
-                };
-                let (answer, log) = (answer.clone(), log.clone());
-                tokio::spawn(async move {
-                    let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
-                        let path = req.uri().path().to_string();
-                        log.lock().unwrap().push(path.clone());
-                        let auth = req
-                            .headers()
-                            .get("authorization")
-                            .and_then(|v| v.to_str().ok())
-                            .map(str::to_owned);
-                        let (code, headers, body) =
-                            answer(&path, req.uri().query().unwrap_or_default(), auth.as_deref());
-                        let mut response = http::Response::builder().status(code);
-                        for (k, v) in headers {
-                            response = response.header(k, v);
-                        }
-                        let response = response.body(Full::new(Bytes::from(body))).unwrap();
-                        async move { Ok::<_, std::convert::Infallible>(response) }
-                    });
-                    let _ = http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
-            }
-        });
-        (addr, seen)
     }
 
     /// A registry on loopback: `GET path` answers from `routes` (status, content type, body),
