@@ -171,7 +171,7 @@ pub fn render(
             )
         });
         row(&mut s, "Jobs in the first cycle", &|c| c.jobs.to_string());
-        row(&mut s, "operator start → pod cache filled", &|c| {
+        row(&mut s, "operator start → pod store filled", &|c| {
             format!("{:.2} s", c.start_to_cache_filled_s)
         });
         row(&mut s, "operator start → first Job created", &|c| {
@@ -226,9 +226,9 @@ pub fn render(
         );
         row(
             &mut s,
-            "peak RSS so far at: pod cache filled / first Job created / cycle 1 done",
+            "peak RSS so far at: pod store filled / first Job created / cycle 1 done",
             &|c| {
-                ["pod cache filled", "first Job created", "cycle 1 done"]
+                ["pod store filled", "first Job created", "cycle 1 done"]
                     .iter()
                     .map(|k| c.peak_rss_at.get(*k).map_or("-".into(), |v| format!("{v:.1}")))
                     .collect::<Vec<_>>()
