@@ -229,14 +229,14 @@ impl ImageSourceSpec {
         }
         let mut repositories = Vec::new();
         for (index, r) in self.repositories.iter().enumerate() {
-            if !is_repository(r) {
+            let Some(name) = repository_name(registry, r) else {
                 return Err(SourceError::Repository {
                     index,
                     value: r.chars().take(128).collect(),
                 });
-            }
-            if !repositories.contains(r) {
-                repositories.push(r.clone());
+            };
+            if !repositories.contains(&name) {
+                repositories.push(name);
             }
         }
         let t = &self.tags;
@@ -292,7 +292,8 @@ impl ImageSourceSpec {
     }
 }
 
-/// `host[:port]`: a DNS name or an IPv4 address, no scheme, path or credentials.
+/// `host[:port]` as images name registries ([`sbomjob_contract::image_ref::is_host`]), with
+/// no scheme, path or credentials.
 fn check_registry(r: &str) -> Result<(), SourceError> {
     let bad = |why: &str| {
         Err(SourceError::Registry(format!(
@@ -306,37 +307,29 @@ fn check_registry(r: &str) -> Result<(), SourceError> {
     if r.contains("://") || r.contains('/') || r.contains('@') {
         return bad("a host[:port], without scheme, path or user");
     }
-    let (host, port) = r.rsplit_once(':').map_or((r, None), |(h, p)| (h, Some(p)));
-    if let Some(p) = port
-        && p.parse::<u16>().map_or(true, |p| p == 0)
+    if !sbomjob_contract::image_ref::is_host(r) {
+        return bad("not a host[:port]");
+    }
+    // is_host admits any five digits.
+    if let Some((_, port)) = r.rsplit_once(':')
+        && !r.ends_with(']')
+        && port.parse::<u16>().map_or(true, |p| p == 0)
     {
         return bad("the port is not a number from 1 to 65535");
-    }
-    let label_ok = |l: &str| {
-        !l.is_empty()
-            && l.len() <= 63
-            && !l.starts_with('-')
-            && !l.ends_with('-')
-            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-    };
-    if host.len() > 253 || !host.split('.').all(label_ok) {
-        return bad("not a host name");
     }
     Ok(())
 }
 
-/// A repository path as the distribution spec allows it: lowercase components of
-/// `[a-z0-9]+([._-][a-z0-9]+)*` separated by `/`.
-fn is_repository(r: &str) -> bool {
-    r.len() <= 255
-        && !r.is_empty()
-        && r.split('/').all(|c| {
-            !c.is_empty()
-                && c.bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-'))
-                && c.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
-                && c.bytes().last().is_some_and(|b| b.is_ascii_alphanumeric())
-        })
+/// A repository path as image references allow it (the contract's parser is the one
+/// definition: lowercase components, no tag or digest), as the registry names it (Docker Hub's
+/// `nginx` is `library/nginx`).
+fn repository_name(registry: &str, r: &str) -> Option<String> {
+    if r.len() > 255 || r.contains([':', '@']) {
+        return None;
+    }
+    let parsed = sbomjob_contract::ImageRef::parse(&format!("{registry}/{r}")).ok()?;
+    (parsed.tag.is_none() && parsed.digest.is_none() && parsed.repository.ends_with(r))
+        .then_some(parsed.repository)
 }
 
 #[cfg(test)]
@@ -517,6 +510,20 @@ mod tests {
         };
         let v = s.validate(&any()).unwrap();
         assert_eq!(v.repositories, ["a", "b/c"]);
+        let hub = ImageSourceSpec {
+            registry: "docker.io".into(),
+            repositories: vec!["nginx".into(), "library/nginx".into(), "bitnami/redis".into()],
+            ..spec()
+        };
+        assert_eq!(
+            hub.validate(&any()).unwrap().repositories,
+            ["library/nginx", "bitnami/redis"]
+        );
+        let tagged = ImageSourceSpec {
+            repositories: vec!["app:1.0".into()],
+            ..spec()
+        };
+        assert!(tagged.validate(&any()).is_err());
         assert_eq!(v.interval, Duration::from_secs(1800));
     }
 }
