@@ -1,6 +1,7 @@
 //! Results flow back (issue 12), against the real local cluster: what a Complete Job's result
 //! lines say lands in the status of its digest's ImageRecord, bounded and validated; per-pod
-//! Normal Events are opt-in. Run one at a time (`--test-threads=1`).
+//! Normal Events are opt-in; drift of running tags (issue 13) as the plugin shows it. Run one at a
+//! time (`--test-threads=1`).
 
 use std::time::Duration;
 
@@ -442,4 +443,59 @@ async fn r3_a_second_release_reuses_the_sboms_in_the_registry_without_a_job() {
     )
     .unwrap();
     assert_eq!(index["manifests"].as_array().unwrap().len(), 2, "{index}");
+}
+
+/// Drift (issue 13), as `kubectl sbomjob drift` shows it: tags 1.2.0, 1.2.3, 1.3.0 and latest
+/// of one repository, pushed with skopeo; a pod on 1.2.0 is behind minor with 1.3.0 named, one on
+/// 1.3.0 is latest, one on `latest` is unknown (not a version). Read from the registry's tag
+/// list by the plugin, with no operator involved.
+#[tokio::test]
+async fn r4_drift_against_the_newest_semver_tag() {
+    let cluster = Cluster::connect().await;
+    let s = Scenario::new(&cluster, "drift", 1).await;
+    let ns = s.namespaces[0].clone();
+    let repo = format!("e2e/drift-{:08x}", rand::random::<u32>());
+    let image = copy_image(&cluster, "WORKLOAD_ALPHA_IMAGE", &repo).await;
+    for tag in ["1.2.0", "1.2.3", "1.3.0", "latest"] {
+        let out = std::process::Command::new("skopeo")
+            .args([
+                "copy",
+                "--quiet",
+                "--src-tls-verify=false",
+                "--dest-tls-verify=false",
+            ])
+            .arg(format!("docker://{}", image.host_ref))
+            .arg(format!("docker://{}/{repo}:{tag}", cluster.var("REGISTRY_HOST")))
+            .output()
+            .expect("running skopeo");
+        assert!(
+            out.status.success(),
+            "skopeo copy to {tag}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let registry = cluster.var("REGISTRY");
+    for (pod, tag) in [("old", "1.2.0"), ("new", "1.3.0"), ("floating", "latest")] {
+        s.pod(&ns, pod, &[("app", &format!("{registry}/{repo}:{tag}"))], &[])
+            .await;
+    }
+    s.wait_pods_running().await;
+    let rows: Vec<Value> = serde_json::from_slice(&plugin(&cluster, &["drift", "-n", &ns, "-o", "json"]))
+        .expect("drift -o json is a JSON list");
+    let of = |pod: &str| {
+        rows.iter()
+            .find(|r| r["pod"] == pod)
+            .unwrap_or_else(|| panic!("no row for {pod}: {rows:?}"))
+            .clone()
+    };
+    assert_eq!(rows.len(), 3, "{rows:?}");
+    let old = of("old");
+    assert_eq!(
+        (old["status"].as_str(), old["newest"].as_str()),
+        (Some("behind-minor"), Some("1.3.0")),
+        "{old}"
+    );
+    assert_eq!(old["detail"], "behind minor, newest 1.3.0");
+    assert_eq!(of("new")["status"], "latest");
+    assert_eq!(of("floating")["status"], "unknown");
 }

@@ -19,6 +19,9 @@ pub struct Running {
     pub pod: String,
     pub container: String,
     pub image: String,
+    /// The image as the pod's spec names it. The status's `image` may name another tag of the
+    /// same digest (the runtime reports a name it has for the image ID), so tags are read here.
+    pub spec_image: String,
     pub digest: String,
     pub pull_secrets: Vec<String>,
 }
@@ -52,6 +55,12 @@ pub async fn running(client: &Client, namespace: Option<&str>) -> kube::Result<V
                 .flat_map(|s| s.image_pull_secrets.iter().flatten())
                 .map(|r| r.name.clone())
                 .collect();
+            let spec_images: BTreeMap<String, String> = pod
+                .spec
+                .iter()
+                .flat_map(|s| s.init_containers.iter().flatten().chain(&s.containers))
+                .filter_map(|c| Some((c.name.clone(), c.image.clone()?)))
+                .collect();
             let statuses = pod.status.iter().flat_map(|s| {
                 s.init_container_statuses
                     .iter()
@@ -65,6 +74,10 @@ pub async fn running(client: &Client, namespace: Option<&str>) -> kube::Result<V
                         pod: name.clone(),
                         container: c.name.clone(),
                         image: c.image.clone(),
+                        spec_image: spec_images
+                            .get(&c.name)
+                            .cloned()
+                            .unwrap_or_else(|| c.image.clone()),
                         digest,
                         pull_secrets: secrets.clone(),
                     });

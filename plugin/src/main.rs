@@ -5,12 +5,15 @@
 //!   kubectl sbomjob sbom POD|DIGEST [-n NS] [-c C]  the SBOM itself, as the registry has it
 //!   kubectl sbomjob find NAME[@CONSTRAINT] [-n NS] [-o json]
 //!                                                   every running container whose SBOM lists it
+//!   kubectl sbomjob drift [-n NS] [-o json]         each tagged container against the newest
+//!                                                   semver tag of its repository
 //!
 //! Options: `--insecure-registry HOST:PORT` (repeatable; or SBOMJOB_INSECURE_REGISTRIES=a,b):
 //! plain HTTP to that registry; `--no-cache`: read every SBOM from the registry (else they are
 //! kept by digest under ~/.cache/sbomjob/sboms). Exit codes: 0 done, 1 failed, 2 bad usage.
 
 mod cluster;
+mod drift;
 mod packages;
 mod registry;
 
@@ -29,6 +32,7 @@ use registry::Registry;
 const USAGE: &str = "usage: kubectl sbomjob images [-n NS] [-o json]
        kubectl sbomjob sbom POD|DIGEST [-n NS] [-c CONTAINER]
        kubectl sbomjob find NAME[@CONSTRAINT] [-n NS] [-o json]
+       kubectl sbomjob drift [-n NS] [-o json]
 options: --insecure-registry HOST:PORT (repeatable), --no-cache";
 
 /// SBOMs read at once by `find`.
@@ -80,8 +84,8 @@ fn parse(mut argv: impl Iterator<Item = String>) -> Result<Args, String> {
         );
     }
     match (a.command.as_str(), &a.target) {
-        ("images", None) | ("sbom" | "find", Some(_)) => Ok(a),
-        ("images", Some(t)) => Err(format!("images takes no argument, not {t:?}")),
+        ("images" | "drift", None) | ("sbom" | "find", Some(_)) => Ok(a),
+        ("images" | "drift", Some(t)) => Err(format!("{} takes no argument, not {t:?}", a.command)),
         ("sbom" | "find", None) => Err(format!("{} needs an argument", a.command)),
         (other, _) => Err(format!("unknown command {other:?}")),
     }
@@ -124,6 +128,7 @@ async fn run(args: &Args) -> Result<(), Error> {
         "images" => images(args, &running, &records),
         "sbom" => sbom(args, &client, &registry, &running, &records).await,
         "find" => find(args, &client, &registry, &running, &records).await,
+        "drift" => drift_of(args, &client, &running).await,
         _ => unreachable!("parse checked the command"),
     }
 }
@@ -354,6 +359,65 @@ async fn find(
     Ok(())
 }
 
+/// `drift`: the tags of each repository running a tagged image, listed once with the pull
+/// credentials of its first pod, at most [`FETCHES`] repositories at once.
+async fn drift_of(args: &Args, client: &Client, running: &[Running]) -> Result<(), Error> {
+    let http = sbomjob::registry::http_client()?;
+    let mut repositories: BTreeMap<(String, String), &Running> = BTreeMap::new();
+    for r in running {
+        if let Some((repo, _)) = drift::repository_of(&r.spec_image) {
+            repositories.entry(repo).or_insert(r);
+        }
+    }
+    let listed: BTreeMap<(String, String), Result<Vec<String>, String>> =
+        stream::iter(repositories)
+            .map(|((registry, name), first)| {
+                let http = &http;
+                async move {
+                    let auth =
+                        match cluster::credentials(client, &first.namespace, &first.pull_secrets, &registry)
+                            .await
+                        {
+                            oci_client::secrets::RegistryAuth::Basic(u, p) => Some((u, p)),
+                            _ => None,
+                        };
+                    let insecure = args.insecure.contains(&registry);
+                    let repo = sbomjob::registry::Repository::new(http, &registry, &name, auth, insecure);
+                    let tags = repo
+                        .tags(drift::MAX_TAGS)
+                        .await
+                        .map(|(tags, _)| tags)
+                        .map_err(|e| e.to_string());
+                    ((registry, name), tags)
+                }
+            })
+            .buffer_unordered(FETCHES)
+            .collect()
+            .await;
+    let rows = drift::rows(running, &listed);
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(());
+    }
+    let mut table = vec![
+        ["NAMESPACE", "POD", "CONTAINER", "IMAGE", "DRIFT", "NEWEST"]
+            .map(String::from)
+            .to_vec(),
+    ];
+    for r in rows {
+        table.push(vec![
+            r.namespace,
+            r.pod,
+            r.container,
+            r.image,
+            r.status.to_string(),
+            r.newest.unwrap_or_else(|| "-".into()),
+        ]);
+    }
+    print_table(&table);
+    Ok(())
+}
+
 fn print_table(rows: &[Vec<String>]) {
     let widths: Vec<usize> = (0..rows[0].len())
         .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
@@ -386,6 +450,8 @@ mod tests {
             ("find", Some("openssl@>=3.0, <3.1"), Some("shop"), true)
         );
         assert!(args(&["images"]).is_ok());
+        assert!(args(&["drift", "-n", "shop"]).is_ok());
+        assert!(args(&["drift", "x"]).unwrap_err().contains("no argument"));
         assert!(args(&["images", "x"]).unwrap_err().contains("no argument"));
         assert!(args(&["sbom"]).unwrap_err().contains("needs an argument"));
         assert!(args(&["scan", "x"]).unwrap_err().contains("unknown command"));
@@ -415,6 +481,7 @@ mod tests {
             pod: pod.into(),
             container: c.into(),
             image: "i".into(),
+            spec_image: "i".into(),
             digest: d.into(),
             pull_secrets: vec![],
         };
