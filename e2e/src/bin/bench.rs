@@ -116,6 +116,23 @@ fn workload(i: usize, namespaces: usize, digests: usize) -> (String, String, Sim
     )
 }
 
+/// Starts the simulated pods of `specs` (running, with their image IDs), spread over the nodes.
+async fn start_workloads(client: &Client, specs: &[(String, String, SimContainer)]) -> Result<(), Error> {
+    let to_start = specs
+        .iter()
+        .enumerate()
+        .map(|(i, (ns, name, c))| {
+            let node = format!("bench-node-{}", i % NODES);
+            (
+                sim::pod(ns, name, &node, std::slice::from_ref(c), &[]),
+                vec![c.clone()],
+            )
+        })
+        .collect();
+    sim::start_pods(client, to_start, SETUP_CONCURRENCY).await?;
+    Ok(())
+}
+
 async fn ensure_namespace(client: &Client, name: &str, labels: &[(&str, &str)]) -> Result<(), Error> {
     let api: Api<Namespace> = Api::all(client.clone());
     let ns = Namespace {
@@ -360,18 +377,7 @@ async fn cluster(args: &[String]) -> Result<(), Error> {
     wait_service_accounts(&client, namespaces + 1).await?;
     let specs: Vec<(String, String, SimContainer)> =
         (0..pods).map(|i| workload(i, namespaces, digests)).collect();
-    let to_start = specs
-        .iter()
-        .enumerate()
-        .map(|(i, (ns, name, c))| {
-            let node = format!("bench-node-{}", i % NODES);
-            (
-                sim::pod(ns, name, &node, std::slice::from_ref(c), &[]),
-                vec![c.clone()],
-            )
-        })
-        .collect();
-    sim::start_pods(&client, to_start, SETUP_CONCURRENCY).await?;
+    start_workloads(&client, &specs).await?;
     let setup_seconds = setup.elapsed().as_secs_f64();
     log(format!(
         "{pods} pods running (simulated) after {setup_seconds:.1} s"
@@ -443,18 +449,7 @@ async fn cluster(args: &[String]) -> Result<(), Error> {
     let later_specs: Vec<(String, String, SimContainer)> = (pods..pods + later)
         .map(|i| workload(i, namespaces, digests))
         .collect();
-    let to_start = later_specs
-        .iter()
-        .enumerate()
-        .map(|(i, (ns, name, c))| {
-            let node = format!("bench-node-{}", i % NODES);
-            (
-                sim::pod(ns, name, &node, std::slice::from_ref(c), &[]),
-                vec![c.clone()],
-            )
-        })
-        .collect();
-    sim::start_pods(&client, to_start, SETUP_CONCURRENCY).await?;
+    start_workloads(&client, &later_specs).await?;
     let later_created = Timestamp::now();
     log(format!(
         "{later} later pods running; waiting for the cycle after them"

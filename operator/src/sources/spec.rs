@@ -144,18 +144,8 @@ pub struct ScannedImage {
     pub platforms: Vec<String>,
 }
 
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct SourceCondition {
-    #[serde(rename = "type")]
-    pub type_: String,
-    /// `True`, `False` or `Unknown`.
-    pub status: String,
-    pub reason: String,
-    #[serde(default)]
-    pub message: String,
-    pub last_transition_time: DateTime<Utc>,
-}
+/// A condition in the Kubernetes style: the records' own type.
+pub use crate::cache::RecordCondition as SourceCondition;
 
 /// What is wrong with a source, naming the field.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
