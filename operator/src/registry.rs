@@ -391,7 +391,7 @@ fn next_page(link: &str, name: &str) -> Option<String> {
         .map(str::to_owned)
 }
 
-pub fn basic(user: &str, password: &str) -> String {
+fn basic(user: &str, password: &str) -> String {
     use base64::Engine as _;
     format!(
         "Basic {}",

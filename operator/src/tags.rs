@@ -146,10 +146,6 @@ impl TagPolicy {
         kept.truncate(self.limit);
         kept.into_iter().map(|(t, _)| t).collect()
     }
-
-    pub fn prereleases(&self) -> bool {
-        self.prereleases
-    }
 }
 
 fn compile(field: &'static str, patterns: &[String]) -> Result<Vec<Regex>, PolicyError> {

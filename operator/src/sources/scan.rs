@@ -73,6 +73,7 @@ pub async fn scan(
     let timeout = limits.resolve_timeout;
     let mut out = Scan::default();
     let mut listed_any = false;
+    let mut unreachable = 0;
     for name in &source.repositories {
         let repo = Repository::new(http, &source.registry, name, auth.clone(), insecure);
         let full = format!("{}/{name}", source.registry);
@@ -101,6 +102,7 @@ pub async fn scan(
                 return out;
             }
             Err(e) if e.is_transient() => {
+                unreachable += 1;
                 out.errors
                     .push(format!("{full}: {e} (after {} attempts)", retries + 1));
                 continue;
@@ -145,7 +147,14 @@ pub async fn scan(
             .first()
             .cloned()
             .unwrap_or_else(|| "no repository could be listed".into());
-        out.failed = Some(("RegistryUnreachable", message));
+        // Unreachable only when the registry did not answer; repositories it says it lacks are
+        // the source's to fix.
+        let reason = if unreachable == source.repositories.len() {
+            "RegistryUnreachable"
+        } else {
+            "ListingFailed"
+        };
+        out.failed = Some((reason, message));
     }
     if !out.errors.is_empty() {
         warn!(registry = %source.registry, errors = out.errors.len(), first = %out.errors[0], "source scan had errors");
@@ -412,6 +421,15 @@ mod tests {
             .status(Some(&after), Some(1), Utc::now());
         let ready = again.conditions.iter().find(|c| c.type_ == "Ready").unwrap();
         assert_eq!(ready.status, "True");
+    }
+
+    #[tokio::test]
+    async fn repositories_the_registry_lacks_are_no_outage() {
+        let (addr, _) =
+            serve(|_, _, _| (404, vec![], br#"{"errors":[{"code":"NAME_UNKNOWN"}]}"#.to_vec())).await;
+        let http = http_client().unwrap();
+        let s = scan(&http, &source(&addr, &[], &[]), None, true, fast()).await;
+        assert_eq!((s.retries, s.failed.map(|f| f.0)), (0, Some("ListingFailed")));
     }
 
     #[tokio::test]
