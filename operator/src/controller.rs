@@ -34,6 +34,7 @@ use crate::{
     pod_events,
     schedule::Schedule,
     settings::Settings,
+    sources,
     trigger::{self, NewDigests},
 };
 
@@ -133,6 +134,32 @@ pub async fn run(settings: Settings) -> Result<()> {
     } else {
         Leadership::always(&metrics)
     };
+    let sources = match cache_ttl {
+        Some(_) => match sources::task::installed(&client).await {
+            Ok(true) => Some(sources::task::store(&client)),
+            Ok(false) => {
+                info!("the ImageSource CRD is not installed: no registry sources");
+                None
+            }
+            Err(e) => {
+                warn!(error = %e, "cannot watch ImageSources: no registry sources");
+                None
+            }
+        },
+        None => None,
+    };
+    if let Some(store) = &sources {
+        let task = sources::task::Sources {
+            client: client.clone(),
+            store: store.clone(),
+            allowed: settings.ops.source_registries.clone(),
+            insecure: settings.ops.lookup.insecure.clone(),
+            metrics: metrics.clone(),
+            new_digests: new_digests.clone(),
+            limits: Default::default(),
+        };
+        tokio::spawn(task.run(leadership.subscribe()));
+    }
     let instance = identity;
     let reporter = Reporter {
         controller: pod_events::CONTROLLER.into(),
@@ -146,6 +173,7 @@ pub async fn run(settings: Settings) -> Result<()> {
         namespace,
         pods,
         namespaces,
+        sources,
         metrics,
         cache_ttl,
         new_digests,

@@ -28,6 +28,15 @@ pub enum Drift {
     },
 }
 
+/// Every [`Drift::status`], in the metric's order.
+pub const STATUSES: [&str; 5] = [
+    "latest",
+    "behind-patch",
+    "behind-minor",
+    "behind-major",
+    "unknown",
+];
+
 impl Drift {
     /// The low-cardinality word for the annotation and the metric's label.
     pub fn status(&self) -> &'static str {

@@ -181,6 +181,7 @@ pub fn context(client: Client, vars: &[(&str, &str)], pods: Vec<WatchedPod>) -> 
         namespace: "sbomjob".into(),
         pods: writer.as_reader(),
         namespaces: None,
+        sources: None,
         metrics: Arc::new(Metrics::new()),
         new_digests,
         instance: "test".into(),

@@ -18,6 +18,9 @@
 //! | `sbomjob_result_lines_total` | counter | `result`: accepted, malformed, too_long, foreign |
 //! | `sbomjob_running_images` | gauge | `sbom`: yes, no (digests running now, by whether a job reported an SBOM for them) |
 //! | `sbomjob_running_findings` | gauge | `severity`: critical, high, medium, low, unknown (summed over the digests running now) |
+//! | `sbomjob_source_scans_total` | counter | `result`: ok, errors (some tags or repositories failed), failed |
+//! | `sbomjob_source_scan_retries_total` | counter | (tag listings retried while a registry was unreachable) |
+//! | `sbomjob_drift_containers` | gauge | `status`: latest, behind-patch, behind-minor, behind-major, unknown |
 
 use std::{fmt::Write as _, time::Duration};
 
@@ -97,6 +100,14 @@ pub struct Metrics {
     result_lines: Family<ResultLabel, Counter>,
     running_images: Family<SbomLabel, Gauge>,
     running_findings: Family<SeverityLabel, Gauge>,
+    source_scans: Family<ResultLabel, Counter>,
+    source_retries: Counter,
+    drift: Family<StatusLabel, Gauge>,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StatusLabel {
+    status: &'static str,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -143,9 +154,27 @@ impl Metrics {
             result_lines: Family::default(),
             running_images: Family::default(),
             running_findings: Family::default(),
+            source_scans: Family::default(),
+            source_retries: Counter::default(),
+            drift: Family::default(),
             registry: Registry::default(),
         };
         registry.register("cycles", "Cycles run, by result", m.cycles.clone());
+        registry.register(
+            "source_scans",
+            "ImageSource scans, by result (ok, errors: some tags or repositories failed, failed)",
+            m.source_scans.clone(),
+        );
+        registry.register(
+            "source_scan_retries",
+            "Tag listings of ImageSource scans retried while a registry was unreachable",
+            m.source_retries.clone(),
+        );
+        registry.register(
+            "drift_containers",
+            "Running tagged containers by drift status (latest, behind-patch, behind-minor, behind-major, unknown)",
+            m.drift.clone(),
+        );
         registry.register_with_unit(
             "cycle_duration",
             "How long cycles took, waiting for their Jobs included",
@@ -337,6 +366,22 @@ impl Metrics {
     /// `n` more pods had their annotation refused for good.
     pub fn refused(&self, n: usize) {
         self.refused.inc_by(n as u64);
+    }
+
+    /// An ImageSource scan ended (`ok`, `errors` or `failed`) after `retries` retried listings.
+    pub fn source_scan(&self, result: &'static str, retries: usize) {
+        self.source_scans.get_or_create(&ResultLabel { result }).inc();
+        self.source_retries.inc_by(retries as u64);
+    }
+
+    /// Running tagged containers by drift status: every status is set, absent ones to 0.
+    pub fn drift(&self, counts: &[(&'static str, usize)]) {
+        for status in crate::drift::STATUSES {
+            let n = counts.iter().find(|(s, _)| *s == status).map_or(0, |(_, n)| *n);
+            self.drift
+                .get_or_create(&StatusLabel { status })
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
     }
 
     /// Whether this replica leads now.

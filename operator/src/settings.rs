@@ -222,6 +222,8 @@ pub mod bounds {
     pub const CACHE_TTL: RangeInclusive<Duration> = secs(0, 366 * D);
     /// `SBOM_CACHE_GRACE`.
     pub const CACHE_GRACE: RangeInclusive<Duration> = secs(0, 366 * D);
+    /// `SBOM_DRIFT_INTERVAL`; 0 turns drift off.
+    pub const DRIFT_INTERVAL: RangeInclusive<Duration> = secs(0, 30 * D);
     /// `SBOM_LEASE_DURATION`: renewed every third of it, in whole seconds, so at least 3 s.
     pub const LEASE_DURATION: RangeInclusive<Duration> = secs(3 * S, H);
     /// `SBOM_DEBOUNCE`.
@@ -580,6 +582,11 @@ pub struct OpsSettings {
     pub backoff_max: Duration,
     /// `SBOM_REGISTRY_LOOKUP*`: the registry as a cache shared by clusters ([`crate::lookup`]).
     pub lookup: LookupSettings,
+    /// `SBOM_SOURCE_REGISTRIES`: the registries ImageSources may name ([`crate::sources`]).
+    pub source_registries: crate::sources::spec::AllowedRegistries,
+    /// `SBOM_DRIFT_INTERVAL`: how often running tags are compared with their repositories'
+    /// ([`crate::drift`]); `None` when `0` turned it off.
+    pub drift_interval: Option<Duration>,
 }
 
 /// `SBOM_REGISTRY_LOOKUP*`.
@@ -617,6 +624,20 @@ fn parse_list(value: &str, valid: impl Fn(&str) -> bool) -> Option<Vec<String>> 
         .map(str::to_owned)
         .collect();
     items.iter().all(|i| valid(i)).then_some(items)
+}
+
+/// `SBOM_SOURCE_REGISTRIES`: `*`, or `host[:port]` entries (empty: none).
+fn parse_allowed_registries(value: &str) -> Option<crate::sources::spec::AllowedRegistries> {
+    use crate::sources::spec::AllowedRegistries;
+    if value.trim() == "*" {
+        return Some(AllowedRegistries::Any);
+    }
+    let list = parse_list(value, sbomjob_contract::image_ref::is_host)?;
+    Some(if list.is_empty() {
+        AllowedRegistries::None
+    } else {
+        AllowedRegistries::Only(list)
+    })
 }
 
 /// The longest release name: Helm's limit, which leaves room in Job names for the cycle id.
@@ -681,6 +702,10 @@ impl OpsSettings {
                     })?
                     .unwrap_or_default(),
             },
+            source_registries: v
+                .custom("SBOM_SOURCE_REGISTRIES", parse_allowed_registries)?
+                .unwrap_or_default(),
+            drift_interval: v.duration("SBOM_DRIFT_INTERVAL")?.filter(|d| !d.is_zero()),
         })
     }
 
@@ -1421,6 +1446,37 @@ mod tests {
         assert!(ops.leader_election);
         assert_eq!(ops.lease_name, "sbomjob-leader");
         assert_eq!(ops.lease_duration, Duration::from_secs(15));
+    }
+
+    #[test]
+    fn source_registries_and_drift_interval() {
+        use crate::sources::spec::AllowedRegistries;
+        let ops = settings(&[("SBOM_JOB_IMAGE", "i")]).unwrap().ops;
+        assert_eq!(ops.source_registries, AllowedRegistries::None);
+        assert_eq!(ops.drift_interval, Some(Duration::from_secs(3600)));
+        for (value, want) in [
+            ("*", AllowedRegistries::Any),
+            (" * ", AllowedRegistries::Any),
+            (" ,", AllowedRegistries::None),
+            (
+                "reg.example:5000, ghcr.io",
+                AllowedRegistries::Only(vec!["reg.example:5000".into(), "ghcr.io".into()]),
+            ),
+        ] {
+            let ops = settings(&[("SBOM_JOB_IMAGE", "i"), ("SBOM_SOURCE_REGISTRIES", value)])
+                .unwrap()
+                .ops;
+            assert_eq!(ops.source_registries, want, "{value:?}");
+        }
+        for value in ["*,ghcr.io", "https://ghcr.io", "ghcr.io/team"] {
+            let err = settings(&[("SBOM_JOB_IMAGE", "i"), ("SBOM_SOURCE_REGISTRIES", value)]).unwrap_err();
+            assert!(err.to_string().contains("SBOM_SOURCE_REGISTRIES"), "{err}");
+        }
+        let ops = settings(&[("SBOM_JOB_IMAGE", "i"), ("SBOM_DRIFT_INTERVAL", "0")])
+            .unwrap()
+            .ops;
+        assert_eq!(ops.drift_interval, None);
+        assert!(settings(&[("SBOM_JOB_IMAGE", "i"), ("SBOM_DRIFT_INTERVAL", "31d")]).is_err());
     }
 
     #[test]

@@ -73,6 +73,11 @@ impl NewDigests {
         }
     }
 
+    /// Asks for a cycle (an ImageSource scan found digests not listed before).
+    pub fn ask(&self) {
+        let _ = self.tx.try_send(());
+    }
+
     /// At the start of a cycle: the digests of its snapshot are what is known from now on, so
     /// only images that appear later ask for another cycle. Digests no pod runs any more are
     /// forgotten (the set never outgrows what the cluster runs), and one that comes back asks

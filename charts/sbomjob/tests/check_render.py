@@ -169,6 +169,12 @@ def common(c, docs, label):
             [r["verbs"] for r in rules(cluster_role, "sbomjob.io", "imagerecords/status")]
             == ([] if cache_off else [["patch"]]),
             rules(cluster_role, "sbomjob.io", "imagerecords/status"))
+    c.check(f"{label}: imagesources: list, watch; imagesources/status: patch; exactly when the cache is on",
+            [(r["resources"], r["verbs"]) for r in rules(cluster_role, "sbomjob.io", "imagesources")
+             + rules(cluster_role, "sbomjob.io", "imagesources/status")]
+            == ([] if cache_off else [(["imagesources"], ["list", "watch"]), (["imagesources/status"], ["patch"])])
+            and not rules(role, "sbomjob.io", "imagesources"),
+            rules(cluster_role, "sbomjob.io", "imagesources"))
     c.check(f"{label}: pods/log: get, in the Role only (the job pods' result lines, never a workload pod's)",
             [r["verbs"] for r in rules(role, "", "pods/log")] == [["get"]]
             and not rules(cluster_role, "", "pods/log"),
@@ -386,8 +392,9 @@ def check_off(c, docs):
     c.check("off: SBOM_CACHE_TTL 0, SBOM_LEADER_ELECTION false, SBOM_POD_EVENTS none",
             values.get("SBOM_CACHE_TTL") == "0" and values.get("SBOM_LEADER_ELECTION") == "false"
             and values.get("SBOM_POD_EVENTS") == "none", values)
-    c.check("off: no imagerecords or leases rule",
-            not any(set(r["resources"]) & {"imagerecords", "imagerecords/status", "leases"}
+    c.check("off: no imagerecords, imagesources or leases rule",
+            not any(set(r["resources"]) & {"imagerecords", "imagerecords/status", "imagesources",
+                                           "imagesources/status", "leases"}
                     for r in cluster_role["rules"] + role["rules"]))
 
 
@@ -505,15 +512,18 @@ def check_full(c, docs, values, settings_json=None, helpers=None):
                     and sm["spec"]["endpoints"][0].get("scrapeTimeout") == sm_values["scrapeTimeout"]
                     and sm_values["labels"].items() <= sm["metadata"]["labels"].items(), sm)
     crds = by_kind(docs, "CustomResourceDefinition")
-    c.check("full: crds/ holds one CRD, imagerecords.sbomjob.io", [d["metadata"]["name"] for d in crds]
-            == ["imagerecords.sbomjob.io"], [d["metadata"]["name"] for d in crds])
-    if crds:
-        crd = crds[0]["spec"]
-        rule = [r for r in cluster_role["rules"] if "imagerecords" in r["resources"]]
-        c.check("full: the CRD is cluster-scoped; the ClusterRole names its group and plural",
-                crd["scope"] == "Cluster" and rule
-                and rule[0]["apiGroups"] == [crd["group"]] and rule[0]["resources"] == [crd["names"]["plural"]],
-                (crd["scope"], crd["group"], crd["names"]["plural"], rule))
+    c.check("full: crds/ holds two CRDs, imagerecords.sbomjob.io and imagesources.sbomjob.io",
+            sorted(d["metadata"]["name"] for d in crds) == ["imagerecords.sbomjob.io", "imagesources.sbomjob.io"],
+            [d["metadata"]["name"] for d in crds])
+    for doc in crds:
+        crd = doc["spec"]
+        plural = crd["names"]["plural"]
+        scope = {"imagerecords": "Cluster", "imagesources": "Namespaced"}.get(plural)
+        rule = [r for r in cluster_role["rules"] if plural in r["resources"]]
+        c.check(f"full: {plural} is {scope}; the ClusterRole names its group and plural",
+                crd["scope"] == scope and rule
+                and rule[0]["apiGroups"] == [crd["group"]] and rule[0]["resources"] == [plural],
+                (crd["scope"], crd["group"], plural, rule))
     admission_policy(c, docs, "full", expect=values["admissionPolicy"]["enabled"] is True)
     network_policy(c, docs, "full", values if values["networkPolicy"]["enabled"] else None)
     (sa,) = by_kind(docs, "ServiceAccount")

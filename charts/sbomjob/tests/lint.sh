@@ -17,7 +17,8 @@
 # - the admission policy's CEL evaluated by the API server's code on allowed and denied pod
 #   updates (policycheck, built with the e2e cluster's binaries; skipped until it is); cluster-scoped
 #   names differ between namespaces and between releases
-# - crds/imagerecords.yaml: present, one cluster-scoped CRD, and (with a built crdgen) current
+# - crds/imagerecords.yaml and crds/imagesources.yaml: present, one CRD each, and (with a built
+#   crdgen) current
 # - values the schema or the templates must refuse, with the message a user sees
 # - NOTES.txt renders, and its jq query lists annotations of a sample pod list
 # - if an operator binary is built, it accepts every setting of the full render
@@ -230,26 +231,31 @@ done
   grep -q '^FAIL' "$WORK/names.checks" || fail "check_render.py names crashed" "$WORK/names.checks"
 count_checks "$WORK/names.checks"
 
-# --- the ImageRecord CRD ------------------------------------------------------------------------
-# helm installs crds/ on install (never on upgrade); the operator's unit test and crdgen keep it
-# in step with operator/src/cache/record.rs.
-CRD=$CHART/crds/imagerecords.yaml
-if [[ -f $CRD ]] && "$PY" - "$CRD" >"$WORK/crd.out" 2>&1 <<'EOF'
+# --- the CRDs ----------------------------------------------------------------------------------
+# helm installs crds/ on install (never on upgrade); the operator's unit tests and crdgen keep
+# them in step with operator/src/cache/record.rs and operator/src/sources/spec.rs.
+# crd_ok FILE NAME SCOPE: one CRD of that name and scope, served and stored as v1alpha1.
+crd_ok() {
+  local file=$1 name=$2 scope=$3
+  if [[ -f $file ]] && "$PY" - "$file" "$name" "$scope" >"$WORK/crd.out" 2>&1 <<'EOF'
 import sys, yaml
 docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
 assert len(docs) == 1, f"{len(docs)} documents"
 (crd,) = docs
 assert crd["kind"] == "CustomResourceDefinition", crd["kind"]
-assert crd["metadata"]["name"] == "imagerecords.sbomjob.io", crd["metadata"]["name"]
-assert crd["spec"]["scope"] == "Cluster", crd["spec"]["scope"]
+assert crd["metadata"]["name"] == sys.argv[2], crd["metadata"]["name"]
+assert crd["spec"]["scope"] == sys.argv[3], crd["spec"]["scope"]
 assert [v["name"] for v in crd["spec"]["versions"] if v["served"] and v["storage"]] == ["v1alpha1"]
 EOF
-then
-  pass "crds/imagerecords.yaml: one cluster-scoped CRD imagerecords.sbomjob.io (v1alpha1)"
-else
-  [[ -f $CRD ]] || echo "missing: $CRD" >"$WORK/crd.out"
-  fail "crds/imagerecords.yaml: one cluster-scoped CRD imagerecords.sbomjob.io (v1alpha1)" "$WORK/crd.out"
-fi
+  then
+    pass "crds/$(basename "$file"): one $scope CRD $name (v1alpha1)"
+  else
+    [[ -f $file ]] || echo "missing: $file" >"$WORK/crd.out"
+    fail "crds/$(basename "$file"): one $scope CRD $name (v1alpha1)" "$WORK/crd.out"
+  fi
+}
+crd_ok "$CHART/crds/imagerecords.yaml" imagerecords.sbomjob.io Cluster
+crd_ok "$CHART/crds/imagesources.yaml" imagesources.sbomjob.io Namespaced
 # Renders in variables, not piped to grep -q: grep stops at the CRD (the first document) and
 # helm, still writing, would die of SIGPIPE and fail the pipeline (pipefail).
 with_crds=$(helm template sbomjob "$CHART" --set jobImage=x --include-crds 2>/dev/null) || with_crds=
@@ -265,13 +271,16 @@ for candidate in "$REPO_ROOT/target/release/crdgen" "$REPO_ROOT/target/debug/crd
   [[ -n $crdgen_bin || ! -x $candidate ]] || crdgen_bin=$candidate
 done
 if [[ -n $crdgen_bin ]]; then
-  if "$crdgen_bin" >"$WORK/crdgen.yaml" 2>"$WORK/crdgen.err" && diff -u "$CRD" "$WORK/crdgen.yaml" >"$WORK/crdgen.diff"; then
-    pass "crds/imagerecords.yaml is what crdgen prints ($(basename "$(dirname "$crdgen_bin")") build)"
-  else
-    cat "$WORK/crdgen.err" >>"$WORK/crdgen.diff"
-    echo "regenerate: cargo run -p sbomjob-operator --bin crdgen > charts/sbomjob/crds/imagerecords.yaml" >>"$WORK/crdgen.diff"
-    fail "crds/imagerecords.yaml is what crdgen prints (stale build? rebuild crdgen)" "$WORK/crdgen.diff"
-  fi
+  for crd in imagerecords imagesources; do
+    if "$crdgen_bin" "$crd" >"$WORK/crdgen.yaml" 2>"$WORK/crdgen.err" &&
+      diff -u "$CHART/crds/$crd.yaml" "$WORK/crdgen.yaml" >"$WORK/crdgen.diff"; then
+      pass "crds/$crd.yaml is what crdgen prints ($(basename "$(dirname "$crdgen_bin")") build)"
+    else
+      cat "$WORK/crdgen.err" >>"$WORK/crdgen.diff"
+      echo "regenerate: cargo run -p sbomjob-operator --bin crdgen $crd > charts/sbomjob/crds/$crd.yaml" >>"$WORK/crdgen.diff"
+      fail "crds/$crd.yaml is what crdgen prints (stale build? rebuild crdgen)" "$WORK/crdgen.diff"
+    fi
+  done
 else
   skip "crdgen comparison (no crdgen binary under target/; set SBOMJOB_CRDGEN_BIN)"
 fi

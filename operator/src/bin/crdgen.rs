@@ -1,8 +1,16 @@
-//! `crdgen`: prints the ImageRecord CRD as YAML (committed at
-//! `charts/sbomjob/crds/imagerecords.yaml`; a unit test fails when that file is stale).
+//! `crdgen [imagerecords|imagesources]`: prints a CRD as YAML (committed at
+//! `charts/sbomjob/crds/<plural>.yaml`; unit tests fail when those files are stale). Without an
+//! argument, the ImageRecord CRD.
 //!
-//! `cargo run -p sbomjob-operator --bin crdgen > charts/sbomjob/crds/imagerecords.yaml`
+//! `cargo run -p sbomjob-operator --bin crdgen imagesources > charts/sbomjob/crds/imagesources.yaml`
 
 fn main() {
-    print!("{}", sbomjob::cache::crd_yaml());
+    match std::env::args().nth(1).as_deref() {
+        None | Some("imagerecords") => print!("{}", sbomjob::cache::crd_yaml()),
+        Some("imagesources") => print!("{}", sbomjob::sources::spec::crd_yaml()),
+        Some(other) => {
+            eprintln!("crdgen: unknown CRD {other:?}; expected imagerecords or imagesources");
+            std::process::exit(2);
+        }
+    }
 }

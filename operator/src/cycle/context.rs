@@ -38,6 +38,9 @@ pub struct Context {
     pub pods: Store<WatchedPod>,
     /// Namespaces matching the namespace label selector; `None` when there is no selector.
     pub namespaces: Option<Store<Namespace>>,
+    /// ImageSources, kept current by a reflector; `None` when sources are off (no digest cache,
+    /// or the CRD is not installed). Their digests are work like running images'.
+    pub sources: Option<Store<crate::sources::spec::ImageSource>>,
     pub recorder: Recorder,
     pub metrics: Arc<Metrics>,
     /// The job image and settings results depend on: what cache records are keyed by.
@@ -103,6 +106,15 @@ impl Context {
 }
 
 impl Context {
+    /// The work items of the ImageSources' last scans ([`crate::sources::feed`]); none when
+    /// sources are off.
+    pub fn source_items(&self) -> Vec<worklist::WorkItem> {
+        match &self.sources {
+            Some(store) => crate::sources::feed::items(&store.state(), &self.settings.ops.source_registries),
+            None => Vec::new(),
+        }
+    }
+
     /// Sets the metrics of what was found over the digests running now.
     pub fn report_found(&self, pods: &[Arc<WatchedPod>]) {
         let running = worklist::running_digests(pods);

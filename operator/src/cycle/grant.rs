@@ -236,6 +236,12 @@ pub async fn remember(
             repositories.entry(c.id.digest.clone()).or_default().insert(repo);
         }
     }
+    // Where the ImageSources found them (a digest no pod runs yet has only these).
+    for (digest, repos) in crate::sources::feed::repositories(&ctx.source_items()) {
+        if digests.contains(digest.as_str()) {
+            repositories.entry(digest).or_default().extend(repos);
+        }
+    }
     let now = chrono::Utc::now();
     let records: Vec<_> = digests
         .iter()

@@ -28,19 +28,29 @@ pub struct Planned {
     pub due: HashSet<String>,
 }
 
-/// What is left to do in `pods`: the work list without what `completed` just did; with the
-/// cache, what a fresh record covers is granted at once; images backing off after failing alone
-/// wait for their next attempt.
+/// What is left to do in `pods` and the ImageSources: the work list without what `completed`
+/// just did; with the cache, what a fresh record covers is granted at once; images backing off
+/// after failing alone wait for their next attempt.
 pub async fn images(ctx: &Context, pods: &[Arc<WatchedPod>], completed: &HashSet<String>) -> Planned {
     ctx.refused.retain_pods(pods);
     // Every digest the snapshot runs, worked out once for the trigger, the sweep and the book.
     let running = worklist::running_digests(pods);
-    let items = without(work_list(ctx, pods, &running).await, completed);
-    let items = match ctx.cache_ttl {
-        Some(_) => apply_cache(ctx, pods, &running, items).await,
-        None => items,
-    };
-    let (items, due) = gate(ctx, &running, items);
+    let items = work_list(ctx, pods, &running).await;
+    if ctx.cache_ttl.is_none() {
+        return gated(ctx, &running, without(items, completed));
+    }
+    // The sources' digests too (they need the cache: without records each would make a Job
+    // every cycle); the sweep and the back-off book keep them like running ones.
+    let found = ctx.source_items();
+    let mut listed = running;
+    listed.extend(found.iter().map(|i| i.digest.clone()));
+    let items = without(crate::sources::feed::merge(items, found), completed);
+    let items = apply_cache(ctx, pods, &listed, items).await;
+    gated(ctx, &listed, items)
+}
+
+fn gated(ctx: &Context, listed: &BTreeSet<String>, items: Vec<WorkItem>) -> Planned {
+    let (items, due) = gate(ctx, listed, items);
     Planned { items, due }
 }
 
@@ -129,6 +139,14 @@ pub async fn apply_cache(
             }
             own => cache::lookup(own, &identity, now),
         };
+        // A digest only a source lists has no pod to annotate: a hit is nothing to do.
+        if item.pods.is_empty() {
+            if decision != CacheDecision::Hit {
+                ctx.metrics.cache(false);
+                misses.push(item);
+            }
+            continue;
+        }
         match (item.annotated, decision) {
             (false, CacheDecision::Hit) => hits.push(item),
             (false, CacheDecision::Miss(_)) => misses.push(item),
@@ -239,9 +257,11 @@ pub async fn credential_index(ctx: &Context, items: &[WorkItem]) -> (CredentialI
         max_credential_size: ctx.settings.max_credential_size,
         ..Default::default()
     };
+    // An ImageSource's credential has no service account.
     let accounts: BTreeSet<(String, String)> = items
         .iter()
         .flat_map(|i| &i.sources)
+        .filter(|s| !s.service_account.is_empty())
         .map(|s| (s.namespace.clone(), s.service_account.clone()))
         .collect();
     for (ns, name) in accounts {

@@ -408,3 +408,133 @@ async fn an_unusable_pull_secret_is_told_to_its_pod_once() {
         "{note}"
     );
 }
+
+/// An ImageSource's digests are planned with no pods and the source's credential (its Secret
+/// read in its namespace, no service account asked); one whose record is fresh is nothing to
+/// do, and the sweep keeps its record although no pod runs it.
+#[tokio::test]
+async fn a_sources_digests_are_planned_without_pods_and_their_records_kept() {
+    use crate::sources::spec::{ImageSource, ImageSourceSpec, ImageSourceStatus, ScannedImage};
+    use base64::Engine as _;
+    use kube::runtime::{reflector::store::Writer, watcher::Event};
+
+    let (fresh, new) = (digest(7), digest(8));
+    let now = chrono::Utc::now();
+    let identity = crate::cache::JobIdentity::from_settings(
+        &crate::settings::Settings::from_vars(vec![("SBOM_JOB_IMAGE".into(), "reg.example/job:1".into())])
+            .unwrap()
+            .job,
+    );
+    let mut record = crate::cache::record_for(
+        &fresh,
+        vec!["reg.example:5000/app".into()],
+        &identity,
+        "sbomjob-old-1",
+        crate::cache::RecordResult::Succeeded,
+        now - chrono::TimeDelta::hours(3),
+        std::time::Duration::from_secs(72 * 3600),
+    )
+    .unwrap();
+    // No pod of this release has run it for far longer than the grace: a pod digest's record
+    // would be collected now.
+    record.spec.releases = vec![crate::cache::ReleaseUse {
+        release: "sbomjob/sbomjob".into(),
+        not_running_since: Some(now - chrono::TimeDelta::hours(2)),
+    }];
+    let records = vec![serde_json::to_value(&record).unwrap()];
+    let auth = base64::engine::general_purpose::STANDARD.encode("u:pw");
+    let config = format!(r#"{{"auths":{{"reg.example:5000":{{"auth":"{auth}"}}}}}}"#);
+    let secret = json!({"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/dockerconfigjson",
+        "metadata": {"name": "pull", "namespace": "team"},
+        "data": {".dockerconfigjson": base64::engine::general_purpose::STANDARD.encode(config)}});
+    let (client, log) = fake_api::client(move |seen| match (seen.method.as_str(), seen.path.as_str()) {
+        ("GET", "/apis/sbomjob.io/v1alpha1/imagerecords") => list("ImageRecordList", records.clone()),
+        ("GET", "/api/v1/namespaces/team/secrets/pull") => (200, secret.clone()),
+        _ => not_found("object", &seen.path),
+    });
+    let mut ctx = fake_api::context(
+        client,
+        &[("SBOM_CACHE_TTL", "72h"), ("SBOM_CACHE_GRACE", "1h")],
+        vec![],
+    );
+    ctx.settings.ops.source_registries =
+        crate::sources::spec::AllowedRegistries::Only(vec!["reg.example:5000".into()]);
+    let scanned = |tag: &str, d: &str| ScannedImage {
+        repository: "reg.example:5000/app".into(),
+        tag: tag.into(),
+        digest: d.into(),
+        platforms: vec![],
+    };
+    let mut writer: Writer<ImageSource> = Writer::default();
+    writer.apply_watcher_event(&Event::Apply(ImageSource {
+        metadata: ObjectMeta {
+            name: Some("app".into()),
+            namespace: Some("team".into()),
+            generation: Some(1),
+            ..Default::default()
+        },
+        spec: ImageSourceSpec {
+            registry: "reg.example:5000".into(),
+            repositories: vec!["app".into()],
+            credentials_secret: Some("pull".into()),
+            tags: Default::default(),
+            platforms: vec![],
+            interval: None,
+        },
+        status: Some(ImageSourceStatus {
+            images: vec![scanned("1.2.0", &fresh), scanned("1.3.0", &new)],
+            ..Default::default()
+        }),
+    }));
+    ctx.sources = Some(writer.as_reader());
+
+    let planned = super::plan::images(&ctx, &[], &HashSet::new()).await;
+    let items: Vec<(&str, usize)> = planned
+        .items
+        .iter()
+        .map(|i| (i.digest.as_str(), i.pods.len()))
+        .collect();
+    assert_eq!(items, [(new.as_str(), 0)], "{:?}", log.lines());
+    let lines = log.lines();
+    assert!(
+        !lines.iter().any(|l| l.starts_with("DELETE")),
+        "the source's record was collected: {lines:?}"
+    );
+    // Listed by a source counts as in use by this release: marked so, not as gone.
+    let put = log
+        .all()
+        .into_iter()
+        .find(|s| s.method == "PUT")
+        .expect("the record marked");
+    assert_eq!(
+        put.body["spec"]["releases"],
+        json!([{"release": "sbomjob/sbomjob"}]),
+        "{}",
+        put.body
+    );
+    let units = super::plan::units(&ctx, &[], &planned).await;
+    let config = &units[0].candidates[0];
+    assert_eq!(config.image, format!("reg.example:5000/app@{new}"));
+    assert!(config.pods.is_empty());
+    assert_eq!(
+        (
+            config.registry_host.as_str(),
+            config.registry_user.as_str(),
+            config.registry_password.as_str()
+        ),
+        ("reg.example:5000", "u", "pw")
+    );
+    assert!(
+        !log.lines().iter().any(|l| l.contains("/serviceaccounts/")),
+        "{:?}",
+        log.lines()
+    );
+    // Sources off (no digest cache): nothing of theirs is planned.
+    ctx.cache_ttl = None;
+    assert!(
+        super::plan::images(&ctx, &[], &HashSet::new())
+            .await
+            .items
+            .is_empty()
+    );
+}

@@ -114,21 +114,23 @@ pub async fn scan(
         };
         let selected = source.policy.select(tags.iter().map(String::as_str));
         out.tags += selected.len();
+        // Owned tags: a stream of borrowed ones is not `Send` in a spawned task (rust#102211).
+        let selected: Vec<String> = selected.into_iter().map(String::from).collect();
         let resolved: Vec<(String, Result<ScannedImage, String>)> = stream::iter(selected)
-            .map(|tag| {
+            .map(|tag: String| {
                 let (repo, full) = (&repo, &full);
                 async move {
-                    let r = match tokio::time::timeout(timeout, repo.resolve(tag, &source.platforms)).await {
+                    let r = match tokio::time::timeout(timeout, repo.resolve(&tag, &source.platforms)).await {
                         Err(_) => Err(format!("{full}:{tag}: no answer in {timeout:?}; skipped")),
                         Ok(Err(e)) => Err(format!("{full}:{tag}: {e}")),
                         Ok(Ok(r)) => Ok(ScannedImage {
                             repository: full.clone(),
-                            tag: tag.to_string(),
+                            tag: tag.clone(),
                             digest: r.digest,
                             platforms: r.platforms.into_iter().map(|(p, d)| format!("{p}={d}")).collect(),
                         }),
                     };
-                    (tag.to_string(), r)
+                    (tag, r)
                 }
             })
             .buffered(CONCURRENCY)
@@ -176,8 +178,9 @@ impl Scan {
         d
     }
 
-    /// The source's status after this scan. A failed scan keeps the images of the last good
-    /// one (`previous`): a registry that is down for a while does not make the cluster forget.
+    /// The source's status after this scan. A failed scan keeps the images and the scan time of
+    /// the last good one (`previous`): a registry that is down for a while does not make the
+    /// cluster forget.
     pub fn status(
         &self,
         previous: Option<&ImageSourceStatus>,
@@ -226,7 +229,9 @@ impl Scan {
                 last_scan_time: p.last_scan_time,
                 ..Default::default()
             },
-            _ => ImageSourceStatus {
+            // lastScanTime is the last good scan's: none yet.
+            (Some(_), None) => ImageSourceStatus::default(),
+            (None, _) => ImageSourceStatus {
                 images: self.images.iter().take(MAX_STATUS_IMAGES).cloned().collect(),
                 tags: self.tags.try_into().unwrap_or(u32::MAX),
                 digests: self.digests().len().try_into().unwrap_or(u32::MAX),
