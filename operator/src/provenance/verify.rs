@@ -564,6 +564,65 @@ pub(crate) mod tests {
         );
     }
 
+    /// cosign's own `.sig` layers (fixtures/): the payload blob and the layer's annotation.
+    #[test]
+    fn real_cosign_signatures() {
+        use crate::provenance::fixtures as f;
+        let (a, b) = (f::key_a(), f::key_b());
+        let on_x = f::signature_of(f::A_SIGNS_X_MANIFEST);
+        let on_y = f::signature_of(f::B_SIGNS_Y_MANIFEST);
+        let check = |digest: &str, payload: &[u8], sig: &str, keys: &[TrustedKey]| {
+            verify_signatures(
+                digest,
+                &[SignatureLayer {
+                    payload,
+                    signature: Some(sig),
+                }],
+                keys,
+            )
+        };
+        assert_eq!(
+            check(f::X, f::A_SIGNS_X_PAYLOAD, &on_x, &[b.clone(), a.clone()]),
+            Verdict::Verified { key: "a".into() }
+        );
+        assert_eq!(
+            check(f::Y, f::B_SIGNS_Y_PAYLOAD, &on_y, &[a.clone(), b.clone()]),
+            Verdict::Verified { key: "b".into() }
+        );
+        let v = check(f::X, f::A_SIGNS_X_PAYLOAD, &on_x, std::slice::from_ref(&b));
+        assert_eq!(v.status(), "untrusted-signer", "{v:?}");
+        // X's `.sig` under Y's tag (what `skopeo copy` of the manifest makes): A signed X.
+        let v = check(f::Y, f::A_SIGNS_X_PAYLOAD, &on_x, std::slice::from_ref(&a));
+        assert_eq!(v.status(), "tampered", "{v:?}");
+        assert!(v.reason().contains(f::X), "{}", v.reason());
+        // A's signature with B's payload: no key verifies it.
+        let v = check(f::Y, f::B_SIGNS_Y_PAYLOAD, &on_x, &[a, b]);
+        assert_eq!(v.status(), "untrusted-signer", "{v:?}");
+    }
+
+    /// cosign's own `.att` layers: DSSE envelopes of in-toto statements, SLSA v0.2 and v1.
+    #[test]
+    fn real_cosign_attestations() {
+        use crate::provenance::fixtures as f;
+        let (a, b) = (f::key_a(), f::key_b());
+        let layers = f::layers(f::A_ATTESTS_X_MANIFEST, "predicateType");
+        assert_eq!(layers.len(), 2);
+        for (envelope, (_, media_type, predicate_type)) in [f::A_ATTESTS_X_SLSA02, f::A_ATTESTS_X_SLSA1]
+            .into_iter()
+            .zip(layers)
+        {
+            assert_eq!(media_type, "application/vnd.dsse.envelope.v1+json");
+            let v = verify_envelope(f::X, envelope, std::slice::from_ref(&b));
+            assert_eq!((v.verdict.status(), v.statement), ("untrusted-signer", None));
+            let v = verify_envelope(f::Y, envelope, std::slice::from_ref(&a));
+            assert_eq!((v.verdict.status(), v.statement), ("tampered", None));
+            let v = verify_envelope(f::X, envelope, &[b.clone(), a.clone()]);
+            assert_eq!(v.verdict, Verdict::Verified { key: "a".into() });
+            let st: serde_json::Value = serde_json::from_slice(&v.statement.unwrap()).unwrap();
+            assert_eq!(st["predicateType"].as_str(), predicate_type.as_deref());
+        }
+    }
+
     #[test]
     fn pae_is_the_dsse_encoding() {
         // The example of the DSSE specification (protocol.md).
