@@ -139,14 +139,14 @@ pub async fn annotate(
         .await
 }
 
-enum PatchOutcome {
+pub(crate) enum PatchOutcome {
     Patched,
     Gone,
     Failed,
     Refused(String),
 }
 
-async fn patch_pod(
+pub(crate) async fn patch_pod(
     client: &Client,
     ns: &str,
     name: &str,

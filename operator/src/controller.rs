@@ -184,6 +184,7 @@ pub async fn run(settings: Settings) -> Result<()> {
         skip_warned: Default::default(),
         found: Default::default(),
         results_counted: Default::default(),
+        drift_tags: Default::default(),
     };
     run_loop(&ctx, leadership.subscribe(), asks).await;
     ready.clear();

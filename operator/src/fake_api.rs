@@ -191,5 +191,6 @@ pub fn context(client: Client, vars: &[(&str, &str)], pods: Vec<WatchedPod>) -> 
         skip_warned: Default::default(),
         found: Default::default(),
         results_counted: Default::default(),
+        drift_tags: Default::default(),
     }
 }

@@ -27,6 +27,19 @@ pub struct PodSpec {
     pub image_pull_secrets: Vec<SecretName>,
     #[serde(default)]
     pub service_account_name: Option<String>,
+    /// The images as the pod names them (drift reads their tags: a container's status may name
+    /// another tag of the same digest).
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub containers: Vec<SpecContainer>,
+}
+
+/// A container of the spec: its name and image, nothing else.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+pub struct SpecContainer {
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub name: String,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub image: String,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]

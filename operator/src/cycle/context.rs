@@ -68,6 +68,9 @@ pub struct Context {
     /// finish could not annotate every pod) is not counted twice. Cleared past
     /// [`RESULTS_COUNTED_MAX`] entries (Jobs expire by TTL; a rare double count beats a leak).
     pub results_counted: Mutex<HashSet<String>>,
+    /// The tags of each repository drift listed, and when ([`super::drift`]); repositories no
+    /// container runs any more are forgotten.
+    pub drift_tags: Mutex<HashMap<super::drift::Repo, super::drift::Listed>>,
 }
 
 /// See [`Context::results_counted`].

@@ -1,9 +1,11 @@
 //! One cycle, as a pipeline: [`settle`] earlier Jobs -> [`plan`] (work list, cache, back-off,
 //! credentials) -> [`launch`] each Job -> [`follow`] it until it ends -> [`grant`] what is done
-//! (annotations, Events, records, metrics). Failed Jobs are re-planned in the same cycle.
+//! (annotations, Events, records, metrics) -> [`drift`] of the running tags. Failed Jobs are
+//! re-planned in the same cycle.
 //! [`job_state`] reads Job objects for every step; [`context::Context`] is what every step needs.
 
 pub mod context;
+pub mod drift;
 pub mod follow;
 pub mod grant;
 pub mod job_state;
@@ -51,6 +53,7 @@ pub async fn run(ctx: &Context, cycle: &str) -> Result<CycleReport> {
     };
     if planned.items.is_empty() {
         ctx.report_found(&pods);
+        drift::refresh(ctx, &pods).await;
         info!("nothing to process; no Job created");
         return Ok(report);
     }
@@ -70,7 +73,10 @@ pub async fn run(ctx: &Context, cycle: &str) -> Result<CycleReport> {
         grant::found_in_registry(ctx, &pods, &hits).await;
     }
     report.jobs = run_jobs(ctx, cycle, units).await;
-    ctx.report_found(&ctx.snapshot());
+    let pods = ctx.snapshot();
+    ctx.report_found(&pods);
+    // 6. Drift, after the Jobs: a slow registry never delays an SBOM.
+    drift::refresh(ctx, &pods).await;
     info!(outcome = ?job_state::summary(&report.jobs), "cycle done");
     Ok(report)
 }

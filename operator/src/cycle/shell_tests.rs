@@ -538,3 +538,94 @@ async fn a_sources_digests_are_planned_without_pods_and_their_records_kept() {
             .is_empty()
     );
 }
+
+/// Drift lists a repository's tags once per interval and writes the pod annotation only when it
+/// changes; a repository it cannot list writes nothing.
+#[tokio::test]
+async fn drift_is_annotated_once_and_tags_listed_once_per_interval() {
+    use crate::pod::SpecContainer;
+    let (registry, seen) = crate::registry::test_server::serve(|path, _, _| match path {
+        "/v2/team/app/tags/list" => (
+            200,
+            vec![("content-type", "application/json".into())],
+            br#"{"name":"team/app","tags":["1.2.0","1.2.3","1.3.0","latest"]}"#.to_vec(),
+        ),
+        _ => (404, vec![], br#"{"errors":[{"code":"NAME_UNKNOWN"}]}"#.to_vec()),
+    })
+    .await;
+    let (client, log) = fake_api::client(|seen| match seen.method.as_str() {
+        "PATCH" => meta_of(seen),
+        _ => not_found("object", &seen.path),
+    });
+    let with_spec = |name: &str, image: &str| {
+        let mut p = pod(
+            "shop",
+            name,
+            vec![status("app", &format!("{registry}/team/app@{}", digest(1)))],
+        );
+        p.spec.containers = vec![SpecContainer {
+            name: "app".into(),
+            image: image.into(),
+        }];
+        p
+    };
+    let old = with_spec("old", &format!("{registry}/team/app:1.2.0"));
+    let new = with_spec("new", &format!("{registry}/team/app:1.3.0"));
+    let lost = with_spec("lost", &format!("{registry}/team/gone:1.0.0"));
+    let ctx = fake_api::context(
+        client,
+        &[
+            ("SBOM_REGISTRY_LOOKUP_INSECURE", registry.as_str()),
+            ("SBOM_DRIFT_INTERVAL", "1h"),
+        ],
+        vec![],
+    );
+    let pods: Vec<Arc<crate::pod::WatchedPod>> = vec![old.clone().into(), new.clone().into(), lost.into()];
+    super::drift::refresh(&ctx, &pods).await;
+    let patches: Vec<(String, Value)> = log
+        .all()
+        .into_iter()
+        .filter(|s| s.method == "PATCH")
+        .map(|s| (s.path.clone(), s.body["metadata"]["annotations"].clone()))
+        .collect();
+    assert_eq!(
+        patches,
+        [
+            (
+                "/api/v1/namespaces/shop/pods/old".to_string(),
+                json!({"sbomjob.io/drift-app": "behind minor, newest 1.3.0"})
+            ),
+            (
+                "/api/v1/namespaces/shop/pods/new".to_string(),
+                json!({"sbomjob.io/drift-app": "latest"})
+            ),
+        ],
+        "{:?}",
+        log.lines()
+    );
+    let metrics = ctx.metrics.encode();
+    for line in [
+        r#"sbomjob_drift_containers{status="behind-minor"} 1"#,
+        r#"sbomjob_drift_containers{status="latest"} 1"#,
+        r#"sbomjob_drift_containers{status="unknown"} 1"#,
+        r#"sbomjob_drift_containers{status="behind-major"} 0"#,
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line} in {metrics}");
+    }
+    let listings = seen.lock().unwrap().len();
+    assert_eq!(listings, 2, "one listing per repository");
+
+    // Annotated now, tags fresh: nothing asked of the registry or the API server.
+    log.clear();
+    let annotated_pods: Vec<Arc<crate::pod::WatchedPod>> = vec![
+        annotated(old, "sbomjob.io/drift-app", "behind minor, newest 1.3.0").into(),
+        annotated(new, "sbomjob.io/drift-app", "latest").into(),
+    ];
+    super::drift::refresh(&ctx, &annotated_pods).await;
+    assert_eq!(log.lines(), Vec::<String>::new());
+    assert_eq!(
+        seen.lock().unwrap().len(),
+        listings,
+        "listed again within the interval"
+    );
+}
