@@ -55,7 +55,12 @@ impl Scenario {
         }
         let release = format!("e2e-{}", self.name);
         let ttl = if self.cache { "72h" } else { "0" };
-        self.helm_install(&release, 0, &[("jobImage", "unused"), ("cache.ttl", ttl)]);
+        let mut set = vec![("jobImage", "unused"), ("cache.ttl", ttl)];
+        let sources = self.sources.clone();
+        if let Some(registries) = &sources {
+            set.push(("sources.registries", registries));
+        }
+        self.helm_install(&release, 0, &set);
         let sa = kubectl(&[
             "get",
             "serviceaccount",
@@ -103,6 +108,18 @@ impl Scenario {
         self.cache = true;
         let crd = chart_dir().join("crds/imagerecords.yaml");
         install_crd(&crd, "crd/imagerecords.sbomjob.io");
+    }
+}
+
+impl Scenario {
+    /// [`Scenario::enable_cache`], the ImageSource CRD installed, and the chart's permissions
+    /// for sources that may name `registries` (`sources.registries`). Call before the first
+    /// operator starts (which gets `SBOM_SOURCE_REGISTRIES` from the test).
+    pub fn enable_sources(&mut self, registries: &str) {
+        self.enable_cache();
+        self.sources = Some(registries.to_string());
+        let crd = chart_dir().join("crds/imagesources.yaml");
+        install_crd(&crd, "crd/imagesources.sbomjob.io");
     }
 }
 

@@ -45,6 +45,8 @@ pub struct Scenario {
     pub(crate) releases: Vec<(String, String)>,
     /// The chart identity gets the digest cache's permissions.
     pub(crate) cache: bool,
+    /// `sources.registries` of the chart identity ([`Scenario::enable_sources`]).
+    pub(crate) sources: Option<String>,
 }
 
 impl Scenario {
@@ -117,6 +119,7 @@ impl Scenario {
             identity: None,
             releases: Vec::new(),
             cache: false,
+            sources: None,
         }
     }
 

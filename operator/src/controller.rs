@@ -134,8 +134,13 @@ pub async fn run(settings: Settings) -> Result<()> {
     } else {
         Leadership::always(&metrics)
     };
-    let sources = match cache_ttl {
-        Some(_) => match sources::task::installed(&client).await {
+    let sources = match (cache_ttl, &settings.ops.source_registries) {
+        (_, sources::spec::AllowedRegistries::None) => None,
+        (None, _) => {
+            warn!("SBOM_SOURCE_REGISTRIES is set but the digest cache is off: no registry sources");
+            None
+        }
+        (Some(_), _) => match sources::task::installed(&client).await {
             Ok(true) => Some(sources::task::store(&client)),
             Ok(false) => {
                 info!("the ImageSource CRD is not installed: no registry sources");
@@ -146,12 +151,12 @@ pub async fn run(settings: Settings) -> Result<()> {
                 None
             }
         },
-        None => None,
     };
     if let Some(store) = &sources {
         let task = sources::task::Sources {
             client: client.clone(),
             store: store.clone(),
+            namespaces: namespaces.clone(),
             allowed: settings.ops.source_registries.clone(),
             insecure: settings.ops.lookup.insecure.clone(),
             metrics: metrics.clone(),

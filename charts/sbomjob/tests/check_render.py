@@ -169,10 +169,13 @@ def common(c, docs, label):
             [r["verbs"] for r in rules(cluster_role, "sbomjob.io", "imagerecords/status")]
             == ([] if cache_off else [["patch"]]),
             rules(cluster_role, "sbomjob.io", "imagerecords/status"))
-    c.check(f"{label}: imagesources: list, watch; imagesources/status: patch; exactly when the cache is on",
+    sources_on = not cache_off and any(e["name"] == "SBOM_SOURCE_REGISTRIES" and e.get("value", "").strip()
+                                       for e in env)
+    c.check(f"{label}: imagesources: list, watch; imagesources/status: patch; exactly when the cache is on"
+            " and sources.registries is set" + ("" if sources_on else " (none here)"),
             [(r["resources"], r["verbs"]) for r in rules(cluster_role, "sbomjob.io", "imagesources")
              + rules(cluster_role, "sbomjob.io", "imagesources/status")]
-            == ([] if cache_off else [(["imagesources"], ["list", "watch"]), (["imagesources/status"], ["patch"])])
+            == ([] if not sources_on else [(["imagesources"], ["list", "watch"]), (["imagesources/status"], ["patch"])])
             and not rules(role, "sbomjob.io", "imagesources"),
             rules(cluster_role, "sbomjob.io", "imagesources"))
     c.check(f"{label}: pods/log: get, in the Role only (the job pods' result lines, never a workload pod's)",

@@ -112,10 +112,23 @@ impl Context {
     /// The work items of the ImageSources' last scans ([`crate::sources::feed`]); none when
     /// sources are off.
     pub fn source_items(&self) -> Vec<worklist::WorkItem> {
-        match &self.sources {
-            Some(store) => crate::sources::feed::items(&store.state(), &self.settings.ops.source_registries),
-            None => Vec::new(),
-        }
+        crate::sources::feed::items(&self.selected_sources(), &self.settings.ops.source_registries)
+    }
+
+    /// The ImageSources of the namespaces the namespace selector matches; none when sources
+    /// are off.
+    pub fn selected_sources(&self) -> Vec<Arc<crate::sources::spec::ImageSource>> {
+        let Some(store) = &self.sources else {
+            return Vec::new();
+        };
+        let mut sources = store.state();
+        sources.retain(|s| {
+            worklist::selected(
+                self.namespaces.as_ref(),
+                s.metadata.namespace.as_deref().unwrap_or_default(),
+            )
+        });
+        sources
     }
 
     /// Sets the metrics of what was found over the digests running now.

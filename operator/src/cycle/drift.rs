@@ -147,10 +147,7 @@ pub async fn refresh(ctx: &Context, pods: &[Arc<WatchedPod>]) {
         return;
     };
     let containers = tagged(pods);
-    let sources = match &ctx.sources {
-        Some(store) => from_sources(&store.state(), &ctx.settings.ops.source_registries),
-        None => HashMap::new(),
-    };
+    let sources = from_sources(&ctx.selected_sources(), &ctx.settings.ops.source_registries);
     let wanted: BTreeSet<&Repo> = containers
         .iter()
         .map(|c| &c.repo)

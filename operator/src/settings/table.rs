@@ -457,7 +457,7 @@ pub static ALL: &[Setting] = &[
         default: None,
         default_doc: Some("none"),
         kind: Kind::Custom("`*` or a comma-separated list of host[:port]"),
-        help: r#"the registries an ImageSource may name (`registry.example,ghcr.io`; `*`: any). The operator itself lists the tags and reads the manifests of what a source names, with the source's credentials Secret, so by default no source is scanned: each says `Failed`/`RegistryNotAllowed`. The registries of `SBOM_REGISTRY_LOOKUP_INSECURE` are spoken to over plain HTTP. Needs the digest cache (`SBOM_CACHE_TTL`): a scanned digest is catalogued once, by a Job like a running image's, and a pod that runs it later is annotated from its record."#,
+        help: r#"the registries an ImageSource may name (`registry.example,ghcr.io`; `*`: any). The operator itself lists the tags and reads the manifests of what a source names, with the source's credentials Secret, so an admin says where: empty (the default), ImageSources are not watched at all (and the chart grants no access to them); a source naming a registry not listed says `Failed`/`RegistryNotAllowed`. Only sources in the namespaces `SBOM_NAMESPACE_LABEL_SELECTOR` selects are this release's. The registries of `SBOM_REGISTRY_LOOKUP_INSECURE` are spoken to over plain HTTP. Needs the digest cache (`SBOM_CACHE_TTL`): a scanned digest is catalogued once, by a Job like a running image's, and a pod that runs it later is annotated from its record."#,
     },
     Setting {
         name: "SBOM_DRIFT_INTERVAL",

@@ -73,6 +73,9 @@ pub fn store(client: &Client) -> Store<ImageSource> {
 pub struct Sources {
     pub client: Client,
     pub store: Store<ImageSource>,
+    /// The namespaces the namespace selector matches (`None`: every namespace): sources
+    /// elsewhere are another release's.
+    pub namespaces: Option<Store<k8s_openapi::api::core::v1::Namespace>>,
     /// `SBOM_SOURCE_REGISTRIES`.
     pub allowed: AllowedRegistries,
     /// `SBOM_REGISTRY_LOOKUP_INSECURE`: registries spoken to over plain HTTP.
@@ -165,6 +168,9 @@ impl Sources {
         loop {
             if *leader.borrow() {
                 let mut sources = self.store.state();
+                sources.retain(|s| {
+                    crate::worklist::selected(self.namespaces.as_ref(), &s.namespace().unwrap_or_default())
+                });
                 sources.sort_by_key(|s| (s.namespace(), s.name_any()));
                 let uids: BTreeSet<String> = sources.iter().filter_map(|s| s.uid()).collect();
                 failures.retain(|uid, _| uids.contains(uid));
@@ -468,6 +474,7 @@ mod tests {
         let task = Sources {
             client,
             store: writer.as_reader(),
+            namespaces: None,
             allowed: AllowedRegistries::Any,
             insecure: vec![registry.to_string()],
             metrics: Arc::new(Metrics::new()),
