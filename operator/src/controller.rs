@@ -140,7 +140,7 @@ pub async fn run(settings: Settings) -> Result<()> {
             warn!("SBOM_SOURCE_REGISTRIES is set but the digest cache is off: no registry sources");
             None
         }
-        (Some(_), _) => match sources::task::installed(&client).await {
+        (Some(_), _) => match crd_installed::<sources::spec::ImageSource>(&client).await {
             Ok(true) => Some(sources::task::store(&client)),
             Ok(false) => {
                 info!("the ImageSource CRD is not installed: no registry sources");
@@ -165,6 +165,25 @@ pub async fn run(settings: Settings) -> Result<()> {
         };
         tokio::spawn(task.run(leadership.subscribe()));
     }
+    let trust = match cache_ttl {
+        None => None,
+        Some(_) => match crd_installed::<crate::provenance::policy::TrustPolicy>(&client).await {
+            Ok(true) => {
+                let store = trust_store(&client);
+                // The first cycle must see the policies (a watch that never lists is logged).
+                let _ = tokio::time::timeout(Duration::from_secs(30), store.wait_until_ready()).await;
+                Some(store)
+            }
+            Ok(false) => {
+                info!("the TrustPolicy CRD is not installed: provenance is not checked");
+                None
+            }
+            Err(e) => {
+                warn!(error = %e, "cannot watch TrustPolicies: provenance is not checked");
+                None
+            }
+        },
+    };
     let instance = identity;
     let reporter = Reporter {
         controller: pod_events::CONTROLLER.into(),
@@ -190,12 +209,30 @@ pub async fn run(settings: Settings) -> Result<()> {
         found: Default::default(),
         results_counted: Default::default(),
         drift_tags: Default::default(),
+        trust,
+        provenance: Default::default(),
     };
     run_loop(&ctx, leadership.subscribe(), asks).await;
     ready.clear();
     leadership.release().await;
     info!("sbomjob-operator stopped; running Jobs are adopted by the next leader or start");
     Ok(())
+}
+
+/// Whether the CRD of `K` is installed (a list of at most one object answers).
+async fn crd_installed<K>(client: &Client) -> Result<bool, kube::Error>
+where
+    K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let api: Api<K> = Api::all(client.clone());
+    match api
+        .list_metadata(&kube::api::ListParams::default().limit(1))
+        .await
+    {
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(false),
+        Err(e) => Err(e),
+    }
 }
 
 /// Why the next cycle runs.
@@ -340,6 +377,23 @@ fn pod_cache(
                 Ok(watcher::Event::Apply(pod)) => new_digests.observe(&pod),
                 Ok(_) => {}
                 Err(e) => warn!(error = %e, "pod watch failed; retrying"),
+            }
+            ready(())
+        });
+    tokio::spawn(stream);
+    reader
+}
+
+fn trust_store(client: &Client) -> Store<crate::provenance::policy::TrustPolicy> {
+    let api: Api<crate::provenance::policy::TrustPolicy> = Api::all(client.clone());
+    let (reader, writer) = reflector::store();
+    let stream = watcher(api, watcher::Config::default())
+        .default_backoff()
+        .modify(|p| p.metadata.managed_fields = None)
+        .reflect(writer)
+        .for_each(|event| {
+            if let Err(e) = event {
+                warn!(error = %e, "TrustPolicy watch failed; retrying");
             }
             ready(())
         });

@@ -166,6 +166,7 @@ pub fn context(client: Client, vars: &[(&str, &str)], pods: Vec<WatchedPod>) -> 
         writer.apply_watcher_event(&kube::runtime::watcher::Event::Apply(pod));
     }
     let (new_digests, _asks) = trigger::channel(&settings.annotation_prefix, None);
+    let trust = None;
     Context {
         recorder: Recorder::new(
             client.clone(),
@@ -192,5 +193,7 @@ pub fn context(client: Client, vars: &[(&str, &str)], pods: Vec<WatchedPod>) -> 
         found: Default::default(),
         results_counted: Default::default(),
         drift_tags: Default::default(),
+        trust,
+        provenance: Default::default(),
     }
 }

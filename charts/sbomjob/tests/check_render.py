@@ -169,6 +169,11 @@ def common(c, docs, label):
             [r["verbs"] for r in rules(cluster_role, "sbomjob.io", "imagerecords/status")]
             == ([] if cache_off else [["patch"]]),
             rules(cluster_role, "sbomjob.io", "imagerecords/status"))
+    c.check(f"{label}: trustpolicies: list, watch, cluster-wide, exactly when the cache is on",
+            [(r["resources"], r["verbs"]) for r in rules(cluster_role, "sbomjob.io", "trustpolicies")]
+            == ([] if cache_off else [(["trustpolicies"], ["list", "watch"])])
+            and not rules(role, "sbomjob.io", "trustpolicies"),
+            rules(cluster_role, "sbomjob.io", "trustpolicies"))
     sources_on = not cache_off and any(e["name"] == "SBOM_SOURCE_REGISTRIES" and e.get("value", "").strip()
                                        for e in env)
     c.check(f"{label}: imagesources: list, watch; imagesources/status: patch; exactly when the cache is on"
@@ -397,7 +402,7 @@ def check_off(c, docs):
             and values.get("SBOM_POD_EVENTS") == "none", values)
     c.check("off: no imagerecords, imagesources or leases rule",
             not any(set(r["resources"]) & {"imagerecords", "imagerecords/status", "imagesources",
-                                           "imagesources/status", "leases"}
+                                           "imagesources/status", "trustpolicies", "leases"}
                     for r in cluster_role["rules"] + role["rules"]))
 
 
@@ -515,13 +520,14 @@ def check_full(c, docs, values, settings_json=None, helpers=None):
                     and sm["spec"]["endpoints"][0].get("scrapeTimeout") == sm_values["scrapeTimeout"]
                     and sm_values["labels"].items() <= sm["metadata"]["labels"].items(), sm)
     crds = by_kind(docs, "CustomResourceDefinition")
-    c.check("full: crds/ holds two CRDs, imagerecords.sbomjob.io and imagesources.sbomjob.io",
-            sorted(d["metadata"]["name"] for d in crds) == ["imagerecords.sbomjob.io", "imagesources.sbomjob.io"],
+    c.check("full: crds/ holds the CRDs imagerecords, imagesources and trustpolicies (sbomjob.io)",
+            sorted(d["metadata"]["name"] for d in crds)
+            == ["imagerecords.sbomjob.io", "imagesources.sbomjob.io", "trustpolicies.sbomjob.io"],
             [d["metadata"]["name"] for d in crds])
     for doc in crds:
         crd = doc["spec"]
         plural = crd["names"]["plural"]
-        scope = {"imagerecords": "Cluster", "imagesources": "Namespaced"}.get(plural)
+        scope = {"imagerecords": "Cluster", "imagesources": "Namespaced", "trustpolicies": "Cluster"}.get(plural)
         rule = [r for r in cluster_role["rules"] if plural in r["resources"]]
         c.check(f"full: {plural} is {scope}; the ClusterRole names its group and plural",
                 crd["scope"] == scope and rule

@@ -256,6 +256,7 @@ EOF
 }
 crd_ok "$CHART/crds/imagerecords.yaml" imagerecords.sbomjob.io Cluster
 crd_ok "$CHART/crds/imagesources.yaml" imagesources.sbomjob.io Namespaced
+crd_ok "$CHART/crds/trustpolicies.yaml" trustpolicies.sbomjob.io Cluster
 # Renders in variables, not piped to grep -q: grep stops at the CRD (the first document) and
 # helm, still writing, would die of SIGPIPE and fail the pipeline (pipefail).
 with_crds=$(helm template sbomjob "$CHART" --set jobImage=x --include-crds 2>/dev/null) || with_crds=
@@ -271,7 +272,7 @@ for candidate in "$REPO_ROOT/target/release/crdgen" "$REPO_ROOT/target/debug/crd
   [[ -n $crdgen_bin || ! -x $candidate ]] || crdgen_bin=$candidate
 done
 if [[ -n $crdgen_bin ]]; then
-  for crd in imagerecords imagesources; do
+  for crd in imagerecords imagesources trustpolicies; do
     if "$crdgen_bin" "$crd" >"$WORK/crdgen.yaml" 2>"$WORK/crdgen.err" &&
       diff -u "$CHART/crds/$crd.yaml" "$WORK/crdgen.yaml" >"$WORK/crdgen.diff"; then
       pass "crds/$crd.yaml is what crdgen prints ($(basename "$(dirname "$crdgen_bin")") build)"

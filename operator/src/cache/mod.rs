@@ -501,6 +501,7 @@ mod tests {
                 "High",
                 "Medium",
                 "Low",
+                "Signature",
                 "Age"
             ]
         );

@@ -52,6 +52,18 @@ pub const IDENTITY_KEY_LEN: usize = 16;
     printcolumn(name = "Medium", type_ = "integer", json_path = ".status.findings.medium"),
     printcolumn(name = "Low", type_ = "integer", json_path = ".status.findings.low"),
     printcolumn(
+        name = "Signature",
+        type_ = "string",
+        json_path = ".status.provenance.signature",
+        description = "The cosign signature checked against the TrustPolicies: verified, unsigned, invalid-signature, untrusted-signer, tampered, unchecked"
+    ),
+    printcolumn(
+        name = "Builder",
+        type_ = "string",
+        json_path = ".status.provenance.slsa.builderId",
+        priority = "1"
+    ),
+    printcolumn(
         name = "Attempts",
         type_ = "integer",
         json_path = ".spec.failure.attempts",
@@ -152,6 +164,43 @@ pub struct ImageRecordStatus {
     /// The Job whose result this is (`spec.job` names the last Job that processed the digest).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub job: Option<String>,
+    /// Its signatures and attestations checked against the TrustPolicies that cover it, when
+    /// one does (checked when the digest is processed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provenance: Option<ProvenanceStatus>,
+}
+
+/// Where the image came from, verified ([`crate::provenance`]).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ProvenanceStatus {
+    /// `verified`, `unsigned`, `invalid-signature`, `untrusted-signer`, `tampered`, or
+    /// `unchecked` (the registry could not be read).
+    pub signature: String,
+    /// Why: the trusted key that verified it, or what is wrong.
+    pub signature_reason: String,
+    /// The attestations' verdict (same words), when one is attached.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attestation: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attestation_reason: Option<String>,
+    /// The SLSA provenance of a verified attestation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slsa: Option<SlsaSummary>,
+    pub checked_at: DateTime<Utc>,
+}
+
+/// Who built the image and from what (SLSA provenance v0.2 or v1).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SlsaSummary {
+    /// `v0.2` or `v1`.
+    pub version: String,
+    pub builder_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_repository: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_commit: Option<String>,
 }
 
 /// Vulnerabilities by severity.
@@ -241,6 +290,14 @@ impl ImageRecordStatus {
                 last_transition_time: DateTime::<Utc>::MIN_UTC,
             }],
             job: Some(String::new()),
+            provenance: Some(ProvenanceStatus {
+                signature: String::new(),
+                signature_reason: String::new(),
+                attestation: None,
+                attestation_reason: None,
+                slsa: None,
+                checked_at: DateTime::<Utc>::MIN_UTC,
+            }),
         }
     }
 
@@ -295,6 +352,7 @@ impl ImageRecordStatus {
                 last_transition_time: now,
             }],
             job: Some(job.to_string()),
+            provenance: None,
         }
     }
 }

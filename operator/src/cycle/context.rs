@@ -71,6 +71,10 @@ pub struct Context {
     /// The tags of each repository drift listed, and when ([`super::drift`]); repositories no
     /// container runs any more are forgotten.
     pub drift_tags: Mutex<HashMap<super::drift::Repo, super::drift::Listed>>,
+    /// The TrustPolicies, kept current by a reflector; `None` without the CRD or the cache.
+    pub trust: Option<super::provenance::Policies>,
+    /// Provenance verdicts of digests whose records are not written yet ([`super::provenance`]).
+    pub provenance: Mutex<HashMap<String, crate::cache::ProvenanceStatus>>,
 }
 
 /// See [`Context::results_counted`].

@@ -258,9 +258,22 @@ pub async fn remember(
             )
         })
         .collect();
+    // What the Job found, with where the image came from when a trust policy covers it.
     let statuses: Vec<_> = records
         .iter()
-        .filter_map(|r| Some((r.metadata.name.clone()?, status_of(&r.spec.digest)?)))
+        .filter_map(|r| {
+            let name = r.metadata.name.clone()?;
+            let provenance = super::provenance::take(ctx, &r.spec.digest);
+            let status = match (status_of(&r.spec.digest), provenance) {
+                (Some(s), provenance) => cache::ImageRecordStatus { provenance, ..s },
+                (None, Some(p)) => cache::ImageRecordStatus {
+                    provenance: Some(p),
+                    ..Default::default()
+                },
+                (None, None) => return None,
+            };
+            Some((name, status))
+        })
         .collect();
     let updates = records.into_iter().filter_map(cache::Update::processed).collect();
     if let Err(e) = cache::save(&ctx.client, &ctx.release_key(), updates).await {

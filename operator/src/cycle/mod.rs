@@ -11,6 +11,7 @@ pub mod grant;
 pub mod job_state;
 pub mod launch;
 pub mod plan;
+pub mod provenance;
 pub mod settle;
 
 pub use context::Context;
@@ -60,6 +61,8 @@ pub async fn run(ctx: &Context, cycle: &str) -> Result<CycleReport> {
     // 3-5. Credentials, then Jobs (launched, followed, granted) until every image succeeded,
     //    backed off or waits.
     let units = plan::units(ctx, &pods, &planned).await;
+    // 3a. Where the images came from, verified before anything else reads the registry.
+    provenance::check(ctx, &units).await;
     // 3b. The registry as a shared cache: digests whose SBOM is attached already need no Job.
     let (units, hits) = crate::lookup::in_registries(
         &ctx.settings.ops.lookup,

@@ -629,3 +629,108 @@ async fn drift_is_annotated_once_and_tags_listed_once_per_interval() {
         "listed again within the interval"
     );
 }
+
+/// Provenance before the Jobs: the digests a TrustPolicy covers are checked against its keys in
+/// their registry (real cosign output there), one it does not cover is not asked about, and the
+/// verdict lands in the record's status with what the Job found.
+#[tokio::test]
+async fn provenance_is_checked_for_covered_digests_and_written_to_their_records() {
+    use crate::provenance::{
+        fixtures as f,
+        policy::{PublicKey, TrustPolicy, TrustPolicySpec},
+    };
+    use kube::runtime::{reflector::store::Writer, watcher::Event};
+    use sbomjob_contract::ImageConfig;
+
+    let registry = f::registry().await;
+    let (client, log) = fake_api::client(|seen| match (seen.method.as_str(), seen.path.as_str()) {
+        ("GET", p) if p.contains("/imagerecords/") => not_found("imagerecord", p),
+        ("POST", p) if p.ends_with("/imagerecords") => (201, seen.body.clone()),
+        ("PATCH", p) if p.ends_with("/status") => (
+            200,
+            json!({"apiVersion": "sbomjob.io/v1alpha1", "kind": "ImageRecord",
+            "metadata": {"name": p.rsplit('/').nth(1).unwrap_or_default()},
+            "spec": {"digest": "sha256:00", "jobImage": {"reference": "j"}, "settingsHash": "0", "processedAt": "2026-01-01T00:00:00Z",
+                     "expiresAt": "2026-01-02T00:00:00Z", "job": "j", "result": "Succeeded"}}),
+        ),
+        _ => not_found("object", &seen.path),
+    });
+    let mut ctx = fake_api::context(
+        client,
+        &[
+            ("SBOM_CACHE_TTL", "72h"),
+            ("SBOM_REGISTRY_LOOKUP_INSECURE", registry.as_str()),
+        ],
+        vec![],
+    );
+    let mut writer: Writer<TrustPolicy> = Writer::default();
+    writer.apply_watcher_event(&Event::Apply(TrustPolicy {
+        metadata: ObjectMeta {
+            name: Some("release".into()),
+            ..Default::default()
+        },
+        spec: TrustPolicySpec {
+            repositories: vec![format!("{registry}/sbomjob/app")],
+            keys: vec![PublicKey {
+                name: "release-key".into(),
+                public_key: f::KEY_A.into(),
+            }],
+        },
+    }));
+    ctx.trust = Some(writer.as_reader());
+    let unit = |repo: &str, digest: &str| {
+        Unit::new(
+            digest.to_string(),
+            vec![ImageConfig {
+                registry_host: String::new(),
+                registry_user: String::new(),
+                registry_password: String::new(),
+                image: format!("{registry}/sbomjob/{repo}@{digest}"),
+                pods: vec![],
+                pods_omitted: 0,
+            }],
+        )
+    };
+    // Y is in sbomjob/app with X's signature copied onto it; Z in sbomjob/other: not covered.
+    let z = digest(9);
+    super::provenance::check(&ctx, &[unit("app", f::X), unit("app", f::Y), unit("other", &z)]).await;
+    let held = ctx.provenance.lock().unwrap().clone();
+    assert_eq!(held.len(), 2, "{held:?}");
+    assert_eq!(held[f::X].signature, "verified");
+    assert_eq!(
+        held[f::X].signature_reason,
+        "signed by trusted key \"release-key\""
+    );
+    assert_eq!(
+        held[f::X].slsa.as_ref().map(|s| s.builder_id.as_str()),
+        Some(f::V02_BUILDER)
+    );
+    assert_eq!(held[f::Y].signature, "tampered");
+    assert!(
+        held[f::Y].signature_reason.contains(f::X),
+        "{}",
+        held[f::Y].signature_reason
+    );
+    assert!(!held.contains_key(&z));
+
+    // The records of X and Y: the verdicts in their status, with no result line of the Job.
+    let digests: HashSet<&str> = [f::X, f::Y].into();
+    let ttl = std::time::Duration::from_secs(3600);
+    grant::remember(&ctx, &[], &digests, "sbomjob-x-1", &ctx.identity, ttl, &|_| None).await;
+    let statuses: Vec<Value> = log
+        .all()
+        .into_iter()
+        .filter(|s| s.method == "PATCH" && s.path.ends_with("/status"))
+        .map(|s| s.body["status"].clone())
+        .collect();
+    let mut words: Vec<&str> = statuses
+        .iter()
+        .map(|s| s["provenance"]["signature"].as_str().unwrap())
+        .collect();
+    words.sort();
+    assert_eq!(words, ["tampered", "verified"], "{statuses:?}");
+    assert!(
+        ctx.provenance.lock().unwrap().is_empty(),
+        "written verdicts are not held"
+    );
+}

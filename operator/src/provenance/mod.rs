@@ -5,11 +5,14 @@
 //! The tests hold it to real cosign v2 output too (key-based, offline), kept in `fixtures/`.
 
 pub mod find;
+pub mod policy;
 pub mod slsa;
 pub mod verify;
 
 #[cfg(test)]
-mod fixtures;
+pub(crate) mod fixtures;
+
+use crate::cache::{ProvenanceStatus, SlsaSummary};
 
 use self::{
     find::Attached,
@@ -25,6 +28,37 @@ pub struct Assessment {
     pub attestation: Option<Verdict>,
     /// From the first verified attestation that is SLSA provenance.
     pub provenance: Option<Provenance>,
+}
+
+impl Assessment {
+    /// What the record keeps of it.
+    pub fn status(&self, now: chrono::DateTime<chrono::Utc>) -> ProvenanceStatus {
+        ProvenanceStatus {
+            signature: self.signature.status().into(),
+            signature_reason: self.signature.reason(),
+            attestation: self.attestation.as_ref().map(|v| v.status().into()),
+            attestation_reason: self.attestation.as_ref().map(Verdict::reason),
+            slsa: self.provenance.as_ref().map(|p| SlsaSummary {
+                version: p.slsa_version.into(),
+                builder_id: p.builder_id.clone(),
+                source_repository: p.source_repository.clone(),
+                source_commit: p.source_commit.clone(),
+            }),
+            checked_at: now,
+        }
+    }
+}
+
+/// The record's word when the registry could not be read: nothing is known either way.
+pub fn unchecked(reason: String, now: chrono::DateTime<chrono::Utc>) -> ProvenanceStatus {
+    ProvenanceStatus {
+        signature: "unchecked".into(),
+        signature_reason: reason.chars().take(512).collect(),
+        attestation: None,
+        attestation_reason: None,
+        slsa: None,
+        checked_at: now,
+    }
 }
 
 /// The verdicts on what is attached to `digest`.
@@ -122,45 +156,9 @@ mod tests {
     async fn real_cosign_output_from_a_registry() {
         use crate::{
             provenance::{find::attached, fixtures as f},
-            registry::{Repository, http_client, test_server::serve},
+            registry::{Repository, http_client},
         };
-        let tag = |d: &str| d.replacen(':', "-", 1);
-        let mut files: Vec<(String, Vec<u8>)> = vec![];
-        for (repo, digest, manifest, blobs) in [
-            ("app", f::X, f::A_SIGNS_X_MANIFEST, vec![f::A_SIGNS_X_PAYLOAD]),
-            ("app", f::Y, f::A_SIGNS_X_MANIFEST, vec![]),
-            ("other", f::Y, f::B_SIGNS_Y_MANIFEST, vec![f::B_SIGNS_Y_PAYLOAD]),
-        ] {
-            files.push((
-                format!("/v2/sbomjob/{repo}/manifests/{}.sig", tag(digest)),
-                manifest.to_vec(),
-            ));
-            for (layer, blob) in f::layers(manifest, "").into_iter().zip(blobs) {
-                files.push((format!("/v2/sbomjob/{repo}/blobs/{}", layer.0), blob.to_vec()));
-            }
-        }
-        for digest in [f::X, f::Y] {
-            let path = format!("/v2/sbomjob/app/manifests/{}.att", tag(digest));
-            files.push((path, f::A_ATTESTS_X_MANIFEST.to_vec()));
-        }
-        for (layer, blob) in f::layers(f::A_ATTESTS_X_MANIFEST, "")
-            .into_iter()
-            .zip([f::A_ATTESTS_X_SLSA02, f::A_ATTESTS_X_SLSA1])
-        {
-            files.push((format!("/v2/sbomjob/app/blobs/{}", layer.0), blob.to_vec()));
-        }
-        let (addr, _) = serve(move |path, _, _| {
-            files
-                .iter()
-                .find(|(p, _)| p == path)
-                .map(|(_, b)| (200, vec![], b.clone()))
-                .unwrap_or((
-                    404,
-                    vec![],
-                    br#"{"errors":[{"code":"MANIFEST_UNKNOWN"}]}"#.to_vec(),
-                ))
-        })
-        .await;
+        let addr = f::registry().await;
         let http = http_client().unwrap();
         let (app, other) = (
             Repository::new(&http, &addr, "sbomjob/app", None, true),

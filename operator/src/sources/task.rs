@@ -17,7 +17,7 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
 use kube::{
     Api, Client, Resource as _, ResourceExt as _,
-    api::{ListParams, Patch, PatchParams},
+    api::{Patch, PatchParams},
     runtime::{
         WatchStreamExt,
         reflector::{self, Store},
@@ -40,16 +40,6 @@ const TICK: Duration = Duration::from_secs(5);
 /// (and never later than the source's interval).
 pub const RETRY_FIRST: Duration = Duration::from_secs(15);
 pub const RETRY_MAX: Duration = Duration::from_secs(600);
-
-/// Whether the ImageSource CRD is installed (a list of at most one source answers).
-pub async fn installed(client: &Client) -> Result<bool, kube::Error> {
-    let api: Api<ImageSource> = Api::all(client.clone());
-    match api.list_metadata(&ListParams::default().limit(1)).await {
-        Ok(_) => Ok(true),
-        Err(kube::Error::Api(e)) if e.code == 404 => Ok(false),
-        Err(e) => Err(e),
-    }
-}
 
 /// A reflector of every ImageSource (their status is the operator's hand-off to the cycle).
 pub fn store(client: &Client) -> Store<ImageSource> {
