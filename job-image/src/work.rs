@@ -156,6 +156,19 @@ mod tests {
     }
 
     #[test]
+    fn an_image_without_pods_has_empty_pod_values() {
+        // `"pods": []`: an image an ImageSource found before any pod runs it.
+        let jobs = plan_ok(vec![image(&format!("nginx@{D}"), &[])], "/out");
+        for p in [Placeholder::Pods, Placeholder::Namespaces, Placeholder::Cluster] {
+            assert_eq!(jobs[0].value(p), "", "{p}");
+        }
+        assert_eq!(
+            jobs[0].value(Placeholder::Reference),
+            format!("docker.io/library/nginx@{D}")
+        );
+    }
+
+    #[test]
     fn output_paths_are_unique() {
         // `/` and `_` both become `_`, so these two collide; so do two equal references.
         let images = vec![

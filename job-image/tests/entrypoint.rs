@@ -89,6 +89,80 @@ fn every_image_succeeds_and_values_stay_single_words() {
     assert!(sb.tmp_entries().is_empty(), "{:?}", sb.tmp_entries());
 }
 
+/// An element with `"pods": []` (an image an ImageSource found in a registry before any pod runs
+/// it) is processed like any other: `{pods}`, `{namespaces}` and `{cluster}` are empty, each still
+/// one argv word (an empty argument where the placeholder is the whole word), and it gets its
+/// result line and its place in the termination message.
+#[test]
+fn an_element_without_pods_is_processed_with_empty_pod_placeholders() {
+    let (running, catalogued) = (
+        format!("ghcr.io/acme/api@{D1}"),
+        format!("registry.example/team/app:1.4@{D2}"),
+    );
+    let images = [
+        image(&running),
+        Image {
+            pods: &[],
+            ..image(&catalogued)
+        },
+    ];
+    let sb = Sandbox::new(&config_json(&images));
+    assert!(
+        read(&sb.path("image-config.json")).contains(r#""pods":[]"#),
+        "the config must hold an empty pods list"
+    );
+    // printf is a real binary: one `|`-terminated field per argv word, so an empty word shows
+    // as `||`. `--attr pod={pods}` is how the vcn-compatible preset uses them.
+    let run = sb.run(&[
+        (
+            "ENTRYPOINT_COMMAND",
+            "printf %s| {image} {pods} {namespaces} {cluster} --attr pod={pods} {reference} {output}",
+        ),
+        ("ENTRYPOINT_OUTPUT_DIR", sb.out().to_str().unwrap()),
+        ("ENTRYPOINT_TERMINATION_LOG", &sb.termination_log()),
+    ]);
+    assert_eq!(run.code, Some(0), "{run}");
+    assert!(
+        run.summary().starts_with("summary: 2 images: 2 ok, 0 failed"),
+        "{run}"
+    );
+    assert_eq!(run.result_of(&running), "ok", "{run}");
+    assert_eq!(run.result_of(&catalogued), "ok", "{run}");
+    assert_eq!(
+        sb.termination_message().as_deref(),
+        Some(r#"{"v":1,"n":2,"ok":[0,1],"failed":[]}"#)
+    );
+    let mut lines = run.result_lines();
+    lines.sort_by_key(|r| r.index);
+    let named: Vec<(usize, &str)> = lines.iter().map(|r| (r.index, r.digest.as_str())).collect();
+    assert_eq!(named, [(0, D1), (1, D2)], "{run}");
+    assert!(
+        lines
+            .iter()
+            .all(|r| r.outcome == sbomjob_contract::result::ReportOutcome::Succeeded),
+        "{run}"
+    );
+
+    let out = sb.out();
+    let stem = "ghcr.io_acme_api_sha256-111111111111";
+    assert_eq!(
+        read(&out.join(format!("{stem}.stdout"))),
+        format!(
+            "{running}|pod-a|ns-a|cluster-1|--attr|pod=pod-a|ghcr.io/acme/api@{D1}|{}|",
+            out.join(stem).display()
+        )
+    );
+    let stem = "registry.example_team_app_1.4_sha256-222222222222";
+    assert_eq!(
+        read(&out.join(format!("{stem}.stdout"))),
+        format!(
+            "{catalogued}||||--attr|pod=|registry.example/team/app@{D2}|{}|",
+            out.join(stem).display()
+        )
+    );
+    assert!(sb.tmp_entries().is_empty(), "{:?}", sb.tmp_entries());
+}
+
 #[test]
 fn one_failing_image_fails_the_run_but_not_the_others() {
     let images = [

@@ -8,8 +8,9 @@ CONFIG=${CONFIG:-/sbom/image-config.json}
 
 # run_tool IMAGE PODS NAMESPACES CLUSTERS
 #   IMAGE is the config's "image" (usually registry/repository@sha256:...); the others are
-#   comma-joined unique values. DOCKER_CONFIG and REGISTRY_AUTH_FILE hold the image's registry
-#   credentials, TMPDIR is a private directory removed afterwards.
+#   comma-joined unique values, all three empty for an element with "pods": [] (an image found in
+#   a registry by an ImageSource before anything runs it). DOCKER_CONFIG and REGISTRY_AUTH_FILE
+#   hold the image's registry credentials, TMPDIR is a private directory removed afterwards.
 run_tool() {
   skopeo inspect --no-tags "docker://$1"
 }
@@ -44,7 +45,7 @@ while [ "$i" -lt "$count" ]; do
                                      then ["docker.io", "https://index.docker.io/v1/"] else [] end)
                    | unique | map({key: ., value: {auth: $auth}}) | from_entries)}
       end' "$CONFIG" >"$work/config.json"
-  echo "processing $image (pods $pods)"
+  echo "processing $image (pods ${pods:-none})"
   if DOCKER_CONFIG=$work REGISTRY_AUTH_FILE=$work/config.json TMPDIR=$work \
     run_tool "$image" "$pods" "$namespaces" "$clusters"; then
     echo "ok $image"
