@@ -8,12 +8,13 @@ cd "$(dirname "$0")/.."
 . hack/lib.sh
 started=$(date +%s)
 
-# The cluster's binaries (etcd and Kubernetes, ~20 min on a fresh machine, cached after) build in
-# the background while the lints and unit tests run: the Go module downloads and the link steps
-# leave a core free. Their output goes to a log shown when the cluster step waits for them.
+# The cluster's binaries (etcd and Kubernetes, ~20 min on a fresh machine, cached after) and
+# cosign for the provenance tests (~2 min) build in the background while the lints and unit
+# tests run: the Go module downloads and the link steps leave a core free. Their output goes to
+# a log shown when the cluster step waits for them.
 bins_log=$(mktemp)
 bins_pid=
-bg_start bins_pid "$bins_log" e2e/cluster/build-binaries.sh
+bg_start bins_pid "$bins_log" bash -c 'e2e/cluster/build-binaries.sh && e2e/cluster/cosign.sh >/dev/null'
 trap 'bg_stop "$bins_pid"; rm -f "$bins_log"' EXIT
 
 DEBUG_BIN=${CARGO_TARGET_DIR:-target}/debug

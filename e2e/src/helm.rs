@@ -98,8 +98,8 @@ impl Scenario {
         path
     }
 
-    /// Installs the ImageRecord CRD (from the chart) and gives this scenario's operators the
-    /// cache's permissions. Call before the first operator starts.
+    /// Installs the ImageRecord and TrustPolicy CRDs (from the chart) and gives this scenario's
+    /// operators the cache's permissions. Call before the first operator starts.
     pub fn enable_cache(&mut self) {
         assert!(
             self.identity.is_none(),
@@ -108,6 +108,9 @@ impl Scenario {
         self.cache = true;
         let crd = chart_dir().join("crds/imagerecords.yaml");
         install_crd(&crd, "crd/imagerecords.sbomjob.io");
+        // The chart's RBAC with the cache watches TrustPolicies: their CRD comes with it.
+        let crd = chart_dir().join("crds/trustpolicies.yaml");
+        install_crd(&crd, "crd/trustpolicies.sbomjob.io");
     }
 }
 
