@@ -267,8 +267,10 @@ build_project() {
 # registries.conf marking the cluster's plain-HTTP registries insecure, for skopeo in pods.
 insecure_registries() {
   mkdir -p "$1/etc/containers"
-  printf '[[registry]]\nlocation = "%s"\ninsecure = true\n\n[[registry]]\nlocation = "%s"\ninsecure = true\n' \
-    "$REGISTRY" "$REGISTRY_AUTH" >"$1/etc/containers/registries.conf"
+  local r
+  for r in "$REGISTRY" "$REGISTRY_AUTH" "$REGISTRY_REFERRERS"; do
+    printf '[[registry]]\nlocation = "%s"\ninsecure = true\n\n' "$r"
+  done >"$1/etc/containers/registries.conf"
 }
 
 # The e2e suite's job images: JOB_E2E_IMAGE (skopeo preset + busybox), the same on the registry

@@ -2,7 +2,7 @@
 //! e2e/cluster/cosign.sh) signs and attests offline with key pairs of its own, no transparency
 //! log; a TrustPolicy trusts one key; the records of four running images say verified,
 //! untrusted-signer, tampered and unsigned, each with its reason, and the attested one shows its
-//! SLSA builder and source. On Debian's registry, which has no referrers API.
+//! SLSA builder and source. On Debian's registry (no referrers API) and the one with it.
 
 use std::{path::Path, process::Command, time::Duration};
 
@@ -83,8 +83,9 @@ async fn p1_four_images_four_verdicts_each_with_its_reason() {
     let (trusted, other) = (key_pair(&bin, "trusted"), key_pair(&bin, "other"));
     let repo = format!("e2e/prov-{:08x}", rand::random::<u32>());
 
-    // On Debian's registry (no referrers API): cosign v2's tags are found without it.
-    let attested = copy_image_to(&cluster, "WORKLOAD_ALPHA_IMAGE", &repo, "REGISTRY").await;
+    // Signed with the trusted key and attested (SLSA v0.2) on the registry with the referrers
+    // API; the other four on Debian's registry, which has none: cosign v2's tags are read on both.
+    let attested = copy_image_to(&cluster, "WORKLOAD_ALPHA_IMAGE", &repo, "REGISTRY_REFERRERS").await;
     let signed = copy_image_to(&cluster, "WORKLOAD_ALPHA_IMAGE", &repo, "REGISTRY").await;
     let foreign = copy_image_to(&cluster, "WORKLOAD_ALPHA_IMAGE", &repo, "REGISTRY").await;
     let tampered = copy_image_to(&cluster, "WORKLOAD_ALPHA_IMAGE", &repo, "REGISTRY").await;
