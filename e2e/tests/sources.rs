@@ -196,6 +196,22 @@ async fn s1_a_source_catalogues_its_tags_before_they_run() {
         annotation(&ns, "new", "sbomjob.io/drift-app").as_deref(),
         Some("latest")
     );
+    // And in the digest's record.
+    let d = &digests["1.2.0"];
+    wait_for("the drift in the record of 1.2.0", MIN, || async {
+        image_records(d).iter().any(|r| r["status"]["drift"].is_array())
+    })
+    .await;
+    let record = image_records(d)
+        .into_iter()
+        .find(|r| r["status"]["drift"].is_array())
+        .unwrap();
+    assert_eq!(
+        record["status"]["drift"],
+        json!([{"image": format!("{registry}/{repo}:1.2.0"), "status": "behind-minor",
+                "detail": "behind minor, newest 1.3.0"}]),
+        "{record}"
+    );
     assert_eq!(
         s.jobs().await.len(),
         before,

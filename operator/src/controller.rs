@@ -211,6 +211,7 @@ pub async fn run(settings: Settings) -> Result<()> {
         drift_tags: Default::default(),
         trust,
         provenance: Default::default(),
+        recorded_drift: Default::default(),
     };
     run_loop(&ctx, leadership.subscribe(), asks).await;
     ready.clear();

@@ -195,5 +195,6 @@ pub fn context(client: Client, vars: &[(&str, &str)], pods: Vec<WatchedPod>) -> 
         drift_tags: Default::default(),
         trust,
         provenance: Default::default(),
+        recorded_drift: Default::default(),
     }
 }

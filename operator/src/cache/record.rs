@@ -168,6 +168,25 @@ pub struct ImageRecordStatus {
     /// one does (checked when the digest is processed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provenance: Option<ProvenanceStatus>,
+    /// Each tag the digest runs under, against the newest version tag of its repository (at
+    /// most [`MAX_DRIFT`]); written by drift alone, so a Job's status patch leaves it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub drift: Vec<TagDrift>,
+}
+
+/// Tags of one digest whose drift a record keeps, at most.
+pub const MAX_DRIFT: usize = 10;
+
+/// A tag a digest runs under, and how far it is behind ([`crate::drift`]).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TagDrift {
+    /// `registry/repository:tag`, as the pod names it.
+    pub image: String,
+    /// `latest`, `behind-patch`, `behind-minor`, `behind-major`, `unknown`.
+    pub status: String,
+    /// What `kubectl` shows: `behind minor, newest 1.3.0`.
+    pub detail: String,
 }
 
 /// Where the image came from, verified ([`crate::provenance`]).
@@ -298,6 +317,8 @@ impl ImageRecordStatus {
                 slsa: None,
                 checked_at: DateTime::<Utc>::MIN_UTC,
             }),
+            // Not a Job's to set: drift writes it alone.
+            drift: Vec::new(),
         }
     }
 
@@ -353,6 +374,7 @@ impl ImageRecordStatus {
             }],
             job: Some(job.to_string()),
             provenance: None,
+            drift: Vec::new(),
         }
     }
 }

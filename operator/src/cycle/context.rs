@@ -75,6 +75,9 @@ pub struct Context {
     pub trust: Option<super::provenance::Policies>,
     /// Provenance verdicts of digests whose records are not written yet ([`super::provenance`]).
     pub provenance: Mutex<HashMap<String, crate::cache::ProvenanceStatus>>,
+    /// The drift each record of ours says, by digest (as last loaded or written): drift
+    /// writes a record only when it changes.
+    pub recorded_drift: Mutex<HashMap<String, Vec<crate::cache::TagDrift>>>,
 }
 
 /// See [`Context::results_counted`].

@@ -1,6 +1,7 @@
 //! Step 6, drift: each running container named by a tag against the newest version tag of its
 //! repository ([`crate::drift`]), written where users look: the `<prefix>/drift-<container>`
-//! pod annotation (patched only when it changes) and the `sbomjob_drift_containers` metric.
+//! pod annotation and the `drift` of the digest's ImageRecord (each written only when it
+//! changes), and the `sbomjob_drift_containers` metric.
 //!
 //! Tags come from an ImageSource naming the repository (its selector is the policy, its last
 //! scan the tags), else from the registry, listed at most once per `SBOM_DRIFT_INTERVAL` per
@@ -17,9 +18,15 @@ use std::{
 use futures::{StreamExt, stream};
 use tracing::{debug, info, warn};
 
+use kube::{
+    Api,
+    api::{Patch, PatchParams},
+};
+
 use super::{context::Context, plan};
 use crate::{
     annotate::{self, PatchOutcome},
+    cache::{self, ImageRecord, MAX_DRIFT, TagDrift},
     drift::{self, Drift},
     pod::WatchedPod,
     registry::Repository,
@@ -52,8 +59,12 @@ pub struct Listed {
 pub struct Tagged {
     pub pod: usize,
     pub container: String,
+    /// The image as the spec names it.
+    pub image: String,
     pub repo: Repo,
     pub tag: String,
+    /// What it runs (its status's imageID), once pulled.
+    pub digest: Option<String>,
 }
 
 /// The annotation a container's drift is written under: `<prefix>/drift-<container>`, or
@@ -77,11 +88,18 @@ pub fn tagged(pods: &[Arc<WatchedPod>]) -> Vec<Tagged> {
             if let Some(tag) = r.tag
                 && !r.repository.is_empty()
             {
+                let digest = pod
+                    .statuses()
+                    .find(|s| s.name == c.name)
+                    .and_then(|s| crate::image_id::ImageId::parse(&s.image_id).ok())
+                    .map(|id| id.digest);
                 out.push(Tagged {
                     pod: i,
                     container: c.name.clone(),
+                    image: c.image.clone(),
                     repo: (r.registry, r.repository),
                     tag,
+                    digest,
                 });
             }
         }
@@ -189,6 +207,9 @@ pub async fn refresh(ctx: &Context, pods: &[Arc<WatchedPod>]) {
         }
     }
     ctx.metrics.drift(&counts.into_iter().collect::<Vec<_>>());
+    if ctx.cache_ttl.is_some() {
+        record(ctx, by_digest(&containers, &verdicts)).await;
+    }
     if changes.is_empty() {
         return;
     }
@@ -202,6 +223,66 @@ pub async fn refresh(ctx: &Context, pods: &[Arc<WatchedPod>]) {
         .count()
         .await;
     info!(pods = patched, "drift annotations written");
+}
+
+/// Each digest's known drift, by the tags it runs under (sorted, at most [`MAX_DRIFT`]) (pure).
+pub fn by_digest(containers: &[Tagged], verdicts: &[Option<Drift>]) -> BTreeMap<String, Vec<TagDrift>> {
+    let mut out: BTreeMap<String, BTreeSet<TagDrift>> = BTreeMap::new();
+    for (c, d) in containers.iter().zip(verdicts) {
+        if let (Some(digest), Some(d)) = (&c.digest, d) {
+            out.entry(digest.clone()).or_default().insert(TagDrift {
+                image: c.image.clone(),
+                status: d.status().into(),
+                detail: d.to_string(),
+            });
+        }
+    }
+    out.into_iter()
+        .map(|(d, set)| (d, set.into_iter().take(MAX_DRIFT).collect()))
+        .collect()
+}
+
+/// Writes the drift of each digest whose record says otherwise (a merge patch of its status's
+/// `drift` alone). A digest without a record of ours yet is skipped: its record is written when
+/// it is processed, and the next refresh adds the drift.
+async fn record(ctx: &Context, drift: BTreeMap<String, Vec<TagDrift>>) {
+    let known = ctx.recorded_drift.lock().expect("lock").clone();
+    let changed: Vec<(String, Vec<TagDrift>)> = drift
+        .into_iter()
+        .filter(|(d, v)| known.get(d) != Some(v))
+        .collect();
+    if changed.is_empty() {
+        return;
+    }
+    let api: Api<ImageRecord> = Api::all(ctx.client.clone());
+    let params = PatchParams {
+        field_manager: Some(crate::objects::FIELD_MANAGER.into()),
+        ..Default::default()
+    };
+    let hash = &ctx.identity.settings_hash;
+    let written: Vec<(String, Vec<TagDrift>)> = stream::iter(changed)
+        .filter_map(|(digest, v)| std::future::ready(cache::name_for(&digest, hash).map(|n| (n, digest, v))))
+        .map(|(name, digest, v)| {
+            let (api, params) = (&api, &params);
+            async move {
+                let patch = Patch::Merge(serde_json::json!({ "status": { "drift": v } }));
+                match api.patch_status(&name, params, &patch).await {
+                    Ok(_) => Some((digest, v)),
+                    Err(e) => {
+                        debug!(record = %name, error = %e, "drift not written to the record");
+                        None
+                    }
+                }
+            }
+        })
+        .buffer_unordered(CONCURRENCY)
+        .filter_map(std::future::ready)
+        .collect()
+        .await;
+    if !written.is_empty() {
+        info!(records = written.len(), "drift written to records");
+        ctx.recorded_drift.lock().expect("lock").extend(written);
+    }
 }
 
 /// Lists the tags of `due` repositories, each with the pull credential of the first pod that

@@ -120,9 +120,12 @@ pub async fn apply_cache(
     {
         // What the records say was found: the metrics count it after a restart too.
         let mut found = ctx.found.lock().expect("lock");
+        let mut drift = ctx.recorded_drift.lock().expect("lock");
+        drift.clear();
         for (digest, record) in &loaded.own {
             if let Some(status) = &record.status {
                 found.insert(digest.clone(), Found::of_status(status));
+                drift.insert(digest.clone(), status.drift.clone());
             }
         }
     }

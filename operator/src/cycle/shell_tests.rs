@@ -554,6 +554,13 @@ async fn drift_is_annotated_once_and_tags_listed_once_per_interval() {
     })
     .await;
     let (client, log) = fake_api::client(|seen| match seen.method.as_str() {
+        "PATCH" if seen.path.contains("/imagerecords/") => (
+            200,
+            json!({"apiVersion": "sbomjob.io/v1alpha1", "kind": "ImageRecord",
+            "metadata": {"name": seen.path.rsplit('/').nth(1).unwrap_or_default()},
+            "spec": {"digest": "sha256:00", "jobImage": {"reference": "j"}, "settingsHash": "0", "processedAt": "2026-01-01T00:00:00Z",
+                     "expiresAt": "2026-01-02T00:00:00Z", "job": "j", "result": "Succeeded"}}),
+        ),
         "PATCH" => meta_of(seen),
         _ => not_found("object", &seen.path),
     });
@@ -585,9 +592,31 @@ async fn drift_is_annotated_once_and_tags_listed_once_per_interval() {
     let patches: Vec<(String, Value)> = log
         .all()
         .into_iter()
-        .filter(|s| s.method == "PATCH")
+        .filter(|s| s.method == "PATCH" && s.path.contains("/pods/"))
         .map(|s| (s.path.clone(), s.body["metadata"]["annotations"].clone()))
         .collect();
+    // The digest's record: both tags it runs under, sorted by image (the unlisted one is not known).
+    let records: Vec<Value> = log
+        .all()
+        .into_iter()
+        .filter(|s| s.method == "PATCH" && s.path.contains("/imagerecords/"))
+        .map(|s| s.body)
+        .collect();
+    let name = crate::cache::name_for(&digest(1), &ctx.identity.settings_hash).unwrap();
+    assert!(
+        log.lines().contains(&format!(
+            "PATCH /apis/sbomjob.io/v1alpha1/imagerecords/{name}/status"
+        )),
+        "{:?}",
+        log.lines()
+    );
+    assert_eq!(
+        records,
+        [json!({"status": {"drift": [
+            {"image": format!("{registry}/team/app:1.2.0"), "status": "behind-minor", "detail": "behind minor, newest 1.3.0"},
+            {"image": format!("{registry}/team/app:1.3.0"), "status": "latest", "detail": "latest"},
+        ]}})]
+    );
     assert_eq!(
         patches,
         [
