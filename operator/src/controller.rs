@@ -141,7 +141,7 @@ pub async fn run(settings: Settings) -> Result<()> {
             None
         }
         (Some(_), _) => match crd_installed::<sources::spec::ImageSource>(&client).await {
-            Ok(true) => Some(sources::task::store(&client)),
+            Ok(true) => Some(watched::<sources::spec::ImageSource>(&client)),
             Ok(false) => {
                 info!("the ImageSource CRD is not installed: no registry sources");
                 None
@@ -169,7 +169,7 @@ pub async fn run(settings: Settings) -> Result<()> {
         None => None,
         Some(_) => match crd_installed::<crate::provenance::policy::TrustPolicy>(&client).await {
             Ok(true) => {
-                let store = trust_store(&client);
+                let store = watched::<crate::provenance::policy::TrustPolicy>(&client);
                 // The first cycle must see the policies (a watch that never lists is logged).
                 let _ = tokio::time::timeout(Duration::from_secs(30), store.wait_until_ready()).await;
                 Some(store)
@@ -385,16 +385,28 @@ fn pod_cache(
     reader
 }
 
-fn trust_store(client: &Client) -> Store<crate::provenance::policy::TrustPolicy> {
-    let api: Api<crate::provenance::policy::TrustPolicy> = Api::all(client.clone());
+/// A reflector of every object of a custom resource the operator reads (ImageSources,
+/// TrustPolicies): kept current in the background, its watch errors logged and retried.
+fn watched<K>(client: &Client) -> Store<K>
+where
+    K: kube::Resource<DynamicType = ()>
+        + kube::ResourceExt
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    let api: Api<K> = Api::all(client.clone());
     let (reader, writer) = reflector::store();
     let stream = watcher(api, watcher::Config::default())
         .default_backoff()
-        .modify(|p| p.metadata.managed_fields = None)
+        .modify(|o| o.meta_mut().managed_fields = None)
         .reflect(writer)
         .for_each(|event| {
             if let Err(e) = event {
-                warn!(error = %e, "TrustPolicy watch failed; retrying");
+                warn!(kind = K::kind(&()).as_ref(), error = %e, "watch failed; retrying");
             }
             ready(())
         });

@@ -78,6 +78,17 @@ fn meta_of(seen: &Seen) -> (u16, Value) {
     )
 }
 
+/// What the API server answers for a status patch of the record at `path` (`.../<name>/status`).
+fn record_answer(path: &str, digest: &str) -> (u16, Value) {
+    (
+        200,
+        json!({"apiVersion": "sbomjob.io/v1alpha1", "kind": "ImageRecord",
+        "metadata": {"name": path.rsplit('/').nth(1).unwrap_or_default()},
+        "spec": {"digest": digest, "jobImage": {"reference": "j"}, "settingsHash": "0", "processedAt": "2026-01-01T00:00:00Z",
+                 "expiresAt": "2026-01-02T00:00:00Z", "job": "j", "result": "Succeeded"}}),
+    )
+}
+
 fn source() -> Source {
     Source {
         events: "test".into(),
@@ -240,13 +251,7 @@ async fn a_complete_jobs_results_go_to_its_records_status() {
         }
         ("GET", p) if p.contains("/imagerecords/") => not_found("imagerecord", p),
         ("POST", p) if p.ends_with("/imagerecords") => (201, seen.body.clone()),
-        ("PATCH", p) if p.ends_with("/status") => (
-            200,
-            json!({"apiVersion": "sbomjob.io/v1alpha1", "kind": "ImageRecord",
-            "metadata": {"name": p.rsplit('/').nth(1).unwrap_or_default()},
-            "spec": {"digest": record_digest.clone(), "jobImage": {"reference": "j"}, "settingsHash": "0", "processedAt": "2026-01-01T00:00:00Z",
-                     "expiresAt": "2026-01-02T00:00:00Z", "job": "sbomjob-x-2", "result": "Succeeded"}}),
-        ),
+        ("PATCH", p) if p.ends_with("/status") => record_answer(p, &record_digest),
         ("PATCH", p) if p.ends_with("/jobs/sbomjob-x-2") => (200, answer.clone()),
         ("PATCH", _) => meta_of(seen),
         ("POST", p) if p.contains("/events") => (201, seen.body.clone()),
@@ -554,13 +559,7 @@ async fn drift_is_annotated_once_and_tags_listed_once_per_interval() {
     })
     .await;
     let (client, log) = fake_api::client(|seen| match seen.method.as_str() {
-        "PATCH" if seen.path.contains("/imagerecords/") => (
-            200,
-            json!({"apiVersion": "sbomjob.io/v1alpha1", "kind": "ImageRecord",
-            "metadata": {"name": seen.path.rsplit('/').nth(1).unwrap_or_default()},
-            "spec": {"digest": "sha256:00", "jobImage": {"reference": "j"}, "settingsHash": "0", "processedAt": "2026-01-01T00:00:00Z",
-                     "expiresAt": "2026-01-02T00:00:00Z", "job": "j", "result": "Succeeded"}}),
-        ),
+        "PATCH" if seen.path.contains("/imagerecords/") => record_answer(&seen.path, "sha256:00"),
         "PATCH" => meta_of(seen),
         _ => not_found("object", &seen.path),
     });
@@ -675,13 +674,7 @@ async fn provenance_is_checked_for_covered_digests_and_written_to_their_records(
     let (client, log) = fake_api::client(|seen| match (seen.method.as_str(), seen.path.as_str()) {
         ("GET", p) if p.contains("/imagerecords/") => not_found("imagerecord", p),
         ("POST", p) if p.ends_with("/imagerecords") => (201, seen.body.clone()),
-        ("PATCH", p) if p.ends_with("/status") => (
-            200,
-            json!({"apiVersion": "sbomjob.io/v1alpha1", "kind": "ImageRecord",
-            "metadata": {"name": p.rsplit('/').nth(1).unwrap_or_default()},
-            "spec": {"digest": "sha256:00", "jobImage": {"reference": "j"}, "settingsHash": "0", "processedAt": "2026-01-01T00:00:00Z",
-                     "expiresAt": "2026-01-02T00:00:00Z", "job": "j", "result": "Succeeded"}}),
-        ),
+        ("PATCH", p) if p.ends_with("/status") => record_answer(p, "sha256:00"),
         _ => not_found("object", &seen.path),
     });
     let mut ctx = fake_api::context(

@@ -1,28 +1,22 @@
-//! The sources task: a watch of every ImageSource, and on the leader a loop that scans each one
-//! when it is due ([`next`]: a new generation, its interval passed, or a failed scan's retry)
-//! and writes what it found into its status. The cycle reads the status ([`super::feed`]); a
+//! The sources task: on the leader, a loop over the ImageSources (the controller watches them)
+//! that scans each one when it is due ([`next`]: a new generation, its interval passed, or a
+//! failed scan's retry) and writes what it found into its status. The cycle reads the status ([`super::feed`]); a
 //! scan that found digests not listed before asks for a cycle.
 //!
 //! Sources are scanned one at a time: one slow registry delays the others, never the cycles.
 
 use std::{
     collections::{BTreeSet, HashMap},
-    future::ready,
     sync::Arc,
     time::Duration,
 };
 
 use chrono::{DateTime, TimeDelta, Utc};
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
 use kube::{
     Api, Client, Resource as _, ResourceExt as _,
     api::{Patch, PatchParams},
-    runtime::{
-        WatchStreamExt,
-        reflector::{self, Store},
-        watcher,
-    },
+    runtime::reflector::Store,
 };
 use serde_json::{Value, json};
 use tokio::sync::watch;
@@ -40,24 +34,6 @@ const TICK: Duration = Duration::from_secs(5);
 /// (and never later than the source's interval).
 pub const RETRY_FIRST: Duration = Duration::from_secs(15);
 pub const RETRY_MAX: Duration = Duration::from_secs(600);
-
-/// A reflector of every ImageSource (their status is the operator's hand-off to the cycle).
-pub fn store(client: &Client) -> Store<ImageSource> {
-    let api: Api<ImageSource> = Api::all(client.clone());
-    let (reader, writer) = reflector::store();
-    let stream = watcher(api, watcher::Config::default())
-        .default_backoff()
-        .modify(|s| s.metadata.managed_fields = None)
-        .reflect(writer)
-        .for_each(|event| {
-            if let Err(e) = event {
-                warn!(error = %e, "ImageSource watch failed; retrying");
-            }
-            ready(())
-        });
-    tokio::spawn(stream);
-    reader
-}
 
 /// What the loop needs.
 pub struct Sources {
@@ -460,7 +436,7 @@ mod tests {
                 .with_max_times(1),
             resolve_timeout: Duration::from_secs(2),
         };
-        let (_, writer) = reflector::store::<ImageSource>();
+        let (_, writer) = kube::runtime::reflector::store::<ImageSource>();
         let task = Sources {
             client,
             store: writer.as_reader(),
