@@ -74,6 +74,7 @@ pub async fn scan(
     let mut out = Scan::default();
     let mut listed_any = false;
     let mut unreachable = 0;
+    let mut resolving = 0;
     for name in &source.repositories {
         let repo = Repository::new(http, &source.registry, name, auth.clone(), insecure);
         let full = format!("{}/{name}", source.registry);
@@ -112,8 +113,19 @@ pub async fn scan(
                 continue;
             }
         };
-        let selected = source.policy.select(tags.iter().map(String::as_str));
+        let mut selected = source.policy.select(tags.iter().map(String::as_str));
         out.tags += selected.len();
+        // One scan resolves at most what the status can list: 50 repositories of 1000 tags
+        // must not become 50,000 manifest reads per interval.
+        let room = MAX_STATUS_IMAGES.saturating_sub(resolving);
+        if selected.len() > room {
+            out.errors.push(format!(
+                "{full}: {} tags selected, {room} resolved: a scan resolves at most {MAX_STATUS_IMAGES} tags (narrow the tags or lower the limit)",
+                selected.len()
+            ));
+            selected.truncate(room);
+        }
+        resolving += selected.len();
         // Owned tags: a stream of borrowed ones is not `Send` in a spawned task (rust#102211).
         let selected: Vec<String> = selected.into_iter().map(String::from).collect();
         let resolved: Vec<(String, Result<ScannedImage, String>)> = stream::iter(selected)
@@ -375,6 +387,40 @@ mod tests {
         assert_eq!(
             (ready.status.as_str(), ready.reason.as_str()),
             ("True", "ScannedWithErrors")
+        );
+    }
+
+    /// Two repositories of 600 tags each: one scan resolves at most the 1000 the status can
+    /// list, and says what it left out.
+    #[tokio::test]
+    async fn a_scan_resolves_no_more_tags_than_the_status_lists() {
+        let manifests = Arc::new(AtomicUsize::new(0));
+        let counted = manifests.clone();
+        let (addr, _) = serve(move |path, _, _| {
+            if path.ends_with("/tags/list") {
+                let tags: Vec<String> = (0..600).map(|i| format!("1.0.{i}")).collect();
+                return (
+                    200,
+                    vec![("content-type", "application/json".into())],
+                    serde_json::to_vec(&serde_json::json!({"name": "x", "tags": tags})).unwrap(),
+                );
+            }
+            counted.fetch_add(1, Ordering::SeqCst);
+            let tag = path.rsplit('/').next().unwrap();
+            (200, vec![], manifest(tag))
+        })
+        .await;
+        let http = http_client().unwrap();
+        let s = scan(&http, &source(&addr, &[], &[]), None, true, fast()).await;
+        assert_eq!(manifests.load(Ordering::SeqCst), MAX_STATUS_IMAGES);
+        assert_eq!(s.images.len(), MAX_STATUS_IMAGES);
+        assert_eq!(s.tags, 1200);
+        assert!(
+            s.errors
+                .iter()
+                .any(|e| e.contains("team/other") && e.contains("600 tags selected, 400 resolved")),
+            "{:?}",
+            s.errors
         );
     }
 
