@@ -72,8 +72,17 @@ true
 {{- end -}}
 {{- end -}}
 
+{{/*
+The operator image: [registry/]repository:tag[@digest]. The registry is global.imageRegistry (one
+mirror for every chart of a platform) or image.registry; a digest pins the image whatever the
+tag says (the tag stays for people reading the Deployment).
+*/}}
 {{- define "sbomjob.image" -}}
-{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- $registry := (.Values.global).imageRegistry | default .Values.image.registry | default "" | trimSuffix "/" -}}
+{{- $ref := printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- if $registry }}{{ $ref = printf "%s/%s" $registry $ref }}{{ end -}}
+{{- with .Values.image.digest }}{{ $ref = printf "%s@%s" $ref . }}{{ end -}}
+{{- $ref -}}
 {{- end -}}
 
 {{/*

@@ -127,7 +127,7 @@ def common(c, docs, label):
             subject["name"] == pod["serviceAccountName"] and subject["name"] in sa_names,
             (subject, pod["serviceAccountName"], sa_names),
         )
-    (cluster_role,) = by_kind(docs, "ClusterRole")
+    (cluster_role,) = [r for r in by_kind(docs, "ClusterRole") if not is_aggregated(r)]
     (role,) = by_kind(docs, "Role")
     (cluster_binding,) = by_kind(docs, "ClusterRoleBinding")
     cluster_name = f"{deploy['metadata']['namespace']}.{deploy['metadata']['name']}"
@@ -317,17 +317,27 @@ def check_policy(c, docs, expect):
     admission_policy(c, docs, label, expect)
 
 
+def is_aggregated(role):
+    """One of the ClusterRoles aggregated into Kubernetes' view/edit/admin (rbac.aggregateToDefaultRoles)."""
+    return any(k.startswith("rbac.authorization.k8s.io/aggregate-to-") for k in role["metadata"].get("labels", {}))
+
+
 def check_names(c, a, b, other):
     """Cluster-scoped objects: one release name in two namespaces, two releases in one namespace."""
     kinds = ("ClusterRole", "ClusterRoleBinding", "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding")
     subdomain = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
     for kind in kinds:
-        names = [[d["metadata"]["name"] for d in by_kind(docs, kind)] for docs in (a, b, other)]
-        c.check(f"names: one {kind} per render", [len(n) for n in names] == [1, 1, 1], names)
+        names = [[d["metadata"]["name"] for d in by_kind(docs, kind) if not is_aggregated(d)] for docs in (a, b, other)]
+        c.check(f"names: one {kind} per render (the aggregated view/edit roles aside)",
+                [len(n) for n in names] == [1, 1, 1], names)
         flat = [n for ns in names for n in ns]
         c.check(f"names: {kind} differs between namespaces and between releases", len(set(flat)) == len(flat), flat)
         c.check(f"names: {kind} names are DNS subdomains of at most 253 characters",
                 all(len(n) <= 253 and subdomain.fullmatch(n) for n in flat), flat)
+    views = [sorted(d["metadata"]["name"] for d in by_kind(docs, "ClusterRole") if is_aggregated(d)) for docs in (a, b, other)]
+    flat = [n for ns in views for n in ns]
+    c.check("names: the aggregated view/edit ClusterRoles differ between namespaces and releases",
+            len(set(flat)) == len(flat) == 6, views)
 
 
 def check_default(c, docs, settings_json=None):
@@ -383,6 +393,34 @@ def check_default(c, docs, settings_json=None):
         sc,
     )
     c.check("default: operator resources set", container.get("resources", {}).get("limits", {}).get("memory"))
+    c.check("default: image sbomjob/operator:<appVersion>, no registry, no digest",
+            re.fullmatch(r"sbomjob/operator:[^@/]+", container["image"]) is not None, container["image"])
+    c.check("default: no PodDisruptionBudget with one replica (it would block every drain)",
+            not by_kind(docs, "PodDisruptionBudget"))
+    c.check("default: no topologySpreadConstraints", "topologySpreadConstraints" not in deploy["spec"]["template"]["spec"])
+    aggregate(c, docs, "default", expect=True)
+
+
+def aggregate(c, docs, label, expect):
+    """rbac.aggregateToDefaultRoles: view gets read access to the CRDs, edit manages ImageSources."""
+    roles = {r["metadata"]["name"].rsplit("-", 1)[-1]: r for r in by_kind(docs, "ClusterRole") if is_aggregated(r)}
+    if not expect:
+        c.check(f"{label}: no aggregated view/edit ClusterRoles", not roles, list(roles))
+        return
+    view, edit = roles.get("view"), roles.get("edit")
+    c.check(f"{label}: an aggregated view and edit ClusterRole", view is not None and edit is not None, list(roles))
+    if view is None or edit is None:
+        return
+    agg = lambda r: sorted(k.rsplit("-", 1)[-1] for k, v in r["metadata"]["labels"].items()
+                           if k.startswith("rbac.authorization.k8s.io/aggregate-to-") and v == "true")
+    c.check(f"{label}: view aggregates to view, edit, admin; edit to edit, admin",
+            agg(view) == ["admin", "edit", "view"] and agg(edit) == ["admin", "edit"], (agg(view), agg(edit)))
+    c.check(f"{label}: view reads the three CRDs, no status",
+            [(r["resources"], r["verbs"]) for r in view["rules"]]
+            == [(["imagerecords", "imagesources", "trustpolicies"], ["get", "list", "watch"])], view["rules"])
+    c.check(f"{label}: edit writes ImageSources only (not records, not trust, not status)",
+            [(r["resources"], r["verbs"]) for r in edit["rules"]]
+            == [(["imagesources"], ["create", "update", "patch", "delete"])], edit["rules"])
 
 
 def check_ha(c, docs):
@@ -391,6 +429,11 @@ def check_ha(c, docs):
             deploy["spec"]["replicas"] == 2 and deploy["spec"]["strategy"]["type"] == "RollingUpdate",
             deploy["spec"].get("strategy"))
     metrics_objects(c, docs, deploy, container, "ha", service_monitor=False)
+    pdbs = by_kind(docs, "PodDisruptionBudget")
+    c.check("ha: a PodDisruptionBudget keeping 1 replica, selecting the operator pods",
+            len(pdbs) == 1 and pdbs[0]["spec"]["minAvailable"] == 1
+            and pdbs[0]["spec"]["selector"]["matchLabels"] == deploy["spec"]["selector"]["matchLabels"],
+            [p["spec"] for p in pdbs])
 
 
 def check_off(c, docs):
@@ -400,6 +443,7 @@ def check_off(c, docs):
     c.check("off: SBOM_CACHE_TTL 0, SBOM_LEADER_ELECTION false, SBOM_POD_EVENTS none",
             values.get("SBOM_CACHE_TTL") == "0" and values.get("SBOM_LEADER_ELECTION") == "false"
             and values.get("SBOM_POD_EVENTS") == "none", values)
+    aggregate(c, docs, "off", expect=False)
     c.check("off: no imagerecords, imagesources or leases rule",
             not any(set(r["resources"]) & {"imagerecords", "imagerecords/status", "imagesources",
                                            "imagesources/status", "trustpolicies", "leases"}
@@ -483,8 +527,6 @@ def check_full(c, docs, values, settings_json=None, helpers=None):
         any(r["resources"] == ["namespaces"] and sorted(r["verbs"]) == ["list", "watch"]
             for r in cluster_role["rules"]),
     )
-    c.check("full: image repository:tag",
-            container["image"] == f"{values['image']['repository']}:{values['image']['tag']}", container["image"])
     pod = deploy["spec"]["template"]["spec"]
     for key in ("nodeSelector", "tolerations", "affinity", "priorityClassName"):
         c.check(f"full: operator pod {key}", pod.get(key) == values[key], pod.get(key))
@@ -534,6 +576,28 @@ def check_full(c, docs, values, settings_json=None, helpers=None):
                 and rule[0]["apiGroups"] == [crd["group"]] and rule[0]["resources"] == [plural],
                 (crd["scope"], crd["group"], plural, rule))
     admission_policy(c, docs, "full", expect=values["admissionPolicy"]["enabled"] is True)
+    image = values["image"]
+    c.check("full: image <global.imageRegistry>/<repository>:<tag>@<digest>",
+            container["image"] == f"{values['global']['imageRegistry']}/{image['repository']}:{image['tag']}@{image['digest']}",
+            container["image"])
+    spread = deploy["spec"]["template"]["spec"].get("topologySpreadConstraints", [])
+    selector = deploy["spec"]["selector"]["matchLabels"]
+    c.check("full: topologySpreadConstraints, an empty labelSelector filled with the selector labels",
+            [(s["topologyKey"], s["labelSelector"]["matchLabels"]) for s in spread]
+            == [("topology.kubernetes.io/zone", selector), ("kubernetes.io/hostname", {"team": "platform"})], spread)
+    pdbs = by_kind(docs, "PodDisruptionBudget")
+    c.check("full: PodDisruptionBudget minAvailable 50%",
+            [p["spec"]["minAvailable"] for p in pdbs] == ["50%"], [p["spec"] for p in pdbs])
+    aggregate(c, docs, "full", expect=True)
+    sm_values = values["metrics"]["serviceMonitor"]
+    for sm in by_kind(docs, "ServiceMonitor"):
+        c.check("full: ServiceMonitor namespace, annotations, relabelings, metricRelabelings",
+                sm["metadata"]["namespace"] == sm_values["namespace"]
+                and sm["metadata"]["annotations"] == sm_values["annotations"]
+                and sm["spec"]["endpoints"][0]["relabelings"] == sm_values["relabelings"]
+                and sm["spec"]["endpoints"][0]["metricRelabelings"] == sm_values["metricRelabelings"]
+                and sm["spec"]["namespaceSelector"] == {"matchNames": [deploy["metadata"]["namespace"]]},
+                sm)
     network_policy(c, docs, "full", values if values["networkPolicy"]["enabled"] else None)
     (sa,) = by_kind(docs, "ServiceAccount")
     c.check("full: serviceAccount name and annotations",
