@@ -371,8 +371,8 @@ def check_default(c, docs, settings_json=None):
     c.check("default: SBOM_POD_EVENTS failures", values.get("SBOM_POD_EVENTS") == "failures", values)
     c.check("default: one replica, Recreate", deploy["spec"]["replicas"] == 1
             and deploy["spec"]["strategy"]["type"] == "Recreate", deploy["spec"])
-    c.check("default: no Service, no ServiceMonitor (metrics.enabled false)",
-            not by_kind(docs, "Service") and not by_kind(docs, "ServiceMonitor"))
+    c.check("default: no Service, no ServiceMonitor, no PrometheusRule (metrics.enabled false)",
+            not by_kind(docs, "Service") and not by_kind(docs, "ServiceMonitor") and not by_kind(docs, "PrometheusRule"))
     c.check("default: CRDs are not templates (they are in crds/)", not by_kind(docs, "CustomResourceDefinition"))
     c.check(
         "default: no namespaces rule without namespaceLabelSelector",
@@ -589,6 +589,22 @@ def check_full(c, docs, values, settings_json=None, helpers=None):
     c.check("full: PodDisruptionBudget minAvailable 50%",
             [p["spec"]["minAvailable"] for p in pdbs] == ["50%"], [p["spec"] for p in pdbs])
     aggregate(c, docs, "full", expect=True)
+    rule_values = values["metrics"]["prometheusRule"]
+    rules_ = by_kind(docs, "PrometheusRule")
+    c.check("full: one PrometheusRule in its namespace with its labels", len(rules_) == 1
+            and rules_[0]["metadata"]["namespace"] == rule_values["namespace"]
+            and rule_values["labels"].items() <= rules_[0]["metadata"]["labels"].items(),
+            [r["metadata"] for r in rules_])
+    if rules_:
+        alerts = {r["alert"]: r for g in rules_[0]["spec"]["groups"] for r in g["rules"]}
+        service = f'service="{deploy["metadata"]["name"]}-metrics"'
+        c.check("full: alerts SbomjobResultsStale, SbomjobJobsFailing, SbomjobNoLeader on the metrics Service's series",
+                sorted(alerts) == ["SbomjobJobsFailing", "SbomjobNoLeader", "SbomjobResultsStale"]
+                and all(service in a["expr"] for a in alerts.values()), alerts)
+        c.check("full: the thresholds of the values",
+                alerts.get("SbomjobResultsStale", {}).get("expr", "").endswith(f"> {rule_values['staleAfterSeconds']}")
+                and alerts.get("SbomjobJobsFailing", {}).get("expr", "").endswith(f"> {rule_values['failedJobsPerHour']}"),
+                alerts)
     sm_values = values["metrics"]["serviceMonitor"]
     for sm in by_kind(docs, "ServiceMonitor"):
         c.check("full: ServiceMonitor namespace, annotations, relabelings, metricRelabelings",

@@ -305,6 +305,8 @@ refused() {
 refused "missing jobImage" "jobImage: String length must be greater than or equal to 1"
 refused "empty jobImage" "jobImage: String length must be greater than or equal to 1" --set jobImage=
 refused "jobImage with a space" "jobImage: Does not match pattern" --set "jobImage=a b"
+refused "metrics.prometheusRule without metrics.enabled" "metrics.prometheusRule.enabled needs metrics.enabled" \
+  --set jobImage=x --set metrics.prometheusRule.enabled=true
 refused "image.digest that is no sha256 digest" "image.digest: Does not match pattern" --set jobImage=x \
   --set image.digest=latest
 refused "topologySpreadConstraints without topologyKey" "topologyKey is required" --set jobImage=x \
