@@ -212,3 +212,33 @@ true
 {{- end }}
 {{- end }}
 {{- end -}}
+
+{{/*
+The API server's addresses for the NetworkPolicies, as a JSON list: networkPolicy.apiServerCIDRs,
+else the endpoints of the default/kubernetes Service looked up at install. Fails naming `what`
+when neither is there (helm template cannot look up). Call with (dict "ctx" . "what" "...").
+*/}}
+{{- define "sbomjob.apiServerCIDRs" -}}
+{{- $ctx := .ctx -}}
+{{- $cidrs := $ctx.Values.networkPolicy.apiServerCIDRs | default list -}}
+{{- if not $cidrs -}}
+{{- $slice := lookup "discovery.k8s.io/v1" "EndpointSlice" "default" "kubernetes" -}}
+{{- range $slice.endpoints | default list -}}
+{{- range .addresses -}}
+{{- $cidrs = append $cidrs . -}}
+{{- end -}}
+{{- end -}}
+{{- if not $cidrs -}}
+{{- $endpoints := lookup "v1" "Endpoints" "default" "kubernetes" -}}
+{{- range $endpoints.subsets | default list -}}
+{{- range .addresses | default list -}}
+{{- $cidrs = append $cidrs .ip -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- if not $cidrs -}}
+{{- fail (printf "%s: the API server's addresses are unknown (no cluster to look up the default/kubernetes endpoints, as with helm template): set networkPolicy.apiServerCIDRs" .what) -}}
+{{- end -}}
+{{- toJson $cidrs -}}
+{{- end -}}

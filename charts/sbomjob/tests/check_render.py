@@ -280,7 +280,7 @@ def admission_policy(c, docs, label, expect):
 
 def network_policy(c, docs, label, values=None):
     """The job pods' NetworkPolicy: only with networkPolicy.enabled (`values` given)."""
-    policies = by_kind(docs, "NetworkPolicy")
+    policies = [p for p in by_kind(docs, "NetworkPolicy") if p["metadata"]["name"].endswith("-jobs")]
     c.check(f"{label}: NetworkPolicy {'rendered' if values else 'not rendered'}",
             len(policies) == (1 if values else 0), len(policies))
     if not values or len(policies) != 1:
@@ -309,6 +309,37 @@ def network_policy(c, docs, label, values=None):
     }
     c.check(f"{label}: NetworkPolicy: everywhere but the API server and the metadata address",
             {k: sorted(v) for k, v in blocks.items()} == want, (blocks, want))
+
+
+def operator_network_policy(c, docs, label, values=None):
+    """The operator pods' NetworkPolicy: only with networkPolicy.operator.enabled (`values` given)."""
+    policies = [p for p in by_kind(docs, "NetworkPolicy") if p["metadata"]["name"].endswith("-operator")]
+    c.check(f"{label}: operator NetworkPolicy {'rendered' if values else 'not rendered'}",
+            len(policies) == (1 if values else 0), len(policies))
+    if not values or len(policies) != 1:
+        return
+    deploy, _, _ = env_of(docs)
+    spec = policies[0]["spec"]
+    op = values["networkPolicy"]["operator"]
+    c.check(f"{label}: operator NetworkPolicy selects the operator pods",
+            spec["podSelector"] == {"matchLabels": deploy["spec"]["selector"]["matchLabels"]}, spec["podSelector"])
+    c.check(f"{label}: operator NetworkPolicy: in only on the admin port, from adminFrom",
+            spec["ingress"] == [{"ports": [{"port": "admin", "protocol": "TCP"}], "from": op["adminFrom"]}]
+            if op["adminFrom"] else spec["ingress"] == [{"ports": [{"port": "admin", "protocol": "TCP"}]}],
+            spec["ingress"])
+
+    def cidr(a):
+        return a if "/" in a else a + ("/128" if ":" in a else "/32")
+
+    api, dns, *registries = spec["egress"]
+    c.check(f"{label}: operator NetworkPolicy: out to the API server, DNS and the registries only",
+            [b["ipBlock"]["cidr"] for b in api["to"]] == [cidr(a) for a in values["networkPolicy"]["apiServerCIDRs"]]
+            and dns == {"ports": [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}]}
+            and [[b["ipBlock"]["cidr"] for b in r["to"]] for r in registries] == ([op["registryCIDRs"]] if op["registryCIDRs"] else []),
+            spec["egress"])
+    c.check(f"{label}: operator NetworkPolicy: never the cloud metadata address",
+            all(b["ipBlock"].get("except") in ([ "169.254.169.254/32"], ["fd00:ec2::254/128"])
+                for r in registries for b in r["to"] if b["ipBlock"]["cidr"] in ("0.0.0.0/0", "::/0")), registries)
 
 
 def check_policy(c, docs, expect):
@@ -346,6 +377,7 @@ def check_default(c, docs, settings_json=None):
     # helm template without --api-versions knows no ValidatingAdmissionPolicy API: "auto" is off.
     admission_policy(c, docs, "default (no capabilities)", expect=False)
     network_policy(c, docs, "default")
+    operator_network_policy(c, docs, "default")
     if settings_json:
         default = load_settings(settings_json)["SBOM_JOB_RESOURCES"]["default"]
         try:
@@ -615,6 +647,7 @@ def check_full(c, docs, values, settings_json=None, helpers=None):
                 and sm["spec"]["namespaceSelector"] == {"matchNames": [deploy["metadata"]["namespace"]]},
                 sm)
     network_policy(c, docs, "full", values if values["networkPolicy"]["enabled"] else None)
+    operator_network_policy(c, docs, "full", values if values["networkPolicy"]["operator"]["enabled"] else None)
     (sa,) = by_kind(docs, "ServiceAccount")
     c.check("full: serviceAccount name and annotations",
             sa["metadata"]["name"] == values["serviceAccount"]["name"]

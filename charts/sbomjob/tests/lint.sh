@@ -307,6 +307,9 @@ refused "empty jobImage" "jobImage: String length must be greater than or equal 
 refused "jobImage with a space" "jobImage: Does not match pattern" --set "jobImage=a b"
 refused "metrics.prometheusRule without metrics.enabled" "metrics.prometheusRule.enabled needs metrics.enabled" \
   --set jobImage=x --set metrics.prometheusRule.enabled=true
+refused "networkPolicy.operator.enabled without the API server's addresses" \
+  "networkPolicy.operator.enabled: the API server's addresses are unknown" --set jobImage=x \
+  --set networkPolicy.operator.enabled=true
 refused "image.digest that is no sha256 digest" "image.digest: Does not match pattern" --set jobImage=x \
   --set image.digest=latest
 refused "topologySpreadConstraints without topologyKey" "topologyKey is required" --set jobImage=x \
