@@ -150,6 +150,7 @@ Settings that are only rendered when set, so that the operator's default applies
   (list $v.registryLookup.repositories "SBOM_REGISTRY_LOOKUP_REPOSITORIES")
   (list $v.sources.registries "SBOM_SOURCE_REGISTRIES")
   (list $v.drift.interval "SBOM_DRIFT_INTERVAL")
+  (list $v.admin.healthTimeout "SBOM_HEALTH_TIMEOUT")
   (list $v.leaderElection.leaseName "SBOM_LEASE_NAME")
   (list $v.leaderElection.leaseDuration "SBOM_LEASE_DURATION")
   (list $v.logging.format "SBOM_LOG_FORMAT")

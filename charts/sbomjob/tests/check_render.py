@@ -26,8 +26,47 @@ def load(path):
         return [d for d in yaml.safe_load_all(f) if d]
 
 
+def is_hook(d):
+    return "helm.sh/hook" in (d.get("metadata", {}).get("annotations") or {})
+
+
 def by_kind(docs, kind):
-    return [d for d in docs if d.get("kind") == kind]
+    """The release's objects of a kind (helm's hooks, such as the test's, aside: see hooks())."""
+    return [d for d in docs if d.get("kind") == kind and not is_hook(d)]
+
+
+def hooks(docs, kind):
+    return [d for d in docs if d.get("kind") == kind and is_hook(d)]
+
+
+def helm_test(c, docs, label, expect=True):
+    """`helm test`: a Service and a pod probing /readyz through it with the operator's image."""
+    pods, services = hooks(docs, "Pod"), hooks(docs, "Service")
+    c.check(f"{label}: helm test {'rendered' if expect else 'not rendered (no replica)'}",
+            (len(pods), len(services)) == ((1, 1) if expect else (0, 0)), (len(pods), len(services)))
+    if not expect or len(pods) != 1 or len(services) != 1:
+        return
+    deploy, container, _ = env_of(docs)
+    (pod,), (svc,) = pods, services
+    (probe,) = pod["spec"]["containers"]
+    port = container["ports"][0]["containerPort"]
+    ns = deploy["metadata"]["namespace"]
+    c.check(f"{label}: helm test: both are test hooks, deleted when it passed",
+            all(d["metadata"]["annotations"]["helm.sh/hook"] == "test"
+                and "hook-succeeded" in d["metadata"]["annotations"]["helm.sh/hook-delete-policy"] for d in (pod, svc)))
+    c.check(f"{label}: helm test: the Service selects the operator pods' admin port",
+            svc["spec"]["selector"] == deploy["spec"]["selector"]["matchLabels"]
+            and svc["spec"]["ports"][0]["targetPort"] == "admin" and svc["spec"]["ports"][0]["port"] == port,
+            svc["spec"])
+    c.check(f"{label}: helm test: the operator's image probes /readyz through that Service",
+            probe["image"] == container["image"]
+            and probe["args"] == ["--probe", f"http://{svc['metadata']['name']}.{ns}.svc:{port}/readyz"],
+            probe)
+    sc, psc = probe["securityContext"], pod["spec"]["securityContext"]
+    c.check(f"{label}: helm test pod: restricted (non-root, RuntimeDefault, no privilege escalation, drop ALL), no token",
+            psc.get("runAsNonRoot") is True and psc["seccompProfile"]["type"] == "RuntimeDefault"
+            and sc.get("allowPrivilegeEscalation") is False and sc["capabilities"]["drop"] == ["ALL"]
+            and pod["spec"].get("automountServiceAccountToken") is False, (psc, sc))
 
 
 def env_of(docs):
@@ -431,6 +470,7 @@ def check_default(c, docs, settings_json=None):
             not by_kind(docs, "PodDisruptionBudget"))
     c.check("default: no topologySpreadConstraints", "topologySpreadConstraints" not in deploy["spec"]["template"]["spec"])
     aggregate(c, docs, "default", expect=True)
+    helm_test(c, docs, "default")
 
 
 def aggregate(c, docs, label, expect):
@@ -621,6 +661,7 @@ def check_full(c, docs, values, settings_json=None, helpers=None):
     c.check("full: PodDisruptionBudget minAvailable 50%",
             [p["spec"]["minAvailable"] for p in pdbs] == ["50%"], [p["spec"] for p in pdbs])
     aggregate(c, docs, "full", expect=True)
+    helm_test(c, docs, "full")
     rule_values = values["metrics"]["prometheusRule"]
     rules_ = by_kind(docs, "PrometheusRule")
     c.check("full: one PrometheusRule in its namespace with its labels", len(rules_) == 1
