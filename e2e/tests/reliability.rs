@@ -543,3 +543,50 @@ async fn r8_no_credential_left_behind() {
     let auth = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
     assert_no_credentials_left(&s, 1, &[password, &auth]).await;
 }
+
+/// 9. The API server stops for longer than `SBOM_HEALTH_TIMEOUT`: the pod watch fails, and
+/// `/healthz` answers 503 (the kubelet would restart the operator) while `/readyz` and the
+/// process stay up; once the API server is back and the watch delivers, `/healthz` is 200 again.
+#[tokio::test]
+async fn r9_healthz_fails_while_the_watch_is_down_and_recovers() {
+    use std::sync::{Arc, Mutex};
+    let cluster = Cluster::connect().await;
+    let mut s = Scenario::new(&cluster, "rel-health", 1).await;
+    s.start_operator(&[
+        ("SBOM_JOB_IMAGE", NEVER_PULLED),
+        ("SBOM_HEALTH_TIMEOUT", "10s"),
+    ]);
+    let addr = s.admin_addr(0).await;
+    let status = |addr: &str| e2e::operator::try_http_get(addr, "/healthz").map(|(code, body)| (code, body));
+    assert_eq!(status(&addr).map(|r| r.0).ok(), Some(200));
+    // Watch /healthz from a thread while the API server is down.
+    let seen: Arc<Mutex<Vec<(u16, String)>>> = Arc::default();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let poller = {
+        let (seen, stop, addr) = (seen.clone(), stop.clone(), addr.clone());
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                if let Ok(r) = e2e::operator::try_http_get(&addr, "/healthz") {
+                    seen.lock().unwrap().push(r);
+                }
+                std::thread::sleep(Duration::from_millis(500));
+            }
+        })
+    };
+    restart_apiserver(&s.client, Duration::from_secs(45)).await;
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    poller.join().unwrap();
+    let seen = seen.lock().unwrap().clone();
+    let unhealthy: Vec<&(u16, String)> = seen.iter().filter(|(code, _)| *code == 503).collect();
+    assert!(!unhealthy.is_empty(), "/healthz never failed while the API server was down: {seen:?}");
+    assert!(
+        unhealthy[0].1.contains("watch has been failing"),
+        "the reason names the failing watch: {:?}",
+        unhealthy[0]
+    );
+    wait_for("/healthz 200 again", 2 * MIN, || {
+        let ok = status(&addr).is_ok_and(|(code, _)| code == 200);
+        std::future::ready(ok)
+    })
+    .await;
+}

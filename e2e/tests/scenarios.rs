@@ -593,6 +593,18 @@ async fn s10_helm_installed_operator() {
         .iter()
         .any(|c| c.type_ == "Ready" && c.status == "True");
     assert!(ready, "operator pod not ready: {:?}", op.status);
+    // `helm test`: the chart's test pod probes /readyz through a Service of its own.
+    let out = std::process::Command::new("helm")
+        .args(["test", "sbomjob", "--namespace", &s.job_ns, "--timeout", "2m"])
+        .output()
+        .expect("running helm test");
+    assert!(
+        out.status.success(),
+        "helm test failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Succeeded"), "{}", String::from_utf8_lossy(&out.stdout));
 }
 
 /// 11. The chart's ServiceAccount may write only where it must: Secrets and Jobs in its own

@@ -2,7 +2,8 @@
 //! kubelet's probes and Prometheus.
 //!
 //! - `GET /metrics`: every metric, OpenMetrics text ([`crate::metrics`]).
-//! - `GET /healthz`: 200 while the process serves requests (liveness).
+//! - `GET /healthz`: 200 while the main loop makes progress and the watches deliver, 503 with
+//!   the reason otherwise ([`crate::health`]; liveness).
 //! - `GET /readyz`: 200 once [`Ready::set`] was called (after the caches are filled), 503 before.
 //!
 //! ```no_run
@@ -10,7 +11,8 @@
 //! # use sbomjob::{admin, metrics::Metrics, settings::Settings};
 //! # async fn example(settings: Settings, metrics: Arc<Metrics>) -> Result<(), admin::BindError> {
 //! let ready = admin::Ready::default();
-//! let server = admin::AdminServer::bind(settings.ops.admin_addr, metrics.clone(), ready.clone()).await?;
+//! let health = sbomjob::health::Health::new(settings.ops.health_timeout);
+//! let server = admin::AdminServer::bind(settings.ops.admin_addr, metrics.clone(), ready.clone(), health).await?;
 //! tokio::spawn(server.run());
 //! // ... caches filled:
 //! ready.set();
@@ -40,7 +42,10 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tracing::{debug, info, warn};
 
-use crate::metrics::{self, Metrics};
+use crate::{
+    health::Health,
+    metrics::{self, Metrics},
+};
 
 /// A client that sends no complete request head within this time is disconnected.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
@@ -79,11 +84,12 @@ pub struct AdminServer {
     listener: TcpListener,
     metrics: Arc<Metrics>,
     ready: Ready,
+    health: Health,
 }
 
 impl AdminServer {
     /// Binds the address now, so a port in use fails start-up instead of a background task.
-    pub async fn bind(addr: SocketAddr, metrics: Arc<Metrics>, ready: Ready) -> Result<Self, BindError> {
+    pub async fn bind(addr: SocketAddr, metrics: Arc<Metrics>, ready: Ready, health: Health) -> Result<Self, BindError> {
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|source| BindError { addr, source })?;
@@ -91,6 +97,7 @@ impl AdminServer {
             listener,
             metrics,
             ready,
+            health,
         })
     }
 
@@ -114,10 +121,11 @@ impl AdminServer {
                     continue;
                 }
             };
-            let (metrics, ready) = (self.metrics.clone(), self.ready.clone());
+            let (metrics, ready, health) = (self.metrics.clone(), self.ready.clone(), self.health.clone());
             tokio::spawn(async move {
                 let service = service_fn(move |req: Request<Incoming>| {
-                    let response = respond(req.method(), req.uri().path(), &metrics, ready.is_set());
+                    let healthy = health.check(chrono::Utc::now());
+                    let response = respond(req.method(), req.uri().path(), &metrics, ready.is_set(), healthy);
                     async move { Ok::<_, Infallible>(response) }
                 });
                 let conn = http1::Builder::new()
@@ -133,7 +141,13 @@ impl AdminServer {
 }
 
 /// The answer to one request (pure apart from reading the metrics).
-fn respond(method: &Method, path: &str, metrics: &Metrics, ready: bool) -> Response<Full<Bytes>> {
+fn respond(
+    method: &Method,
+    path: &str,
+    metrics: &Metrics,
+    ready: bool,
+    healthy: Result<(), String>,
+) -> Response<Full<Bytes>> {
     let text =
         |status: StatusCode, body: &'static str| reply(status, "text/plain; charset=utf-8", body.into());
     if method != Method::GET && method != Method::HEAD {
@@ -144,7 +158,14 @@ fn respond(method: &Method, path: &str, metrics: &Metrics, ready: bool) -> Respo
     }
     match path {
         "/metrics" => reply(StatusCode::OK, metrics::CONTENT_TYPE, metrics.encode()),
-        "/healthz" => text(StatusCode::OK, "ok\n"),
+        "/healthz" => match healthy {
+            Ok(()) => text(StatusCode::OK, "ok\n"),
+            Err(why) => reply(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "text/plain; charset=utf-8",
+                format!("unhealthy: {why}\n"),
+            ),
+        },
         "/readyz" if ready => text(StatusCode::OK, "ready\n"),
         "/readyz" => text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n"),
         _ => text(
@@ -186,9 +207,15 @@ mod tests {
     async fn serves_probes_and_metrics_over_tcp() {
         let metrics = Arc::new(Metrics::new());
         let ready = Ready::default();
-        let server = AdminServer::bind("127.0.0.1:0".parse().unwrap(), metrics.clone(), ready.clone())
-            .await
-            .unwrap();
+        let health = Health::new(Duration::from_secs(60));
+        let server = AdminServer::bind(
+            "127.0.0.1:0".parse().unwrap(),
+            metrics.clone(),
+            ready.clone(),
+            health.clone(),
+        )
+        .await
+        .unwrap();
         let addr = server.local_addr().unwrap();
         let task = tokio::spawn(server.run());
 
@@ -205,6 +232,13 @@ mod tests {
         assert!(body.contains("sbomjob_pods_annotated_total 3"), "{body}");
         assert!(body.ends_with("# EOF\n"), "{body}");
 
+        // A watch failing for longer than the timeout: unhealthy, with why.
+        let stuck = Health::new(Duration::from_secs(10));
+        let r = respond(&Method::GET, "/healthz", &metrics, true, stuck.check(chrono::Utc::now() + chrono::TimeDelta::seconds(11)));
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+        health.watch_failed("pod");
+        assert_eq!(get(addr, "GET", "/healthz").await, (200, "ok\n".into()), "failing, not for long");
+        health.watch_ok("pod");
         assert_eq!(get(addr, "GET", "/nope").await.0, 404);
         assert_eq!(get(addr, "POST", "/healthz").await.0, 405);
         task.abort();
@@ -214,7 +248,12 @@ mod tests {
     async fn a_port_in_use_is_a_clear_error() {
         let taken = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = taken.local_addr().unwrap();
-        let err = AdminServer::bind(addr, Arc::new(Metrics::new()), Ready::default())
+        let err = AdminServer::bind(
+            addr,
+            Arc::new(Metrics::new()),
+            Ready::default(),
+            Health::new(Duration::from_secs(60)),
+        )
             .await
             .unwrap_err()
             .to_string();
@@ -226,9 +265,9 @@ mod tests {
 
     #[test]
     fn metrics_have_the_openmetrics_content_type() {
-        let r = respond(&Method::GET, "/metrics", &Metrics::new(), false);
+        let r = respond(&Method::GET, "/metrics", &Metrics::new(), false, Ok(()));
         assert_eq!(r.headers()[header::CONTENT_TYPE], metrics::CONTENT_TYPE);
-        let r = respond(&Method::HEAD, "/healthz", &Metrics::new(), false);
+        let r = respond(&Method::HEAD, "/healthz", &Metrics::new(), false, Ok(()));
         assert_eq!(r.status(), StatusCode::OK);
     }
 }

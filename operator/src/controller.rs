@@ -25,6 +25,8 @@ use tracing::{Instrument, error, info, info_span, warn};
 use crate::{
     Error, Result, ResultExt as _,
     admin::{AdminServer, Ready},
+    api_metrics::CountLayer,
+    health::Health,
     cache::{self, JobIdentity},
     cycle,
     fence::{Fence, FenceLayer},
@@ -51,9 +53,11 @@ pub async fn run(settings: Settings) -> Result<()> {
     } else {
         Fence::always()
     };
+    let metrics = Arc::new(Metrics::new());
     let client = ClientBuilder::try_from(kube_config.clone())
         .context(|| "connecting to the Kubernetes API".into())?
         .with_layer(&FenceLayer(fence.clone()))
+        .with_layer(&CountLayer(metrics.clone()))
         .build();
     // The Lease has a client of its own: not fenced, and without kube's retries of 429/503/504
     // (each Lease request has a timeout well inside the renew deadline instead).
@@ -77,9 +81,9 @@ pub async fn run(settings: Settings) -> Result<()> {
         "sbomjob-operator starting"
     );
 
-    let metrics = Arc::new(Metrics::new());
     let ready = Ready::default();
-    let admin = AdminServer::bind(settings.ops.admin_addr, metrics.clone(), ready.clone()).await?;
+    let health = Health::new(settings.ops.health_timeout);
+    let admin = AdminServer::bind(settings.ops.admin_addr, metrics.clone(), ready.clone(), health.clone()).await?;
     if let Ok(addr) = admin.local_addr() {
         info!(%addr, "serving /metrics, /healthz and /readyz");
     }
@@ -88,13 +92,14 @@ pub async fn run(settings: Settings) -> Result<()> {
     let namespaces = settings
         .namespace_label_selector
         .as_deref()
-        .map(|sel| namespace_cache(&client, sel));
+        .map(|sel| namespace_cache(&client, sel, health.clone()));
     let (new_digests, asks) = trigger::channel(&settings.annotation_prefix, namespaces.clone());
     let pods = pod_cache(
         &client,
         settings.pod_label_selector.as_deref(),
         &settings.annotation_prefix,
         new_digests.clone(),
+        health.clone(),
     );
     pods.wait_until_ready()
         .await
@@ -208,6 +213,7 @@ pub async fn run(settings: Settings) -> Result<()> {
         skip_warned: Default::default(),
         found: Default::default(),
         results_counted: Default::default(),
+        health,
         drift_tags: Default::default(),
         trust,
         provenance: Default::default(),
@@ -247,19 +253,29 @@ async fn run_loop(ctx: &cycle::Context, mut leader: watch::Receiver<bool>, mut a
     // `None`: the schedule fires no more; only new images start cycles.
     let mut due = Some(Utc::now());
     let debounce = ctx.settings.ops.debounce;
+    // While it waits, the loop shows it is alive ([`crate::health`]).
+    let mut beat = tokio::time::interval(ctx.health.beat_every());
+    beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        let wake = tokio::select! {
-            _ = sleep_until(due) => Wake::Schedule,
-            Some(()) = asks.next(debounce) => Wake::NewImage,
-            _ = &mut shutdown => return,
+        let wake = loop {
+            tokio::select! {
+                _ = sleep_until(due) => break Wake::Schedule,
+                Some(()) = asks.next(debounce) => break Wake::NewImage,
+                _ = beat.tick() => ctx.health.beat(),
+                _ = &mut shutdown => return,
+            }
         };
         if !*leader.borrow() {
             info!("not the leader: waiting for the Lease before any cycle");
-            tokio::select! {
-                _ = leader.wait_for(|l| *l) => {}
-                _ = &mut shutdown => return,
+            loop {
+                tokio::select! {
+                    _ = leader.wait_for(|l| *l) => break,
+                    _ = beat.tick() => ctx.health.beat(),
+                    _ = &mut shutdown => return,
+                }
             }
         }
+        ctx.health.beat();
         let id = crate::objects::cycle_id(&ctx.settings.ops.release, Utc::now(), rand::random());
         let span = info_span!("cycle", id = %id);
         span.in_scope(|| match wake {
@@ -360,6 +376,7 @@ fn pod_cache(
     selector: Option<&str>,
     prefix: &str,
     new_digests: NewDigests,
+    health: Health,
 ) -> Store<WatchedPod> {
     let api: Api<WatchedPod> = Api::all(client.clone());
     let prefix = prefix.to_string();
@@ -375,9 +392,15 @@ fn pod_cache(
         .for_each(move |event| {
             match event {
                 // Changes after the initial list; the start-up cycle covers what was listed.
-                Ok(watcher::Event::Apply(pod)) => new_digests.observe(&pod),
-                Ok(_) => {}
-                Err(e) => warn!(error = %e, "pod watch failed; retrying"),
+                Ok(watcher::Event::Apply(pod)) => {
+                    health.watch_ok("pod");
+                    new_digests.observe(&pod)
+                }
+                Ok(_) => health.watch_ok("pod"),
+                Err(e) => {
+                    health.watch_failed("pod");
+                    warn!(error = %e, "pod watch failed; retrying")
+                }
             }
             ready(())
         });
@@ -414,14 +437,23 @@ where
     reader
 }
 
-fn namespace_cache(client: &Client, selector: &str) -> Store<Namespace> {
+fn namespace_cache(client: &Client, selector: &str, health: Health) -> Store<Namespace> {
     let api: Api<Namespace> = Api::all(client.clone());
     let (reader, writer) = reflector::store();
     let stream = watcher(api, watcher::Config::default().labels(selector))
         .default_backoff()
         .modify(|ns| ns.metadata.managed_fields = None)
         .reflect(writer)
-        .for_each(|_| ready(()));
+        .for_each(move |event| {
+            match event {
+                Ok(_) => health.watch_ok("namespace"),
+                Err(e) => {
+                    health.watch_failed("namespace");
+                    warn!(error = %e, "namespace watch failed; retrying")
+                }
+            }
+            ready(())
+        });
     tokio::spawn(stream);
     reader
 }

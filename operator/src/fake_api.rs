@@ -192,6 +192,7 @@ pub fn context(client: Client, vars: &[(&str, &str)], pods: Vec<WatchedPod>) -> 
         skip_warned: Default::default(),
         found: Default::default(),
         results_counted: Default::default(),
+        health: crate::health::Health::new(std::time::Duration::from_secs(600)),
         drift_tags: Default::default(),
         trust,
         provenance: Default::default(),

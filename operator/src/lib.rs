@@ -7,6 +7,7 @@
 
 pub mod admin;
 pub mod annotate;
+pub mod api_metrics;
 pub mod backoff;
 pub mod cache;
 pub mod controller;
@@ -16,6 +17,7 @@ pub mod drift;
 #[cfg(test)]
 pub mod fake_api;
 pub mod fence;
+pub mod health;
 pub mod image_id;
 pub mod leader;
 pub mod lookup;

@@ -1,5 +1,7 @@
 //! `sbomjob-operator`: reads its settings from `SBOM_*` variables and runs until SIGTERM.
 //! `sbomjob-operator --print-settings` prints every setting it reads as JSON and exits.
+//! `sbomjob-operator --probe URL` exits 0 when a GET of the plain-HTTP URL answers 200 (the
+//! chart's `helm test` checks an operator's `/readyz` with it: the image has no shell or curl).
 
 use std::process::ExitCode;
 
@@ -9,6 +11,7 @@ use sbomjob::settings::{Settings, table};
 async fn main() -> ExitCode {
     match std::env::args().nth(1).as_deref() {
         None => {}
+        Some("--probe") => return probe(std::env::args().nth(2).as_deref()).await,
         Some("--print-settings") => {
             let json = serde_json::to_string_pretty(&table::printed()).expect("settings serialise");
             println!("{json}");
@@ -34,6 +37,40 @@ async fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "sbomjob-operator stopped");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `--probe URL`: 0 when the URL answers 200 within 10 s, 1 otherwise (said on stderr).
+async fn probe(url: Option<&str>) -> ExitCode {
+    let Some(url) = url.filter(|u| u.starts_with("http://")) else {
+        eprintln!("sbomjob-operator --probe: expected a plain-HTTP URL such as http://sbomjob:8080/readyz");
+        return ExitCode::from(2);
+    };
+    let client = match sbomjob::registry::http_client() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("sbomjob-operator --probe: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let answer = tokio::time::timeout(std::time::Duration::from_secs(10), client.get(url).send()).await;
+    match answer {
+        Ok(Ok(r)) if r.status() == 200 => {
+            println!("{url}: 200");
+            ExitCode::SUCCESS
+        }
+        Ok(Ok(r)) => {
+            eprintln!("{url}: {}", r.status());
+            ExitCode::FAILURE
+        }
+        Ok(Err(e)) => {
+            eprintln!("{url}: {e}");
+            ExitCode::FAILURE
+        }
+        Err(_) => {
+            eprintln!("{url}: no answer in 10 s");
             ExitCode::FAILURE
         }
     }

@@ -18,6 +18,9 @@
 //! | `sbomjob_result_lines_total` | counter | `result`: accepted, malformed, too_long, foreign |
 //! | `sbomjob_running_images` | gauge | `sbom`: yes, no (digests running now, by whether a job reported an SBOM for them) |
 //! | `sbomjob_running_findings` | gauge | `severity`: critical, high, medium, low, unknown (summed over the digests running now) |
+//! | `sbomjob_build_info` | gauge | `version`: always 1 |
+//! | `sbomjob_jobs_in_flight` | gauge | (Jobs created or adopted and not ended yet) |
+//! | `sbomjob_kube_requests_total` | counter | `verb`: get, list, watch, create, update, patch, delete, other; `result`: 2xx, 4xx, 5xx, error, ... |
 //! | `sbomjob_source_scans_total` | counter | `result`: ok, errors (some tags or repositories failed), failed |
 //! | `sbomjob_source_scan_retries_total` | counter | (tag listings retried while a registry was unreachable) |
 //! | `sbomjob_drift_containers` | gauge | `status`: latest, behind-patch, behind-minor, behind-major, unknown |
@@ -100,9 +103,22 @@ pub struct Metrics {
     result_lines: Family<ResultLabel, Counter>,
     running_images: Family<SbomLabel, Gauge>,
     running_findings: Family<SeverityLabel, Gauge>,
+    jobs_in_flight: Gauge,
+    kube_requests: Family<RequestLabels, Counter>,
     source_scans: Family<ResultLabel, Counter>,
     source_retries: Counter,
     drift: Family<StatusLabel, Gauge>,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    verb: &'static str,
+    result: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct VersionLabel {
+    version: &'static str,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -154,12 +170,31 @@ impl Metrics {
             result_lines: Family::default(),
             running_images: Family::default(),
             running_findings: Family::default(),
+            jobs_in_flight: Gauge::default(),
+            kube_requests: Family::default(),
             source_scans: Family::default(),
             source_retries: Counter::default(),
             drift: Family::default(),
             registry: Registry::default(),
         };
         registry.register("cycles", "Cycles run, by result", m.cycles.clone());
+        let build: Family<VersionLabel, Gauge> = Family::default();
+        build
+            .get_or_create(&VersionLabel {
+                version: env!("CARGO_PKG_VERSION"),
+            })
+            .set(1);
+        registry.register("build_info", "The operator's version (always 1)", build);
+        registry.register(
+            "jobs_in_flight",
+            "Jobs created or adopted that have not ended yet",
+            m.jobs_in_flight.clone(),
+        );
+        registry.register(
+            "kube_requests",
+            "Requests to the Kubernetes API, by verb and result (2xx, 4xx, 5xx; error: no response)",
+            m.kube_requests.clone(),
+        );
         registry.register(
             "source_scans",
             "ImageSource scans, by result (ok, errors: some tags or repositories failed, failed)",
@@ -382,6 +417,20 @@ impl Metrics {
                 .get_or_create(&StatusLabel { status })
                 .set(i64::try_from(n).unwrap_or(i64::MAX));
         }
+    }
+
+    /// A Job is followed from now on (`true`) or ended (`false`).
+    pub fn job_in_flight(&self, started: bool) {
+        if started {
+            self.jobs_in_flight.inc();
+        } else {
+            self.jobs_in_flight.dec();
+        }
+    }
+
+    /// One request to the Kubernetes API ended ([`crate::api_metrics`]).
+    pub fn kube_request(&self, verb: &'static str, result: &'static str) {
+        self.kube_requests.get_or_create(&RequestLabels { verb, result }).inc();
     }
 
     /// Whether this replica leads now.

@@ -222,6 +222,8 @@ pub mod bounds {
     pub const CACHE_TTL: RangeInclusive<Duration> = secs(0, 366 * D);
     /// `SBOM_CACHE_GRACE`.
     pub const CACHE_GRACE: RangeInclusive<Duration> = secs(0, 366 * D);
+    /// `SBOM_HEALTH_TIMEOUT`.
+    pub const HEALTH_TIMEOUT: RangeInclusive<Duration> = secs(10, D);
     /// `SBOM_DRIFT_INTERVAL`; 0 turns drift off.
     pub const DRIFT_INTERVAL: RangeInclusive<Duration> = secs(0, 30 * D);
     /// `SBOM_LEASE_DURATION`: renewed every third of it, in whole seconds, so at least 3 s.
@@ -565,6 +567,8 @@ pub struct OpsSettings {
     pub cache_grace: Duration,
     /// `SBOM_ADMIN_ADDR`: where `/metrics`, `/healthz` and `/readyz` are served.
     pub admin_addr: std::net::SocketAddr,
+    /// `SBOM_HEALTH_TIMEOUT`: `/healthz` fails after this long without progress ([`crate::health`]).
+    pub health_timeout: Duration,
     /// `SBOM_LEADER_ELECTION`: hold a Lease before creating Jobs (on by default, so a rolling
     /// update never runs two cycles at once).
     pub leader_election: bool,
@@ -675,6 +679,7 @@ impl OpsSettings {
             cache_ttl: v.duration("SBOM_CACHE_TTL")?.filter(|d| !d.is_zero()),
             cache_grace: v.duration("SBOM_CACHE_GRACE")?.expect("default"),
             admin_addr: v.custom("SBOM_ADMIN_ADDR", |a| a.parse().ok())?.expect("default"),
+            health_timeout: v.duration("SBOM_HEALTH_TIMEOUT")?.expect("default"),
             leader_election: v.bool("SBOM_LEADER_ELECTION")?,
             lease_name,
             // The Lease stores whole seconds.

@@ -72,8 +72,17 @@ true
 {{- end -}}
 {{- end -}}
 
+{{/*
+The operator image: [registry/]repository:tag[@digest]. The registry is global.imageRegistry (one
+mirror for every chart of a platform) or image.registry; a digest pins the image whatever the
+tag says (the tag stays for people reading the Deployment).
+*/}}
 {{- define "sbomjob.image" -}}
-{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- $registry := (.Values.global).imageRegistry | default .Values.image.registry | default "" | trimSuffix "/" -}}
+{{- $ref := printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- if $registry }}{{ $ref = printf "%s/%s" $registry $ref }}{{ end -}}
+{{- with .Values.image.digest }}{{ $ref = printf "%s@%s" $ref . }}{{ end -}}
+{{- $ref -}}
 {{- end -}}
 
 {{/*
@@ -141,6 +150,7 @@ Settings that are only rendered when set, so that the operator's default applies
   (list $v.registryLookup.repositories "SBOM_REGISTRY_LOOKUP_REPOSITORIES")
   (list $v.sources.registries "SBOM_SOURCE_REGISTRIES")
   (list $v.drift.interval "SBOM_DRIFT_INTERVAL")
+  (list $v.admin.healthTimeout "SBOM_HEALTH_TIMEOUT")
   (list $v.leaderElection.leaseName "SBOM_LEASE_NAME")
   (list $v.leaderElection.leaseDuration "SBOM_LEASE_DURATION")
   (list $v.logging.format "SBOM_LOG_FORMAT")
@@ -202,4 +212,34 @@ true
   value: {{ include "sbomjob.envValue" $e.value }}
 {{- end }}
 {{- end }}
+{{- end -}}
+
+{{/*
+The API server's addresses for the NetworkPolicies, as a JSON list: networkPolicy.apiServerCIDRs,
+else the endpoints of the default/kubernetes Service looked up at install. Fails naming `what`
+when neither is there (helm template cannot look up). Call with (dict "ctx" . "what" "...").
+*/}}
+{{- define "sbomjob.apiServerCIDRs" -}}
+{{- $ctx := .ctx -}}
+{{- $cidrs := $ctx.Values.networkPolicy.apiServerCIDRs | default list -}}
+{{- if not $cidrs -}}
+{{- $slice := lookup "discovery.k8s.io/v1" "EndpointSlice" "default" "kubernetes" -}}
+{{- range $slice.endpoints | default list -}}
+{{- range .addresses -}}
+{{- $cidrs = append $cidrs . -}}
+{{- end -}}
+{{- end -}}
+{{- if not $cidrs -}}
+{{- $endpoints := lookup "v1" "Endpoints" "default" "kubernetes" -}}
+{{- range $endpoints.subsets | default list -}}
+{{- range .addresses | default list -}}
+{{- $cidrs = append $cidrs .ip -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- if not $cidrs -}}
+{{- fail (printf "%s: the API server's addresses are unknown (no cluster to look up the default/kubernetes endpoints, as with helm template): set networkPolicy.apiServerCIDRs" .what) -}}
+{{- end -}}
+{{- toJson $cidrs -}}
 {{- end -}}

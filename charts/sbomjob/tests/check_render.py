@@ -26,8 +26,47 @@ def load(path):
         return [d for d in yaml.safe_load_all(f) if d]
 
 
+def is_hook(d):
+    return "helm.sh/hook" in (d.get("metadata", {}).get("annotations") or {})
+
+
 def by_kind(docs, kind):
-    return [d for d in docs if d.get("kind") == kind]
+    """The release's objects of a kind (helm's hooks, such as the test's, aside: see hooks())."""
+    return [d for d in docs if d.get("kind") == kind and not is_hook(d)]
+
+
+def hooks(docs, kind):
+    return [d for d in docs if d.get("kind") == kind and is_hook(d)]
+
+
+def helm_test(c, docs, label, expect=True):
+    """`helm test`: a Service and a pod probing /readyz through it with the operator's image."""
+    pods, services = hooks(docs, "Pod"), hooks(docs, "Service")
+    c.check(f"{label}: helm test {'rendered' if expect else 'not rendered (no replica)'}",
+            (len(pods), len(services)) == ((1, 1) if expect else (0, 0)), (len(pods), len(services)))
+    if not expect or len(pods) != 1 or len(services) != 1:
+        return
+    deploy, container, _ = env_of(docs)
+    (pod,), (svc,) = pods, services
+    (probe,) = pod["spec"]["containers"]
+    port = container["ports"][0]["containerPort"]
+    ns = deploy["metadata"]["namespace"]
+    c.check(f"{label}: helm test: both are test hooks, deleted when it passed",
+            all(d["metadata"]["annotations"]["helm.sh/hook"] == "test"
+                and "hook-succeeded" in d["metadata"]["annotations"]["helm.sh/hook-delete-policy"] for d in (pod, svc)))
+    c.check(f"{label}: helm test: the Service selects the operator pods' admin port",
+            svc["spec"]["selector"] == deploy["spec"]["selector"]["matchLabels"]
+            and svc["spec"]["ports"][0]["targetPort"] == "admin" and svc["spec"]["ports"][0]["port"] == port,
+            svc["spec"])
+    c.check(f"{label}: helm test: the operator's image probes /readyz through that Service",
+            probe["image"] == container["image"]
+            and probe["args"] == ["--probe", f"http://{svc['metadata']['name']}.{ns}.svc:{port}/readyz"],
+            probe)
+    sc, psc = probe["securityContext"], pod["spec"]["securityContext"]
+    c.check(f"{label}: helm test pod: restricted (non-root, RuntimeDefault, no privilege escalation, drop ALL), no token",
+            psc.get("runAsNonRoot") is True and psc["seccompProfile"]["type"] == "RuntimeDefault"
+            and sc.get("allowPrivilegeEscalation") is False and sc["capabilities"]["drop"] == ["ALL"]
+            and pod["spec"].get("automountServiceAccountToken") is False, (psc, sc))
 
 
 def env_of(docs):
@@ -127,7 +166,7 @@ def common(c, docs, label):
             subject["name"] == pod["serviceAccountName"] and subject["name"] in sa_names,
             (subject, pod["serviceAccountName"], sa_names),
         )
-    (cluster_role,) = by_kind(docs, "ClusterRole")
+    (cluster_role,) = [r for r in by_kind(docs, "ClusterRole") if not is_aggregated(r)]
     (role,) = by_kind(docs, "Role")
     (cluster_binding,) = by_kind(docs, "ClusterRoleBinding")
     cluster_name = f"{deploy['metadata']['namespace']}.{deploy['metadata']['name']}"
@@ -280,7 +319,7 @@ def admission_policy(c, docs, label, expect):
 
 def network_policy(c, docs, label, values=None):
     """The job pods' NetworkPolicy: only with networkPolicy.enabled (`values` given)."""
-    policies = by_kind(docs, "NetworkPolicy")
+    policies = [p for p in by_kind(docs, "NetworkPolicy") if p["metadata"]["name"].endswith("-jobs")]
     c.check(f"{label}: NetworkPolicy {'rendered' if values else 'not rendered'}",
             len(policies) == (1 if values else 0), len(policies))
     if not values or len(policies) != 1:
@@ -311,10 +350,46 @@ def network_policy(c, docs, label, values=None):
             {k: sorted(v) for k, v in blocks.items()} == want, (blocks, want))
 
 
+def operator_network_policy(c, docs, label, values=None):
+    """The operator pods' NetworkPolicy: only with networkPolicy.operator.enabled (`values` given)."""
+    policies = [p for p in by_kind(docs, "NetworkPolicy") if p["metadata"]["name"].endswith("-operator")]
+    c.check(f"{label}: operator NetworkPolicy {'rendered' if values else 'not rendered'}",
+            len(policies) == (1 if values else 0), len(policies))
+    if not values or len(policies) != 1:
+        return
+    deploy, _, _ = env_of(docs)
+    spec = policies[0]["spec"]
+    op = values["networkPolicy"]["operator"]
+    c.check(f"{label}: operator NetworkPolicy selects the operator pods",
+            spec["podSelector"] == {"matchLabels": deploy["spec"]["selector"]["matchLabels"]}, spec["podSelector"])
+    c.check(f"{label}: operator NetworkPolicy: in only on the admin port, from adminFrom",
+            spec["ingress"] == [{"ports": [{"port": "admin", "protocol": "TCP"}], "from": op["adminFrom"]}]
+            if op["adminFrom"] else spec["ingress"] == [{"ports": [{"port": "admin", "protocol": "TCP"}]}],
+            spec["ingress"])
+
+    def cidr(a):
+        return a if "/" in a else a + ("/128" if ":" in a else "/32")
+
+    api, dns, *registries = spec["egress"]
+    c.check(f"{label}: operator NetworkPolicy: out to the API server, DNS and the registries only",
+            [b["ipBlock"]["cidr"] for b in api["to"]] == [cidr(a) for a in values["networkPolicy"]["apiServerCIDRs"]]
+            and dns == {"ports": [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}]}
+            and [[b["ipBlock"]["cidr"] for b in r["to"]] for r in registries] == ([op["registryCIDRs"]] if op["registryCIDRs"] else []),
+            spec["egress"])
+    c.check(f"{label}: operator NetworkPolicy: never the cloud metadata address",
+            all(b["ipBlock"].get("except") in ([ "169.254.169.254/32"], ["fd00:ec2::254/128"])
+                for r in registries for b in r["to"] if b["ipBlock"]["cidr"] in ("0.0.0.0/0", "::/0")), registries)
+
+
 def check_policy(c, docs, expect):
     label = "policy" if expect else "policyoff"
     common(c, docs, label)
     admission_policy(c, docs, label, expect)
+
+
+def is_aggregated(role):
+    """One of the ClusterRoles aggregated into Kubernetes' view/edit/admin (rbac.aggregateToDefaultRoles)."""
+    return any(k.startswith("rbac.authorization.k8s.io/aggregate-to-") for k in role["metadata"].get("labels", {}))
 
 
 def check_names(c, a, b, other):
@@ -322,12 +397,17 @@ def check_names(c, a, b, other):
     kinds = ("ClusterRole", "ClusterRoleBinding", "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding")
     subdomain = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
     for kind in kinds:
-        names = [[d["metadata"]["name"] for d in by_kind(docs, kind)] for docs in (a, b, other)]
-        c.check(f"names: one {kind} per render", [len(n) for n in names] == [1, 1, 1], names)
+        names = [[d["metadata"]["name"] for d in by_kind(docs, kind) if not is_aggregated(d)] for docs in (a, b, other)]
+        c.check(f"names: one {kind} per render (the aggregated view/edit roles aside)",
+                [len(n) for n in names] == [1, 1, 1], names)
         flat = [n for ns in names for n in ns]
         c.check(f"names: {kind} differs between namespaces and between releases", len(set(flat)) == len(flat), flat)
         c.check(f"names: {kind} names are DNS subdomains of at most 253 characters",
                 all(len(n) <= 253 and subdomain.fullmatch(n) for n in flat), flat)
+    views = [sorted(d["metadata"]["name"] for d in by_kind(docs, "ClusterRole") if is_aggregated(d)) for docs in (a, b, other)]
+    flat = [n for ns in views for n in ns]
+    c.check("names: the aggregated view/edit ClusterRoles differ between namespaces and releases",
+            len(set(flat)) == len(flat) == 6, views)
 
 
 def check_default(c, docs, settings_json=None):
@@ -336,6 +416,7 @@ def check_default(c, docs, settings_json=None):
     # helm template without --api-versions knows no ValidatingAdmissionPolicy API: "auto" is off.
     admission_policy(c, docs, "default (no capabilities)", expect=False)
     network_policy(c, docs, "default")
+    operator_network_policy(c, docs, "default")
     if settings_json:
         default = load_settings(settings_json)["SBOM_JOB_RESOURCES"]["default"]
         try:
@@ -361,8 +442,8 @@ def check_default(c, docs, settings_json=None):
     c.check("default: SBOM_POD_EVENTS failures", values.get("SBOM_POD_EVENTS") == "failures", values)
     c.check("default: one replica, Recreate", deploy["spec"]["replicas"] == 1
             and deploy["spec"]["strategy"]["type"] == "Recreate", deploy["spec"])
-    c.check("default: no Service, no ServiceMonitor (metrics.enabled false)",
-            not by_kind(docs, "Service") and not by_kind(docs, "ServiceMonitor"))
+    c.check("default: no Service, no ServiceMonitor, no PrometheusRule (metrics.enabled false)",
+            not by_kind(docs, "Service") and not by_kind(docs, "ServiceMonitor") and not by_kind(docs, "PrometheusRule"))
     c.check("default: CRDs are not templates (they are in crds/)", not by_kind(docs, "CustomResourceDefinition"))
     c.check(
         "default: no namespaces rule without namespaceLabelSelector",
@@ -383,6 +464,35 @@ def check_default(c, docs, settings_json=None):
         sc,
     )
     c.check("default: operator resources set", container.get("resources", {}).get("limits", {}).get("memory"))
+    c.check("default: image sbomjob/operator:<appVersion>, no registry, no digest",
+            re.fullmatch(r"sbomjob/operator:[^@/]+", container["image"]) is not None, container["image"])
+    c.check("default: no PodDisruptionBudget with one replica (it would block every drain)",
+            not by_kind(docs, "PodDisruptionBudget"))
+    c.check("default: no topologySpreadConstraints", "topologySpreadConstraints" not in deploy["spec"]["template"]["spec"])
+    aggregate(c, docs, "default", expect=True)
+    helm_test(c, docs, "default")
+
+
+def aggregate(c, docs, label, expect):
+    """rbac.aggregateToDefaultRoles: view gets read access to the CRDs, edit manages ImageSources."""
+    roles = {r["metadata"]["name"].rsplit("-", 1)[-1]: r for r in by_kind(docs, "ClusterRole") if is_aggregated(r)}
+    if not expect:
+        c.check(f"{label}: no aggregated view/edit ClusterRoles", not roles, list(roles))
+        return
+    view, edit = roles.get("view"), roles.get("edit")
+    c.check(f"{label}: an aggregated view and edit ClusterRole", view is not None and edit is not None, list(roles))
+    if view is None or edit is None:
+        return
+    agg = lambda r: sorted(k.rsplit("-", 1)[-1] for k, v in r["metadata"]["labels"].items()
+                           if k.startswith("rbac.authorization.k8s.io/aggregate-to-") and v == "true")
+    c.check(f"{label}: view aggregates to view, edit, admin; edit to edit, admin",
+            agg(view) == ["admin", "edit", "view"] and agg(edit) == ["admin", "edit"], (agg(view), agg(edit)))
+    c.check(f"{label}: view reads the three CRDs, no status",
+            [(r["resources"], r["verbs"]) for r in view["rules"]]
+            == [(["imagerecords", "imagesources", "trustpolicies"], ["get", "list", "watch"])], view["rules"])
+    c.check(f"{label}: edit writes ImageSources only (not records, not trust, not status)",
+            [(r["resources"], r["verbs"]) for r in edit["rules"]]
+            == [(["imagesources"], ["create", "update", "patch", "delete"])], edit["rules"])
 
 
 def check_ha(c, docs):
@@ -391,6 +501,11 @@ def check_ha(c, docs):
             deploy["spec"]["replicas"] == 2 and deploy["spec"]["strategy"]["type"] == "RollingUpdate",
             deploy["spec"].get("strategy"))
     metrics_objects(c, docs, deploy, container, "ha", service_monitor=False)
+    pdbs = by_kind(docs, "PodDisruptionBudget")
+    c.check("ha: a PodDisruptionBudget keeping 1 replica, selecting the operator pods",
+            len(pdbs) == 1 and pdbs[0]["spec"]["minAvailable"] == 1
+            and pdbs[0]["spec"]["selector"]["matchLabels"] == deploy["spec"]["selector"]["matchLabels"],
+            [p["spec"] for p in pdbs])
 
 
 def check_off(c, docs):
@@ -400,6 +515,7 @@ def check_off(c, docs):
     c.check("off: SBOM_CACHE_TTL 0, SBOM_LEADER_ELECTION false, SBOM_POD_EVENTS none",
             values.get("SBOM_CACHE_TTL") == "0" and values.get("SBOM_LEADER_ELECTION") == "false"
             and values.get("SBOM_POD_EVENTS") == "none", values)
+    aggregate(c, docs, "off", expect=False)
     c.check("off: no imagerecords, imagesources or leases rule",
             not any(set(r["resources"]) & {"imagerecords", "imagerecords/status", "imagesources",
                                            "imagesources/status", "trustpolicies", "leases"}
@@ -483,8 +599,6 @@ def check_full(c, docs, values, settings_json=None, helpers=None):
         any(r["resources"] == ["namespaces"] and sorted(r["verbs"]) == ["list", "watch"]
             for r in cluster_role["rules"]),
     )
-    c.check("full: image repository:tag",
-            container["image"] == f"{values['image']['repository']}:{values['image']['tag']}", container["image"])
     pod = deploy["spec"]["template"]["spec"]
     for key in ("nodeSelector", "tolerations", "affinity", "priorityClassName"):
         c.check(f"full: operator pod {key}", pod.get(key) == values[key], pod.get(key))
@@ -534,7 +648,47 @@ def check_full(c, docs, values, settings_json=None, helpers=None):
                 and rule[0]["apiGroups"] == [crd["group"]] and rule[0]["resources"] == [plural],
                 (crd["scope"], crd["group"], plural, rule))
     admission_policy(c, docs, "full", expect=values["admissionPolicy"]["enabled"] is True)
+    image = values["image"]
+    c.check("full: image <global.imageRegistry>/<repository>:<tag>@<digest>",
+            container["image"] == f"{values['global']['imageRegistry']}/{image['repository']}:{image['tag']}@{image['digest']}",
+            container["image"])
+    spread = deploy["spec"]["template"]["spec"].get("topologySpreadConstraints", [])
+    selector = deploy["spec"]["selector"]["matchLabels"]
+    c.check("full: topologySpreadConstraints, an empty labelSelector filled with the selector labels",
+            [(s["topologyKey"], s["labelSelector"]["matchLabels"]) for s in spread]
+            == [("topology.kubernetes.io/zone", selector), ("kubernetes.io/hostname", {"team": "platform"})], spread)
+    pdbs = by_kind(docs, "PodDisruptionBudget")
+    c.check("full: PodDisruptionBudget minAvailable 50%",
+            [p["spec"]["minAvailable"] for p in pdbs] == ["50%"], [p["spec"] for p in pdbs])
+    aggregate(c, docs, "full", expect=True)
+    helm_test(c, docs, "full")
+    rule_values = values["metrics"]["prometheusRule"]
+    rules_ = by_kind(docs, "PrometheusRule")
+    c.check("full: one PrometheusRule in its namespace with its labels", len(rules_) == 1
+            and rules_[0]["metadata"]["namespace"] == rule_values["namespace"]
+            and rule_values["labels"].items() <= rules_[0]["metadata"]["labels"].items(),
+            [r["metadata"] for r in rules_])
+    if rules_:
+        alerts = {r["alert"]: r for g in rules_[0]["spec"]["groups"] for r in g["rules"]}
+        service = f'service="{deploy["metadata"]["name"]}-metrics"'
+        c.check("full: alerts SbomjobResultsStale, SbomjobJobsFailing, SbomjobNoLeader on the metrics Service's series",
+                sorted(alerts) == ["SbomjobJobsFailing", "SbomjobNoLeader", "SbomjobResultsStale"]
+                and all(service in a["expr"] for a in alerts.values()), alerts)
+        c.check("full: the thresholds of the values",
+                alerts.get("SbomjobResultsStale", {}).get("expr", "").endswith(f"> {rule_values['staleAfterSeconds']}")
+                and alerts.get("SbomjobJobsFailing", {}).get("expr", "").endswith(f"> {rule_values['failedJobsPerHour']}"),
+                alerts)
+    sm_values = values["metrics"]["serviceMonitor"]
+    for sm in by_kind(docs, "ServiceMonitor"):
+        c.check("full: ServiceMonitor namespace, annotations, relabelings, metricRelabelings",
+                sm["metadata"]["namespace"] == sm_values["namespace"]
+                and sm["metadata"]["annotations"] == sm_values["annotations"]
+                and sm["spec"]["endpoints"][0]["relabelings"] == sm_values["relabelings"]
+                and sm["spec"]["endpoints"][0]["metricRelabelings"] == sm_values["metricRelabelings"]
+                and sm["spec"]["namespaceSelector"] == {"matchNames": [deploy["metadata"]["namespace"]]},
+                sm)
     network_policy(c, docs, "full", values if values["networkPolicy"]["enabled"] else None)
+    operator_network_policy(c, docs, "full", values if values["networkPolicy"]["operator"]["enabled"] else None)
     (sa,) = by_kind(docs, "ServiceAccount")
     c.check("full: serviceAccount name and annotations",
             sa["metadata"]["name"] == values["serviceAccount"]["name"]

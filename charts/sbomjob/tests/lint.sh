@@ -174,7 +174,8 @@ if render ha --set jobImage=x --set replicaCount=2 --set metrics.enabled=true; t
   count_checks "$WORK/ha.checks"
 fi
 
-if render off --set jobImage=x --set-json cache.ttl=0 --set leaderElection.enabled=false --set podEvents=none; then
+if render off --set jobImage=x --set-json cache.ttl=0 --set leaderElection.enabled=false --set podEvents=none \
+  --set rbac.aggregateToDefaultRoles=false; then
   "$PY" "$CHART/tests/check_render.py" off "$WORK/off.yaml" >"$WORK/off.checks" 2>&1 ||
     grep -q '^FAIL' "$WORK/off.checks" || fail "check_render.py off crashed" "$WORK/off.checks"
   count_checks "$WORK/off.checks"
@@ -304,6 +305,17 @@ refused() {
 refused "missing jobImage" "jobImage: String length must be greater than or equal to 1"
 refused "empty jobImage" "jobImage: String length must be greater than or equal to 1" --set jobImage=
 refused "jobImage with a space" "jobImage: Does not match pattern" --set "jobImage=a b"
+refused "metrics.prometheusRule without metrics.enabled" "metrics.prometheusRule.enabled needs metrics.enabled" \
+  --set jobImage=x --set metrics.prometheusRule.enabled=true
+refused "networkPolicy.operator.enabled without the API server's addresses" \
+  "networkPolicy.operator.enabled: the API server's addresses are unknown" --set jobImage=x \
+  --set networkPolicy.operator.enabled=true
+refused "image.digest that is no sha256 digest" "image.digest: Does not match pattern" --set jobImage=x \
+  --set image.digest=latest
+refused "topologySpreadConstraints without topologyKey" "topologyKey is required" --set jobImage=x \
+  --set 'topologySpreadConstraints[0].maxSkew=1' --set 'topologySpreadConstraints[0].whenUnsatisfiable=DoNotSchedule'
+refused "podDisruptionBudget.minAvailable=-1" "podDisruptionBudget.minAvailable: Must be greater than or equal to 0" \
+  --set jobImage=x --set-json 'podDisruptionBudget.minAvailable=-1'
 refused "jobTimeout={}" "jobTimeout: Invalid type. Expected: [string,integer], given: object" \
   --set jobImage=x --set-json 'jobTimeout={}'
 refused "jobTimeout=0" "jobTimeout: Must be greater than or equal to 1" --set jobImage=x --set-json 'jobTimeout=0'

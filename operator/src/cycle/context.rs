@@ -78,6 +78,8 @@ pub struct Context {
     /// The drift each record of ours says, by digest (as last loaded or written): drift
     /// writes a record only when it changes.
     pub recorded_drift: Mutex<HashMap<String, Vec<crate::cache::TagDrift>>>,
+    /// Told of the cycle's progress, for `/healthz` ([`crate::health`]).
+    pub health: crate::health::Health,
 }
 
 /// See [`Context::results_counted`].

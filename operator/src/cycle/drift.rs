@@ -337,6 +337,7 @@ async fn list(
                 if let Err(e) = &tags {
                     debug!(registry = %repo.0, repository = %repo.1, error = %e, "tags not listed; drift unknown");
                 }
+                ctx.health.beat();
                 ((*repo).clone(), Listed { at: Instant::now(), tags })
             }
         })

@@ -76,6 +76,20 @@ pub fn give_up_at(now: tokio::time::Instant, deadline: Duration) -> tokio::time:
 /// start (the config Secret is gone), and gives up (deleting the Job) only well after its own
 /// deadline, should the job controller never report one.
 pub async fn wait(ctx: &Context, job: &Job) -> Job {
+    /// `sbomjob_jobs_in_flight` counts the Job while it is followed, also when the cycle is
+    /// dropped mid-wait (lost Lease, shutdown).
+    struct InFlight<'a>(&'a crate::metrics::Metrics);
+    impl Drop for InFlight<'_> {
+        fn drop(&mut self) {
+            self.0.job_in_flight(false);
+        }
+    }
+    ctx.metrics.job_in_flight(true);
+    let _in_flight = InFlight(&ctx.metrics);
+    until_ended(ctx, job).await
+}
+
+async fn until_ended(ctx: &Context, job: &Job) -> Job {
     let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
     let job_name = job_state::name(job);
     let deadline = job
@@ -103,6 +117,8 @@ pub async fn wait(ctx: &Context, job: &Job) -> Job {
                 }
             },
             _ = check.tick() => {
+                // Following a Job that runs is progress (a hung request below is not).
+                ctx.health.beat();
                 if config_lost(ctx, &job_name).await {
                     warn!(job = %job_name, "the Job's config Secret is gone before its pod started; ending the Job");
                     let _ = jobs.delete(&job_name, &DeleteParams::background()).await;

@@ -44,9 +44,11 @@ pub struct CycleReport {
 pub async fn run(ctx: &Context, cycle: &str) -> Result<CycleReport> {
     // 1. Never overlap: earlier Jobs of ours are waited for and finished first.
     let settled = settle::earlier_jobs(ctx).await?;
+    ctx.health.beat();
     // 2. What is left to do: the cache's hits are granted at once, images backing off wait.
     let pods = ctx.snapshot();
     let planned = plan::images(ctx, &pods, &settled.completed).await;
+    ctx.health.beat();
     let mut report = CycleReport {
         adopted: settled.adopted,
         images: planned.items.len(),
@@ -72,6 +74,7 @@ pub async fn run(ctx: &Context, cycle: &str) -> Result<CycleReport> {
         units,
     )
     .await;
+    ctx.health.beat();
     if !hits.is_empty() {
         grant::found_in_registry(ctx, &pods, &hits).await;
     }
@@ -107,6 +110,7 @@ async fn run_jobs(ctx: &Context, cycle: &str, units: Vec<Unit>) -> Vec<(String, 
         let Some((plan, finished)) = running.next().await else {
             break;
         };
+        ctx.health.beat();
         if let JobOutcome::Failed { reason, .. } = &finished.outcome {
             let replan = replan::after_failure(plan.units.clone(), &plan.elements, &finished.evidence);
             let why = format!("{reason}: {}", finished.detail);

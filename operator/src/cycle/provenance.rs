@@ -80,6 +80,7 @@ pub async fn check(ctx: &Context, units: &[Unit]) {
                     Err(_) => provenance::unchecked(format!("no answer in {TIMEOUT:?}"), now),
                 };
                 debug!(digest = %t.digest, signature = %status.signature, reason = %status.signature_reason, "provenance checked");
+                ctx.health.beat();
                 (t.digest.clone(), status)
             }
         })

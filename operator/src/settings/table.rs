@@ -489,7 +489,15 @@ pub static ALL: &[Setting] = &[
         default: Some("0.0.0.0:8080"),
         default_doc: None,
         kind: Kind::Custom("an address and port such as 0.0.0.0:8080 or [::]:8080"),
-        help: r#"Address and port (`0.0.0.0:8080`, `[::]:8080`) of the admin endpoint: `GET /metrics` (Prometheus/OpenMetrics text), `/healthz` (200 while the process serves; liveness), `/readyz` (200 once the pod store is filled, 503 before and while stopping; readiness). A port in use stops start-up."#,
+        help: r#"Address and port (`0.0.0.0:8080`, `[::]:8080`) of the admin endpoint: `GET /metrics` (Prometheus/OpenMetrics text), `/healthz` (200 while the main loop makes progress and the watches deliver, see `SBOM_HEALTH_TIMEOUT`; liveness), `/readyz` (200 once the pod store is filled, 503 before and while stopping; readiness). A port in use stops start-up."#,
+    },
+    Setting {
+        name: "SBOM_HEALTH_TIMEOUT",
+        chart: r#"`admin.healthTimeout`"#,
+        default: Some("10m"),
+        default_doc: None,
+        kind: Kind::Duration(bounds::HEALTH_TIMEOUT),
+        help: r#"`/healthz` answers 503 (and the kubelet restarts the operator) when its main loop has shown no progress for this long, or the pod (or namespace) watch has been failing this long, e.g. an API server unreachable. The loop shows progress while it waits and at every step of a cycle; a Job being followed counts as progress at each of its checks (every 10 s), so a long Job does not."#,
     },
     Setting {
         name: "SBOM_LEADER_ELECTION",
