@@ -552,12 +552,9 @@ async fn r9_healthz_fails_while_the_watch_is_down_and_recovers() {
     use std::sync::{Arc, Mutex};
     let cluster = Cluster::connect().await;
     let mut s = Scenario::new(&cluster, "rel-health", 1).await;
-    s.start_operator(&[
-        ("SBOM_JOB_IMAGE", NEVER_PULLED),
-        ("SBOM_HEALTH_TIMEOUT", "10s"),
-    ]);
+    s.start_operator(&[("SBOM_JOB_IMAGE", NEVER_PULLED), ("SBOM_HEALTH_TIMEOUT", "10s")]);
     let addr = s.admin_addr(0).await;
-    let status = |addr: &str| e2e::operator::try_http_get(addr, "/healthz").map(|(code, body)| (code, body));
+    let status = |addr: &str| e2e::operator::try_http_get(addr, "/healthz");
     assert_eq!(status(&addr).map(|r| r.0).ok(), Some(200));
     // Watch /healthz from a thread while the API server is down.
     let seen: Arc<Mutex<Vec<(u16, String)>>> = Arc::default();
@@ -578,7 +575,10 @@ async fn r9_healthz_fails_while_the_watch_is_down_and_recovers() {
     poller.join().unwrap();
     let seen = seen.lock().unwrap().clone();
     let unhealthy: Vec<&(u16, String)> = seen.iter().filter(|(code, _)| *code == 503).collect();
-    assert!(!unhealthy.is_empty(), "/healthz never failed while the API server was down: {seen:?}");
+    assert!(
+        !unhealthy.is_empty(),
+        "/healthz never failed while the API server was down: {seen:?}"
+    );
     assert!(
         unhealthy[0].1.contains("watch has been failing"),
         "the reason names the failing watch: {:?}",

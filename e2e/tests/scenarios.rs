@@ -604,7 +604,11 @@ async fn s10_helm_installed_operator() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("Succeeded"), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("Succeeded"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 }
 
 /// 11. The chart's ServiceAccount may write only where it must: Secrets and Jobs in its own

@@ -89,7 +89,12 @@ pub struct AdminServer {
 
 impl AdminServer {
     /// Binds the address now, so a port in use fails start-up instead of a background task.
-    pub async fn bind(addr: SocketAddr, metrics: Arc<Metrics>, ready: Ready, health: Health) -> Result<Self, BindError> {
+    pub async fn bind(
+        addr: SocketAddr,
+        metrics: Arc<Metrics>,
+        ready: Ready,
+        health: Health,
+    ) -> Result<Self, BindError> {
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|source| BindError { addr, source })?;
@@ -234,10 +239,20 @@ mod tests {
 
         // A watch failing for longer than the timeout: unhealthy, with why.
         let stuck = Health::new(Duration::from_secs(10));
-        let r = respond(&Method::GET, "/healthz", &metrics, true, stuck.check(chrono::Utc::now() + chrono::TimeDelta::seconds(11)));
+        let r = respond(
+            &Method::GET,
+            "/healthz",
+            &metrics,
+            true,
+            stuck.check(chrono::Utc::now() + chrono::TimeDelta::seconds(11)),
+        );
         assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
         health.watch_failed("pod");
-        assert_eq!(get(addr, "GET", "/healthz").await, (200, "ok\n".into()), "failing, not for long");
+        assert_eq!(
+            get(addr, "GET", "/healthz").await,
+            (200, "ok\n".into()),
+            "failing, not for long"
+        );
         health.watch_ok("pod");
         assert_eq!(get(addr, "GET", "/nope").await.0, 404);
         assert_eq!(get(addr, "POST", "/healthz").await.0, 405);
@@ -254,9 +269,9 @@ mod tests {
             Ready::default(),
             Health::new(Duration::from_secs(60)),
         )
-            .await
-            .unwrap_err()
-            .to_string();
+        .await
+        .unwrap_err()
+        .to_string();
         assert!(
             err.starts_with(&format!("binding the admin endpoint to {addr}")),
             "{err}"

@@ -130,11 +130,19 @@ mod tests {
             (Method::GET, "/api/v1/namespaces/shop/pods", "list"),
             (Method::GET, "/api/v1/namespaces/sbomjob/pods/j-1/log", "get"),
             (Method::GET, "/apis/sbomjob.io/v1alpha1/imagerecords", "list"),
-            (Method::GET, "/apis/sbomjob.io/v1alpha1/imagerecords/sha256-ab", "get"),
+            (
+                Method::GET,
+                "/apis/sbomjob.io/v1alpha1/imagerecords/sha256-ab",
+                "get",
+            ),
             (Method::GET, "/api/v1/namespaces", "list"),
             (Method::GET, "/api/v1/namespaces/shop", "get"),
             (Method::POST, "/apis/batch/v1/namespaces/sbomjob/jobs", "create"),
-            (Method::PUT, "/apis/coordination.k8s.io/v1/namespaces/s/leases/l", "update"),
+            (
+                Method::PUT,
+                "/apis/coordination.k8s.io/v1/namespaces/s/leases/l",
+                "update",
+            ),
             (Method::PATCH, "/api/v1/namespaces/shop/pods/web", "patch"),
             (Method::DELETE, "/api/v1/namespaces/sbomjob/secrets/j-1", "delete"),
         ] {
@@ -150,11 +158,20 @@ mod tests {
             let status = if r.method() == Method::DELETE { 404 } else { 200 };
             Ok::<_, std::convert::Infallible>(Response::builder().status(status).body(()).unwrap())
         }));
-        for (m, u) in [(Method::GET, "/api/v1/pods"), (Method::DELETE, "/api/v1/namespaces/a/secrets/b")] {
+        for (m, u) in [
+            (Method::GET, "/api/v1/pods"),
+            (Method::DELETE, "/api/v1/namespaces/a/secrets/b"),
+        ] {
             svc.clone().oneshot(req(m, u)).await.unwrap();
         }
         let text = metrics.encode();
-        assert!(text.contains(r#"sbomjob_kube_requests_total{verb="list",result="2xx"} 1"#), "{text}");
-        assert!(text.contains(r#"sbomjob_kube_requests_total{verb="delete",result="4xx"} 1"#), "{text}");
+        assert!(
+            text.contains(r#"sbomjob_kube_requests_total{verb="list",result="2xx"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"sbomjob_kube_requests_total{verb="delete",result="4xx"} 1"#),
+            "{text}"
+        );
     }
 }

@@ -26,10 +26,10 @@ use crate::{
     Error, Result, ResultExt as _,
     admin::{AdminServer, Ready},
     api_metrics::CountLayer,
-    health::Health,
     cache::{self, JobIdentity},
     cycle,
     fence::{Fence, FenceLayer},
+    health::Health,
     leader::{self, Leadership},
     metrics::{CycleResult, Metrics},
     pod::WatchedPod,
@@ -83,7 +83,13 @@ pub async fn run(settings: Settings) -> Result<()> {
 
     let ready = Ready::default();
     let health = Health::new(settings.ops.health_timeout);
-    let admin = AdminServer::bind(settings.ops.admin_addr, metrics.clone(), ready.clone(), health.clone()).await?;
+    let admin = AdminServer::bind(
+        settings.ops.admin_addr,
+        metrics.clone(),
+        ready.clone(),
+        health.clone(),
+    )
+    .await?;
     if let Ok(addr) = admin.local_addr() {
         info!(%addr, "serving /metrics, /healthz and /readyz");
     }

@@ -47,7 +47,9 @@ impl Health {
 
     /// The main loop made progress.
     pub fn beat(&self) {
-        self.0.beat.store(Utc::now().timestamp_millis(), Ordering::Release);
+        self.0
+            .beat
+            .store(Utc::now().timestamp_millis(), Ordering::Release);
     }
 
     /// The watch `what` failed (it retries); it counts as failing from its first failure on.
@@ -106,7 +108,11 @@ mod tests {
         h.watch_failed("pod");
         // Failing again does not move its start.
         h.watch_failed("pod");
-        assert_eq!(h.check(Utc::now() + TimeDelta::seconds(30)), Ok(()), "not failing long yet");
+        assert_eq!(
+            h.check(Utc::now() + TimeDelta::seconds(30)),
+            Ok(()),
+            "not failing long yet"
+        );
         h.beat_at_least_until(Utc::now() + TimeDelta::seconds(120));
         let e = h.check(Utc::now() + TimeDelta::seconds(90)).unwrap_err();
         assert!(e.starts_with("the pod watch has been failing for"), "{e}");
@@ -116,8 +122,14 @@ mod tests {
 
     #[test]
     fn the_loop_beats_well_inside_the_timeout() {
-        assert_eq!(Health::new(Duration::from_secs(600)).beat_every(), Duration::from_secs(30));
-        assert_eq!(Health::new(Duration::from_secs(9)).beat_every(), Duration::from_secs(3));
+        assert_eq!(
+            Health::new(Duration::from_secs(600)).beat_every(),
+            Duration::from_secs(30)
+        );
+        assert_eq!(
+            Health::new(Duration::from_secs(9)).beat_every(),
+            Duration::from_secs(3)
+        );
     }
 
     impl Health {

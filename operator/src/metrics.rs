@@ -430,7 +430,9 @@ impl Metrics {
 
     /// One request to the Kubernetes API ended ([`crate::api_metrics`]).
     pub fn kube_request(&self, verb: &'static str, result: &'static str) {
-        self.kube_requests.get_or_create(&RequestLabels { verb, result }).inc();
+        self.kube_requests
+            .get_or_create(&RequestLabels { verb, result })
+            .inc();
     }
 
     /// Whether this replica leads now.
