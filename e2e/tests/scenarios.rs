@@ -546,6 +546,9 @@ async fn s10_helm_installed_operator() {
         &[
             ("image.repository", repo),
             ("image.tag", tag),
+            // Images are rebuilt under the same tag: the digest pins this run's (and the
+            // chart renders repository:tag@digest).
+            ("image.digest", cluster.var("OPERATOR_IMAGE_DIGEST")),
             ("jobImage", cluster.var("JOB_E2E_IMAGE")),
             ("interval", "10s"),
         ],
@@ -595,7 +598,15 @@ async fn s10_helm_installed_operator() {
     assert!(ready, "operator pod not ready: {:?}", op.status);
     // `helm test`: the chart's test pod probes /readyz through a Service of its own.
     let out = std::process::Command::new("helm")
-        .args(["test", "sbomjob", "--namespace", &s.job_ns, "--timeout", "2m"])
+        .args([
+            "test",
+            "sbomjob",
+            "--namespace",
+            &s.job_ns,
+            "--timeout",
+            "2m",
+            "--logs",
+        ])
         .output()
         .expect("running helm test");
     assert!(

@@ -50,17 +50,21 @@ def helm_test(c, docs, label, expect=True):
     (pod,), (svc,) = pods, services
     (probe,) = pod["spec"]["containers"]
     port = container["ports"][0]["containerPort"]
-    ns = deploy["metadata"]["namespace"]
-    c.check(f"{label}: helm test: both are test hooks, deleted when it passed",
+    c.check(f"{label}: helm test: both are test hooks, replaced by the next test; the Service deleted when it passed"
+            " (the pod kept for helm test --logs)",
             all(d["metadata"]["annotations"]["helm.sh/hook"] == "test"
-                and "hook-succeeded" in d["metadata"]["annotations"]["helm.sh/hook-delete-policy"] for d in (pod, svc)))
+                and "before-hook-creation" in d["metadata"]["annotations"]["helm.sh/hook-delete-policy"] for d in (pod, svc))
+            and "hook-succeeded" in svc["metadata"]["annotations"]["helm.sh/hook-delete-policy"]
+            and "hook-succeeded" not in pod["metadata"]["annotations"]["helm.sh/hook-delete-policy"])
     c.check(f"{label}: helm test: the Service selects the operator pods' admin port",
             svc["spec"]["selector"] == deploy["spec"]["selector"]["matchLabels"]
             and svc["spec"]["ports"][0]["targetPort"] == "admin" and svc["spec"]["ports"][0]["port"] == port,
             svc["spec"])
-    c.check(f"{label}: helm test: the operator's image probes /readyz through that Service",
-            probe["image"] == container["image"]
-            and probe["args"] == ["--probe", f"http://{svc['metadata']['name']}.{ns}.svc:{port}/readyz"],
+    link = svc["metadata"]["name"].upper().replace("-", "_")
+    c.check(f"{label}: helm test: the operator's image probes /readyz through that Service (its service link variables)",
+            probe["image"] == container["image"] and pod["spec"].get("enableServiceLinks") is True
+            and probe["args"] == ["--probe", f"http://$({link}_SERVICE_HOST):$({link}_SERVICE_PORT)/readyz"]
+            and int(svc["metadata"]["annotations"]["helm.sh/hook-weight"]) < int(pod["metadata"]["annotations"].get("helm.sh/hook-weight", "0")),
             probe)
     sc, psc = probe["securityContext"], pod["spec"]["securityContext"]
     c.check(f"{label}: helm test pod: restricted (non-root, RuntimeDefault, no privilege escalation, drop ALL), no token",
