@@ -129,7 +129,8 @@ impl AdminServer {
             let (metrics, ready, health) = (self.metrics.clone(), self.ready.clone(), self.health.clone());
             tokio::spawn(async move {
                 let service = service_fn(move |req: Request<Incoming>| {
-                    let healthy = health.check(chrono::Utc::now());
+                    // Checked only when asked: /metrics scrapes take no lock of it.
+                    let healthy = || health.check(chrono::Utc::now());
                     let response = respond(req.method(), req.uri().path(), &metrics, ready.is_set(), healthy);
                     async move { Ok::<_, Infallible>(response) }
                 });
@@ -151,7 +152,7 @@ fn respond(
     path: &str,
     metrics: &Metrics,
     ready: bool,
-    healthy: Result<(), String>,
+    healthy: impl FnOnce() -> Result<(), String>,
 ) -> Response<Full<Bytes>> {
     let text =
         |status: StatusCode, body: &'static str| reply(status, "text/plain; charset=utf-8", body.into());
@@ -163,7 +164,7 @@ fn respond(
     }
     match path {
         "/metrics" => reply(StatusCode::OK, metrics::CONTENT_TYPE, metrics.encode()),
-        "/healthz" => match healthy {
+        "/healthz" => match healthy() {
             Ok(()) => text(StatusCode::OK, "ok\n"),
             Err(why) => reply(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -239,13 +240,9 @@ mod tests {
 
         // A watch failing for longer than the timeout: unhealthy, with why.
         let stuck = Health::new(Duration::from_secs(10));
-        let r = respond(
-            &Method::GET,
-            "/healthz",
-            &metrics,
-            true,
-            stuck.check(chrono::Utc::now() + chrono::TimeDelta::seconds(11)),
-        );
+        let r = respond(&Method::GET, "/healthz", &metrics, true, || {
+            stuck.check(chrono::Utc::now() + chrono::TimeDelta::seconds(11))
+        });
         assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
         health.watch_failed("pod");
         assert_eq!(
@@ -280,9 +277,9 @@ mod tests {
 
     #[test]
     fn metrics_have_the_openmetrics_content_type() {
-        let r = respond(&Method::GET, "/metrics", &Metrics::new(), false, Ok(()));
+        let r = respond(&Method::GET, "/metrics", &Metrics::new(), false, || Ok(()));
         assert_eq!(r.headers()[header::CONTENT_TYPE], metrics::CONTENT_TYPE);
-        let r = respond(&Method::HEAD, "/healthz", &Metrics::new(), false, Ok(()));
+        let r = respond(&Method::HEAD, "/healthz", &Metrics::new(), false, || Ok(()));
         assert_eq!(r.status(), StatusCode::OK);
     }
 }

@@ -119,18 +119,12 @@ pub async fn run(settings: Settings) -> Result<()> {
     ready.set();
 
     let cache_ttl = match settings.ops.cache_ttl {
-        None => None,
-        Some(ttl) => match cache::installed(&client).await {
-            Ok(true) => Some(ttl),
-            Ok(false) => {
-                warn!("the ImageRecord CRD is not installed: running without the digest cache");
-                None
-            }
-            Err(e) => {
-                warn!(error = %e, "cannot use the digest cache");
-                None
-            }
-        },
+        Some(ttl)
+            if crd_installed::<cache::ImageRecord>(&client, "running without the digest cache").await =>
+        {
+            Some(ttl)
+        }
+        _ => None,
     };
     // This replica: the Lease holder identity, the Events' reporting instance, the creator named
     // on its Jobs.
@@ -151,17 +145,9 @@ pub async fn run(settings: Settings) -> Result<()> {
             warn!("SBOM_SOURCE_REGISTRIES is set but the digest cache is off: no registry sources");
             None
         }
-        (Some(_), _) => match crd_installed::<sources::spec::ImageSource>(&client).await {
-            Ok(true) => Some(watched::<sources::spec::ImageSource>(&client)),
-            Ok(false) => {
-                info!("the ImageSource CRD is not installed: no registry sources");
-                None
-            }
-            Err(e) => {
-                warn!(error = %e, "cannot watch ImageSources: no registry sources");
-                None
-            }
-        },
+        (Some(_), _) => crd_installed::<sources::spec::ImageSource>(&client, "no registry sources")
+            .await
+            .then(|| watched::<sources::spec::ImageSource>(&client)),
     };
     if let Some(store) = &sources {
         let task = sources::task::Sources {
@@ -176,24 +162,15 @@ pub async fn run(settings: Settings) -> Result<()> {
         };
         tokio::spawn(task.run(leadership.subscribe()));
     }
+    type Trust = crate::provenance::policy::TrustPolicy;
     let trust = match cache_ttl {
-        None => None,
-        Some(_) => match crd_installed::<crate::provenance::policy::TrustPolicy>(&client).await {
-            Ok(true) => {
-                let store = watched::<crate::provenance::policy::TrustPolicy>(&client);
-                // The first cycle must see the policies (a watch that never lists is logged).
-                let _ = tokio::time::timeout(Duration::from_secs(30), store.wait_until_ready()).await;
-                Some(store)
-            }
-            Ok(false) => {
-                info!("the TrustPolicy CRD is not installed: provenance is not checked");
-                None
-            }
-            Err(e) => {
-                warn!(error = %e, "cannot watch TrustPolicies: provenance is not checked");
-                None
-            }
-        },
+        Some(_) if crd_installed::<Trust>(&client, "provenance is not checked").await => {
+            let store = watched::<Trust>(&client);
+            // The first cycle must see the policies (a watch that never lists is logged).
+            let _ = tokio::time::timeout(Duration::from_secs(30), store.wait_until_ready()).await;
+            Some(store)
+        }
+        _ => None,
     };
     let instance = identity;
     let reporter = Reporter {
@@ -232,19 +209,27 @@ pub async fn run(settings: Settings) -> Result<()> {
     Ok(())
 }
 
-/// Whether the CRD of `K` is installed (a list of at most one object answers).
-async fn crd_installed<K>(client: &Client) -> Result<bool, kube::Error>
+/// Whether the CRD of `K` is installed (a list of at most one object answers); when it is not,
+/// or cannot be read, says so with what that means (`without`): the operator runs on without it.
+async fn crd_installed<K>(client: &Client, without: &str) -> bool
 where
     K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
 {
     let api: Api<K> = Api::all(client.clone());
+    let kind = K::kind(&());
     match api
         .list_metadata(&kube::api::ListParams::default().limit(1))
         .await
     {
-        Ok(_) => Ok(true),
-        Err(kube::Error::Api(e)) if e.code == 404 => Ok(false),
-        Err(e) => Err(e),
+        Ok(_) => true,
+        Err(kube::Error::Api(e)) if e.code == 404 => {
+            warn!("the {kind} CRD is not installed: {without}");
+            false
+        }
+        Err(e) => {
+            warn!(error = %e, "cannot read {kind} objects: {without}");
+            false
+        }
     }
 }
 

@@ -166,7 +166,6 @@ pub fn context(client: Client, vars: &[(&str, &str)], pods: Vec<WatchedPod>) -> 
         writer.apply_watcher_event(&kube::runtime::watcher::Event::Apply(pod));
     }
     let (new_digests, _asks) = trigger::channel(&settings.annotation_prefix, None);
-    let trust = None;
     Context {
         recorder: Recorder::new(
             client.clone(),
@@ -194,7 +193,7 @@ pub fn context(client: Client, vars: &[(&str, &str)], pods: Vec<WatchedPod>) -> 
         results_counted: Default::default(),
         health: crate::health::Health::new(std::time::Duration::from_secs(600)),
         drift_tags: Default::default(),
-        trust,
+        trust: None,
         provenance: Default::default(),
         recorded_drift: Default::default(),
     }

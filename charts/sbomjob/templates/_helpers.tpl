@@ -215,7 +215,7 @@ true
 {{- end -}}
 
 {{/*
-The API server's addresses for the NetworkPolicies, as a JSON list: networkPolicy.apiServerCIDRs,
+The API server's addresses for the NetworkPolicies, as a JSON list of CIDRs: networkPolicy.apiServerCIDRs,
 else the endpoints of the default/kubernetes Service looked up at install. Fails naming `what`
 when neither is there (helm template cannot look up). Call with (dict "ctx" . "what" "...").
 */}}
@@ -241,5 +241,14 @@ when neither is there (helm template cannot look up). Call with (dict "ctx" . "w
 {{- if not $cidrs -}}
 {{- fail (printf "%s: the API server's addresses are unknown (no cluster to look up the default/kubernetes endpoints, as with helm template): set networkPolicy.apiServerCIDRs" .what) -}}
 {{- end -}}
-{{- toJson $cidrs -}}
+{{- $blocks := list -}}
+{{- range $cidrs -}}
+{{- $blocks = append $blocks (include "sbomjob.cidr" .) -}}
+{{- end -}}
+{{- toJson $blocks -}}
+{{- end -}}
+
+{{/* An address as a NetworkPolicy ipBlock names it: a bare IP is a /32 (or /128). */}}
+{{- define "sbomjob.cidr" -}}
+{{- if contains "/" . -}}{{ . }}{{- else -}}{{ printf "%s/%s" . (ternary "128" "32" (contains ":" .)) }}{{- end -}}
 {{- end -}}

@@ -321,6 +321,11 @@ def admission_policy(c, docs, label, expect):
             spec["validations"] and all(v.get("reason") == "Forbidden" for v in spec["validations"]), spec["validations"])
 
 
+def cidr(a):
+    """An address as a NetworkPolicy ipBlock names it: a bare IP is a /32 (or /128)."""
+    return a if "/" in a else a + ("/128" if ":" in a else "/32")
+
+
 def network_policy(c, docs, label, values=None):
     """The job pods' NetworkPolicy: only with networkPolicy.enabled (`values` given)."""
     policies = [p for p in by_kind(docs, "NetworkPolicy") if p["metadata"]["name"].endswith("-jobs")]
@@ -341,9 +346,6 @@ def network_policy(c, docs, label, values=None):
             and len(spec["egress"]) == 1 and "ports" not in spec["egress"][0], spec)
     blocks = {b["ipBlock"]["cidr"]: b["ipBlock"].get("except", []) for b in spec["egress"][0]["to"]}
     np_values = values["networkPolicy"]
-
-    def cidr(a):
-        return a if "/" in a else a + ("/128" if ":" in a else "/32")
 
     denied = {cidr(a) for a in np_values["apiServerCIDRs"] + np_values["extraDeniedCIDRs"]}
     want = {
@@ -370,9 +372,6 @@ def operator_network_policy(c, docs, label, values=None):
             spec["ingress"] == [{"ports": [{"port": "admin", "protocol": "TCP"}], "from": op["adminFrom"]}]
             if op["adminFrom"] else spec["ingress"] == [{"ports": [{"port": "admin", "protocol": "TCP"}]}],
             spec["ingress"])
-
-    def cidr(a):
-        return a if "/" in a else a + ("/128" if ":" in a else "/32")
 
     api, dns, *registries = spec["egress"]
     c.check(f"{label}: operator NetworkPolicy: out to the API server, DNS and the registries only",

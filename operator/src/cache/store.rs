@@ -6,7 +6,7 @@ use kube::api::{PostParams, Preconditions};
 use chrono::Utc;
 use futures::{StreamExt, stream};
 use kube::{
-    Api, Client, CustomResourceExt,
+    Api, Client,
     api::{DeleteParams, ListParams, Patch, PatchParams},
 };
 use tracing::{debug, info, warn};
@@ -24,17 +24,6 @@ pub const CONCURRENCY: usize = 8;
 
 /// Records per list page.
 pub const PAGE: u32 = 500;
-
-/// Whether the ImageRecord CRD is installed (a list of one succeeds). The operator runs without
-/// the cache when it is not.
-pub async fn installed(client: &Client) -> Result<bool> {
-    let api: Api<ImageRecord> = Api::all(client.clone());
-    match api.list_metadata(&ListParams::default().limit(1)).await {
-        Ok(_) => Ok(true),
-        Err(e) if is_not_found(&e) => Ok(false),
-        Err(e) => Err(e).context(|| format!("looking for the {} CRD", ImageRecord::crd_name())),
-    }
-}
 
 /// Every record, page by page, sorted by whose it is ([`split`]).
 pub async fn load(client: &Client, settings_hash: &str, release: &str) -> Result<Loaded> {
