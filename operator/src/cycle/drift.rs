@@ -244,12 +244,13 @@ pub fn by_digest(containers: &[Tagged], verdicts: &[Option<Drift>]) -> BTreeMap<
 
 /// Writes the drift of each digest whose record says otherwise (a merge patch of its status's
 /// `drift` alone). A digest without a record of ours yet is skipped: its record is written when
-/// it is processed, and the next refresh adds the drift.
+/// it is processed, and the next cycle (which loads it) adds the drift.
 async fn record(ctx: &Context, drift: BTreeMap<String, Vec<TagDrift>>) {
     let known = ctx.recorded_drift.lock().expect("lock").clone();
     let changed: Vec<(String, Vec<TagDrift>)> = drift
         .into_iter()
-        .filter(|(d, v)| known.get(d) != Some(v))
+        // Only records this cycle loaded (or drift wrote): no request for a digest without one.
+        .filter(|(d, v)| known.get(d).is_some_and(|k| k != v))
         .collect();
     if changed.is_empty() {
         return;

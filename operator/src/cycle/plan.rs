@@ -123,9 +123,17 @@ pub async fn apply_cache(
         let mut drift = ctx.recorded_drift.lock().expect("lock");
         drift.clear();
         for (digest, record) in &loaded.own {
+            // Every record of ours, with a status or not: drift writes only to these.
+            drift.insert(
+                digest.clone(),
+                record
+                    .status
+                    .as_ref()
+                    .map(|s| s.drift.clone())
+                    .unwrap_or_default(),
+            );
             if let Some(status) = &record.status {
                 found.insert(digest.clone(), Found::of_status(status));
-                drift.insert(digest.clone(), status.drift.clone());
             }
         }
     }

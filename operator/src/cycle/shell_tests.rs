@@ -586,14 +586,32 @@ async fn drift_is_annotated_once_and_tags_listed_once_per_interval() {
         ],
         vec![],
     );
-    let pods: Vec<Arc<crate::pod::WatchedPod>> = vec![old.clone().into(), new.clone().into(), lost.into()];
+    // The digest's record, as the cycle loaded it (no drift yet); another digest has none.
+    ctx.recorded_drift.lock().unwrap().insert(digest(1), vec![]);
+    let unrecorded = with_spec("unrecorded", &format!("{registry}/team/app:1.2.3"));
+    let mut unrecorded = unrecorded;
+    unrecorded.status.container_statuses[0].image_id = format!("{registry}/team/app@{}", digest(2));
+    let pods: Vec<Arc<crate::pod::WatchedPod>> = vec![
+        old.clone().into(),
+        new.clone().into(),
+        lost.into(),
+        unrecorded.into(),
+    ];
     super::drift::refresh(&ctx, &pods).await;
-    let patches: Vec<(String, Value)> = log
+    let mut patches: Vec<(String, Value)> = log
         .all()
         .into_iter()
         .filter(|s| s.method == "PATCH" && s.path.contains("/pods/"))
         .map(|s| (s.path.clone(), s.body["metadata"]["annotations"].clone()))
         .collect();
+    patches.sort_by(|a, b| a.0.cmp(&b.0));
+    // A digest without a record of ours is not asked about.
+    let unrecorded_name = crate::cache::name_for(&digest(2), &ctx.identity.settings_hash).unwrap();
+    assert!(
+        !log.lines().iter().any(|l| l.contains(&unrecorded_name)),
+        "{:?}",
+        log.lines()
+    );
     // The digest's record: both tags it runs under, sorted by image (the unlisted one is not known).
     let records: Vec<Value> = log
         .all()
@@ -620,12 +638,16 @@ async fn drift_is_annotated_once_and_tags_listed_once_per_interval() {
         patches,
         [
             (
+                "/api/v1/namespaces/shop/pods/new".to_string(),
+                json!({"sbomjob.io/drift-app": "latest"})
+            ),
+            (
                 "/api/v1/namespaces/shop/pods/old".to_string(),
                 json!({"sbomjob.io/drift-app": "behind minor, newest 1.3.0"})
             ),
             (
-                "/api/v1/namespaces/shop/pods/new".to_string(),
-                json!({"sbomjob.io/drift-app": "latest"})
+                "/api/v1/namespaces/shop/pods/unrecorded".to_string(),
+                json!({"sbomjob.io/drift-app": "behind minor, newest 1.3.0"})
             ),
         ],
         "{:?}",
@@ -633,7 +655,7 @@ async fn drift_is_annotated_once_and_tags_listed_once_per_interval() {
     );
     let metrics = ctx.metrics.encode();
     for line in [
-        r#"sbomjob_drift_containers{status="behind-minor"} 1"#,
+        r#"sbomjob_drift_containers{status="behind-minor"} 2"#,
         r#"sbomjob_drift_containers{status="latest"} 1"#,
         r#"sbomjob_drift_containers{status="unknown"} 1"#,
         r#"sbomjob_drift_containers{status="behind-major"} 0"#,
