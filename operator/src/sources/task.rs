@@ -60,27 +60,30 @@ pub struct Failures {
 }
 
 /// What to do with a source now.
-#[derive(Debug)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Next {
     Wait,
     /// Its spec is refused: say so in its status (once per generation).
-    Refuse(SourceError),
-    Scan(ValidSource),
+    Refuse,
+    Scan,
 }
 
 /// Whether `source` is due: a spec the operator refuses is reported once per generation; a
 /// generation not scanned yet, a source never scanned, or one whose interval has passed is
 /// scanned; after failed scans, only once the retry delay passed.
+/// `checked` is the source's spec as [`ImageSourceSpec::validate`] found it.
+///
+/// [`ImageSourceSpec::validate`]: super::spec::ImageSourceSpec::validate
 pub fn next(
     source: &ImageSource,
-    allowed: &AllowedRegistries,
+    checked: &Result<ValidSource, SourceError>,
     failures: Option<Failures>,
     now: DateTime<Utc>,
 ) -> Next {
     let status = source.status.as_ref();
     let generation = source.metadata.generation;
     let seen = status.and_then(|s| s.observed_generation) == generation && generation.is_some();
-    let valid = match source.spec.validate(allowed) {
+    let valid = match checked {
         Ok(v) => v,
         Err(e) => {
             let said = status.is_some_and(|s| {
@@ -88,23 +91,23 @@ pub fn next(
                     .iter()
                     .any(|c| c.type_ == "Ready" && c.status == "False" && c.message == e.to_string())
             });
-            return if seen && said { Next::Wait } else { Next::Refuse(e) };
+            return if seen && said { Next::Wait } else { Next::Refuse };
         }
     };
     if !seen {
-        return Next::Scan(valid);
+        return Next::Scan;
     }
     if let Some(f) = failures {
         let wait = retry_delay(f.count).min(valid.interval);
         return if now >= f.at + delta(wait) {
-            Next::Scan(valid)
+            Next::Scan
         } else {
             Next::Wait
         };
     }
     match status.and_then(|s| s.last_scan_time) {
         Some(last) if now < last + delta(valid.interval) => Next::Wait,
-        _ => Next::Scan(valid),
+        _ => Next::Scan,
     }
 }
 
@@ -131,6 +134,9 @@ impl Sources {
             return;
         }
         let mut failures: HashMap<String, Failures> = HashMap::new();
+        // Each source's spec as checked, by uid, for the generation checked: the patterns are
+        // compiled once per generation, not at every tick.
+        let mut checked: HashMap<String, (Option<i64>, Result<ValidSource, SourceError>)> = HashMap::new();
         loop {
             if *leader.borrow() {
                 let mut sources = self.store.state();
@@ -140,15 +146,20 @@ impl Sources {
                 sources.sort_by_key(|s| (s.namespace(), s.name_any()));
                 let uids: BTreeSet<String> = sources.iter().filter_map(|s| s.uid()).collect();
                 failures.retain(|uid, _| uids.contains(uid));
+                checked.retain(|uid, _| uids.contains(uid));
                 for source in sources {
                     let uid = source.uid().unwrap_or_default();
                     let span = info_span!("source", namespace = %source.namespace().unwrap_or_default(), name = %source.name_any());
                     let failed = failures.get(&uid).copied();
-                    match next(&source, &self.allowed, failed, Utc::now()) {
-                        Next::Wait => {}
-                        Next::Refuse(e) => self.refuse(&source, &e).instrument(span).await,
-                        Next::Scan(valid) => {
-                            let ok = self.scan(&http, &source, &valid).instrument(span).await;
+                    let generation = source.metadata.generation;
+                    if checked.get(&uid).is_none_or(|(g, _)| *g != generation) {
+                        checked.insert(uid.clone(), (generation, source.spec.validate(&self.allowed)));
+                    }
+                    let spec = &checked[&uid].1;
+                    match (next(&source, spec, failed, Utc::now()), spec) {
+                        (Next::Refuse, Err(e)) => self.refuse(&source, e).instrument(span).await,
+                        (Next::Scan, Ok(valid)) => {
+                            let ok = self.scan(&http, &source, valid).instrument(span).await;
                             if ok {
                                 failures.remove(&uid);
                             } else {
@@ -162,6 +173,8 @@ impl Sources {
                                 );
                             }
                         }
+                        // Waiting (next() refuses only a refused spec and scans only a valid one).
+                        _ => {}
                     }
                 }
             }
@@ -341,20 +354,33 @@ mod tests {
     }
 
     fn is_scan(n: &Next) -> bool {
-        matches!(n, Next::Scan(_))
+        *n == Next::Scan
     }
 
     #[test]
     fn a_source_is_scanned_when_new_changed_or_its_interval_passed() {
         let any = AllowedRegistries::Any;
-        assert!(is_scan(&next(&source(1, None), &any, None, now())));
+        assert!(is_scan(&next(
+            &source(1, None),
+            &source(1, None).spec.validate(&any),
+            None,
+            now()
+        )));
         let fresh = source(1, Some(scanned_at(1, now() - TimeDelta::minutes(59))));
-        assert!(matches!(next(&fresh, &any, None, now()), Next::Wait));
+        assert!(matches!(
+            next(&fresh, &fresh.spec.validate(&any), None, now()),
+            Next::Wait
+        ));
         let old = source(1, Some(scanned_at(1, now() - TimeDelta::minutes(61))));
-        assert!(is_scan(&next(&old, &any, None, now())));
+        assert!(is_scan(&next(&old, &old.spec.validate(&any), None, now())));
         // The spec changed since: at once.
         let changed = source(2, Some(scanned_at(1, now())));
-        assert!(is_scan(&next(&changed, &any, None, now())));
+        assert!(is_scan(&next(
+            &changed,
+            &changed.spec.validate(&any),
+            None,
+            now()
+        )));
     }
 
     #[test]
@@ -365,23 +391,48 @@ mod tests {
             count,
             at: now() - TimeDelta::seconds(secs),
         };
-        assert!(matches!(next(&s, &any, Some(after(1, 10)), now()), Next::Wait));
-        assert!(is_scan(&next(&s, &any, Some(after(1, 16)), now())));
-        assert!(matches!(next(&s, &any, Some(after(3, 59)), now()), Next::Wait));
-        assert!(is_scan(&next(&s, &any, Some(after(3, 61)), now())));
+        assert!(matches!(
+            next(&s, &s.spec.validate(&any), Some(after(1, 10)), now()),
+            Next::Wait
+        ));
+        assert!(is_scan(&next(
+            &s,
+            &s.spec.validate(&any),
+            Some(after(1, 16)),
+            now()
+        )));
+        assert!(matches!(
+            next(&s, &s.spec.validate(&any), Some(after(3, 59)), now()),
+            Next::Wait
+        ));
+        assert!(is_scan(&next(
+            &s,
+            &s.spec.validate(&any),
+            Some(after(3, 61)),
+            now()
+        )));
         assert_eq!(retry_delay(1), RETRY_FIRST);
         assert_eq!(retry_delay(30), RETRY_MAX);
         // Failed scans of an older generation do not hold back the new spec.
         let changed = source(2, Some(scanned_at(1, now())));
-        assert!(is_scan(&next(&changed, &any, Some(after(9, 1)), now())));
+        assert!(is_scan(&next(
+            &changed,
+            &changed.spec.validate(&any),
+            Some(after(9, 1)),
+            now()
+        )));
     }
 
     #[test]
     fn a_refused_spec_is_reported_once_per_generation() {
         let s = source(3, None);
-        let Next::Refuse(e) = next(&s, &AllowedRegistries::None, None, now()) else {
-            panic!("a registry not allowed is refused");
-        };
+        let checked = s.spec.validate(&AllowedRegistries::None);
+        assert_eq!(
+            next(&s, &checked, None, now()),
+            Next::Refuse,
+            "a registry not allowed is refused"
+        );
+        let e = checked.unwrap_err();
         assert!(e.to_string().contains("SBOM_SOURCE_REGISTRIES"), "{e}");
         let status = Scan {
             failed: Some(("RegistryNotAllowed", e.to_string())),
@@ -390,11 +441,16 @@ mod tests {
         .status(None, Some(3), now());
         let said = source(3, Some(status));
         assert!(matches!(
-            next(&said, &AllowedRegistries::None, None, now()),
+            next(&said, &said.spec.validate(&AllowedRegistries::None), None, now()),
             Next::Wait
         ));
         // Allowed now (the operator's setting changed): scanned.
-        assert!(is_scan(&next(&said, &AllowedRegistries::Any, None, now())));
+        assert!(is_scan(&next(
+            &said,
+            &said.spec.validate(&AllowedRegistries::Any),
+            None,
+            now()
+        )));
     }
 
     #[test]
