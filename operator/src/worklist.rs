@@ -396,6 +396,7 @@ pub(crate) mod fixtures {
                 container_statuses: containers,
                 ..Default::default()
             },
+            ..Default::default()
         }
     }
 

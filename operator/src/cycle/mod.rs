@@ -78,6 +78,9 @@ pub async fn run(ctx: &Context, cycle: &str) -> Result<CycleReport> {
     if !hits.is_empty() {
         grant::found_in_registry(ctx, &pods, &hits).await;
     }
+    // The snapshot is let go while Jobs run: each annotation replaces a pod in the store, and
+    // a snapshot kept alive would hold every replaced copy until the cycle ends (twice the pods).
+    drop(pods);
     report.jobs = run_jobs(ctx, cycle, units).await;
     let pods = ctx.snapshot();
     ctx.report_found(&pods);

@@ -2,6 +2,7 @@
 
 mod labels;
 mod manifests;
+pub mod meta;
 mod shards;
 
 pub use labels::*;
