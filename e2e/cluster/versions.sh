@@ -20,3 +20,8 @@ REFERRERS_REGISTRY_BIN=$SBOMJOB_CACHE/referrers-registry-ggcr-$GGCR_VERSION/refe
 # sha256-<hex>.sig/.att tags; v3 defaults to Sigstore bundles and a signing config fetched from TUF.
 COSIGN_VERSION=v2.6.5
 COSIGN_BIN=$SBOMJOB_CACHE/cosign-$COSIGN_VERSION/cosign
+# promtool (Prometheus 3.x, whose Go module versions are v0.3xx.y), for `promtool check metrics`
+# on the operator's /metrics and `promtool check/test rules` on the chart's PrometheusRule.
+PROMETHEUS_MODULE_VERSION=v0.316.0
+PROMTOOL_GO_MIN_VERSION=1.26.7                               # prometheus v0.316.0's go.mod
+PROMTOOL_BIN=$SBOMJOB_CACHE/promtool-$PROMETHEUS_MODULE_VERSION/promtool

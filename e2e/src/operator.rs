@@ -123,6 +123,35 @@ impl Metrics {
         self.get(series)
             .unwrap_or_else(|| panic!("no series {series} in /metrics:\n{}", self.0))
     }
+
+    /// `promtool check metrics` (hack/promtool-check-metrics.sh, promtool from
+    /// `SBOMJOB_PROMTOOL` or e2e/cluster/promtool.sh) on this scrape: panics with promtool's
+    /// lint problems, if any.
+    pub fn assert_promtool_clean(&self) {
+        use std::io::Write as _;
+        let script = crate::cluster::workspace_root().join("hack/promtool-check-metrics.sh");
+        let mut child = std::process::Command::new(&script)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("running {}: {e}", script.display()));
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(self.0.as_bytes())
+            .expect("writing the scrape to promtool");
+        let out = child.wait_with_output().expect("promtool check metrics");
+        assert!(
+            out.status.success(),
+            "promtool check metrics ({}): {}{}\nthe scrape:\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            self.0
+        );
+    }
 }
 
 /// `sbomjob_cycles_total{result="ok"}`: cycles that ended without an error (one that created no

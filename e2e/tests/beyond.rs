@@ -84,6 +84,16 @@ async fn cache_annotates_known_digests_without_a_job() {
         metrics.value("sbomjob_pods_annotated_total") >= 2.0,
         "{metrics:?}"
     );
+    // The real scrape, after a Job, a cache hit and the API requests of a cycle, passes
+    // promtool's lint (names, help texts, units, types).
+    assert!(
+        metrics
+            .get("sbomjob_kube_requests_total{verb=\"list\",result=\"2xx\"}")
+            .is_some()
+            && metrics.get("sbomjob_job_duration_seconds_count{result=\"complete\"}") == Some(1.0),
+        "{metrics:?}"
+    );
+    metrics.assert_promtool_clean();
     // The second pod's Processed Event says where its catalogue came from: the digest cache,
     // not a Job.
     let events = s.events_of("second").await;

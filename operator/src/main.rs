@@ -1,5 +1,8 @@
 //! `sbomjob-operator`: reads its settings from `SBOM_*` variables and runs until SIGTERM.
 //! `sbomjob-operator --print-settings` prints every setting it reads as JSON and exits.
+//! `sbomjob-operator --print-metrics` prints what `/metrics` serves at start (every metric
+//! family, OpenMetrics text) and exits: the chart's checks lint it and check the dashboard's
+//! queries against it.
 //! `sbomjob-operator --probe URL` exits 0 when a GET of the plain-HTTP URL answers 200 (the
 //! chart's `helm test` checks an operator's `/readyz` with it: the image has no shell or curl).
 
@@ -17,10 +20,14 @@ async fn main() -> ExitCode {
             println!("{json}");
             return ExitCode::SUCCESS;
         }
+        Some("--print-metrics") => {
+            print!("{}", sbomjob::metrics::Metrics::new().encode());
+            return ExitCode::SUCCESS;
+        }
         Some(other) => {
             eprintln!(
                 "sbomjob-operator: unknown argument {other:?}; it takes its settings from SBOM_* variables \
-                 (--print-settings lists them)"
+                 (--print-settings lists them; --print-metrics prints the metrics)"
             );
             return ExitCode::from(2);
         }

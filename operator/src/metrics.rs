@@ -541,6 +541,58 @@ mod tests {
         assert!((chrono::Utc::now().timestamp() - at).abs() < 60, "{last}");
     }
 
+    /// Every metric the chart's Grafana dashboard queries is one the operator exports, so a
+    /// renamed metric fails here. Each fact is recorded once first: a labelled family has no
+    /// series until it is used.
+    #[test]
+    fn the_dashboard_queries_only_exported_metrics() {
+        let m = Metrics::new();
+        m.cycle_done(CycleResult::Ok, Duration::from_secs(1));
+        m.job_done(JobResult::Complete, Duration::from_secs(1));
+        m.images(1);
+        m.cache(true);
+        m.registry_lookup("found");
+        m.annotated(1);
+        m.backed_off();
+        m.backing_off(1);
+        m.deferred(1);
+        m.refused(1);
+        m.source_scan("ok", 1);
+        m.drift(&[("latest", 1)]);
+        m.job_in_flight(true);
+        m.kube_request("get", "2xx");
+        m.set_leader(true);
+        m.result_lines(1, &crate::results::Rejected::default());
+        m.found(&crate::results::Totals {
+            with_sbom: 1,
+            without_sbom: 0,
+            findings: Default::default(),
+        });
+        let text = m.encode();
+        let exported: std::collections::BTreeSet<&str> = text
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| l.split(['{', ' ']).next())
+            .collect();
+        let dashboard = include_str!("../../charts/sbomjob/dashboards/sbomjob.json");
+        let queried: std::collections::BTreeSet<&str> = dashboard
+            .match_indices("sbomjob_")
+            .map(|(at, _)| {
+                let rest = &dashboard[at..];
+                let end = rest
+                    .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                    .unwrap_or(rest.len());
+                &rest[..end]
+            })
+            .collect();
+        assert!(queried.len() >= 15, "{queried:?}");
+        let unknown: Vec<_> = queried.difference(&exported).collect();
+        assert!(
+            unknown.is_empty(),
+            "the dashboard queries {unknown:?}, not among:\n{text}"
+        );
+    }
+
     #[test]
     fn recorded_facts_show_up() {
         let m = Metrics::new();

@@ -15,6 +15,7 @@ Prints one "ok <what>" or "FAIL <what>: <why>" line per check; lint.sh counts th
 """
 
 import json
+import os
 import re
 import sys
 
@@ -413,6 +414,50 @@ def check_names(c, a, b, other):
             len(set(flat)) == len(flat) == 6, views)
 
 
+def dashboards(docs):
+    return [d for d in by_kind(docs, "ConfigMap") if d["metadata"]["name"].endswith("-dashboard")]
+
+
+def grafana_dashboard(c, docs, label, values=None, chart_dir=None):
+    """metrics.grafanaDashboard: a ConfigMap with dashboards/sbomjob.json for Grafana's sidecar
+    (which metrics its queries name is checked by the operator's unit tests, against its registry)."""
+    maps = dashboards(docs)
+    if values is None:
+        c.check(f"{label}: no Grafana dashboard ConfigMap (metrics.grafanaDashboard.enabled false)", not maps,
+                [m["metadata"]["name"] for m in maps])
+        return
+    c.check(f"{label}: one Grafana dashboard ConfigMap in metrics.grafanaDashboard.namespace with its labels and annotations",
+            len(maps) == 1 and maps[0]["metadata"]["namespace"] == values["namespace"]
+            and values["labels"].items() <= maps[0]["metadata"]["labels"].items()
+            and maps[0]["metadata"].get("annotations") == values["annotations"],
+            [m["metadata"] for m in maps])
+    if len(maps) != 1:
+        return
+    data = maps[0]["data"]
+    try:
+        dash = json.loads(data.get("sbomjob.json", ""))
+    except ValueError as e:
+        dash = None
+        c.check(f"{label}: the dashboard is valid JSON", False, e)
+    if dash is None:
+        return
+    with open(f"{chart_dir}/dashboards/sbomjob.json") as f:
+        c.check(f"{label}: the ConfigMap holds dashboards/sbomjob.json as it is", list(data) == ["sbomjob.json"]
+                and dash == json.load(f))
+    panels = [p for p in dash["panels"] if p["type"] != "row"]
+    exprs = [t["expr"] for p in panels for t in p.get("targets", [])]
+    c.check(f"{label}: the dashboard: a uid, panels each with a query, every query on the namespace and service variables",
+            dash.get("uid") and panels and all(p.get("targets") for p in panels)
+            and all('namespace="$namespace"' in e and 'service="$service"' in e for e in exprs), exprs)
+    titles = " ".join(p["title"].lower() for p in panels)
+    c.check(f"{label}: the dashboard has cycles, Jobs, images processed, cache hit rate, findings, drift, last success, API requests, leader",
+            all(w in titles for w in ("cycles", "jobs", "images processed", "cache hit rate", "findings", "drift",
+                                      "last successful cycle", "kubernetes api", "leader")), titles)
+    names = {v["name"] for v in dash["templating"]["list"]}
+    c.check(f"{label}: the dashboard's variables: datasource, namespace, service", names == {"datasource", "namespace", "service"},
+            names)
+
+
 def check_default(c, docs, settings_json=None):
     deploy, container, env, cluster_role, role = common(c, docs, "default")
     values = {e["name"]: e.get("value") for e in env}
@@ -474,6 +519,7 @@ def check_default(c, docs, settings_json=None):
     c.check("default: no topologySpreadConstraints", "topologySpreadConstraints" not in deploy["spec"]["template"]["spec"])
     aggregate(c, docs, "default", expect=True)
     helm_test(c, docs, "default")
+    grafana_dashboard(c, docs, "default")
 
 
 def aggregate(c, docs, label, expect):
@@ -681,6 +727,8 @@ def check_full(c, docs, values, settings_json=None, helpers=None):
                 alerts.get("SbomjobResultsStale", {}).get("expr", "").endswith(f"> {rule_values['staleAfterSeconds']}")
                 and alerts.get("SbomjobJobsFailing", {}).get("expr", "").endswith(f"> {rule_values['failedJobsPerHour']}"),
                 alerts)
+    chart_dir = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    grafana_dashboard(c, docs, "full", values["metrics"]["grafanaDashboard"], chart_dir)
     sm_values = values["metrics"]["serviceMonitor"]
     for sm in by_kind(docs, "ServiceMonitor"):
         c.check("full: ServiceMonitor namespace, annotations, relabelings, metricRelabelings",

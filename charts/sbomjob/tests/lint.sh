@@ -484,6 +484,78 @@ else
   skip "operator settings parse check (no operator binary under target/; set SBOMJOB_OPERATOR_BIN)"
 fi
 
+# --- promtool: the operator's metrics, the PrometheusRule ---------------------------------------
+# promtool (Prometheus from Go modules) is built with the cluster's binaries
+# (e2e/cluster/promtool.sh; hack/test.sh runs this script once it is there and names it in
+# SBOMJOB_PROMTOOL, which must then work); SBOMJOB_PROMTOOL points at another build.
+promtool_bin=${SBOMJOB_PROMTOOL:-$PROMTOOL_BIN}
+if [[ ! -x $promtool_bin ]]; then
+  if [[ -n ${SBOMJOB_PROMTOOL:-} ]]; then
+    fail "promtool checks: SBOMJOB_PROMTOOL=$SBOMJOB_PROMTOOL is not executable"
+  else
+    skip "promtool checks (no $PROMTOOL_BIN yet: e2e/cluster/promtool.sh builds it)"
+  fi
+else
+  # What the operator's /metrics serves at start (the e2e suite checks a scrape after Jobs ran).
+  if [[ -z $operator_bin ]]; then
+    skip "promtool check metrics on --print-metrics (no operator binary)"
+  elif "$operator_bin" --print-metrics >"$WORK/metrics.txt" 2>"$WORK/metrics.err" &&
+    SBOMJOB_PROMTOOL=$promtool_bin "$REPO_ROOT/hack/promtool-check-metrics.sh" "$WORK/metrics.txt" >>"$WORK/metrics.err" 2>&1; then
+    pass "promtool check metrics: the operator's --print-metrics"
+  else
+    fail "promtool check metrics: the operator's --print-metrics" "$WORK/metrics.err"
+  fi
+  # ... and the check fails on what promtool's lint refuses (a unit not in base units, no help).
+  printf '# HELP sbomjob_x_milliseconds X.\n# TYPE sbomjob_x_milliseconds gauge\nsbomjob_x_milliseconds 1\n# TYPE sbomjob_y gauge\nsbomjob_y 1\n# EOF\n' \
+    >"$WORK/bad-metrics.txt"
+  if SBOMJOB_PROMTOOL=$promtool_bin "$REPO_ROOT/hack/promtool-check-metrics.sh" "$WORK/bad-metrics.txt" >"$WORK/bad-metrics.out" 2>&1; then
+    fail "promtool check metrics refuses milliseconds and a missing help text" "$WORK/bad-metrics.out"
+  elif grep -q 'sbomjob_x_milliseconds use base unit' "$WORK/bad-metrics.out" && grep -q 'sbomjob_y no help text' "$WORK/bad-metrics.out"; then
+    pass "promtool check metrics refuses milliseconds and a missing help text"
+  else
+    fail "promtool check metrics refuses milliseconds and a missing help text (other output)" "$WORK/bad-metrics.out"
+  fi
+
+  # The PrometheusRule's groups as a Prometheus rule file: with the defaults' thresholds (release
+  # sbomjob in namespace sbomjob, as tests/rules-test.yaml assumes) and the full values'.
+  rule_file() { # rule_file RENDER OUT [--no-annotations]
+    "$PY" - "$@" <<'EOF'
+import sys, yaml
+rules = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d and d["kind"] == "PrometheusRule"]
+assert len(rules) == 1, f"{len(rules)} PrometheusRules"
+groups = rules[0]["spec"]["groups"]
+if sys.argv[3:] == ["--no-annotations"]:
+    for g in groups:
+        for r in g["rules"]:
+            r.pop("annotations", None)
+yaml.safe_dump({"groups": groups}, open(sys.argv[2], "w"), sort_keys=False)
+EOF
+  }
+  mkdir -p "$WORK/rules-test"
+  if helm template sbomjob "$CHART" --namespace sbomjob --set jobImage=x --set metrics.enabled=true \
+    --set metrics.prometheusRule.enabled=true --show-only templates/prometheusrule.yaml >"$WORK/rule.yaml" 2>"$WORK/rules.out" &&
+    rule_file "$WORK/rule.yaml" "$WORK/rules.yaml" >>"$WORK/rules.out" 2>&1 &&
+    rule_file "$WORK/rule.yaml" "$WORK/rules-test/rules.yaml" --no-annotations >>"$WORK/rules.out" 2>&1 &&
+    rule_file "$WORK/full.yaml" "$WORK/rules-full.yaml" >>"$WORK/rules.out" 2>&1; then
+    for f in rules.yaml rules-full.yaml; do
+      if "$promtool_bin" check rules --lint=all --lint-fatal "$WORK/$f" >"$WORK/check-rules.out" 2>&1; then
+        pass "promtool check rules --lint=all: the PrometheusRule ($f)"
+      else
+        fail "promtool check rules --lint=all: the PrometheusRule ($f)" "$WORK/check-rules.out"
+      fi
+    done
+    # When each alert fires and when not, on input series (tests/rules-test.yaml).
+    cp "$CHART/tests/rules-test.yaml" "$WORK/rules-test/"
+    if "$promtool_bin" test rules "$WORK/rules-test/rules-test.yaml" >"$WORK/test-rules.out" 2>&1; then
+      pass "promtool test rules tests/rules-test.yaml: stale results, failing Jobs, no leader (or none scraped)"
+    else
+      fail "promtool test rules tests/rules-test.yaml" "$WORK/test-rules.out"
+    fi
+  else
+    fail "the PrometheusRule as a rule file" "$WORK/rules.out"
+  fi
+fi
+
 # --- yamllint ---------------------------------------------------------------------------------
 cat >"$WORK/yamllint.yaml" <<'EOF'
 extends: default
