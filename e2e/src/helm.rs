@@ -16,35 +16,54 @@ pub fn chart_dir() -> PathBuf {
 impl Scenario {
     /// Installs the chart into the job namespace: its ServiceAccount, Role, ClusterRole and
     /// bindings, and with `replicas` > 0 the operator's Deployment. `--set` pairs go on top.
+    /// The scenarios manage the CRDs themselves ([`Scenario::enable_cache`]): `--skip-crds`, and
+    /// no CRD hook (`crds.upgrade.enabled=false`; e2e/tests/upgrade.rs tests it).
     /// Uninstalled when the scenario ends (its ClusterRoles outlive the namespace).
     pub fn helm_install(&mut self, release: &str, replicas: u32, set: &[(&str, &str)]) {
+        let replicas = replicas.to_string();
+        let selector = format!("{SCENARIO_LABEL}={}", self.name);
+        let mut all = vec![
+            ("replicaCount", replicas.as_str()),
+            ("namespaceLabelSelector", selector.as_str()),
+            ("cache.ttl", "0"),
+            ("crds.upgrade.enabled", "false"),
+        ];
+        all.extend_from_slice(set);
+        self.helm_upgrade_install(release, &chart_dir(), &["--skip-crds"], &all);
+    }
+
+    /// `helm upgrade --install --wait` of the chart at `chart` (this one or an older version)
+    /// into the job namespace, with `flags` and `--set` pairs (later ones win). Uninstalled when
+    /// the scenario ends.
+    pub fn helm_upgrade_install(
+        &mut self,
+        release: &str,
+        chart: &Path,
+        flags: &[&str],
+        set: &[(&str, &str)],
+    ) {
         let mut cmd = std::process::Command::new("helm");
         cmd.args(["upgrade", "--install", release])
-            .arg(chart_dir())
-            .args([
-                "--namespace",
-                &self.job_ns,
-                "--wait",
-                "--timeout",
-                "3m",
-                "--skip-crds",
-            ])
-            .args(["--set", &format!("replicaCount={replicas}")])
-            .args([
-                "--set",
-                &format!("namespaceLabelSelector={SCENARIO_LABEL}={}", self.name),
-            ])
-            .args(["--set", "cache.ttl=0"]);
+            .arg(chart)
+            .args(["--namespace", &self.job_ns, "--wait", "--timeout", "3m"])
+            .args(flags);
         for (k, v) in set {
             cmd.args(["--set", &format!("{k}={v}")]);
         }
         let out = cmd.output().expect("running helm");
         assert!(
             out.status.success(),
-            "helm install {release} failed: {}",
+            "helm upgrade --install {release} ({}) failed: {}",
+            chart.display(),
             String::from_utf8_lossy(&out.stderr)
         );
-        self.releases.push((release.to_string(), self.job_ns.clone()));
+        if !self
+            .releases
+            .iter()
+            .any(|(r, ns)| r == release && *ns == self.job_ns)
+        {
+            self.releases.push((release.to_string(), self.job_ns.clone()));
+        }
     }
 
     /// A kubeconfig that authenticates as the chart's ServiceAccount (installed RBAC-only on

@@ -146,6 +146,8 @@ async fn three_releases_side_by_side() {
             selector.clone(),
             format!("annotationPrefix={prefix}"),
             "leaderElection.leaseDuration=3s".to_string(),
+            // The CRDs are the scenario's (--skip-crds); the CRD hook is tested in upgrade.rs.
+            "crds.upgrade.enabled=false".to_string(),
         ]
     };
     let install = |release: &str, ns: &str, job_image: &str, prefix: &str, json: &str| {

@@ -11,6 +11,7 @@ pub mod api_metrics;
 pub mod backoff;
 pub mod cache;
 pub mod controller;
+pub mod crds;
 pub mod credentials;
 pub mod cycle;
 pub mod drift;

@@ -5,6 +5,8 @@
 //! queries against it.
 //! `sbomjob-operator --probe URL` exits 0 when a GET of the plain-HTTP URL answers 200 (the
 //! chart's `helm test` checks an operator's `/readyz` with it: the image has no shell or curl).
+//! `sbomjob-operator --apply-crds` applies sbomjob's CRDs and waits until they are Established
+//! (the chart's pre-install/pre-upgrade hook; see `sbomjob::crds`).
 
 use std::process::ExitCode;
 
@@ -15,6 +17,7 @@ async fn main() -> ExitCode {
     match std::env::args().nth(1).as_deref() {
         None => {}
         Some("--probe") => return probe(std::env::args().nth(2).as_deref()).await,
+        Some("--apply-crds") => return apply_crds().await,
         Some("--print-settings") => {
             let json = serde_json::to_string_pretty(&table::printed()).expect("settings serialise");
             println!("{json}");
@@ -44,6 +47,37 @@ async fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "sbomjob-operator stopped");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `--apply-crds`: 0 when every CRD is applied and Established (or kept, being newer); each
+/// CRD's outcome on stdout, the failure on stderr.
+async fn apply_crds() -> ExitCode {
+    let client = match kube::Client::try_default().await {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("sbomjob-operator --apply-crds: no Kubernetes client configuration: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match sbomjob::crds::apply(client).await {
+        Ok(done) => {
+            for (name, outcome) in done {
+                match outcome {
+                    sbomjob::crds::Outcome::Applied { previous } => {
+                        println!("{name}: applied and Established (was: {previous})")
+                    }
+                    sbomjob::crds::Outcome::KeptNewer(v) => {
+                        println!("{name}: kept (written by the newer sbomjob {v})")
+                    }
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("sbomjob-operator --apply-crds: {e}");
             ExitCode::FAILURE
         }
     }

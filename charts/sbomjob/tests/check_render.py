@@ -3,7 +3,8 @@
 
     check_render.py default RENDERED.yaml
     check_render.py ha RENDERED.yaml        (replicaCount=2, metrics.enabled=true)
-    check_render.py off RENDERED.yaml       (cache.ttl=0, leaderElection.enabled=false, podEvents=none)
+    check_render.py off RENDERED.yaml       (cache.ttl=0, leaderElection.enabled=false, podEvents=none,
+                                             crds.upgrade.enabled=false)
     check_render.py full RENDERED.yaml FULL_VALUES.yaml [SETTINGS_RS HELPERS_TPL]
       (the full render includes crds/: helm template --include-crds)
     check_render.py policy RENDERED.yaml    (a 1.33 capability set: the admission policy on "auto")
@@ -72,6 +73,63 @@ def helm_test(c, docs, label, expect=True):
             psc.get("runAsNonRoot") is True and psc["seccompProfile"]["type"] == "RuntimeDefault"
             and sc.get("allowPrivilegeEscalation") is False and sc["capabilities"]["drop"] == ["ALL"]
             and pod["spec"].get("automountServiceAccountToken") is False, (psc, sc))
+
+
+CRD_NAMES = ["imagerecords.sbomjob.io", "imagesources.sbomjob.io", "trustpolicies.sbomjob.io"]
+
+
+def crds_upgrade(c, docs, label, expect=True, values=None):
+    """crds.upgrade: the hook Job applying the CRDs (--apply-crds), its ServiceAccount and RBAC."""
+    kinds = ("ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Job")
+    found = {k: hooks(docs, k) for k in kinds}
+    c.check(f"{label}: CRD upgrade hook {'rendered' if expect else 'not rendered'} (ServiceAccount, ClusterRole,"
+            " ClusterRoleBinding, Job)",
+            all(len(v) == (1 if expect else 0) for v in found.values()), {k: len(v) for k, v in found.items()})
+    if not expect or not all(len(v) == 1 for v in found.values()):
+        return
+    (sa,), (role,), (binding,), (job,) = (found[k] for k in kinds)
+    deploy, container, _ = env_of(docs)
+    notes = [d["metadata"]["annotations"] for d in (sa, role, binding, job)]
+    c.check(f"{label}: CRD hook: pre-install and pre-upgrade, replaced by the next run, deleted once it succeeded",
+            all(a["helm.sh/hook"] == "pre-install,pre-upgrade"
+                and a["helm.sh/hook-delete-policy"] == "before-hook-creation,hook-succeeded" for a in notes), notes)
+    weight = lambda d: int(d["metadata"]["annotations"]["helm.sh/hook-weight"])
+    c.check(f"{label}: CRD hook: ServiceAccount and RBAC before the Job (hook weights)",
+            max(weight(d) for d in (sa, role, binding)) < weight(job), [weight(d) for d in (sa, role, binding, job)])
+    c.check(f"{label}: CRD hook: the binding gives its ClusterRole to its ServiceAccount",
+            binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                                   "name": role["metadata"]["name"]}
+            and binding["subjects"] == [{"kind": "ServiceAccount", "name": sa["metadata"]["name"],
+                                         "namespace": sa["metadata"]["namespace"]}], binding)
+    rules = role["rules"]
+    named = [r for r in rules if r.get("resourceNames")]
+    c.check(f"{label}: CRD hook RBAC: get and patch on our three CRDs by name; create (not limitable by name) the"
+            " only other verb; nothing but customresourcedefinitions",
+            all(r["apiGroups"] == ["apiextensions.k8s.io"] and r["resources"] == ["customresourcedefinitions"]
+                for r in rules)
+            and [(sorted(r["verbs"]), sorted(r["resourceNames"])) for r in named] == [(["get", "patch"], CRD_NAMES)]
+            and [r["verbs"] for r in rules if not r.get("resourceNames")] == [["create"]], rules)
+    spec = job["spec"]["template"]["spec"]
+    (box,) = spec["containers"]
+    c.check(f"{label}: CRD hook Job: the operator image with --apply-crds, its own ServiceAccount, no retry",
+            box["image"] == container["image"] and box["args"] == ["--apply-crds"]
+            and spec["serviceAccountName"] == sa["metadata"]["name"] and spec["restartPolicy"] == "Never"
+            and job["spec"]["backoffLimit"] == 0 and job["spec"]["activeDeadlineSeconds"] > 0, job["spec"])
+    psc, sc = spec["securityContext"], box["securityContext"]
+    c.check(f"{label}: CRD hook pod: restricted (non-root, RuntimeDefault, read-only root, no privilege escalation,"
+            " drop ALL), resources set",
+            psc.get("runAsNonRoot") is True and psc["seccompProfile"]["type"] == "RuntimeDefault"
+            and sc.get("allowPrivilegeEscalation") is False and sc["capabilities"]["drop"] == ["ALL"]
+            and sc.get("readOnlyRootFilesystem") is True and box["resources"]["limits"]["memory"], (psc, sc))
+    selector = deploy["spec"]["selector"]["matchLabels"]
+    labels = job["spec"]["template"]["metadata"]["labels"]
+    c.check(f"{label}: CRD hook pod: not selected by the operator's selector (Service, PDB, NetworkPolicy)",
+            not all(labels.get(k) == v for k, v in selector.items()), labels)
+    if values:
+        up = values["crds"]["upgrade"]
+        c.check(f"{label}: CRD hook: crds.upgrade.timeoutSeconds and resources",
+                job["spec"]["activeDeadlineSeconds"] == up["timeoutSeconds"] and box["resources"] == up["resources"],
+                (job["spec"], box["resources"]))
 
 
 def env_of(docs):
@@ -408,6 +466,10 @@ def check_names(c, a, b, other):
         c.check(f"names: {kind} differs between namespaces and between releases", len(set(flat)) == len(flat), flat)
         c.check(f"names: {kind} names are DNS subdomains of at most 253 characters",
                 all(len(n) <= 253 and subdomain.fullmatch(n) for n in flat), flat)
+    for kind in ("ClusterRole", "ClusterRoleBinding"):
+        flat = [d["metadata"]["name"] for docs in (a, b, other) for d in hooks(docs, kind)]
+        c.check(f"names: the CRD hook's {kind} differs between namespaces and releases, a DNS subdomain",
+                len(flat) == len(set(flat)) == 3 and all(len(n) <= 253 and subdomain.fullmatch(n) for n in flat), flat)
     views = [sorted(d["metadata"]["name"] for d in by_kind(docs, "ClusterRole") if is_aggregated(d)) for docs in (a, b, other)]
     flat = [n for ns in views for n in ns]
     c.check("names: the aggregated view/edit ClusterRoles differ between namespaces and releases",
@@ -465,6 +527,7 @@ def check_default(c, docs, settings_json=None):
     admission_policy(c, docs, "default (no capabilities)", expect=False)
     network_policy(c, docs, "default")
     operator_network_policy(c, docs, "default")
+    crds_upgrade(c, docs, "default")
     if settings_json:
         default = load_settings(settings_json)["SBOM_JOB_RESOURCES"]["default"]
         try:
@@ -565,6 +628,7 @@ def check_off(c, docs):
             values.get("SBOM_CACHE_TTL") == "0" and values.get("SBOM_LEADER_ELECTION") == "false"
             and values.get("SBOM_POD_EVENTS") == "none", values)
     aggregate(c, docs, "off", expect=False)
+    crds_upgrade(c, docs, "off", expect=False)
     c.check("off: no imagerecords, imagesources or leases rule",
             not any(set(r["resources"]) & {"imagerecords", "imagerecords/status", "imagesources",
                                            "imagesources/status", "trustpolicies", "leases"}
@@ -740,6 +804,7 @@ def check_full(c, docs, values, settings_json=None, helpers=None):
                 sm)
     network_policy(c, docs, "full", values if values["networkPolicy"]["enabled"] else None)
     operator_network_policy(c, docs, "full", values if values["networkPolicy"]["operator"]["enabled"] else None)
+    crds_upgrade(c, docs, "full", values["crds"]["upgrade"]["enabled"], values)
     (sa,) = by_kind(docs, "ServiceAccount")
     c.check("full: serviceAccount name and annotations",
             sa["metadata"]["name"] == values["serviceAccount"]["name"]

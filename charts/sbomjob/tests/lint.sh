@@ -6,7 +6,7 @@
 #
 # - helm lint, with jobImage set
 # - helm template with the defaults (+ jobImage), with replicaCount=2 + metrics.enabled ("ha"),
-#   with cache.ttl=0 + leaderElection.enabled=false + podEvents=none ("off"), on a 1.33
+#   with cache.ttl=0 + leaderElection.enabled=false + podEvents=none + crds.upgrade.enabled=false ("off"), on a 1.33
 #   capability set with the admission policy "auto" and off ("policy", "policyoff"), and with
 #   ci/full-values.yaml (every value; with crds/), all validated against the
 #   Kubernetes 1.33 schemas (kubernetes-validate --strict; the ServiceMonitor, a Prometheus
@@ -175,7 +175,7 @@ if render ha --set jobImage=x --set replicaCount=2 --set metrics.enabled=true; t
 fi
 
 if render off --set jobImage=x --set-json cache.ttl=0 --set leaderElection.enabled=false --set podEvents=none \
-  --set rbac.aggregateToDefaultRoles=false; then
+  --set rbac.aggregateToDefaultRoles=false --set crds.upgrade.enabled=false; then
   "$PY" "$CHART/tests/check_render.py" off "$WORK/off.yaml" >"$WORK/off.checks" 2>&1 ||
     grep -q '^FAIL' "$WORK/off.checks" || fail "check_render.py off crashed" "$WORK/off.checks"
   count_checks "$WORK/off.checks"
@@ -379,6 +379,10 @@ refused "leaderElection.leaseDuration=2" "leaderElection.leaseDuration: Must be 
   --set jobImage=x --set-json 'leaderElection.leaseDuration=2'
 refused "leaderElection.leaseName not a DNS subdomain" "leaderElection.leaseName: Does not match pattern" \
   --set jobImage=x --set leaderElection.leaseName=Bad_Name
+refused "crds.upgrade.enabled=\"yes\"" "crds.upgrade.enabled: Invalid type. Expected: boolean" \
+  --set jobImage=x --set-json 'crds.upgrade.enabled="yes"'
+refused "crds.upgrade.timeoutSeconds=0" "crds.upgrade.timeoutSeconds: Must be greater than or equal to 10" \
+  --set jobImage=x --set crds.upgrade.timeoutSeconds=0
 refused "cache.ttl=forever" "cache.ttl: Does not match pattern" --set jobImage=x --set cache.ttl=forever
 refused "unknown cache.* key" "Additional property tll is not allowed" --set jobImage=x --set cache.tll=1h
 refused "debounce={}" "debounce: Invalid type" --set jobImage=x --set-json 'debounce={}'
