@@ -282,6 +282,10 @@ compile_project() {
   cargo_images "$MUSL_TARGET"
 }
 
+# The commit the project images are labelled with (read once: a commit made during a build
+# changes nothing).
+REVISION=$(git -C "$REPO_ROOT" rev-parse HEAD)
+
 # The build arguments of the project images' OCI labels: the version (`git describe`), the
 # commit, and its time as the creation date (SOURCE_DATE_EPOCH if set), so that one commit
 # always gives the same labels, and with --timestamp 0 the same image.
@@ -290,7 +294,7 @@ oci_build_args() {
   epoch=${SOURCE_DATE_EPOCH:-$(git -C "$REPO_ROOT" log -1 --format=%ct)}
   printf '%s\n' \
     --build-arg "VERSION=$(git -C "$REPO_ROOT" describe --tags --always --dirty)" \
-    --build-arg "REVISION=$(git -C "$REPO_ROOT" rev-parse HEAD)" \
+    --build-arg "REVISION=$REVISION" \
     --build-arg "CREATED=$(date -u -d "@$epoch" +%Y-%m-%dT%H:%M:%SZ)"
 }
 
@@ -298,7 +302,7 @@ oci_build_args() {
 OCI_LABELS=(title description vendor licenses url source documentation version revision created)
 
 # check_labels NAME CONFIG_JSON: every label of OCI_LABELS is set and not empty, the revision is
-# this commit.
+# the commit built.
 check_labels() {
   local name=$1 config=$2 l missing=()
   for l in "${OCI_LABELS[@]}"; do
@@ -308,7 +312,7 @@ check_labels() {
   ((${#missing[@]} == 0)) || die "$name: labels missing: ${missing[*]}"
   local rev
   rev=$(jq -r '.config.Labels["org.opencontainers.image.revision"]' <<<"$config")
-  [[ $rev == "$(git -C "$REPO_ROOT" rev-parse HEAD)" ]] || die "$name: revision label '$rev' is not HEAD"
+  [[ $rev == "$REVISION" ]] || die "$name: revision label '$rev' is not the commit built ($REVISION)"
 }
 
 # check_pushed_labels REPO:TAG: the image config as the registry serves it carries the labels.
