@@ -3,7 +3,9 @@
 # built here from real package sources (a Debian image of dpkg packages, a Python application
 # with its PyPI packages, a Go binary with its modules), and what sbomjob did: the annotated pods,
 # the records, the SBOMs syft produced (attached to each image in the local registry, fetched back
-# into ./demo-output/) and one query over them with the kubectl plugin.
+# into ./demo-output/) and one query over them with the kubectl plugin. sbomjob catalogues itself
+# too: its operator's pod like any other, and its job image through an ImageSource naming that
+# image's repository in the local registry, so its own job image makes the SBOM of itself.
 # The cluster keeps running afterwards; `e2e/cluster/cluster.sh down` stops it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,17 +30,26 @@ set -a
 . "$SBOMJOB_IMAGES_ENV"
 set +a
 
-step "helm install sbomjob (syft preset)"
+step "helm install sbomjob (syft preset, registry sources from the local registry)"
 kubectl create namespace "$NS" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
 kubectl label namespace "$NS" pod-security.kubernetes.io/enforce=restricted --overwrite >/dev/null
 helm upgrade --install sbomjob charts/sbomjob --namespace "$NS" --wait --timeout 5m \
   --set image.repository="${OPERATOR_IMAGE%:*}" --set image.tag="${OPERATOR_IMAGE##*:}" \
   --set jobImage="$JOB_SYFT_IMAGE" \
   --set interval=1m --set debounce=5s \
+  --set sources.registries="$REGISTRY" --set registryLookup.insecureRegistries="$REGISTRY" \
   --set-json 'jobEnv=[
     {"name":"ENTRYPOINT_ATTACH","value":"true"},
     {"name":"ENTRYPOINT_ATTACH_INSECURE_REGISTRIES","value":"'"$REGISTRY"'"},
     {"name":"SYFT_REGISTRY_INSECURE_USE_HTTP","value":"true"}]'
+
+step "ImageSource: sbomjob's own job image, catalogued by itself"
+JOB_REPO=${JOB_SYFT_IMAGE#"$REGISTRY"/}
+JOB_REPO=${JOB_REPO%:*}
+jq -n --arg ns "$NS" --arg reg "$REGISTRY" --arg repo "$JOB_REPO" --arg tag "${JOB_SYFT_IMAGE##*:}" \
+  '{apiVersion: "sbomjob.io/v1alpha1", kind: "ImageSource",
+    metadata: {name: "sbomjob-job-image", namespace: $ns},
+    spec: {registry: $reg, repositories: [$repo], tags: {include: [$tag]}}}' | kubectl apply -f -
 
 APPS_LIST=(debian python go)
 step "workloads: ${APPS_LIST[*]}"
@@ -49,45 +60,81 @@ for app in "${APPS_LIST[@]}"; do
 done
 kubectl -n "$APPS" rollout status deployment --timeout=3m
 
-step "waiting for sbomjob to catalogue the images"
-deadline=$(( $(date +%s) + 600 ))
-until [[ $(kubectl -n "$APPS" get pods -o json | jq '[.items[] | select((.metadata.annotations // {}) | keys | any(startswith("sbomjob.io/"))) ] | length') == "${#APPS_LIST[@]}" ]]; do
-  if (( $(date +%s) > deadline )); then
-    kubectl -n "$NS" get jobs,pods; kubectl -n "$NS" logs deploy/sbomjob --tail=40
-    echo "the demo workloads were not annotated within 10 minutes" >&2; exit 1
+# The SBOMs the demo shows, "NAME VAR" (VAR: the image's variable in images.env): the
+# workloads', then sbomjob's own two images'.
+SBOMS=()
+for app in "${APPS_LIST[@]}"; do SBOMS+=("$app WORKLOAD_${app^^}_IMAGE"); done
+SBOMS+=("operator OPERATOR_IMAGE" "job-syft JOB_SYFT_IMAGE")
+
+# sbom_manifest VAR: the manifest of the SBOM attached to VAR's image (tag sha256-<digest>.sbom).
+sbom_manifest() {
+  local image=${!1} digest_var=${1}_DIGEST repo
+  repo=${image#"$REGISTRY"/}
+  repo=${repo%:*}
+  curl -fsS -H 'Accept: application/vnd.oci.image.manifest.v1+json' \
+    "http://$SBOMJOB_REGISTRY_HOST/v2/$repo/manifests/sha256-${!digest_var#sha256:}.sbom"
+}
+annotated() {
+  kubectl -n "$APPS" get pods -o json |
+    jq '[.items[] | select((.metadata.annotations // {}) | keys | any(startswith("sbomjob.io/"))) ] | length'
+}
+attached() {
+  local entry n=0
+  for entry in "${SBOMS[@]}"; do
+    if sbom_manifest "${entry#* }" >/dev/null 2>&1; then n=$((n + 1)); fi
+  done
+  echo "$n"
+}
+
+step "waiting for sbomjob to catalogue the images (the workloads, its own operator and job image)"
+deadline=$(($(date +%s) + 600))
+until [[ $(annotated) == "${#APPS_LIST[@]}" && $(attached) == "${#SBOMS[@]}" ]]; do
+  if (($(date +%s) > deadline)); then
+    kubectl -n "$NS" get jobs,pods,imagesources
+    kubectl -n "$NS" logs deploy/sbomjob --tail=40
+    echo "within 10 minutes, $(annotated) of ${#APPS_LIST[@]} workloads annotated, $(attached) of ${#SBOMS[@]} SBOMs attached" >&2
+    exit 1
   fi
   sleep 5
 done
 
-step "annotated pods"
-kubectl get pods -n "$APPS" -o json | jq -r '.items[] | . as $p | (.metadata.annotations // {}) | to_entries[]
-  | select(.key | startswith("sbomjob.io/")) | "\($p.metadata.namespace)/\($p.metadata.name)  \(.key)=\(.value)"'
+step "annotated pods (the workloads, and sbomjob's own operator)"
+for ns in "$APPS" "$NS"; do
+  kubectl get pods -n "$ns" -o json | jq -r '.items[] | . as $p | (.metadata.annotations // {}) | to_entries[]
+    | select(.key | startswith("sbomjob.io/")) | "\($p.metadata.namespace)/\($p.metadata.name)  \(.key)=\(.value)"'
+done
 
 step "Jobs"
 kubectl -n "$NS" get jobs -l app.kubernetes.io/managed-by=sbomjob
+
+step "the ImageSource of sbomjob's job image"
+kubectl -n "$NS" get imagesources
 
 step "what the Jobs found (ImageRecords)"
 kubectl get imagerecords -o wide
 
 step "SBOMs attached to the images in the registry (copied to $OUT)"
 mkdir -p "$OUT"
-for app in "${APPS_LIST[@]}"; do
-  var=WORKLOAD_${app^^}_IMAGE
+for entry in "${SBOMS[@]}"; do
+  name=${entry%% *} var=${entry#* }
   image=${!var}
   digest_var=${var}_DIGEST
-  digest=${!digest_var}
-  repo=${image#"$REGISTRY"/}; repo=${repo%:*}
-  tag="sha256-${digest#sha256:}.sbom"
-  manifest=$(curl -fsS -H 'Accept: application/vnd.oci.image.manifest.v1+json' \
-    "http://$SBOMJOB_REGISTRY_HOST/v2/$repo/manifests/$tag")
+  repo=${image#"$REGISTRY"/}
+  repo=${repo%:*}
+  manifest=$(sbom_manifest "$var")
   blob=$(jq -r '.layers[0].digest' <<<"$manifest")
-  curl -fsS -o "$OUT/$app.spdx.json" "http://$SBOMJOB_REGISTRY_HOST/v2/$repo/blobs/$blob"
-  printf '%-6s %s  subject=%s  packages=%s  -> %s\n' "$app" "$repo:$tag" "$(jq -r '.subject.digest' <<<"$manifest")" \
-    "$(jq '.packages | length' "$OUT/$app.spdx.json")" "$OUT/$app.spdx.json"
+  curl -fsS -o "$OUT/$name.spdx.json" "http://$SBOMJOB_REGISTRY_HOST/v2/$repo/blobs/$blob"
+  printf '%-8s %s  subject=%s  packages=%s  -> %s\n' "$name" "$repo:sha256-${!digest_var#sha256:}.sbom" \
+    "$(jq -r '.subject.digest' <<<"$manifest")" "$(jq '.packages | length' "$OUT/$name.spdx.json")" "$OUT/$name.spdx.json"
+done
+echo "in sbomjob's own images, the crates syft read from the binaries (built with cargo auditable):"
+for name in operator job-syft; do
+  printf '  %-8s %s\n' "$name" "$(jq -r '[.packages[] | select(any(.externalRefs[]?; .referenceLocator | startswith("pkg:cargo/"))) | .name]
+    | "\(length) crates (\(.[0:5] | join(", ")), ...)"' "$OUT/$name.spdx.json")"
 done
 
 step "kubectl sbomjob find pip: the running containers whose SBOM lists pip"
 "$PLUGIN" find pip -n "$APPS" --insecure-registry "$REGISTRY"
 
-step "demo done in $(( $(date +%s) - started )) s; the cluster keeps running (e2e/cluster/cluster.sh down stops it)"
+step "demo done in $(($(date +%s) - started)) s; the cluster keeps running (e2e/cluster/cluster.sh down stops it)"
 echo "Try: eval \"\$(e2e/cluster/cluster.sh env)\"; kubectl get pods -A; kubectl -n $NS logs deploy/sbomjob"

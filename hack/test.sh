@@ -44,7 +44,8 @@ cargo build --locked -p sbomjob-job-image -p sbomjob-operator -p sbomjob-kubectl
 # for the build lock), and these steps mostly wait on the network, Helm and the cluster.
 rust_log=$(mktemp)
 rust_pid=
-bg_start rust_pid "$rust_log" bash -c 'cargo test --locked -p sbomjob-e2e --no-run && e2e/images/build.sh compile'
+# `cross`: the arm64 build (binaries and images, checked, no registry needed).
+bg_start rust_pid "$rust_log" bash -c 'cargo test --locked -p sbomjob-e2e --no-run && e2e/images/build.sh compile && e2e/images/build.sh cross'
 trap 'bg_stop "$bins_pid" "$rust_pid"; rm -f "$bins_log" "$rust_log"' EXIT
 SBOMJOB_ENTRYPOINT_BIN=$DEBUG_BIN/sbomjob-entrypoint PRESETS_FETCH=1 entrypoints/tests/presets.sh
 docs/tests/examples.sh
@@ -78,7 +79,7 @@ charts/sbomjob/tests/lint.sh install
 step "images"
 rust_rc=0; wait "$rust_pid" || rust_rc=$?
 cat "$rust_log"; rm -f "$rust_log"
-((rust_rc == 0)) || { echo "the e2e test binaries or the musl build failed ($rust_rc)" >&2; exit "$rust_rc"; }
+((rust_rc == 0)) || { echo "the e2e test binaries, the musl build or the arm64 build failed ($rust_rc)" >&2; exit "$rust_rc"; }
 e2e/images/build.sh
 
 step "end-to-end suite"

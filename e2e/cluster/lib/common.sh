@@ -58,10 +58,12 @@ APT_PACKAGES=(musl-tools containerd runc containernetworking-plugins docker-regi
   skopeo umoci jq apache2-utils busybox-static bash-static iproute2 conntrack socat ethtool
   iptables nftables openssl python3-venv curl procps psmisc util-linux kmod file)
 
-# Installs the Debian packages the cluster needs (apt-get update once, only when one is missing).
+# ensure_apt_packages [PACKAGE...]: installs the Debian packages named, by default those the
+# cluster needs (apt-get update once, only when one is missing).
 ensure_apt_packages() {
   local missing=() p
-  for p in "${APT_PACKAGES[@]}"; do
+  (($#)) || set -- "${APT_PACKAGES[@]}"
+  for p in "$@"; do
     # A here-string, not a pipe: grep -q exits at the first match, and with pipefail a writer
     # killed by SIGPIPE would count the package as missing.
     grep -q 'install ok installed' <<<"$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null)" || missing+=("$p")
