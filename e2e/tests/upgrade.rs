@@ -238,9 +238,22 @@ async fn upgrade_from_the_previous_chart_keeps_records_and_annotations() {
         .await;
     s.wait_pods_running().await;
 
-    // The cluster as chart 0.1.0 left it: its ImageRecord CRD (replaced whole, as Helm's create
-    // made it: no newer field stays behind under another manager).
-    kubectl(&["replace", "-f", old_crd.to_str().unwrap()]);
+    // The cluster as chart 0.1.0 left it: its ImageRecord CRD, created whole as Helm's install
+    // made it (no newer field stays behind under another manager), and no ImageSource or
+    // TrustPolicy CRD: the upgrade's hook must create them. Deleted first, whatever an earlier
+    // test left (on a fresh cluster none exists); the test runs alone, so no other scenario's
+    // objects of these kinds go with them.
+    for name in CRDS {
+        kubectl(&[
+            "delete",
+            "crd",
+            name,
+            "--ignore-not-found",
+            "--wait=true",
+            "--timeout=60s",
+        ]);
+    }
+    kubectl(&["create", "-f", old_crd.to_str().unwrap()]);
     kubectl(&[
         "wait",
         "--for",
@@ -253,18 +266,6 @@ async fn upgrade_from_the_previous_chart_keeps_records_and_annotations() {
         before.contains(&"packages".to_string()) && !before.iter().any(|p| p == "provenance" || p == "drift"),
         "the old ImageRecord schema is in force: {before:?}"
     );
-    // Chart 0.1.0 had no ImageSource or TrustPolicy: the upgrade's hook must create them (the
-    // test runs alone, so no other scenario's objects of these kinds go with them).
-    for name in &CRDS[1..] {
-        kubectl(&[
-            "delete",
-            "crd",
-            name,
-            "--ignore-not-found",
-            "--wait=true",
-            "--timeout=60s",
-        ]);
-    }
 
     // 1. The previous chart (its crds/ exist already: Helm leaves them), the current operator.
     let run = format!("{:08x}", rand::random::<u32>());
