@@ -19,9 +19,8 @@ fi
 src=$HERE/promtool
 grep -Eq "^[[:space:]]*(require )?github.com/prometheus/prometheus $PROMETHEUS_MODULE_VERSION( |$)" "$src/go.mod" ||
   die "$src/go.mod does not require prometheus $PROMETHEUS_MODULE_VERSION (versions.sh)"
-# Prometheus needs a newer Go than the cluster's binaries do.
-GO_MIN_VERSION=$PROMTOOL_GO_MIN_VERSION
-go=$(find_go)
+# Prometheus needs a newer Go than the cluster's binaries do (find_go reads GO_MIN_VERSION).
+go=$(GO_MIN_VERSION=$PROMTOOL_GO_MIN_VERSION find_go)
 log "building promtool ($PROMETHEUS_MODULE_VERSION) with $("$go" env GOVERSION) into $(dirname "$PROMTOOL_BIN")"
 export GOTOOLCHAIN=local GOFLAGS=-buildvcs=false CGO_ENABLED=0
 # A build cache of its own, removed once the binary is in place; an interrupted build
