@@ -32,8 +32,9 @@ use crate::{
     health::Health,
     leader::{self, Leadership},
     metrics::{CycleResult, Metrics},
-    pod::WatchedPod,
+    pod::WirePod,
     pod_events,
+    pod_store::{self, PodStore},
     schedule::Schedule,
     settings::Settings,
     sources,
@@ -361,40 +362,36 @@ async fn shutdown_signal() {
     info!("shutting down");
 }
 
-/// Pods, as much of them as cycles read (see [`WatchedPod`]), so 10,000 pods fit in a few MiB.
+/// Pods, as much of them as cycles read (see [`crate::pod_store`]): 10,000 pods fit in a few MiB.
 fn pod_cache(
     client: &Client,
     selector: Option<&str>,
     prefix: &str,
     new_digests: NewDigests,
     health: Health,
-) -> Store<WatchedPod> {
-    let api: Api<WatchedPod> = Api::all(client.clone());
-    let prefix = prefix.to_string();
+) -> PodStore {
+    let api: Api<WirePod> = Api::all(client.clone());
     let mut config = watcher::Config::default();
     if let Some(sel) = selector {
         config = config.labels(sel);
     }
-    let (reader, writer) = reflector::store();
-    let stream = watcher(api, config)
-        .default_backoff()
-        .modify(move |pod| pod.slim(&prefix))
-        .reflect(writer)
-        .for_each(move |event| {
-            match event {
+    let (reader, mut writer) = pod_store::store(prefix);
+    let stream = watcher(api, config).default_backoff().for_each(move |event| {
+        match event {
+            Ok(event) => {
+                health.watch_ok("pod");
                 // Changes after the initial list; the start-up cycle covers what was listed.
-                Ok(watcher::Event::Apply(pod)) => {
-                    health.watch_ok("pod");
+                if let Some(pod) = writer.apply(event) {
                     new_digests.observe(&pod)
                 }
-                Ok(_) => health.watch_ok("pod"),
-                Err(e) => {
-                    health.watch_failed("pod");
-                    warn!(error = %e, "pod watch failed; retrying")
-                }
             }
-            ready(())
-        });
+            Err(e) => {
+                health.watch_failed("pod");
+                warn!(error = %e, "pod watch failed; retrying")
+            }
+        }
+        ready(())
+    });
     tokio::spawn(stream);
     reader
 }

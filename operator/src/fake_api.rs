@@ -13,10 +13,7 @@ use http_body_util::BodyExt;
 use kube::{
     Client,
     client::Body,
-    runtime::{
-        events::{Recorder, Reporter},
-        reflector::store::Writer,
-    },
+    runtime::events::{Recorder, Reporter},
 };
 use serde_json::{Value, json};
 
@@ -161,10 +158,6 @@ pub fn context(client: Client, vars: &[(&str, &str)], pods: Vec<WatchedPod>) -> 
         list.push(("SBOM_REGISTRY_LOOKUP".into(), "false".into()));
     }
     let settings = Settings::from_vars(list).expect("test settings");
-    let mut writer: Writer<WatchedPod> = Writer::default();
-    for pod in pods {
-        writer.apply_watcher_event(&kube::runtime::watcher::Event::Apply(pod));
-    }
     let (new_digests, _asks) = trigger::channel(&settings.annotation_prefix, None);
     Context {
         recorder: Recorder::new(
@@ -179,7 +172,7 @@ pub fn context(client: Client, vars: &[(&str, &str)], pods: Vec<WatchedPod>) -> 
         client,
         settings,
         namespace: "sbomjob".into(),
-        pods: writer.as_reader(),
+        pods: crate::pod_store::PodStore::from_pods(pods),
         namespaces: None,
         sources: None,
         metrics: Arc::new(Metrics::new()),

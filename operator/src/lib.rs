@@ -26,6 +26,7 @@ pub mod metrics;
 pub mod objects;
 pub mod pod;
 pub mod pod_events;
+pub mod pod_store;
 pub mod provenance;
 pub mod registry;
 pub mod replan;

@@ -1,79 +1,89 @@
 //! The part of a pod that cycles read, as the pod store holds it.
 //!
 //! A k8s-openapi `Pod` is over 2 KiB inline, plus about 750 B per container status, nearly all
-//! of it fields sbomjob never reads. This type is deserialized straight from the API's JSON
-//! (serde skips every other field), so no whole Pod is ever built and 10,000 cached pods take a
-//! few MiB. It is still a pod to kube: the same API path, kind and metadata.
+//! of it fields sbomjob never reads. The watch deserializes a [`WirePod`] straight from the API's
+//! JSON (serde skips every other field, so no whole Pod is ever built) and the store keeps the
+//! [`WatchedPod`] made from it: no `ObjectMeta` (about 400 B inline, most of it options cycles
+//! never read), and its strings shared with every other pod naming the same namespace, image or
+//! digest (see [`crate::pod_store`]).
+
+use std::sync::Arc;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Deserializer};
 
-#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
+/// A pod as cycles read it; built from a [`WirePod`] by [`WirePod::into_watched`].
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct WatchedPod {
-    #[serde(default, deserialize_with = "crate::objects::meta::without_managed_fields")]
-    pub metadata: ObjectMeta,
-    #[serde(default, deserialize_with = "null_as_default")]
+    pub metadata: PodMeta,
     pub spec: PodSpec,
-    #[serde(default, deserialize_with = "null_as_default")]
     pub status: PodStatus,
-    /// Our annotations (`<prefix>/...`) once [`WatchedPod::slim`] moved them out of `metadata`:
-    /// a one-entry `BTreeMap` allocates a node of eleven slots (over 500 B) per annotated pod.
-    #[serde(skip)]
-    pub ours: Box<[(Box<str>, Box<str>)]>,
+    /// Our annotations (`<prefix>/...`), the only ones kept: a one-entry `BTreeMap` allocates
+    /// a node of eleven slots (over 500 B) per annotated pod.
+    pub ours: Box<[(Arc<str>, Arc<str>)]>,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+/// The pod's identity. The uid stays: pod Events refer to it (`kubectl describe pod` matches
+/// Events by uid).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PodMeta {
+    pub name: Option<String>,
+    pub namespace: Option<Arc<str>>,
+    pub uid: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PodSpec {
-    #[serde(default, deserialize_with = "null_as_default")]
-    pub image_pull_secrets: Vec<SecretName>,
+    #[serde(default, deserialize_with = "null_as_empty")]
+    pub image_pull_secrets: Box<[SecretName]>,
     #[serde(default)]
-    pub service_account_name: Option<String>,
+    pub service_account_name: Option<Arc<str>>,
     /// The images as the pod names them (drift reads their tags: a container's status may name
     /// another tag of the same digest).
-    #[serde(default, deserialize_with = "null_as_default")]
-    pub containers: Vec<SpecContainer>,
+    #[serde(default, deserialize_with = "null_as_empty")]
+    pub containers: Box<[SpecContainer]>,
 }
 
 /// A container of the spec: its name and image, nothing else.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
 pub struct SpecContainer {
     #[serde(default, deserialize_with = "null_as_default")]
-    pub name: String,
+    pub name: Arc<str>,
     #[serde(default, deserialize_with = "null_as_default")]
-    pub image: String,
+    pub image: Arc<str>,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
 pub struct SecretName {
     #[serde(default, deserialize_with = "null_as_default")]
-    pub name: String,
+    pub name: Arc<str>,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PodStatus {
     #[serde(default)]
-    pub phase: Option<String>,
-    #[serde(default, deserialize_with = "null_as_default")]
-    pub container_statuses: Vec<ContainerStatus>,
-    #[serde(default, deserialize_with = "null_as_default")]
-    pub init_container_statuses: Vec<ContainerStatus>,
-    #[serde(default, deserialize_with = "null_as_default")]
-    pub ephemeral_container_statuses: Vec<ContainerStatus>,
+    pub phase: Option<Arc<str>>,
+    #[serde(default, deserialize_with = "null_as_empty")]
+    pub container_statuses: Box<[ContainerStatus]>,
+    #[serde(default, deserialize_with = "null_as_empty")]
+    pub init_container_statuses: Box<[ContainerStatus]>,
+    #[serde(default, deserialize_with = "null_as_empty")]
+    pub ephemeral_container_statuses: Box<[ContainerStatus]>,
 }
 
 /// A container's name, the image it asked for and the image it runs.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
 pub struct ContainerStatus {
     #[serde(default, deserialize_with = "null_as_default")]
-    pub name: String,
+    pub name: Arc<str>,
     /// `status.image`: the reference the pod asked for (often a tag).
     #[serde(default, deserialize_with = "null_as_default")]
-    pub image: String,
+    pub image: Arc<str>,
     /// Empty until the image is pulled.
     #[serde(rename = "imageID", default, deserialize_with = "null_as_default")]
-    pub image_id: String,
+    pub image_id: Arc<str>,
 }
 
 /// The API may send `null` where a list or string is absent.
@@ -81,7 +91,27 @@ fn null_as_default<'de, D: Deserializer<'de>, T: Deserialize<'de> + Default>(d: 
     Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
 }
 
-impl k8s_openapi::Resource for WatchedPod {
+/// A list, `null` as empty, in a slice of its exact length: a `Vec` grown while parsing keeps
+/// room for four (measured at 10,000 pods: 4.9 MB of the lists' 1.2 MB was spare room).
+fn null_as_empty<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Box<[T]>, D::Error> {
+    Ok(Option::<Vec<T>>::deserialize(d)?
+        .unwrap_or_default()
+        .into_boxed_slice())
+}
+
+/// A pod as the watch receives it: to kube, a pod (the same API path, kind and metadata), so
+/// kube's watcher can list and watch it. Lives only until [`WirePod::into_watched`].
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct WirePod {
+    #[serde(default, deserialize_with = "crate::objects::meta::without_managed_fields")]
+    pub metadata: ObjectMeta,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub spec: PodSpec,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub status: PodStatus,
+}
+
+impl k8s_openapi::Resource for WirePod {
     const API_VERSION: &'static str = "v1";
     const GROUP: &'static str = "";
     const KIND: &'static str = "Pod";
@@ -90,7 +120,7 @@ impl k8s_openapi::Resource for WatchedPod {
     type Scope = k8s_openapi::NamespaceResourceScope;
 }
 
-impl k8s_openapi::Metadata for WatchedPod {
+impl k8s_openapi::Metadata for WirePod {
     type Ty = ObjectMeta;
 
     fn metadata(&self) -> &ObjectMeta {
@@ -99,6 +129,33 @@ impl k8s_openapi::Metadata for WatchedPod {
 
     fn metadata_mut(&mut self) -> &mut ObjectMeta {
         &mut self.metadata
+    }
+}
+
+impl WirePod {
+    /// The pod as the store keeps it: its identity, spec and status, and of its annotations only
+    /// ours (`<prefix>/...`). Labels, owners and every other annotation (kubectl's last-applied
+    /// copy of the pod among them) are dropped here.
+    pub fn into_watched(self, prefix: &str) -> WatchedPod {
+        let meta = self.metadata;
+        let mine = format!("{prefix}/");
+        let ours = meta
+            .annotations
+            .into_iter()
+            .flatten()
+            .filter(|(k, _)| k.starts_with(&mine))
+            .map(|(k, v)| (Arc::from(k), Arc::from(v)))
+            .collect();
+        WatchedPod {
+            metadata: PodMeta {
+                name: meta.name,
+                namespace: meta.namespace.map(Arc::from),
+                uid: meta.uid,
+            },
+            spec: self.spec,
+            status: self.status,
+            ours,
+        }
     }
 }
 
@@ -116,11 +173,7 @@ impl WatchedPod {
     }
 
     pub fn annotation(&self, key: &str) -> Option<&str> {
-        match self.ours.iter().find(|(k, _)| &**k == key) {
-            Some((_, v)) => Some(v),
-            // A pod not slimmed (built by hand, in tests) still has them in its metadata.
-            None => self.metadata.annotations.as_ref()?.get(key).map(String::as_str),
-        }
+        self.ours.iter().find(|(k, _)| &**k == key).map(|(_, v)| &**v)
     }
 
     /// Every status of the pod's containers: regular, init and ephemeral.
@@ -132,30 +185,34 @@ impl WatchedPod {
             .chain(&s.ephemeral_container_statuses)
     }
 
-    /// Drops the metadata cycles never read: labels, owners and every annotation outside
-    /// `<prefix>/` (kubectl's last-applied copy of the pod among them); ours move to
-    /// [`WatchedPod::ours`]. The uid stays: pod Events refer to it (`kubectl describe pod`
-    /// matches Events by uid). Measured at 10,000 pods, what is left is most of the operator's
-    /// memory: keep it to what cycles read.
-    pub fn slim(&mut self, prefix: &str) {
-        let meta = std::mem::take(&mut self.metadata);
-        let mine = format!("{prefix}/");
-        let mut ours = self.ours.to_vec();
-        ours.extend(
-            meta.annotations
-                .into_iter()
-                .flatten()
-                .filter(|(k, _)| k.starts_with(&mine))
-                .map(|(k, v)| (k.into_boxed_str(), v.into_boxed_str())),
-        );
-        self.ours = ours.into_boxed_slice();
-        self.metadata = ObjectMeta {
-            name: meta.name,
-            namespace: meta.namespace,
-            uid: meta.uid,
-            resource_version: meta.resource_version,
-            ..Default::default()
-        };
+    /// Every string of the pod that other pods may share, for [`crate::pod_store`] to replace
+    /// with one shared copy.
+    pub fn shared_strings(&mut self) -> impl Iterator<Item = &mut Arc<str>> {
+        let WatchedPod {
+            metadata,
+            spec,
+            status,
+            ours,
+        } = self;
+        let statuses = status
+            .container_statuses
+            .iter_mut()
+            .chain(&mut status.init_container_statuses)
+            .chain(&mut status.ephemeral_container_statuses)
+            .flat_map(|c| [&mut c.name, &mut c.image, &mut c.image_id]);
+        metadata
+            .namespace
+            .iter_mut()
+            .chain(status.phase.iter_mut())
+            .chain(spec.service_account_name.iter_mut())
+            .chain(spec.image_pull_secrets.iter_mut().map(|s| &mut s.name))
+            .chain(
+                spec.containers
+                    .iter_mut()
+                    .flat_map(|c| [&mut c.name, &mut c.image]),
+            )
+            .chain(statuses)
+            .chain(ours.iter_mut().flat_map(|(k, v)| [k, v]))
     }
 }
 
@@ -167,8 +224,8 @@ mod tests {
     use super::*;
 
     /// A pod as the API sends it: many more fields than are read.
-    fn full_pod() -> core::Pod {
-        serde_json::from_value(json!({
+    fn full_pod() -> serde_json::Value {
+        let pod: core::Pod = serde_json::from_value(json!({
             "metadata": {
                 "name": "p", "namespace": "ns", "uid": "u-1", "resourceVersion": "42",
                 "labels": {"app": "x"},
@@ -199,21 +256,35 @@ mod tests {
                 }]
             }
         }))
-        .expect("a valid pod")
+        .expect("a valid pod");
+        serde_json::to_value(pod).unwrap()
+    }
+
+    fn watched(json: serde_json::Value, prefix: &str) -> WatchedPod {
+        serde_json::from_value::<WirePod>(json)
+            .unwrap()
+            .into_watched(prefix)
     }
 
     #[test]
     fn reads_what_cycles_use_from_a_whole_pod() {
-        let pod: WatchedPod = serde_json::from_value(serde_json::to_value(full_pod()).unwrap()).unwrap();
+        let pod = watched(full_pod(), "sbomjob.io");
         assert_eq!(
             (pod.namespace(), pod.name(), pod.phase()),
             ("ns", "p", Some("Running"))
         );
-        assert_eq!(pod.spec.image_pull_secrets, [SecretName { name: "pull".into() }]);
+        assert_eq!(*pod.spec.image_pull_secrets, [SecretName { name: "pull".into() }]);
         assert_eq!(pod.spec.service_account_name.as_deref(), Some("runner"));
+        assert_eq!(
+            *pod.spec.containers,
+            [SpecContainer {
+                name: "app".into(),
+                image: "r.io/a:1".into()
+            }]
+        );
         let ids: Vec<(&str, &str, &str)> = pod
             .statuses()
-            .map(|c| (c.name.as_str(), c.image.as_str(), c.image_id.as_str()))
+            .map(|c| (&*c.name, &*c.image, &*c.image_id))
             .collect();
         assert_eq!(
             ids,
@@ -225,57 +296,71 @@ mod tests {
     }
 
     #[test]
-    fn slim_keeps_only_our_annotations_and_the_identity() {
-        let mut pod: WatchedPod = serde_json::from_value(serde_json::to_value(full_pod()).unwrap()).unwrap();
-        let before = pod.clone();
-        pod.slim("sbomjob.io");
+    fn keeps_only_our_annotations_and_the_identity() {
+        let pod = watched(full_pod(), "sbomjob.io");
         assert_eq!(pod.annotation("sbomjob.io/app"), Some("r.io/a@sha256:00"));
         assert_eq!(
             pod.annotation("kubectl.kubernetes.io/last-applied-configuration"),
             None
         );
-        assert_eq!(pod.metadata.resource_version.as_deref(), Some("42"));
         assert_eq!(pod.metadata.uid.as_deref(), Some("u-1"));
-        assert!(pod.metadata.labels.is_none() && pod.metadata.managed_fields.is_none());
-        assert!(pod.metadata.owner_references.is_none());
-        assert_eq!((&pod.spec, &pod.status), (&before.spec, &before.status));
-        assert!(
-            pod.metadata.annotations.is_none(),
-            "ours moved out of the metadata"
-        );
         assert_eq!(pod.ours.len(), 1);
         // No annotation of ours: none kept at all.
-        let mut other = before;
-        other.slim("example.com");
-        assert!(other.metadata.annotations.is_none() && other.ours.is_empty());
+        assert!(watched(full_pod(), "example.com").ours.is_empty());
     }
 
     #[test]
     fn nulls_and_missing_fields_read_as_empty() {
-        let pod: WatchedPod = serde_json::from_value(json!({
-            "metadata": {"name": "p", "namespace": "ns"},
-            "spec": {"imagePullSecrets": null},
-            "status": {"containerStatuses": null, "initContainerStatuses": [{"name": "i", "imageID": null}]}
-        }))
-        .unwrap();
+        let pod = watched(
+            json!({
+                "metadata": {"name": "p", "namespace": "ns", "annotations": null},
+                "spec": {"imagePullSecrets": null},
+                "status": {"containerStatuses": null, "initContainerStatuses": [{"name": "i", "imageID": null}]}
+            }),
+            "sbomjob.io",
+        );
         assert!(pod.spec.image_pull_secrets.is_empty());
         assert_eq!(pod.statuses().count(), 1);
-        assert_eq!(pod.statuses().next().unwrap().image_id, "");
-        let bare: WatchedPod =
-            serde_json::from_value(json!({"metadata": {"name": "p"}, "status": null})).unwrap();
+        assert_eq!(&*pod.statuses().next().unwrap().image_id, "");
+        let bare = watched(json!({"metadata": {"name": "p"}, "status": null}), "sbomjob.io");
         assert_eq!(bare.statuses().count(), 0);
-        assert_eq!(bare.phase(), None);
+        assert_eq!((bare.phase(), bare.namespace()), (None, ""));
+    }
+
+    #[test]
+    fn shared_strings_are_every_string_pods_repeat() {
+        let mut pod = watched(full_pod(), "sbomjob.io");
+        let mut seen: Vec<String> = pod.shared_strings().map(|s| s.to_string()).collect();
+        seen.sort();
+        let mut want = vec![
+            "ns",
+            "Running",
+            "runner",
+            "pull",
+            "app",
+            "r.io/a:1",
+            "app",
+            "r.io/a:1",
+            "r.io/a@sha256:00",
+            "init",
+            "r.io/i:1",
+            "docker-pullable://r.io/i@sha256:11",
+            "sbomjob.io/app",
+            "r.io/a@sha256:00",
+        ];
+        want.sort();
+        assert_eq!(seen, want);
     }
 
     #[test]
     fn is_much_smaller_than_a_k8s_openapi_pod() {
-        // What the cache pays per pod before any heap data (a guard against growing it back).
+        // What the store pays per pod before any heap data (a guard against growing it back).
         assert!(
-            std::mem::size_of::<WatchedPod>() * 3 < std::mem::size_of::<core::Pod>(),
+            std::mem::size_of::<WatchedPod>() * 8 < std::mem::size_of::<core::Pod>(),
             "WatchedPod {} B vs Pod {} B",
             std::mem::size_of::<WatchedPod>(),
             std::mem::size_of::<core::Pod>()
         );
-        assert!(std::mem::size_of::<ContainerStatus>() * 8 < std::mem::size_of::<core::ContainerStatus>());
+        assert!(std::mem::size_of::<ContainerStatus>() * 10 < std::mem::size_of::<core::ContainerStatus>());
     }
 }

@@ -88,9 +88,9 @@ pub fn container_images(pod: &WatchedPod) -> (Vec<ContainerImage>, Vec<Skipped>)
         }
         match ImageId::parse(&status.image_id) {
             Ok(id) if id.is_pullable() || !status.image.is_empty() => ok.push(ContainerImage {
-                container: status.name.clone(),
+                container: status.name.to_string(),
                 id,
-                image: status.image.clone(),
+                image: status.image.to_string(),
             }),
             Ok(id) => skipped.push(skip(
                 &status.name,
@@ -127,15 +127,16 @@ pub fn credential_sources(pod: &WatchedPod) -> CredentialSources {
             .spec
             .image_pull_secrets
             .iter()
-            .map(|r| r.name.clone())
-            .filter(|n| !n.is_empty())
+            .filter(|r| !r.name.is_empty())
+            .map(|r| r.name.to_string())
             .collect(),
         service_account: pod
             .spec
             .service_account_name
-            .clone()
+            .as_deref()
             .filter(|n| !n.is_empty())
-            .unwrap_or_else(|| "default".into()),
+            .unwrap_or("default")
+            .to_string(),
     }
 }
 
@@ -367,7 +368,7 @@ pub fn running_digests(pods: &[std::sync::Arc<WatchedPod>]) -> BTreeSet<String> 
 
 #[cfg(test)]
 pub(crate) mod fixtures {
-    use kube::api::ObjectMeta;
+    use crate::pod::PodMeta;
 
     use crate::pod::{ContainerStatus, PodStatus, SecretName, WatchedPod};
 
@@ -378,14 +379,14 @@ pub(crate) mod fixtures {
     pub fn status(name: &str, image_id: &str) -> ContainerStatus {
         ContainerStatus {
             name: name.into(),
-            image: format!("img-{name}:1"),
+            image: format!("img-{name}:1").into(),
             image_id: image_id.into(),
         }
     }
 
     pub fn pod(ns: &str, name: &str, containers: Vec<ContainerStatus>) -> WatchedPod {
         WatchedPod {
-            metadata: ObjectMeta {
+            metadata: PodMeta {
                 namespace: Some(ns.into()),
                 name: Some(name.into()),
                 ..Default::default()
@@ -393,7 +394,7 @@ pub(crate) mod fixtures {
             spec: Default::default(),
             status: PodStatus {
                 phase: Some("Running".into()),
-                container_statuses: containers,
+                container_statuses: containers.into(),
                 ..Default::default()
             },
             ..Default::default()
@@ -401,15 +402,15 @@ pub(crate) mod fixtures {
     }
 
     pub fn with_pull_secrets(mut pod: WatchedPod, names: &[&str]) -> WatchedPod {
-        pod.spec.image_pull_secrets = names.iter().map(|n| SecretName { name: n.to_string() }).collect();
+        pod.spec.image_pull_secrets = names.iter().map(|n| SecretName { name: (*n).into() }).collect();
         pod
     }
 
     pub fn annotated(mut pod: WatchedPod, key: &str, value: &str) -> WatchedPod {
-        pod.metadata
-            .annotations
-            .get_or_insert_with(Default::default)
-            .insert(key.into(), value.into());
+        let mut ours = pod.ours.into_vec();
+        ours.retain(|(k, _)| &**k != key);
+        ours.push((key.into(), value.into()));
+        pod.ours = ours.into_boxed_slice();
         pod
     }
 }
@@ -476,8 +477,9 @@ mod tests {
     #[test]
     fn init_and_ephemeral_containers_count() {
         let mut p = pod("a", "p", vec![]);
-        p.status.init_container_statuses = vec![status("init", &format!("r.io/i@{}", digest(4)))];
-        p.status.ephemeral_container_statuses = vec![status("debug", &format!("r.io/d@{}", digest(5)))];
+        p.status.init_container_statuses = vec![status("init", &format!("r.io/i@{}", digest(4)))].into();
+        p.status.ephemeral_container_statuses =
+            vec![status("debug", &format!("r.io/d@{}", digest(5)))].into();
         let pods = vec![Arc::new(p)];
         let (items, _) = build(&snapshot(&pods));
         assert_eq!(items.len(), 2);

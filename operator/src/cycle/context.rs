@@ -22,6 +22,7 @@ use crate::{
     cache::JobIdentity,
     metrics::Metrics,
     pod::WatchedPod,
+    pod_store::PodStore,
     results::{self, Found},
     settings::Settings,
     trigger::NewDigests,
@@ -34,8 +35,8 @@ pub struct Context {
     pub settings: Settings,
     /// Where Jobs and Secrets live (`POD_NAMESPACE`).
     pub namespace: String,
-    /// Pods matching the pod label selector, kept current by a reflector.
-    pub pods: Store<WatchedPod>,
+    /// Pods matching the pod label selector, kept current by the pod watch.
+    pub pods: PodStore,
     /// Namespaces matching the namespace label selector; `None` when there is no selector.
     pub namespaces: Option<Store<Namespace>>,
     /// ImageSources, kept current by a reflector; `None` when sources are off (no digest cache,

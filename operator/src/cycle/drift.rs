@@ -95,8 +95,8 @@ pub fn tagged(pods: &[Arc<WatchedPod>]) -> Vec<Tagged> {
                     .map(|id| id.digest);
                 out.push(Tagged {
                     pod: i,
-                    container: c.name.clone(),
-                    image: c.image.clone(),
+                    container: c.name.to_string(),
+                    image: c.image.to_string(),
                     repo: (r.registry, r.repository),
                     tag,
                     digest,
@@ -365,8 +365,8 @@ mod tests {
         p.spec.containers = images
             .iter()
             .map(|(c, i)| SpecContainer {
-                name: c.to_string(),
-                image: i.to_string(),
+                name: (*c).into(),
+                image: (*i).into(),
             })
             .collect();
         Arc::new(p)

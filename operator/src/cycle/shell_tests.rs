@@ -569,10 +569,11 @@ async fn drift_is_annotated_once_and_tags_listed_once_per_interval() {
             name,
             vec![status("app", &format!("{registry}/team/app@{}", digest(1)))],
         );
-        p.spec.containers = vec![SpecContainer {
+        p.spec.containers = [SpecContainer {
             name: "app".into(),
             image: image.into(),
-        }];
+        }]
+        .into();
         p
     };
     let old = with_spec("old", &format!("{registry}/team/app:1.2.0"));
@@ -590,7 +591,7 @@ async fn drift_is_annotated_once_and_tags_listed_once_per_interval() {
     ctx.recorded_drift.lock().unwrap().insert(digest(1), vec![]);
     let unrecorded = with_spec("unrecorded", &format!("{registry}/team/app:1.2.3"));
     let mut unrecorded = unrecorded;
-    unrecorded.status.container_statuses[0].image_id = format!("{registry}/team/app@{}", digest(2));
+    unrecorded.status.container_statuses[0].image_id = format!("{registry}/team/app@{}", digest(2)).into();
     let pods: Vec<Arc<crate::pod::WatchedPod>> = vec![
         old.clone().into(),
         new.clone().into(),
