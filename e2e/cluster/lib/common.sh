@@ -119,6 +119,43 @@ find_go() {
   echo "$g"
 }
 
+# Builds the Go command PKG of MODULE VERSION from the go.mod and go.sum in SRC (which must pin
+# that version) into BIN, the version-keyed cache, and prints BIN on stdout; build logs go to
+# stderr. Prints BIN and does nothing else when it is there, unless FORCE is 1. Arguments after
+# `--` go to `go build` (tags, ldflags). GO_MIN_VERSION may be set for the call.
+#   build_go_tool NAME SRC MODULE VERSION PKG BIN FORCE -- [go build arguments]
+build_go_tool() {
+  local name=$1 src=$2 module=$3 version=$4 pkg=$5 bin=$6 force=$7 go tmp start cache
+  shift 7
+  [[ ${1:-} == -- ]] && shift
+  if [[ -x $bin && $force != 1 ]]; then
+    echo "$bin"
+    return 0
+  fi
+  grep -Eq "^[[:space:]]*(require )?$module $version( |\$)" "$src/go.mod" ||
+    die "$src/go.mod does not require $module $version (versions.sh)"
+  go=$(find_go)
+  log "building $name $version with $("$go" env GOVERSION) into $(dirname "$bin")"
+  # A build cache of its own, removed once the binary is in place; an interrupted build keeps
+  # it, so the next try resumes. SBOMJOB_KEEP_GOCACHE=1 keeps it.
+  cache=$SBOMJOB_CACHE/go-build-$name
+  mkdir -p "$(dirname "$bin")"
+  tmp=$bin.tmp.$$
+  start=$(date +%s)
+  if ! (cd "$src" && GOTOOLCHAIN=local GOFLAGS=-buildvcs=false CGO_ENABLED=0 GOCACHE=$cache \
+    "$go" build -trimpath "$@" -o "$tmp" "$pkg") >&2; then
+    rm -f "$tmp"
+    die "building $name $version failed"
+  fi
+  mv "$tmp" "$bin"
+  log "$name built in $(($(date +%s) - start))s"
+  if [[ ${SBOMJOB_KEEP_GOCACHE:-0} != 1 ]]; then
+    chmod -R u+w "$cache" 2>/dev/null || true
+    rm -rf "$cache"
+  fi
+  echo "$bin"
+}
+
 kubectl_bin() {
   if [[ -x $TOOLS_BIN/kubectl ]]; then echo "$TOOLS_BIN/kubectl"; else command -v kubectl; fi
 }
