@@ -155,7 +155,7 @@ step "RESULTS.md" >&2
   echo "  Succeeded (exit code 0): the job controller sets Complete, so the figures measure the operator."
   echo "- The operator: release build for x86_64-unknown-linux-musl (the static binary its image ships),"
   echo "  settings as the chart's defaults except \`SBOM_INTERVAL=15s\` (the second cycle),"
-  echo "  \`SBOM_JOB_MAX_IMAGES=N/5\` (fewest Jobs; a Secret's config is capped at 512 KiB,"
+  echo "  \`SBOM_JOB_MAX_IMAGES=N/5\`, at most 10,000, the setting's maximum (fewest Jobs; a Secret's config is capped at 512 KiB,"
   echo "  so 10,000 pods take two Jobs) and \`SBOM_JOB_MAX_PARALLEL=1\` (run one after the other), JSON logs; digest cache CRD installed,"
   echo "  leader election on (the Lease renewals are counted apart)."
   echo "- Times come from the audit log (request received / response complete), the harness's watch of"

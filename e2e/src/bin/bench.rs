@@ -248,7 +248,8 @@ fn start_operator(
             "skopeo inspect docker://{reference}",
         )
         // As few Jobs as the 512 KiB config budget allows; they run one after the other.
-        .env("SBOM_JOB_MAX_IMAGES", digests.to_string())
+        // At most 10,000: the setting's range (operator/src/settings.rs, MAX_IMAGES).
+        .env("SBOM_JOB_MAX_IMAGES", digests.min(10_000).to_string())
         .env("SBOM_JOB_MAX_PARALLEL", "1")
         .env("SBOM_JOB_NODE_SELECTOR", node_selector)
         .env("SBOM_JOB_TOLERATIONS", tolerations)
