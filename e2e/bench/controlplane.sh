@@ -30,6 +30,11 @@ KCM_PORT=20257
 # Limits raised for 10,000 pods: the API server's concurrency, and the controller manager's
 # client rate (the job controller must not be what the bench measures).
 MAX_INFLIGHT=800
+# The audit log is rotated at this size (MB). 0 is not "never": the log writer (lumberjack) takes
+# it as its default of 100 MB, and at 100,000 pods the operator's requests are more than that, so
+# the start of the run went to a backup file. Big enough not to rotate; the harness reads backups
+# too.
+AUDIT_LOG_MAX_MB=100000
 MAX_MUTATING_INFLIGHT=400
 KCM_QPS=500
 KCM_BURST=1000
@@ -105,7 +110,7 @@ cmd_up() {
     --authorization-mode=RBAC \
     --max-requests-inflight=$MAX_INFLIGHT --max-mutating-requests-inflight=$MAX_MUTATING_INFLIGHT \
     --audit-policy-file="$CP/audit-policy.yaml" --audit-log-path="$CP/audit.log" \
-    --audit-log-format=json --audit-log-maxsize=0 --audit-log-mode=batch \
+    --audit-log-format=json --audit-log-maxsize=$AUDIT_LOG_MAX_MB --audit-log-mode=batch \
     --audit-log-batch-buffer-size=200000 --audit-log-batch-max-size=1000 \
     --audit-log-batch-max-wait=1s --audit-log-batch-throttle-enable=false \
     --profiling=false --v=0

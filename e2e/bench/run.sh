@@ -48,6 +48,15 @@ ensure_apt_packages
 "$ROOT/e2e/cluster/tools.sh" >/dev/null
 [[ -x $K8S_BIN_DIR/kube-apiserver ]] || "$ROOT/e2e/cluster/build-binaries.sh" >&2 || true
 
+# The audit log of a run with the backups the API server rotated it to, oldest first.
+save_audit_log() {
+  local backups
+  shopt -s nullglob
+  backups=("$BENCH_DIR"/cp/audit-*.log)
+  shopt -u nullglob
+  cat "${backups[@]}" "$BENCH_DIR/cp/audit.log" >"$1"
+}
+
 # What else ran on the machine before each measurement (the shared e2e cluster and its suites
 # may be busy): the load average, the CPU idle share over 3 s, and whether e2e tests ran.
 busy() {
@@ -83,7 +92,7 @@ for n in $SIZES; do
   eval "$("$ROOT/e2e/bench/controlplane.sh" env)"
   "$TARGET/bench" cluster --pods "$n" --namespaces "$NAMESPACES" \
     --operator "$OPERATOR" --out "$OUT/cluster-$n.json"
-  cp "$BENCH_DIR/cp/audit.log" "$OUT/audit-$n.log"
+  save_audit_log "$OUT/audit-$n.log"
   "$ROOT/e2e/bench/controlplane.sh" down
   cluster_files+=(--cluster "$OUT/cluster-$n.json")
 done
@@ -97,7 +106,7 @@ busy "before N = $n, podEvents all"
 eval "$("$ROOT/e2e/bench/controlplane.sh" env)"
 "$TARGET/bench" cluster --pods "$n" --namespaces "$NAMESPACES" --pod-events all \
   --operator "$OPERATOR" --out "$OUT/cluster-$n-events-all.json"
-cp "$BENCH_DIR/cp/audit.log" "$OUT/audit-$n-events-all.log"
+save_audit_log "$OUT/audit-$n-events-all.log"
 "$ROOT/e2e/bench/controlplane.sh" down
 cluster_files+=(--cluster "$OUT/cluster-$n-events-all.json")
 

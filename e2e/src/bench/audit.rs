@@ -3,7 +3,7 @@
 
 use std::{
     collections::{BTreeMap, HashMap},
-    path::Path,
+    path::{Path, PathBuf},
 };
 
 use k8s_openapi::jiff::Timestamp;
@@ -34,9 +34,37 @@ impl Request {
     }
 }
 
-/// Reads the requests of `user`, ordered by the time they were received.
+/// The log at `path` and the backups the API server's log writer (lumberjack) rotated it to,
+/// `<stem>-<time>.<ext>` beside it, oldest first: a run is only whole with all of them.
+pub fn files(path: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
+    let ext = path.extension().and_then(|s| s.to_str()).unwrap_or_default();
+    let mut backups: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
+                n.strip_prefix(stem)
+                    .and_then(|n| n.strip_prefix('-'))
+                    .and_then(|n| n.strip_suffix(ext))
+                    .is_some_and(|time| time.starts_with(|c: char| c.is_ascii_digit()) && time.contains('T'))
+            })
+        })
+        .collect();
+    // lumberjack's backup names carry the time of rotation, so their order is the time order.
+    backups.sort();
+    backups.push(path.to_path_buf());
+    Ok(backups)
+}
+
+/// Reads the requests of `user` from the log at `path` and its rotated backups, ordered by the
+/// time they were received.
 pub fn read(path: &Path, user: &str) -> std::io::Result<Vec<Request>> {
-    let text = std::fs::read_to_string(path)?;
+    let mut text = String::new();
+    for file in files(path)? {
+        text.push_str(&std::fs::read_to_string(file)?);
+        text.push('\n');
+    }
     let mut by_id: HashMap<String, Request> = HashMap::new();
     for line in text.lines() {
         let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
@@ -107,4 +135,55 @@ pub fn count<'a>(
             .or_insert(0) += 1;
     }
     (by_verb, by_resource)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rotated_backups_are_read_oldest_first_then_the_log() {
+        let dir = std::env::temp_dir().join(format!("sbomjob-audit-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let line = |id: &str, at: &str| {
+            format!(
+                r#"{{"auditID":"{id}","verb":"get","user":{{"username":"op"}},"objectRef":{{"resource":"leases"}},"requestReceivedTimestamp":"{at}","stageTimestamp":"{at}","responseStatus":{{"code":200}}}}"#
+            )
+        };
+        std::fs::write(
+            dir.join("audit-2026-12-02T18-50-00.000.log"),
+            line("b", "2026-12-02T18:45:00Z"),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join("audit-2026-12-02T18-40-00.000.log"),
+            line("a", "2026-12-02T18:35:00Z"),
+        )
+        .unwrap();
+        std::fs::write(dir.join("audit.log"), line("c", "2026-12-02T18:55:00Z")).unwrap();
+        // Not backups: another log, and a copy named like the bench's output.
+        std::fs::write(
+            dir.join("other-2026-12-02T18-40-00.000.log"),
+            line("x", "2026-12-02T18:00:00Z"),
+        )
+        .unwrap();
+        std::fs::write(dir.join("audit-100000.log"), line("y", "2026-12-02T18:00:00Z")).unwrap();
+        let names: Vec<String> = files(&dir.join("audit.log"))
+            .unwrap()
+            .iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "audit-2026-12-02T18-40-00.000.log",
+                "audit-2026-12-02T18-50-00.000.log",
+                "audit.log"
+            ]
+        );
+        let requests = read(&dir.join("audit.log"), "op").unwrap();
+        assert_eq!(requests.len(), 3, "{requests:?}");
+        assert!(requests.windows(2).all(|w| w[0].received <= w[1].received));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
