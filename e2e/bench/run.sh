@@ -191,6 +191,11 @@ step "RESULTS.md" >&2
   echo
   "$TARGET/bench" table "${cluster_files[@]}" --entrypoint "$OUT/entrypoint.json" --fuzz "$OUT/fuzz.json"
   echo
+  echo "## Memory at 10,000 pods"
+  echo
+  # Measured by hand (how is at its top): copied, not made by this run.
+  cat "$ROOT/e2e/bench/memory.md"
+  echo
   echo "## First cycle with the defaults: 500 images of 30 s"
   echo
   echo "\`e2e/bench/defaults.sh\`, in this run (issue 9: defaults that finish; how it simulates the operator's"
