@@ -143,7 +143,8 @@ build_workloads() {
 # machine has; each with busybox to run, pushed as workload/<name>:1.0:
 #   debian: a dpkg database of 40 of this machine's Debian packages (their real control data),
 #           and pip's .dist-info as a Debian python would have it;
-#   python: an application in a venv with the PyPI packages `python3 -m venv` installs (pip);
+#   python: a Flask and Celery application in a venv: pip and the 28 PyPI packages pinned in
+#           python-app-requirements.txt, downloaded from PyPI;
 #   go:     policycheck, a Go binary with its module information (built with the cluster).
 # pip is in exactly two of them (debian, python).
 build_realistic() {
@@ -166,8 +167,12 @@ build_realistic() {
   ctx=$(stage_dir workload-python)
   install -D -m 0755 /bin/busybox "$ctx/busybox"
   mkdir -p "$ctx/rootfs/app"
+  log "workload/python: installing $(grep -c '^[^#]' "$IMAGES_DIR/python-app-requirements.txt") pinned PyPI packages"
+  "$venv/app/bin/pip" install -q --disable-pip-version-check --no-deps \
+    -r "$IMAGES_DIR/python-app-requirements.txt"
   cp -a "$venv/app/lib" "$ctx/rootfs/app/"
-  printf 'print("hello")\n' >"$ctx/rootfs/app/main.py"
+  printf '%s\n' 'from flask import Flask' '' 'app = Flask(__name__)' '' '' '@app.get("/")' \
+    'def hello():' '    return "hello"' >"$ctx/rootfs/app/main.py"
   cp "$IMAGES_DIR/workload-alpha/Containerfile" "$ctx/Containerfile"
   build_push WORKLOAD_PYTHON_IMAGE "$ctx/Containerfile" "$ctx" "workload/python:1.0" ""
   rm -rf "$venv"

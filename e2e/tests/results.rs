@@ -208,9 +208,34 @@ async fn r2_syft_results_match_the_sboms_in_the_registry() {
         );
         blobs.push((pod, blob));
     }
-    // The Debian image's SBOM lists its dpkg packages (40 of them), the Go binary its modules.
+    // The Debian image's SBOM lists its dpkg packages (40 of them), the Python application's
+    // its 28 pinned PyPI packages and pip (names compared as PyPI normalises them), the Go
+    // binary its modules.
+    let normal = |name: &str| name.to_lowercase().replace(['_', '.'], "-");
     let debian: Value = serde_json::from_slice(&blobs[0].1).unwrap();
     assert!(debian["packages"].as_array().unwrap().len() >= 40);
+    let python: Value = serde_json::from_slice(&blobs[1].1).unwrap();
+    let names: std::collections::BTreeSet<String> = python["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["name"].as_str().map(normal))
+        .collect();
+    for pinned in std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/images/python-app-requirements.txt"
+    ))
+    .unwrap()
+    .lines()
+    .filter(|l| !l.starts_with('#') && !l.is_empty())
+    {
+        let name = normal(pinned.split("==").next().unwrap());
+        assert!(
+            names.contains(&name),
+            "python: {name} is not in the SBOM: {names:?}"
+        );
+    }
+    assert!(names.contains("pip"), "python: {names:?}");
 
     // The plugin: the SBOM as the registry has it, and which pods contain pip.
     for (pod, blob) in &blobs {
