@@ -30,14 +30,14 @@ KCM_PORT=20257
 # Limits raised for 10,000 pods: the API server's concurrency, and the controller manager's
 # client rate (the job controller must not be what the bench measures).
 MAX_INFLIGHT=800
+MAX_MUTATING_INFLIGHT=400
+KCM_QPS=500
+KCM_BURST=1000
 # The audit log is rotated at this size (MB). 0 is not "never": the log writer (lumberjack) takes
 # it as its default of 100 MB, and at 100,000 pods the operator's requests are more than that, so
 # the start of the run went to a backup file. Big enough not to rotate; the harness reads backups
 # too.
 AUDIT_LOG_MAX_MB=100000
-MAX_MUTATING_INFLIGHT=400
-KCM_QPS=500
-KCM_BURST=1000
 # The operator's user: its own client certificate, so the audit log can pick its requests.
 OPERATOR_USER=sbomjob-operator
 

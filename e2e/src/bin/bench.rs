@@ -288,11 +288,6 @@ fn cycles(lines: &[bench::LogLine]) -> Vec<(Timestamp, Option<Timestamp>)> {
     out
 }
 
-/// One merge patch of one annotation per pod, `concurrency` in flight; (seconds, mean latency of
-/// the successful patches, how many succeeded). A failed patch annotated nothing: it is logged
-/// and left out of the throughput.
-/// `metadata`: ask for metadata-only responses (`Api::patch_metadata`, what the operator does),
-/// else for the whole pod.
 /// Lists every pod of the cluster in pages of `page`: (seconds, pods listed).
 async fn list_every_pod(client: &Client, page: u32) -> Result<(f64, usize), Error> {
     let api: Api<Pod> = Api::all(client.clone());
@@ -312,6 +307,11 @@ async fn list_every_pod(client: &Client, page: u32) -> Result<(f64, usize), Erro
     }
 }
 
+/// One merge patch of one annotation per pod, `concurrency` in flight; (seconds, mean latency of
+/// the successful patches, how many succeeded). A failed patch annotated nothing: it is logged
+/// and left out of the throughput.
+/// `metadata`: ask for metadata-only responses (`Api::patch_metadata`, what the operator does),
+/// else for the whole pod.
 async fn raw_patch_loop(
     client: &Client,
     pods: &[(String, String)],
